@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spoolgw/spool/internal/api"
+	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/store/sqlite"
+	"github.com/spoolgw/spool/internal/txlog/filelog"
+)
+
+// serveConfig is everything spool serve is told.
+type serveConfig struct {
+	listen          string
+	dataDir         string
+	database        string
+	schemaFile      string
+	tables          string
+	batchSize       int
+	batchTimeout    time.Duration
+	shutdownTimeout time.Duration
+	logLevel        string
+}
+
+// DefaultShutdownTimeout bounds the drain at shutdown: long enough to apply
+// a healthy backlog, short enough for a service manager's stop timeout.
+const DefaultShutdownTimeout = 15 * time.Second
+
+func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
+	c := &serveConfig{}
+	fs := flag.NewFlagSet("spool serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "`address` the HTTP API listens on")
+	fs.StringVar(&c.dataDir, "data-dir", "./spool-data", "`directory` for the log and the embedded database")
+	fs.StringVar(&c.database, "database", "", "database to drain into: sqlite:PATH (default sqlite:DATA-DIR/spool.db)")
+	fs.StringVar(&c.schemaFile, "schema", "", "SQL `file` applied at start (make it idempotent: CREATE TABLE IF NOT EXISTS)")
+	fs.StringVar(&c.tables, "tables", "", "comma-separated `tables` clients may use (default: every user table)")
+	fs.IntVar(&c.batchSize, "batch-size", applier.DefaultBatchSize, "most transactions applied in one database transaction")
+	fs.DurationVar(&c.batchTimeout, "batch-timeout", applier.DefaultBatchTimeout, "how long a partial batch waits for more after its first transaction")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long shutdown waits to drain the log into the database")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: spool serve [flags]
+
+Runs the gateway. With no flags: a local log and a SQLite database in
+./spool-data, the API on 127.0.0.1:8080. On SIGINT or SIGTERM spool stops
+taking writes, drains the log into the database (up to --shutdown-timeout)
+and exits; a second signal exits at once. Writes not drained stay in the log
+and are applied at the next start.
+
+Flags (each also set by its SPOOL_* environment variable, e.g. SPOOL_DATA_DIR):
+`)
+		fs.PrintDefaults()
+	}
+	return fs, c
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs, c := serveFlags(stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runServer(ctx, stop, c, logger)
+}
+
+// runServer runs spool until ctx ends, then shuts down in dependency order:
+// HTTP intake, the applier (draining the log), the log, the database.
+func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logger *slog.Logger) error {
+	if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	st, err := openStore(ctx, c, logger)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	lg, err := filelog.Open(filepath.Join(c.dataDir, "log"), filelog.Config{}, logger)
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	defer lg.Close()
+
+	var tables []string
+	if c.tables != "" {
+		for _, t := range strings.Split(c.tables, ",") {
+			tables = append(tables, strings.TrimSpace(t))
+		}
+	}
+	gw, err := gateway.New(ctx, lg, st, tables, logger)
+	if err != nil {
+		return err
+	}
+	ap, err := applier.New(applier.Config{BatchSize: c.batchSize, BatchTimeout: c.batchTimeout}, lg, st, gw, logger)
+	if err != nil {
+		return err
+	}
+	gw.SetApplier(ap)
+	// The applier runs on its own context: a signal stops intake first,
+	// then the drain below, then the applier.
+	if err := ap.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	defer ap.Stop()
+
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           api.New(gw, health{ap}, logger),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("spool serving", "listen", ln.Addr().String(), "data_dir", c.dataDir, "database", describeDatabase(c))
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	restoreSignals() // a second signal now ends the process at once
+	logger.Info("shutting down: intake stopped, draining the log", "timeout", c.shutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("http shutdown", "err", err)
+	}
+	drain(shutdownCtx, gw, logger)
+	ap.Stop()
+	logger.Info("spool stopped")
+	return nil
+}
+
+// drain waits until the applier has emptied the log or ctx ends.
+func drain(ctx context.Context, gw *gateway.Gateway, logger *slog.Logger) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st, err := gw.LogStats(ctx)
+		if err == nil && st.Depth == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			logger.Warn("shutdown: log not drained; the rest is applied at the next start", "depth", st.Depth)
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func describeDatabase(c *serveConfig) string {
+	if c.database == "" {
+		return "sqlite:" + filepath.Join(c.dataDir, "spool.db")
+	}
+	return c.database
+}
+
+func openStore(ctx context.Context, c *serveConfig, logger *slog.Logger) (store.Store, error) {
+	db := describeDatabase(c)
+	var st store.Store
+	switch {
+	case strings.HasPrefix(db, "sqlite:"):
+		s, err := sqlite.Open(ctx, strings.TrimPrefix(db, "sqlite:"), logger)
+		if err != nil {
+			return nil, fmt.Errorf("open database: %w", err)
+		}
+		st = s
+	default:
+		return nil, fmt.Errorf("--database %q: want sqlite:PATH (PostgreSQL support is not built yet)", db)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("migrate database: %w", err)
+	}
+	if c.schemaFile != "" {
+		sql, err := os.ReadFile(c.schemaFile)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("--schema: %w", err)
+		}
+		if err := st.Exec(ctx, string(sql)); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("--schema %s: %w", c.schemaFile, err)
+		}
+	}
+	return st, nil
+}
+
+// health reports the applier's state to the api.
+type health struct{ ap *applier.Applier }
+
+func (h health) Healthy(context.Context) error {
+	if b := h.ap.Backoff(); b.Attempt > 0 {
+		return fmt.Errorf("database unavailable (attempt %d, next retry at %s): %s", b.Attempt, b.NextRetry.Format(time.RFC3339), b.LastError)
+	}
+	return nil
+}
+
+func (h health) WorkerActive() bool { return h.ap.Running() }
+

@@ -1,0 +1,26 @@
+-- The observatory example: the schema `spool serve --schema` applies at
+-- start. Every statement is idempotent, so it runs on every start.
+CREATE TABLE IF NOT EXISTS observations (
+    id          uuid PRIMARY KEY,
+    target      text NOT NULL,
+    telescope   text NOT NULL DEFAULT 'main',
+    exposure_s  double precision,
+    status      text NOT NULL DEFAULT 'planned',
+    started_at  timestamptz,
+    finished_at timestamptz,
+    meta        jsonb
+);
+
+CREATE TABLE IF NOT EXISTS frames (
+    id             uuid PRIMARY KEY,
+    observation_id uuid NOT NULL REFERENCES observations (id),
+    seq            integer NOT NULL,
+    taken_at       timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    quality        real
+);
+
+CREATE TABLE IF NOT EXISTS instruments (
+    code   text PRIMARY KEY,
+    name   text NOT NULL,
+    active boolean NOT NULL DEFAULT true
+);

@@ -1,0 +1,175 @@
+// Package api is spool's HTTP interface: the transaction and table routes,
+// transaction status, and the seed's key-value endpoints.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/query"
+	"github.com/spoolgw/spool/internal/schema"
+)
+
+// Limits on requests.
+const (
+	// MaxBodyBytes bounds a request body: a transaction of MaxOperations
+	// small rows fits; bulk loads belong on the telemetry lane.
+	MaxBodyBytes = 1 << 20
+	// MaxWait bounds ?wait=…&timeout=… so a request cannot hold a
+	// connection for long.
+	MaxWait = 60 * time.Second
+)
+
+// Health is what the api asks about the parts behind it.
+type Health interface {
+	// Healthy returns nil, or what is wrong.
+	Healthy(ctx context.Context) error
+	// WorkerActive reports whether the applier is running.
+	WorkerActive() bool
+}
+
+// Server serves spool's HTTP API.
+type Server struct {
+	gw     *gateway.Gateway
+	health Health
+	logger *slog.Logger
+	mux    *http.ServeMux
+	start  time.Time
+}
+
+// New returns the API over a gateway.
+func New(gw *gateway.Gateway, health Health, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{gw: gw, health: health, logger: logger, mux: http.NewServeMux(), start: time.Now()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	h := func(pattern string, fn handlerFunc) { s.mux.Handle(pattern, s.wrap(fn)) }
+	h("POST /v1/transactions", s.postTransaction)
+	h("GET /v1/transactions/{id}", s.getTransaction)
+	h("GET /v1/tables", s.listTables)
+	h("POST /v1/tables/{table}", s.insertRow)
+	h("GET /v1/tables/{table}", s.listRows)
+	h("GET /v1/tables/{table}/{id}", s.getRow)
+	h("PATCH /v1/tables/{table}/{id}", s.updateRow)
+	h("DELETE /v1/tables/{table}/{id}", s.deleteRow)
+	h("GET /v1/stats", s.stats)
+	h("POST /write", s.write)
+	h("GET /read/{key}", s.read)
+	h("GET /stats", s.seedStats)
+	h("GET /health", s.healthz)
+	h("GET /readyz", s.readyz)
+	s.mux.Handle("/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
+	}))
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// httpError is an error with the status and message a client gets.
+type httpError struct {
+	status int
+	msg    string
+	extra  map[string]any
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(status int, format string, a ...any) error {
+	return &httpError{status: status, msg: fmt.Sprintf(format, a...)}
+}
+
+// wrap turns a handler's error into a response: the client gets a status
+// and a message naming the problem; internal errors go only to the log.
+func (s *Server) wrap(fn handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := fn(w, r)
+		if err == nil {
+			return
+		}
+		body := map[string]any{}
+		status := http.StatusInternalServerError
+		var he *httpError
+		var ie *gateway.InputError
+		var qe *query.Error
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &he):
+			status, body["error"] = he.status, he.msg
+			for k, v := range he.extra {
+				body[k] = v
+			}
+		case errors.As(err, &ie):
+			status, body["error"] = ie.Status, ie.Msg
+			if ie.Op >= 0 {
+				body["operation"] = ie.Op
+			}
+		case errors.As(err, &qe):
+			status, body["error"] = http.StatusBadRequest, qe.Msg
+		case errors.As(err, &mbe):
+			status, body["error"] = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)
+		case errors.Is(err, schema.ErrUnknownTable):
+			status, body["error"] = http.StatusNotFound, err.Error()
+		case errors.Is(err, gateway.ErrUnavailable):
+			status, body["error"] = http.StatusServiceUnavailable, "spool cannot store writes right now; retry later"
+			w.Header().Set("Retry-After", "1")
+			s.logger.Error("write refused", "path", r.URL.Path, "err", err)
+		case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+			return // the client went away
+		default:
+			body["error"] = "internal error"
+			s.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+		writeJSON(w, status, body)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v) // the client may have gone; nothing to do about it
+}
+
+// decode reads a JSON body into v: JSON media type, size limit, numbers kept
+// exact, unknown fields refused where strict.
+func decode(w http.ResponseWriter, r *http.Request, v any, strict bool) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return errorf(http.StatusUnsupportedMediaType, "Content-Type must be application/json, not %q", ct)
+		}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	dec := json.NewDecoder(r.Body)
+	dec.UseNumber()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return errorf(http.StatusBadRequest, "malformed JSON body: %v", err)
+	}
+	if dec.More() {
+		return errorf(http.StatusBadRequest, "malformed JSON body: more than one JSON value")
+	}
+	return nil
+}

@@ -1,0 +1,217 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/query"
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// SourceHeader names where the rows of a read came from.
+const SourceHeader = "X-Spool-Source"
+
+func (s *Server) postTransaction(w http.ResponseWriter, r *http.Request) error {
+	var req gateway.Request
+	if err := decode(w, r, &req, true); err != nil {
+		return err
+	}
+	rc, err := s.gw.Submit(r.Context(), &req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, rc)
+	return nil
+}
+
+// rowReceipt is the answer of the single-row routes.
+type rowReceipt struct {
+	ID            string    `json:"id"`
+	TransactionID string    `json:"transaction_id"`
+	State         txn.State `json:"state"`
+}
+
+func (s *Server) submitOne(w http.ResponseWriter, r *http.Request, op gateway.OpRequest, status int) error {
+	rc, err := s.gw.Submit(r.Context(), &gateway.Request{Operations: []gateway.OpRequest{op}})
+	if err != nil {
+		return err
+	}
+	if status == http.StatusCreated {
+		w.Header().Set("Location", "/v1/tables/"+url.PathEscape(op.Table)+"/"+url.PathEscape(rc.IDs[0]))
+	}
+	writeJSON(w, status, rowReceipt{ID: rc.IDs[0], TransactionID: rc.TransactionID, State: rc.State})
+	return nil
+}
+
+func (s *Server) insertRow(w http.ResponseWriter, r *http.Request) error {
+	var values map[string]any
+	if err := decode(w, r, &values, false); err != nil {
+		return err
+	}
+	if values == nil {
+		return errorf(http.StatusBadRequest, "body must be a JSON object of column values")
+	}
+	return s.submitOne(w, r, gateway.OpRequest{Op: string(txn.Insert), Table: r.PathValue("table"), Values: values}, http.StatusCreated)
+}
+
+func (s *Server) updateRow(w http.ResponseWriter, r *http.Request) error {
+	var values map[string]any
+	if err := decode(w, r, &values, false); err != nil {
+		return err
+	}
+	id, _ := json.Marshal(r.PathValue("id"))
+	return s.submitOne(w, r, gateway.OpRequest{Op: string(txn.Update), Table: r.PathValue("table"), ID: id, Values: values}, http.StatusAccepted)
+}
+
+func (s *Server) deleteRow(w http.ResponseWriter, r *http.Request) error {
+	id, _ := json.Marshal(r.PathValue("id"))
+	return s.submitOne(w, r, gateway.OpRequest{Op: string(txn.Delete), Table: r.PathValue("table"), ID: id}, http.StatusAccepted)
+}
+
+// merge reads ?consistency: "smart" (the default) merges the overlay,
+// "database" reads the database alone.
+func merge(r *http.Request) (bool, error) {
+	switch c := r.URL.Query().Get("consistency"); c {
+	case "", "smart":
+		return true, nil
+	case "database":
+		return false, nil
+	default:
+		return false, errorf(http.StatusBadRequest, "consistency must be smart or database, not %q", c)
+	}
+}
+
+func (s *Server) table(r *http.Request) (*schema.Table, error) {
+	t, err := s.gw.Table(r.PathValue("table"))
+	if err != nil {
+		return nil, errorf(http.StatusNotFound, "%v", err)
+	}
+	return t, nil
+}
+
+func (s *Server) getRow(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.table(r)
+	if err != nil {
+		return err
+	}
+	if t.Key == nil {
+		return errorf(http.StatusBadRequest, "table %q has no single-column primary key; list it with filters instead", t.Name)
+	}
+	m, err := merge(r)
+	if err != nil {
+		return err
+	}
+	row, src, found, err := s.gw.Get(r.Context(), t, r.PathValue("id"), m)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return errorf(http.StatusNotFound, "no row %s/%s", t.Name, r.PathValue("id"))
+	}
+	w.Header().Set(SourceHeader, string(src))
+	writeJSON(w, http.StatusOK, row)
+	return nil
+}
+
+func (s *Server) listRows(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.table(r)
+	if err != nil {
+		return err
+	}
+	m, err := merge(r)
+	if err != nil {
+		return err
+	}
+	q, err := query.Parse(t, r.URL.Query())
+	if err != nil {
+		return err
+	}
+	if t.Key == nil {
+		m = false // without a key there is nothing to merge by
+	}
+	rows, src, err := s.gw.List(r.Context(), q, m)
+	if err != nil {
+		return err
+	}
+	if rows == nil {
+		rows = []schema.Row{}
+	}
+	w.Header().Set(SourceHeader, string(src))
+	writeJSON(w, http.StatusOK, map[string]any{"rows": rows})
+	return nil
+}
+
+func (s *Server) listTables(w http.ResponseWriter, r *http.Request) error {
+	cat := s.gw.Catalog()
+	tables := make([]*schema.Table, 0)
+	for _, n := range cat.Names() {
+		t, _ := cat.Table(n)
+		tables = append(tables, t)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tables": tables})
+	return nil
+}
+
+// DefaultWait is how long ?wait= waits when no timeout is given.
+const DefaultWait = 2 * time.Second
+
+func (s *Server) getTransaction(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if !txn.ValidID(id) {
+		return errorf(http.StatusBadRequest, "transaction id must be a UUID, not %q", id)
+	}
+	q := r.URL.Query()
+	var st any
+	var found bool
+	if want := q.Get("wait"); want != "" {
+		state, err := txn.ParseState(want)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "wait: %v", err)
+		}
+		timeout := DefaultWait
+		if v := q.Get("timeout"); v != "" {
+			if timeout, err = time.ParseDuration(v); err != nil || timeout < 0 || timeout > MaxWait {
+				return errorf(http.StatusBadRequest, "timeout must be a duration from 0s to %v, not %q", MaxWait, v)
+			}
+		}
+		ctx, cancel := contextWithTimeout(r, timeout)
+		defer cancel()
+		st, found, err = s.gw.Wait(ctx, id, state)
+		if err != nil {
+			return err
+		}
+	} else {
+		var err error
+		if st, found, err = s.gw.Status(r.Context(), id); err != nil {
+			return err
+		}
+	}
+	if !found {
+		return errorf(http.StatusNotFound, "no transaction %s", id)
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+func (s *Server) stats(w http.ResponseWriter, r *http.Request) error {
+	ls, err := s.gw.LogStats(r.Context())
+	if err != nil {
+		return fmt.Errorf("log stats: %w", err)
+	}
+	c := s.gw.Tracker().Counters()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"log":             ls,
+		"overlay":         s.gw.Overlay().Stats(),
+		"queued":          c.Queued,
+		"processed":       c.Processed,
+		"failed":          c.Failed,
+		"processing_rate": s.gw.Tracker().Rate(time.Now()),
+		"uptime_seconds":  time.Since(s.start).Seconds(),
+	})
+	return nil
+}

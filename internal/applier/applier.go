@@ -1,0 +1,292 @@
+// Package applier drains the log into the database: it claims batches in log
+// order, applies each in one database transaction, acknowledges the log
+// after the commit, isolates transactions that fail for good into the dead
+// letters, and retries transient failures with capped, jittered backoff for
+// as long as it takes.
+package applier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/txlog"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// Defaults of Config.
+const (
+	// DefaultBatchSize bounds a batch: big enough that one commit (one
+	// fsync) carries hundreds of transactions, small enough that one
+	// batch's database transaction stays short.
+	DefaultBatchSize = 500
+	// DefaultBatchTimeout is how long a batch that is not full waits for
+	// more after its first transaction. Under load the batch fills while
+	// the previous one commits, so this only adds latency when idle; a
+	// few milliseconds buys larger batches at moderate load.
+	DefaultBatchTimeout = 5 * time.Millisecond
+	// DefaultMinBackoff is the first wait after a transient failure.
+	DefaultMinBackoff = 100 * time.Millisecond
+	// DefaultMaxBackoff caps the wait, so an outage's end is noticed
+	// within half a minute.
+	DefaultMaxBackoff = 30 * time.Second
+	// DefaultFinalFlush bounds the drain at shutdown.
+	DefaultFinalFlush = 10 * time.Second
+)
+
+// Config configures an Applier. Zero fields take their defaults.
+type Config struct {
+	// BatchSize is the most transactions per database transaction
+	// (default DefaultBatchSize).
+	BatchSize int
+	// BatchTimeout is how long a partial batch waits for more (default
+	// DefaultBatchTimeout; negative means do not wait).
+	BatchTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the retry waits after transient
+	// failures (defaults DefaultMinBackoff, DefaultMaxBackoff).
+	MinBackoff, MaxBackoff time.Duration
+	// FinalFlush bounds the drain at Stop (default DefaultFinalFlush).
+	FinalFlush time.Duration
+}
+
+func (c *Config) setDefaults() error {
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.BatchSize < 0 {
+		return fmt.Errorf("applier: BatchSize must be positive, not %d", c.BatchSize)
+	}
+	if c.BatchTimeout == 0 {
+		c.BatchTimeout = DefaultBatchTimeout
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		return fmt.Errorf("applier: MaxBackoff %v is below MinBackoff %v", c.MaxBackoff, c.MinBackoff)
+	}
+	if c.FinalFlush <= 0 {
+		c.FinalFlush = DefaultFinalFlush
+	}
+	return nil
+}
+
+// Result is what became of one transaction, reported to the Sink.
+type Result struct {
+	Tx        *txn.Transaction
+	Err       error // permanent failure, nil if applied
+	Duplicate bool
+	// Withdrawn lists queued transactions whose overlay effects were
+	// withdrawn because they depend on this failed one.
+	At time.Time
+}
+
+// Sink is told what became of every transaction of each committed batch:
+// it advances states and evicts the overlay.
+type Sink interface {
+	Committed(ctx context.Context, results []Result)
+}
+
+// Applier drains one log into one store.
+type Applier struct {
+	cfg    Config
+	log    txlog.Log
+	store  store.Store
+	sink   Sink
+	logger *slog.Logger
+	poison *poison
+
+	mu      sync.Mutex
+	cancel  context.CancelCauseFunc
+	done    chan struct{}
+	backoff BackoffState
+}
+
+// BackoffState says whether the applier is waiting after a transient failure.
+type BackoffState struct {
+	Attempt   int       `json:"attempt"`
+	LastError string    `json:"last_error,omitempty"`
+	NextRetry time.Time `json:"next_retry,omitzero"`
+}
+
+// New returns an applier; Start runs it.
+func New(cfg Config, log txlog.Log, st store.Store, sink Sink, logger *slog.Logger) (*Applier, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Applier{cfg: cfg, log: log, store: st, sink: sink, logger: logger, poison: newPoison()}, nil
+}
+
+// errStopped is the cause of a Stop.
+var errStopped = errors.New("applier stopped")
+
+// Start runs the applier in the background until Stop or ctx ends.
+func (a *Applier) Start(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done != nil {
+		return errors.New("applier: already started")
+	}
+	ctx, a.cancel = context.WithCancelCause(ctx)
+	a.done = make(chan struct{})
+	go func() {
+		defer close(a.done)
+		a.run(ctx)
+	}()
+	return nil
+}
+
+// Stop ends the applier after the batch in flight. Safe to call twice and
+// before Start.
+func (a *Applier) Stop() {
+	a.mu.Lock()
+	cancel, done := a.cancel, a.done
+	a.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel(errStopped)
+	<-done
+}
+
+// Backoff reports the current retry state (zero when healthy).
+func (a *Applier) Backoff() BackoffState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.backoff
+}
+
+func (a *Applier) run(ctx context.Context) {
+	for {
+		entries, err := a.claim(ctx)
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, txlog.ErrClosed) {
+				a.logger.Error("applier: claim failed; stopping", "err", err)
+			}
+			return
+		}
+		// A claimed batch is finished even when a stop arrives meanwhile:
+		// the final flush runs on a detached context with a deadline.
+		if err := a.apply(ctx, entries); err != nil {
+			flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.FinalFlush)
+			err = a.apply(flushCtx, entries)
+			cancel()
+			if err != nil {
+				a.logger.Warn("applier: batch left in the log for the next start", "transactions", len(entries), "err", err)
+			}
+			return
+		}
+	}
+}
+
+// claim waits for a first entry, then up to BatchTimeout for the batch to fill.
+func (a *Applier) claim(ctx context.Context) ([]txlog.Entry, error) {
+	entries, err := a.log.Claim(ctx, a.cfg.BatchSize)
+	if err != nil {
+		return nil, err
+	}
+	if a.cfg.BatchTimeout <= 0 || len(entries) >= a.cfg.BatchSize {
+		return entries, nil
+	}
+	fillCtx, cancel := context.WithTimeout(ctx, a.cfg.BatchTimeout)
+	defer cancel()
+	for len(entries) < a.cfg.BatchSize {
+		more, err := a.log.Claim(fillCtx, a.cfg.BatchSize-len(entries))
+		if err != nil {
+			break // the timeout, a stop, or a closed log: apply what we have
+		}
+		entries = append(entries, more...)
+	}
+	return entries, nil
+}
+
+// apply applies one claimed batch, retrying transient failures until it
+// commits or ctx ends, then acknowledges it and reports the results.
+func (a *Applier) apply(ctx context.Context, entries []txlog.Entry) error {
+	batch := make([]*txn.Transaction, len(entries))
+	for i, e := range entries {
+		batch[i] = e.Tx
+	}
+	var outcomes []store.Outcome
+	var gate *attemptGate
+	for attempt := 1; ; attempt++ {
+		gate = a.poison.attempt()
+		var err error
+		outcomes, err = a.store.ApplyBatch(ctx, batch, gate)
+		if err == nil {
+			if attempt > 1 {
+				a.logger.Info("applier: database recovered", "attempts", attempt)
+			}
+			a.setBackoff(BackoffState{})
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("apply batch: %w", context.Cause(ctx))
+		}
+		wait := a.wait(attempt)
+		a.setBackoff(BackoffState{Attempt: attempt, LastError: err.Error(), NextRetry: time.Now().Add(wait)})
+		a.logger.Warn("applier: transient failure; retrying", "attempt", attempt, "wait", wait, "transactions", len(batch), "err", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return fmt.Errorf("apply batch: %w", context.Cause(ctx))
+		}
+	}
+	a.poison.commit(gate)
+	if err := a.log.Ack(context.WithoutCancel(ctx), entries); err != nil {
+		// The database has the batch; a redelivery is deduplicated by
+		// spool_applied, so nothing is lost or doubled.
+		a.logger.Error("applier: ack failed after commit; the batch will be redelivered and skipped", "err", err)
+	}
+	now := time.Now()
+	results := make([]Result, len(batch))
+	for i, tx := range batch {
+		results[i] = Result{Tx: tx, Err: outcomes[i].Err, Duplicate: outcomes[i].Duplicate, At: now}
+	}
+	a.sink.Committed(ctx, results)
+	return nil
+}
+
+func (a *Applier) setBackoff(s BackoffState) {
+	a.mu.Lock()
+	a.backoff = s
+	a.mu.Unlock()
+}
+
+// wait is the backoff before retry attempt+1: exponential, capped, with
+// full jitter over its upper half so that many appliers do not retry in
+// step.
+func (a *Applier) wait(attempt int) time.Duration {
+	d := a.cfg.MinBackoff << min(attempt-1, 30)
+	if d <= 0 || d > a.cfg.MaxBackoff {
+		d = a.cfg.MaxBackoff
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// Running reports whether the applier is started and not stopped.
+func (a *Applier) Running() bool {
+	a.mu.Lock()
+	done := a.done
+	a.mu.Unlock()
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
+}

@@ -1,0 +1,308 @@
+// Package gateway is spool's core, independent of HTTP: it accepts
+// transactions (checked, made durable in the log, visible in the overlay),
+// answers smart reads and status queries, and takes the applier's results
+// to advance states and evict the overlay.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/overlay"
+	"github.com/spoolgw/spool/internal/query"
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/status"
+	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/txlog"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// KVTable is spool's own key-value table behind /write and /read.
+const KVTable = "spool_kv"
+
+// Gateway ties the log, the overlay, the store and the tracker together.
+type Gateway struct {
+	log     txlog.Log
+	store   store.Store
+	overlay *overlay.Overlay
+	tracker *status.Tracker
+	reader  *query.Reader
+	logger  *slog.Logger
+	// exposed lists the tables clients may name; nil means all but spool's.
+	exposed []string
+	catalog atomic.Pointer[schema.Catalog]
+	// depends tells whether a pending change depends on a failed
+	// transaction; set by SetApplier.
+	depends func(op txn.Operation) (string, bool)
+}
+
+// New returns a gateway over an open log and store. exposed names the
+// tables clients may use (empty: every user table).
+func New(ctx context.Context, lg txlog.Log, st store.Store, exposed []string, logger *slog.Logger) (*Gateway, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ov := overlay.New()
+	g := &Gateway{
+		log: lg, store: st, overlay: ov, tracker: status.New(0), logger: logger,
+		reader:  &query.Reader{DB: st, Overlay: ov},
+		exposed: exposed,
+	}
+	if err := g.RefreshCatalog(ctx); err != nil {
+		return nil, err
+	}
+	// Rebuild the overlay and the queued states from the log.
+	n := 0
+	err := lg.Pending(ctx, func(e txlog.Entry) error {
+		if err := g.normalize(e.Tx); err != nil {
+			return fmt.Errorf("transaction %s in the log: %w", e.Tx.ID, err)
+		}
+		ov.Add(e.Tx)
+		g.tracker.Queued(e.Tx.ID, e.Tx.CreatedAt)
+		n++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rebuild overlay from log: %w", err)
+	}
+	if n > 0 {
+		logger.Info("overlay rebuilt from the log", "transactions", n)
+	}
+	return g, nil
+}
+
+// normalize restores canonical values in a transaction read back from the
+// log (JSON turns integers into numbers and bytes into base64 text).
+func (g *Gateway) normalize(tx *txn.Transaction) error {
+	cat := g.catalog.Load()
+	for _, op := range tx.Operations {
+		t, err := cat.Table(op.Table)
+		if err != nil {
+			return err
+		}
+		for name, v := range op.Values {
+			if c := t.Column(name); c != nil {
+				if n, err := c.Normalize(v); err == nil {
+					op.Values[name] = n
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// RefreshCatalog rereads the database catalog.
+func (g *Gateway) RefreshCatalog(ctx context.Context) error {
+	cat, err := g.store.Catalog(ctx)
+	if err != nil {
+		return fmt.Errorf("read catalog: %w", err)
+	}
+	if len(g.exposed) > 0 {
+		names := append(slices.Clone(g.exposed), KVTable)
+		if cat, err = cat.Restrict(names); err != nil {
+			return fmt.Errorf("--tables: %w", err)
+		}
+	}
+	g.catalog.Store(cat)
+	return nil
+}
+
+// Catalog returns the tables clients may use.
+func (g *Gateway) Catalog() *schema.Catalog { return g.catalog.Load().Without(KVTable) }
+
+// Table returns a table clients may use.
+func (g *Gateway) Table(name string) (*schema.Table, error) {
+	if name == KVTable {
+		return nil, fmt.Errorf("%w %q", schema.ErrUnknownTable, name)
+	}
+	return g.catalog.Load().Table(name)
+}
+
+// Tracker returns the transaction state tracker.
+func (g *Gateway) Tracker() *status.Tracker { return g.tracker }
+
+// Overlay returns the overlay.
+func (g *Gateway) Overlay() *overlay.Overlay { return g.overlay }
+
+// ErrUnavailable wraps a failure to make a write durable: the client should
+// retry later; nothing was acknowledged.
+var ErrUnavailable = errors.New("log unavailable")
+
+// Submit checks a request, makes it durable and visible, and returns its
+// receipt. A refused request changes nothing.
+func (g *Gateway) Submit(ctx context.Context, req *Request) (*Receipt, error) {
+	return g.submit(ctx, req, g.Table)
+}
+
+func (g *Gateway) submit(ctx context.Context, req *Request, lookup func(string) (*schema.Table, error)) (*Receipt, error) {
+	// Client requests may only name exposed tables.
+	for i, o := range req.Operations {
+		if _, err := lookup(o.Table); err != nil {
+			return nil, badOp(i, "%v", err)
+		}
+	}
+	now := time.Now().UTC()
+	tx, rc, err := resolve(g.catalog.Load(), req, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.checkRowsExist(ctx, tx); err != nil {
+		return nil, err
+	}
+	g.tracker.Queued(tx.ID, now)
+	g.overlay.Add(tx)
+	if _, err := g.log.Append(ctx, tx); err != nil {
+		g.overlay.Evict(tx.ID)
+		g.tracker.Forget(tx.ID)
+		return nil, fmt.Errorf("%w: append: %w", ErrUnavailable, err)
+	}
+	return rc, nil
+}
+
+// checkRowsExist refuses an update or delete of a row that exists neither in
+// the database nor in the overlay (nor earlier in the same transaction).
+func (g *Gateway) checkRowsExist(ctx context.Context, tx *txn.Transaction) error {
+	type ref struct{ table, id string }
+	var seen map[ref]bool // rows this transaction wrote or deleted so far
+	for i, op := range tx.Operations {
+		r := ref{op.Table, op.ID}
+		switch op.Op {
+		case txn.Insert, txn.Upsert:
+			if seen == nil {
+				seen = map[ref]bool{}
+			}
+			seen[r] = true
+			continue
+		}
+		exists, known := seen[r]
+		if !known {
+			t, _ := g.catalog.Load().Table(op.Table)
+			_, _, found, err := g.reader.Get(ctx, t, op.ID, true)
+			if err != nil {
+				return fmt.Errorf("%w: check row %s/%s: %w", ErrUnavailable, op.Table, op.ID, err)
+			}
+			exists = found
+		}
+		if !exists {
+			return &InputError{Status: 404, Op: i, Msg: fmt.Sprintf("operation %d: %s of %s/%s: no such row (neither in the database nor buffered)", i, op.Op, op.Table, op.ID)}
+		}
+		if seen == nil {
+			seen = map[ref]bool{}
+		}
+		seen[r] = op.Op != txn.Delete
+	}
+	return nil
+}
+
+// Get is a smart read of one row.
+func (g *Gateway) Get(ctx context.Context, t *schema.Table, key string, merge bool) (schema.Row, query.Source, bool, error) {
+	k, err := t.Key.NormalizeKey(key)
+	if err != nil {
+		return nil, "", false, &InputError{Status: 400, Op: -1, Msg: fmt.Sprintf("id: %v", err)}
+	}
+	return g.reader.Get(ctx, t, k, merge)
+}
+
+// List is a smart read of many rows.
+func (g *Gateway) List(ctx context.Context, q *query.Query, merge bool) ([]schema.Row, query.Source, error) {
+	return g.reader.List(ctx, q, merge)
+}
+
+// Status tells where transaction id is. ok is false if spool never saw it.
+func (g *Gateway) Status(ctx context.Context, id string) (status.Status, bool, error) {
+	if s, ok := g.tracker.Get(id); ok {
+		return s, true, nil
+	}
+	at, ok, err := g.store.Applied(ctx, id)
+	if err != nil {
+		return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
+	}
+	if ok {
+		return status.Status{ID: id, State: txn.Replicated, AppliedAt: at, ReplicatedAt: at}, true, nil
+	}
+	dl, err := g.store.DeadLetter(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return status.Status{}, false, nil
+	case err != nil:
+		return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
+	}
+	return status.Status{ID: id, State: txn.Failed, QueuedAt: dl.Tx.CreatedAt, FailedAt: dl.FailedAt, Error: dl.Error, Code: dl.Code}, true, nil
+}
+
+// Wait waits until transaction id reaches state want or ctx ends.
+func (g *Gateway) Wait(ctx context.Context, id string, want txn.State) (status.Status, bool, error) {
+	if s, ok := g.tracker.Wait(ctx, id, want); ok {
+		return s, true, nil
+	}
+	return g.Status(ctx, id)
+}
+
+// LogStats reports the log's depth.
+func (g *Gateway) LogStats(ctx context.Context) (txlog.Stats, error) { return g.log.Stats(ctx) }
+
+// SetApplier lets the gateway ask the applier which pending changes depend
+// on failed transactions.
+func (g *Gateway) SetApplier(a *applier.Applier) { g.depends = a.DependsOnFailed }
+
+// Committed implements applier.Sink: a committed batch's transactions are in
+// the database (here the readers' database), so their overlay entries go;
+// failed ones go too, with every pending transaction that depends on them.
+func (g *Gateway) Committed(_ context.Context, results []applier.Result) {
+	failed := false
+	for _, r := range results {
+		g.overlay.Evict(r.Tx.ID)
+		if r.Err != nil {
+			failed = true
+			var code string
+			var ae *store.ApplyError
+			if errors.As(r.Err, &ae) {
+				code = ae.Code
+			}
+			g.tracker.Advance(r.Tx.ID, txn.Failed, r.At, r.Err, code)
+			g.logger.Warn("transaction dead-lettered", "txn", r.Tx.ID, "err", r.Err)
+			continue
+		}
+		g.tracker.Advance(r.Tx.ID, txn.Replicated, r.At, nil, "")
+	}
+	if failed && g.depends != nil {
+		ids := g.overlay.Withdraw(func(table, key string, op overlay.Op) bool {
+			_, ok := g.depends(txn.Operation{Op: op.Kind, Table: table, ID: key, Values: op.Values})
+			return ok
+		})
+		if len(ids) > 0 {
+			g.logger.Warn("withdrew pending transactions that depend on a failed one", "transactions", len(ids))
+		}
+	}
+}
+
+// Put writes value under key in spool's key-value table (the seed's /write).
+func (g *Gateway) Put(ctx context.Context, key, value string) (*Receipt, error) {
+	if key == "" {
+		return nil, &InputError{Status: 400, Op: -1, Msg: "key: must not be empty"}
+	}
+	req := &Request{Operations: []OpRequest{{
+		Op: string(txn.Upsert), Table: KVTable,
+		Values: map[string]any{"key": key, "value": value, "updated_at": time.Now().UTC().Format(time.RFC3339Nano)},
+	}}}
+	return g.submit(ctx, req, g.catalog.Load().Table)
+}
+
+// Fetch reads key from spool's key-value table, buffered writes included.
+func (g *Gateway) Fetch(ctx context.Context, key string) (value any, found bool, err error) {
+	t, err := g.catalog.Load().Table(KVTable)
+	if err != nil {
+		return nil, false, err
+	}
+	row, _, found, err := g.reader.Get(ctx, t, key, true)
+	if err != nil || !found {
+		return nil, false, err
+	}
+	return row["value"], true, nil
+}

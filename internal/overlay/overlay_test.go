@@ -1,0 +1,115 @@
+package overlay
+
+import (
+	"fmt"
+	"maps"
+	"testing"
+
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+func tx(id string, ops ...txn.Operation) *txn.Transaction {
+	return &txn.Transaction{ID: id, Operations: ops}
+}
+
+func op(kind txn.Kind, key string, values schema.Row) txn.Operation {
+	return txn.Operation{Op: kind, Table: "t", ID: key, Values: values}
+}
+
+func TestApply(t *testing.T) {
+	t.Parallel()
+	base := schema.Row{"id": "a", "x": int64(1), "y": "db"}
+	cases := []struct {
+		name    string
+		base    schema.Row
+		pending Pending
+		want    schema.Row
+		exists  bool
+	}{
+		{"nothing pending", base, nil, base, true},
+		{"insert alone", nil, Pending{{Kind: txn.Insert, Values: schema.Row{"id": "a", "x": int64(5)}}}, schema.Row{"id": "a", "x": int64(5)}, true},
+		{"update over db", base, Pending{{Kind: txn.Update, Values: schema.Row{"x": int64(2)}}}, schema.Row{"id": "a", "x": int64(2), "y": "db"}, true},
+		{"update of nothing", nil, Pending{{Kind: txn.Update, Values: schema.Row{"x": int64(2)}}}, nil, false},
+		{"insert then update", nil, Pending{{Kind: txn.Insert, Values: schema.Row{"id": "a", "x": int64(5)}}, {Kind: txn.Update, Values: schema.Row{"x": int64(6)}}}, schema.Row{"id": "a", "x": int64(6)}, true},
+		{"delete", base, Pending{{Kind: txn.Delete}}, nil, false},
+		{"delete then upsert", base, Pending{{Kind: txn.Delete}, {Kind: txn.Upsert, Values: schema.Row{"id": "a", "x": int64(9)}}}, schema.Row{"id": "a", "x": int64(9)}, true},
+		{"upsert over db", base, Pending{{Kind: txn.Upsert, Values: schema.Row{"id": "a", "y": "new"}}}, schema.Row{"id": "a", "x": int64(1), "y": "new"}, true},
+		// The database already holds the first update; applying the
+		// suffix again gives the same row.
+		{"suffix already applied", schema.Row{"id": "a", "x": int64(2), "y": "db"}, Pending{{Kind: txn.Update, Values: schema.Row{"x": int64(2)}}, {Kind: txn.Update, Values: schema.Row{"y": "z"}}}, schema.Row{"id": "a", "x": int64(2), "y": "z"}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := maps.Clone(c.base)
+			got, exists := c.pending.Apply(c.base)
+			if exists != c.exists || !maps.Equal(got, c.want) {
+				t.Fatalf("Apply = %v, %v; want %v, %v", got, exists, c.want, c.exists)
+			}
+			if !maps.Equal(before, c.base) {
+				t.Fatalf("Apply changed its base row: %v, was %v", c.base, before)
+			}
+		})
+	}
+}
+
+func TestAddEvict(t *testing.T) {
+	t.Parallel()
+	o := New()
+	o.Add(tx("t1", op(txn.Insert, "a", schema.Row{"id": "a"}), op(txn.Insert, "b", schema.Row{"id": "b"})))
+	o.Add(tx("t2", op(txn.Update, "a", schema.Row{"x": int64(1)})))
+	o.Add(tx("t2", op(txn.Update, "a", schema.Row{"x": int64(1)}))) // twice: no-op
+	if s := o.Stats(); s.Transactions != 2 || s.Rows != 2 || s.Ops != 3 {
+		t.Fatalf("stats = %+v", s)
+	}
+	if p := o.Row("t", "a"); len(p) != 2 || p[0].Tx != "t1" || p[1].Tx != "t2" {
+		t.Fatalf("row a = %+v", p)
+	}
+	o.Evict("t1")
+	if p := o.Row("t", "a"); len(p) != 1 || p[0].Tx != "t2" {
+		t.Fatalf("after evicting t1, row a = %+v", p)
+	}
+	if p := o.Row("t", "b"); p != nil {
+		t.Fatalf("after evicting t1, row b = %+v", p)
+	}
+	o.Evict("t2")
+	o.Evict("unknown")
+	if s := o.Stats(); s != (Stats{}) {
+		t.Fatalf("empty overlay stats = %+v", s)
+	}
+}
+
+func TestWithdraw(t *testing.T) {
+	t.Parallel()
+	o := New()
+	o.Add(tx("t1", op(txn.Insert, "a", schema.Row{"id": "a"})))
+	o.Add(tx("t2", op(txn.Update, "a", schema.Row{"x": int64(1)}), op(txn.Insert, "c", schema.Row{"id": "c"})))
+	o.Add(tx("t3", op(txn.Insert, "d", schema.Row{"id": "d"})))
+	o.Evict("t1") // t1 failed
+	ids := o.Withdraw(func(table, key string, op Op) bool { return key == "a" })
+	if len(ids) != 1 || ids[0] != "t2" {
+		t.Fatalf("withdrew %v, want [t2]", ids)
+	}
+	if o.Row("t", "c") != nil || o.Row("t", "d") == nil {
+		t.Fatal("withdrawing t2 must remove all its rows and keep t3's")
+	}
+}
+
+func BenchmarkMergeTable(b *testing.B) {
+	o := New()
+	for i := range 1000 {
+		o.Add(tx(fmt.Sprint("t", i), op(txn.Insert, fmt.Sprint(i), schema.Row{"id": fmt.Sprint(i), "x": int64(i)}), op(txn.Update, fmt.Sprint(i/2), schema.Row{"y": "u"})))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		for _, p := range o.Table("t") {
+			if _, ok := p.Apply(nil); ok {
+				n++
+			}
+		}
+		if n != 1000 {
+			b.Fatalf("merged %d rows", n)
+		}
+	}
+}

@@ -1,0 +1,165 @@
+package query
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/spoolgw/spool/internal/overlay"
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// Source says where the rows of a read came from.
+type Source string
+
+// The sources a read reports (the X-Spool-Source header).
+const (
+	FromDatabase Source = "database"
+	FromOverlay  Source = "overlay"
+	FromMerged   Source = "merged"
+)
+
+// Database is what a smart read needs of a store.
+type Database interface {
+	Get(ctx context.Context, t *schema.Table, key string) (schema.Row, bool, error)
+	Query(ctx context.Context, q *Query, limit int) ([]schema.Row, error)
+}
+
+// Overlay is what a smart read needs of the overlay.
+type Overlay interface {
+	Row(table, key string) overlay.Pending
+	Table(table string) map[string]overlay.Pending
+}
+
+// Reader runs smart reads: database rows merged with the overlay.
+type Reader struct {
+	DB      Database
+	Overlay Overlay
+}
+
+// Get reads one row by key text. With merge false it reads the database
+// alone (consistency=database).
+func (r *Reader) Get(ctx context.Context, t *schema.Table, key string, merge bool) (schema.Row, Source, bool, error) {
+	var pending overlay.Pending
+	if merge {
+		// The overlay first: a transaction evicted between the two reads
+		// is in the database by then, so the row cannot fall between.
+		pending = r.Overlay.Row(t.Name, key)
+	}
+	base, found, err := r.DB.Get(ctx, t, key)
+	if err != nil {
+		return nil, "", false, fmt.Errorf("read %s/%s: %w", t.Name, key, err)
+	}
+	if len(pending) == 0 {
+		return complete(t, base), FromDatabase, found, nil
+	}
+	row, exists := pending.Apply(base)
+	src := FromOverlay
+	if found {
+		src = FromMerged
+	}
+	return complete(t, row), src, exists, nil
+}
+
+// List reads the rows matching q. With merge false it reads the database
+// alone.
+func (r *Reader) List(ctx context.Context, q *Query, merge bool) ([]schema.Row, Source, error) {
+	var pending map[string]overlay.Pending
+	if merge {
+		pending = r.Overlay.Table(q.Table.Name)
+	}
+	// Rows the overlay changes may drop out of the database's page, so
+	// ask for as many more as the overlay touches.
+	limit := q.Limit + len(pending)
+	dbRows, err := r.DB.Query(ctx, q, limit)
+	if err != nil {
+		return nil, "", fmt.Errorf("list %s: %w", q.Table.Name, err)
+	}
+	if len(pending) == 0 {
+		for i, row := range dbRows {
+			dbRows[i] = complete(q.Table, row)
+		}
+		return dbRows[:min(len(dbRows), q.Limit)], FromDatabase, nil
+	}
+	key := q.Table.Key.Name
+	rows := make([]schema.Row, 0, len(dbRows)+len(pending))
+	fromDB, fromOverlay := false, false
+	for _, row := range dbRows {
+		k := schema.KeyText(row[key])
+		p, ok := pending[k]
+		if !ok {
+			rows = append(rows, row)
+			fromDB = true
+			continue
+		}
+		delete(pending, k)
+		if merged, exists := p.Apply(row); exists && q.Match(merged) {
+			rows = append(rows, merged)
+			fromOverlay = true
+		}
+	}
+	// Rows the overlay changes but the database page did not hold may
+	// exist in the database without matching the filter there; read the
+	// ones whose pending changes start from a database row, in one query.
+	bases, err := r.bases(ctx, q.Table, pending)
+	if err != nil {
+		return nil, "", fmt.Errorf("list %s: %w", q.Table.Name, err)
+	}
+	for k, p := range pending {
+		if merged, exists := p.Apply(bases[k]); exists && q.Match(complete(q.Table, merged)) {
+			rows = append(rows, merged)
+			fromOverlay = true
+		}
+	}
+	slices.SortFunc(rows, q.Less)
+	rows = rows[:min(len(rows), q.Limit)]
+	for i, row := range rows {
+		rows[i] = complete(q.Table, row)
+	}
+	src := FromDatabase
+	switch {
+	case fromOverlay && fromDB:
+		src = FromMerged
+	case fromOverlay:
+		src = FromOverlay
+	}
+	return rows, src, nil
+}
+
+// complete gives a row every column of its table, null where it has none
+// (an overlay row lacks the columns its writes did not name).
+func complete(t *schema.Table, row schema.Row) schema.Row {
+	if row == nil {
+		return nil
+	}
+	for _, c := range t.Columns {
+		if _, ok := row[c.Name]; !ok {
+			row[c.Name] = nil
+		}
+	}
+	return row
+}
+
+// bases reads the database rows that pending changes apply to, skipping
+// rows whose first pending change is an insert (it replaces the row whole).
+func (r *Reader) bases(ctx context.Context, t *schema.Table, pending map[string]overlay.Pending) (map[string]schema.Row, error) {
+	var keys []any
+	for k, p := range pending {
+		if p[0].Kind != txn.Insert {
+			keys = append(keys, t.Key.KeyValue(k))
+		}
+	}
+	out := make(map[string]schema.Row, len(keys))
+	for chunk := range slices.Chunk(keys, MaxInItems) {
+		q := &Query{Table: t, Conds: []Cond{{Column: t.Key, Op: In, Values: chunk}}, Order: []Order{{Column: t.Key}}, Limit: len(chunk)}
+		rows, err := r.DB.Query(ctx, q, len(chunk))
+		if err != nil {
+			return nil, err
+		}
+		for _, row := range rows {
+			out[schema.KeyText(row[t.Key.Name])] = row
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,214 @@
+// Package status tracks the state of transactions this process has seen, so
+// that a writer can ask where its transaction is and wait for a state.
+//
+// The tracker remembers every transaction still in the log and the most
+// recent finished ones (up to Config.Retain); older answers come from the
+// database (spool_applied, the dead letters), which the api consults when
+// the tracker does not know an id.
+package status
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// DefaultRetain is how many finished transactions the tracker remembers:
+// enough for every writer waiting on a recent write at tens of thousands of
+// writes per second, small enough (~200 bytes each) to stay a few MiB.
+const DefaultRetain = 50_000
+
+// Status is what is known of one transaction.
+type Status struct {
+	ID           string    `json:"transaction_id"`
+	State        txn.State `json:"state"`
+	QueuedAt     time.Time `json:"queued_at,omitzero"`
+	AppliedAt    time.Time `json:"applied_at,omitzero"`
+	ReplicatedAt time.Time `json:"replicated_at,omitzero"`
+	FailedAt     time.Time `json:"failed_at,omitzero"`
+	Error        string    `json:"error,omitempty"`
+	Code         string    `json:"code,omitempty"`
+	Duplicate    bool      `json:"-"`
+	waiters      chan struct{}
+}
+
+// Counters are the totals since start, for /stats.
+type Counters struct {
+	Queued    int64
+	Processed int64
+	Failed    int64
+}
+
+// Tracker holds transaction states and wakes waiters on changes.
+type Tracker struct {
+	retain int
+
+	mu       sync.Mutex
+	m        map[string]*Status
+	finished []string // ring of finished ids, oldest first, for eviction
+	counts   Counters
+	rate     rateWindow
+}
+
+// New returns a tracker remembering up to retain finished transactions
+// (DefaultRetain when retain <= 0).
+func New(retain int) *Tracker {
+	if retain <= 0 {
+		retain = DefaultRetain
+	}
+	return &Tracker{retain: retain, m: make(map[string]*Status)}
+}
+
+// Queued records that id is in the log (or about to be).
+func (t *Tracker) Queued(id string, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.m[id]; ok {
+		return
+	}
+	t.m[id] = &Status{ID: id, State: txn.Queued, QueuedAt: at, waiters: make(chan struct{})}
+	t.counts.Queued++
+}
+
+// Forget drops a transaction whose append failed.
+func (t *Tracker) Forget(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s, ok := t.m[id]; ok && s.State == txn.Queued {
+		delete(t.m, id)
+		t.counts.Queued--
+		close(s.waiters)
+	}
+}
+
+// Advance moves id to state at time at. States only move forward; a
+// transaction the tracker does not know is added.
+func (t *Tracker) Advance(id string, state txn.State, at time.Time, failure error, code string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.m[id]
+	if !ok {
+		s = &Status{ID: id, State: txn.Queued, waiters: make(chan struct{})}
+		t.m[id] = s
+	}
+	if s.State.Done() || (s.State.Reached(state) && state != txn.Failed) {
+		return
+	}
+	switch state {
+	case txn.Applied:
+		s.AppliedAt = at
+	case txn.Replicated:
+		if s.AppliedAt.IsZero() {
+			s.AppliedAt = at
+		}
+		s.ReplicatedAt = at
+	case txn.Failed:
+		s.FailedAt = at
+		if failure != nil {
+			s.Error = failure.Error()
+		}
+		s.Code = code
+	}
+	if s.State == txn.Queued {
+		if state == txn.Failed {
+			t.counts.Failed++
+		} else {
+			t.counts.Processed++
+			t.rate.add(at)
+		}
+	}
+	s.State = state
+	close(s.waiters)
+	s.waiters = make(chan struct{})
+	if state.Done() {
+		t.finished = append(t.finished, id)
+		if len(t.finished) > t.retain {
+			drop := len(t.finished) - t.retain
+			for _, old := range t.finished[:drop] {
+				delete(t.m, old)
+			}
+			t.finished = append(t.finished[:0], t.finished[drop:]...)
+		}
+	}
+}
+
+// Get returns what the tracker knows of id.
+func (t *Tracker) Get(id string) (Status, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.m[id]
+	if !ok {
+		return Status{}, false
+	}
+	return *s, true
+}
+
+// Wait blocks until id reaches want (or fails), ctx is done, or the tracker
+// forgets it, and returns the latest status. ok is false if the tracker does
+// not know id.
+func (t *Tracker) Wait(ctx context.Context, id string, want txn.State) (Status, bool) {
+	for {
+		t.mu.Lock()
+		s, ok := t.m[id]
+		if !ok {
+			t.mu.Unlock()
+			return Status{}, false
+		}
+		cur, ch := *s, s.waiters
+		t.mu.Unlock()
+		if cur.State.Reached(want) {
+			return cur, true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return cur, true
+		}
+	}
+}
+
+// Counters returns the totals since start.
+func (t *Tracker) Counters() Counters {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.counts
+}
+
+// Rate returns transactions processed per second over the last RateWindow.
+func (t *Tracker) Rate(now time.Time) float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.rate.perSecond(now)
+}
+
+// RateWindow is the span processing_rate averages over: long enough to
+// smooth batch bursts, short enough to show a stall within seconds.
+const RateWindow = 10 * time.Second
+
+// rateWindow counts events per second over the last RateWindow seconds.
+type rateWindow struct {
+	buckets [10]int64
+	secs    [10]int64
+}
+
+func (r *rateWindow) add(at time.Time) {
+	sec := at.Unix()
+	i := sec % int64(len(r.buckets))
+	if r.secs[i] != sec {
+		r.secs[i], r.buckets[i] = sec, 0
+	}
+	r.buckets[i]++
+}
+
+func (r *rateWindow) perSecond(now time.Time) float64 {
+	sec := now.Unix()
+	var n int64
+	for i := range r.buckets {
+		if sec-r.secs[i] < int64(len(r.buckets)) && r.secs[i] <= sec {
+			n += r.buckets[i]
+		}
+	}
+	return float64(n) / RateWindow.Seconds()
+}

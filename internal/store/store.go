@@ -1,0 +1,104 @@
+// Package store declares the database seam: what spool needs from SQLite or
+// PostgreSQL. Backends live in subpackages; storetest is the conformance
+// suite both run.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spoolgw/spool/internal/query"
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// Store is a database spool drains into and reads from.
+type Store interface {
+	// Migrate creates or upgrades spool's own tables.
+	Migrate(ctx context.Context) error
+	// Exec runs SQL text from the operator (the --schema file), never from
+	// a client.
+	Exec(ctx context.Context, sql string) error
+	// Catalog reads the user tables, without spool's own.
+	Catalog(ctx context.Context) (*schema.Catalog, error)
+
+	// ApplyBatch applies the batch in log order in one database
+	// transaction and records every transaction id in spool_applied in
+	// that same transaction; a transaction already recorded is skipped
+	// (Outcome.Duplicate). A transaction that fails permanently, or that
+	// gate refuses, is rolled back alone (the others still commit), is
+	// recorded as a dead letter in the same database transaction, and is
+	// reported to gate. A transient failure rolls back the whole batch and
+	// is returned as the error; nothing of the batch is then committed.
+	ApplyBatch(ctx context.Context, batch []*txn.Transaction, gate Gate) ([]Outcome, error)
+
+	// Get reads one row by key text; found is false if there is none.
+	Get(ctx context.Context, t *schema.Table, key string) (row schema.Row, found bool, err error)
+	// Query reads the rows matching q, ordered, at most limit of them.
+	Query(ctx context.Context, q *query.Query, limit int) ([]schema.Row, error)
+
+	// Applied tells whether transaction id was applied, and when.
+	Applied(ctx context.Context, id string) (at time.Time, ok bool, err error)
+	// DeadLetter returns the dead letter of transaction id, if any.
+	DeadLetter(ctx context.Context, id string) (*DeadLetter, error)
+
+	Close() error
+}
+
+// Gate decides, for the applier, which transactions may run. The store calls
+// Admit before each transaction of a batch and Failed after each that failed.
+type Gate interface {
+	// Admit returns nil to run tx, or the reason it must fail unrun (it
+	// depends on a transaction that failed).
+	Admit(tx *txn.Transaction) error
+	// Failed is told of each transaction that failed permanently.
+	Failed(tx *txn.Transaction, err error)
+}
+
+// Outcome is what became of one transaction of a batch.
+type Outcome struct {
+	// Err is the permanent failure that dead-lettered the transaction, nil
+	// if it was applied.
+	Err error
+	// Duplicate is true if an earlier run had applied it already.
+	Duplicate bool
+}
+
+// DeadLetter is a transaction that failed for a reason retrying cannot fix.
+type DeadLetter struct {
+	Tx       *txn.Transaction `json:"transaction"`
+	Error    string           `json:"error"`
+	Code     string           `json:"code,omitempty"`
+	FailedAt time.Time        `json:"failed_at"`
+}
+
+// ErrNotFound is returned when a dead letter or row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ApplyError is a permanent failure of one operation: the database refused
+// it for a reason retrying cannot fix (constraint, type, missing row).
+type ApplyError struct {
+	// Op is the index of the failing operation in its transaction.
+	Op    int
+	Table string
+	// Code is the database's error code (SQLSTATE, or SQLite's code name).
+	Code string
+	Msg  string
+	Err  error
+}
+
+func (e *ApplyError) Error() string {
+	s := fmt.Sprintf("operation %d on %q: %s", e.Op, e.Table, e.Msg)
+	if e.Code != "" {
+		s += " (" + e.Code + ")"
+	}
+	return s
+}
+
+func (e *ApplyError) Unwrap() error { return e.Err }
+
+// ErrMissingRow is the cause of an ApplyError for an update or delete of a
+// row the database does not hold.
+var ErrMissingRow = errors.New("row does not exist")

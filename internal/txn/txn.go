@@ -1,0 +1,110 @@
+// Package txn holds the leaf types every other package shares: transactions,
+// their operations, ids and states. It imports nothing of spool's own.
+package txn
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Kind is what an operation does to a row.
+type Kind string
+
+// The operation kinds a transaction may hold.
+const (
+	Insert Kind = "insert"
+	Update Kind = "update"
+	Upsert Kind = "upsert"
+	Delete Kind = "delete"
+)
+
+// Valid reports whether k is one of the known operation kinds.
+func (k Kind) Valid() bool {
+	switch k {
+	case Insert, Update, Upsert, Delete:
+		return true
+	}
+	return false
+}
+
+// Operation is one change to one row. By the time an operation is in the log
+// it is resolved: ID holds the row's primary key as text (generated for
+// inserts that did not name it), every $ref is replaced by the id it named,
+// and Values are normalised against the column types.
+type Operation struct {
+	Op     Kind           `json:"op"`
+	Table  string         `json:"table"`
+	ID     string         `json:"id"`
+	Values map[string]any `json:"values,omitempty"`
+	// As is the alias later operations may name in {"$ref": alias}.
+	As string `json:"as,omitempty"`
+}
+
+// Transaction is an ordered list of operations, applied atomically and once.
+type Transaction struct {
+	ID         string      `json:"id"`
+	Operations []Operation `json:"operations"`
+	CreatedAt  time.Time   `json:"created_at"`
+	// RetryOf links a re-queued dead letter to the transaction it replaces.
+	RetryOf string `json:"retry_of,omitempty"`
+}
+
+// NewID returns a new time-ordered id (UUIDv7) as text.
+func NewID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// ValidID reports whether s is a UUID in its canonical text form.
+func ValidID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(s)
+	return err == nil
+}
+
+// State is where a transaction is on its way to the read replica.
+type State string
+
+// The states of a transaction, in order; Failed ends the way instead.
+const (
+	Queued     State = "queued"
+	Applied    State = "applied"
+	Replicated State = "replicated"
+	Failed     State = "failed"
+)
+
+// ParseState parses a state name.
+func ParseState(s string) (State, error) {
+	switch st := State(s); st {
+	case Queued, Applied, Replicated, Failed:
+		return st, nil
+	}
+	return "", fmt.Errorf("unknown state %q (want queued, applied, replicated or failed)", s)
+}
+
+// Reached reports whether a transaction in state s has reached want or gone
+// past it. Failed reaches every state: waiting for it ends.
+func (s State) Reached(want State) bool {
+	if s == Failed || s == want {
+		return true
+	}
+	return s.rank() >= want.rank() && want != Failed
+}
+
+func (s State) rank() int {
+	switch s {
+	case Queued:
+		return 1
+	case Applied:
+		return 2
+	case Replicated:
+		return 3
+	}
+	return 0
+}
+
+// Done reports whether the transaction has left the log for good.
+func (s State) Done() bool { return s == Replicated || s == Failed }
