@@ -24,3 +24,11 @@ CREATE TABLE IF NOT EXISTS instruments (
     name   text NOT NULL,
     active boolean NOT NULL DEFAULT true
 );
+
+-- A table keyed by an integer the writer chooses (spool generates only uuid
+-- and text keys).
+CREATE TABLE IF NOT EXISTS targets (
+    number        integer PRIMARY KEY,
+    name          text NOT NULL,
+    constellation text
+);

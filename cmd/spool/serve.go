@@ -133,7 +133,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           api.New(gw, health{ap}, logger),
+		Handler:           api.New(gw, ap, logger),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -214,16 +214,3 @@ func openStore(ctx context.Context, c *serveConfig, logger *slog.Logger) (store.
 	}
 	return st, nil
 }
-
-// health reports the applier's state to the api.
-type health struct{ ap *applier.Applier }
-
-func (h health) Healthy(context.Context) error {
-	if b := h.ap.Backoff(); b.Attempt > 0 {
-		return fmt.Errorf("database unavailable (attempt %d, next retry at %s): %s", b.Attempt, b.NextRetry.Format(time.RFC3339), b.LastError)
-	}
-	return nil
-}
-
-func (h health) WorkerActive() bool { return h.ap.Running() }
-

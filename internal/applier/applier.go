@@ -290,3 +290,18 @@ func (a *Applier) Running() bool {
 		return true
 	}
 }
+
+// Healthy returns nil, or why the applier cannot apply: it is stopped, or
+// the database is failing and the applier is backing off.
+func (a *Applier) Healthy(context.Context) error {
+	if !a.Running() {
+		return errors.New("applier is not running")
+	}
+	if b := a.Backoff(); b.Attempt > 0 {
+		return fmt.Errorf("database unavailable: attempt %d failed, next retry at %s: %s", b.Attempt, b.NextRetry.Format(time.RFC3339Nano), b.LastError)
+	}
+	return nil
+}
+
+// WorkerActive reports whether the applier runs (the seed's /health field).
+func (a *Applier) WorkerActive() bool { return a.Running() }

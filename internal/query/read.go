@@ -84,19 +84,20 @@ func (r *Reader) List(ctx context.Context, q *Query, merge bool) ([]schema.Row, 
 	}
 	key := q.Table.Key.Name
 	rows := make([]schema.Row, 0, len(dbRows)+len(pending))
-	fromDB, fromOverlay := false, false
+	touched := make(map[string]bool, len(pending))
+	for k := range pending {
+		touched[k] = true
+	}
 	for _, row := range dbRows {
 		k := schema.KeyText(row[key])
 		p, ok := pending[k]
 		if !ok {
 			rows = append(rows, row)
-			fromDB = true
 			continue
 		}
 		delete(pending, k)
 		if merged, exists := p.Apply(row); exists && q.Match(merged) {
 			rows = append(rows, merged)
-			fromOverlay = true
 		}
 	}
 	// Rows the overlay changes but the database page did not hold may
@@ -109,13 +110,18 @@ func (r *Reader) List(ctx context.Context, q *Query, merge bool) ([]schema.Row, 
 	for k, p := range pending {
 		if merged, exists := p.Apply(bases[k]); exists && q.Match(complete(q.Table, merged)) {
 			rows = append(rows, merged)
-			fromOverlay = true
 		}
 	}
 	slices.SortFunc(rows, q.Less)
 	rows = rows[:min(len(rows), q.Limit)]
+	fromDB, fromOverlay := false, false
 	for i, row := range rows {
 		rows[i] = complete(q.Table, row)
+		if touched[schema.KeyText(row[key])] {
+			fromOverlay = true
+		} else {
+			fromDB = true
+		}
 	}
 	src := FromDatabase
 	switch {
