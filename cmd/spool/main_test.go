@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spoolgw/spool/internal/store/sqlite"
+)
+
+// binary is spool built once for the tests that run it as a real process.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "spool-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "spool")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build spool: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// proc is one running spool process.
+type proc struct {
+	cmd    *exec.Cmd
+	url    string
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+func start(t *testing.T, dataDir string, extra ...string) *proc {
+	t.Helper()
+	addr := freeAddr(t)
+	args := append([]string{"serve", "--listen", addr, "--data-dir", dataDir, "--schema", "../../examples/observatory.sql"}, extra...)
+	p := &proc{cmd: exec.Command(binary, args...), url: "http://" + addr, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.done })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		res, err := http.Get(p.url + "/health")
+		if err == nil {
+			res.Body.Close()
+			return p
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("spool exited at start: %v\n%s", err, p.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spool did not start: %v\n%s", err, p.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitDrained polls /stats until the log is empty.
+func waitDrained(t *testing.T, p *proc) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		res, err := http.Get(p.url + "/stats")
+		if err == nil {
+			var s struct {
+				QueueDepth int64 `json:"queue_depth"`
+			}
+			err = json.NewDecoder(res.Body).Decode(&s)
+			res.Body.Close()
+			if err == nil && s.QueueDepth == 0 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("log not drained in time\n%s", p.stderr)
+}
+
+type ack struct{ id, tx string }
+
+// load posts inserts from writers goroutines until stop closes, and
+// returns every write that got a 2xx.
+func load(url string, writers int, round int, stop <-chan struct{}) []ack {
+	var mu sync.Mutex
+	var acked []ack
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 5 * time.Second}
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				body := fmt.Sprintf(`{"target":"r%d-w%d-%d","exposure_s":%d}`, round, w, n, n)
+				res, err := client.Post(url+"/v1/tables/observations", "application/json", strings.NewReader(body))
+				if err != nil {
+					continue // the process is gone or going; not acknowledged
+				}
+				var r struct{ ID, TransactionID string }
+				if res.StatusCode == http.StatusCreated && json.NewDecoder(res.Body).Decode(&struct {
+					ID            *string `json:"id"`
+					TransactionID *string `json:"transaction_id"`
+				}{&r.ID, &r.TransactionID}) == nil {
+					mu.Lock()
+					acked = append(acked, ack{r.ID, r.TransactionID})
+					mu.Unlock()
+				}
+				res.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	return acked
+}
+
+// A spool under concurrent write load is killed with SIGKILL at a random
+// moment, again and again; after the last restart and the drain, every
+// write that got a 2xx is in the database exactly once.
+func TestCrashLoop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash loop runs real processes")
+	}
+	dir := t.TempDir()
+	var acked []ack
+	const rounds = 8
+	for round := range rounds {
+		p := start(t, dir)
+		stop := make(chan struct{})
+		got := make(chan []ack)
+		go func() { got <- load(p.url, 16, round, stop) }()
+		time.Sleep(time.Duration(150+rand.IntN(500)) * time.Millisecond)
+		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-p.done
+		p.done <- nil
+		close(stop)
+		a := <-got
+		t.Logf("round %d: %d writes acknowledged before SIGKILL", round, len(a))
+		acked = append(acked, a...)
+	}
+	if len(acked) == 0 {
+		t.Fatal("no write was acknowledged; the load did not run")
+	}
+	p := start(t, dir)
+	waitDrained(t, p)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-p.done; err != nil {
+		t.Fatalf("spool exited with %v after SIGTERM\n%s", err, p.stderr)
+	}
+	p.done <- nil
+	checkApplied(t, filepath.Join(dir, "spool.db"), acked)
+}
+
+// checkApplied opens the database spool drained into and checks that every
+// acknowledged write is there, applied once, and none dead-lettered.
+func checkApplied(t *testing.T, path string, acked []ack) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cat, err := st.Catalog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := cat.Table("observations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := 0
+	for _, a := range acked {
+		if _, found, err := st.Get(ctx, obs, a.id); err != nil || !found {
+			missing++
+			continue
+		}
+		if _, ok, err := st.Applied(ctx, a.tx); err != nil || !ok {
+			t.Errorf("transaction %s: row present but not recorded in spool_applied (%v)", a.tx, err)
+		}
+		if dl, err := st.DeadLetter(ctx, a.tx); err == nil {
+			t.Errorf("transaction %s dead-lettered: %s", a.tx, dl.Error)
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d acknowledged writes are missing from the database", missing, len(acked))
+	}
+	t.Logf("%d acknowledged writes, all applied exactly once", len(acked))
+}
+
+// SIGTERM stops intake, drains the log into the database and exits 0.
+func TestGracefulShutdownDrains(t *testing.T) {
+	dir := t.TempDir()
+	p := start(t, dir, "--batch-size", "7")
+	stop := make(chan struct{})
+	got := make(chan []ack)
+	go func() { got <- load(p.url, 8, 0, stop) }()
+	time.Sleep(300 * time.Millisecond)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-p.done; err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr)
+	}
+	p.done <- nil
+	close(stop)
+	acked := <-got
+	if !strings.Contains(p.stderr.String(), "spool stopped") {
+		t.Fatalf("no clean stop in the log:\n%s", p.stderr)
+	}
+	checkApplied(t, filepath.Join(dir, "spool.db"), acked)
+}
+
+func TestServeHelpAndBadFlags(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command(binary, "serve", "--help").CombinedOutput()
+	if err == nil {
+		t.Fatal("--help must exit non-zero")
+	}
+	for _, want := range []string{"-listen", "-data-dir", "-database", "-schema", "-tables", "-batch-size", "-batch-timeout", "SPOOL_DATA_DIR"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("serve --help lacks %q:\n%s", want, out)
+		}
+	}
+	cmd := exec.Command(binary, "serve", "--data-dir", t.TempDir(), "--listen", freeAddr(t))
+	cmd.Env = append(os.Environ(), "SPOOL_BATCH_SIZE=many")
+	out, err = cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "SPOOL_BATCH_SIZE") {
+		t.Fatalf("a bad SPOOL_BATCH_SIZE must fail naming it: %v\n%s", err, out)
+	}
+	out, err = exec.Command(binary, "serve", "--data-dir", t.TempDir(), "--database", "mysql://x").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--database") {
+		t.Fatalf("an unknown database must fail naming the flag: %v\n%s", err, out)
+	}
+}
