@@ -1,0 +1,242 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// The fixed statements of a batch.
+const (
+	sqlMarkApplied = `insert into spool_applied (txn_id, applied_at) values (?, ?)`
+	sqlDeadLetter  = `insert into spool_dead_letters (txn_id, tx, error, code, failed_at) values (?, ?, ?, ?, ?)
+		on conflict (txn_id) do update set tx = excluded.tx, error = excluded.error,
+		code = excluded.code, failed_at = excluded.failed_at`
+	sqlSavepoint = `savepoint spool_tx`
+	sqlRelease   = `release spool_tx`
+	sqlRollback  = `rollback to spool_tx`
+)
+
+// ApplyBatch applies the batch in one BEGIN IMMEDIATE transaction, each
+// transaction in a savepoint of its own; see store.Store.
+func (s *Store) ApplyBatch(ctx context.Context, batch []*txn.Transaction, gate store.Gate) ([]store.Outcome, error) {
+	outcomes := make([]store.Outcome, len(batch))
+	if len(batch) == 0 {
+		return outcomes, nil
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	tx, err := s.wdb.BeginTx(ctx, nil) // BEGIN IMMEDIATE, by the DSN's _txlock
+	if err != nil {
+		return nil, fmt.Errorf("apply batch: begin: %w", err)
+	}
+	b := &batchRun{
+		s: s, tx: tx, gate: gate,
+		now:     time.Now().UTC().Format(schema.TimeFormat),
+		stmts:   make(map[string]*sql.Stmt),
+		opStmts: make(map[stmtKey]*sql.Stmt),
+	}
+	defer b.close()
+	if err := b.lookup(ctx, batch); err != nil {
+		return nil, fmt.Errorf("apply batch: look up earlier runs: %w", err)
+	}
+	for i, t := range batch {
+		if outcomes[i], err = b.apply(ctx, t); err != nil {
+			return nil, fmt.Errorf("apply batch: transaction %s: %w", t.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("apply batch: commit: %w", err)
+	}
+	return outcomes, nil
+}
+
+// batchRun is one attempt at a batch: its transaction and the statements
+// prepared on it, reused by every transaction of the batch.
+type batchRun struct {
+	s     *Store
+	tx    *sql.Tx
+	gate  store.Gate
+	now   string
+	stmts map[string]*sql.Stmt
+	// opStmts are the statements of operations, by table, op and columns.
+	opStmts map[stmtKey]*sql.Stmt
+	// applied and dead hold the transactions of the batch that earlier
+	// runs applied or dead-lettered, and those this run has so far.
+	applied map[string]bool
+	dead    map[string]error
+}
+
+// close rolls back unless committed (a no-op then) and frees the statements.
+func (b *batchRun) close() {
+	for _, st := range b.stmts {
+		st.Close()
+	}
+	for _, st := range b.opStmts {
+		st.Close()
+	}
+	b.tx.Rollback() //nolint:errcheck // ErrTxDone after Commit; a failed rollback is reported by the error already returned
+}
+
+// stmt returns the statement for text, prepared once per batch.
+func (b *batchRun) stmt(ctx context.Context, text string) (*sql.Stmt, error) {
+	if st, ok := b.stmts[text]; ok {
+		return st, nil
+	}
+	st, err := b.tx.PrepareContext(ctx, text)
+	if err != nil {
+		return nil, err
+	}
+	b.stmts[text] = st
+	return st, nil
+}
+
+func (b *batchRun) exec(ctx context.Context, text string, args ...any) (sql.Result, error) {
+	st, err := b.stmt(ctx, text)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// apply runs one transaction. A returned error is transient and fails the
+// batch; a permanent failure is the Outcome's Err.
+func (b *batchRun) apply(ctx context.Context, t *txn.Transaction) (store.Outcome, error) {
+	if b.applied[t.ID] {
+		return store.Outcome{Duplicate: true}, nil
+	}
+	if prior := b.dead[t.ID]; prior != nil {
+		// Dead-lettered by an earlier run whose log ack was lost: its fate is
+		// decided; running it again could apply what was reported failed.
+		b.failed(t, prior)
+		return store.Outcome{Err: prior}, nil
+	}
+	if b.gate != nil {
+		if reason := b.gate.Admit(t); reason != nil {
+			if err := b.deadLetter(ctx, t, reason, ""); err != nil {
+				return store.Outcome{}, err
+			}
+			b.failed(t, reason)
+			return store.Outcome{Err: reason}, nil
+		}
+	}
+	if _, err := b.exec(ctx, sqlSavepoint); err != nil {
+		return store.Outcome{}, fmt.Errorf("savepoint: %w", err)
+	}
+	for i, op := range t.Operations {
+		err := b.op(ctx, i, op)
+		if err == nil {
+			continue
+		}
+		var ae *store.ApplyError
+		if !errors.As(err, &ae) {
+			return store.Outcome{}, fmt.Errorf("operation %d: %w", i, err)
+		}
+		if _, err := b.exec(ctx, sqlRollback); err != nil {
+			return store.Outcome{}, fmt.Errorf("roll back to savepoint: %w", err)
+		}
+		if _, err := b.exec(ctx, sqlRelease); err != nil {
+			return store.Outcome{}, fmt.Errorf("release savepoint: %w", err)
+		}
+		if err := b.deadLetter(ctx, t, ae, ae.Code); err != nil {
+			return store.Outcome{}, err
+		}
+		b.failed(t, ae)
+		return store.Outcome{Err: ae}, nil
+	}
+	if _, err := b.exec(ctx, sqlMarkApplied, t.ID, b.now); err != nil {
+		return store.Outcome{}, fmt.Errorf("record applied: %w", err)
+	}
+	b.applied[t.ID] = true
+	if _, err := b.exec(ctx, sqlRelease); err != nil {
+		return store.Outcome{}, fmt.Errorf("release savepoint: %w", err)
+	}
+	return store.Outcome{}, nil
+}
+
+func (b *batchRun) failed(t *txn.Transaction, err error) {
+	if b.gate != nil {
+		b.gate.Failed(t, err)
+	}
+}
+
+// priorFailure is the Outcome.Err of a transaction that an earlier run had
+// dead-lettered already: the batch was replayed after its log ack was lost.
+type priorFailure struct {
+	id, msg string
+}
+
+func (e *priorFailure) Error() string {
+	return fmt.Sprintf("transaction %s was dead-lettered earlier: %s", e.id, e.msg)
+}
+
+// lookupChunk bounds the ids of one lookup query, well under SQLite's limit
+// of 32766 bound parameters.
+const lookupChunk = 500
+
+// lookup finds which transactions of the batch an earlier run applied or
+// dead-lettered, in a few queries for the whole batch.
+func (b *batchRun) lookup(ctx context.Context, batch []*txn.Transaction) error {
+	b.applied = make(map[string]bool)
+	b.dead = make(map[string]error)
+	for start := 0; start < len(batch); start += lookupChunk {
+		chunk := batch[start:min(start+lookupChunk, len(batch))]
+		args := make([]any, len(chunk))
+		for i, t := range chunk {
+			args[i] = t.ID
+		}
+		in := "(?" + strings.Repeat(", ?", len(args)-1) + ")"
+		rows, err := b.tx.QueryContext(ctx, `select txn_id, null from spool_applied where txn_id in `+in+`
+			union all select txn_id, error from spool_dead_letters where txn_id in `+in, append(args, args...)...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var (
+				id  string
+				msg sql.NullString
+			)
+			if err := rows.Scan(&id, &msg); err != nil {
+				rows.Close()
+				return err
+			}
+			if msg.Valid {
+				b.dead[id] = &priorFailure{id: id, msg: msg.String}
+			} else {
+				b.applied[id] = true
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deadLetter records t as failed with cause, in the batch's transaction.
+func (b *batchRun) deadLetter(ctx context.Context, t *txn.Transaction, cause error, code string) error {
+	body, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("encode dead letter: %w", err)
+	}
+	var c sql.NullString
+	if code != "" {
+		c = sql.NullString{String: code, Valid: true}
+	}
+	if _, err := b.exec(ctx, sqlDeadLetter, t.ID, string(body), cause.Error(), c, b.now); err != nil {
+		return fmt.Errorf("record dead letter: %w", err)
+	}
+	b.dead[t.ID] = cause // a second copy in this batch meets the same fate
+	return nil
+}

@@ -1,0 +1,209 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spoolgw/spool/internal/query"
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// Get reads one row of t by the text of its key.
+func (s *Store) Get(ctx context.Context, t *schema.Table, key string) (schema.Row, bool, error) {
+	if err := t.Writable(); err != nil {
+		return nil, false, fmt.Errorf("get: %w", err)
+	}
+	k, err := bindColumn(t.Key, t.Key.KeyValue(key))
+	if err != nil {
+		return nil, false, fmt.Errorf("get %s %q: key %w", t.Name, key, err)
+	}
+	text := "select " + columnList(t) + " from " + quote(t.Name) + " where " + quote(t.Key.Name) + " = ?"
+	rows, err := s.scan(ctx, t, text, []any{k})
+	if err != nil {
+		return nil, false, fmt.Errorf("get %s %q: %w", t.Name, key, err)
+	}
+	if len(rows) == 0 {
+		return nil, false, nil
+	}
+	return rows[0], true, nil
+}
+
+// Query reads the rows matching q in q's order, at most limit of them (no
+// limit if limit is negative). Ascending order puts nulls first and
+// descending order last, as schema.Compare does.
+func (s *Store) Query(ctx context.Context, q *query.Query, limit int) ([]schema.Row, error) {
+	t := q.Table
+	var (
+		sb   strings.Builder
+		args []any
+	)
+	sb.WriteString("select " + columnList(t) + " from " + quote(t.Name))
+	for i, c := range q.Conds {
+		if i == 0 {
+			sb.WriteString(" where ")
+		} else {
+			sb.WriteString(" and ")
+		}
+		cargs, err := condSQL(&sb, c)
+		if err != nil {
+			return nil, fmt.Errorf("query %s: %w", t.Name, err)
+		}
+		args = append(args, cargs...)
+	}
+	for i, o := range q.Order {
+		if i == 0 {
+			sb.WriteString(" order by ")
+		} else {
+			sb.WriteString(", ")
+		}
+		sb.WriteString(quote(o.Column.Name))
+		if o.Desc {
+			sb.WriteString(" desc nulls last")
+		} else {
+			sb.WriteString(" asc nulls first")
+		}
+	}
+	sb.WriteString(" limit ?")
+	args = append(args, int64(limit))
+	rows, err := s.scan(ctx, t, sb.String(), args)
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", t.Name, err)
+	}
+	return rows, nil
+}
+
+// condOps maps the comparison operators onto SQL.
+var condOps = map[query.Op]string{
+	query.Eq: "=", query.Neq: "<>", query.Lt: "<", query.Lte: "<=", query.Gt: ">", query.Gte: ">=",
+}
+
+// condSQL writes one condition with placeholders and returns its arguments.
+// A comparison with NULL is never true in SQL, which is what Cond.match
+// does too (neq excludes nulls).
+func condSQL(sb *strings.Builder, c query.Cond) ([]any, error) {
+	col := quote(c.Column.Name)
+	switch c.Op {
+	case query.IsNull:
+		sb.WriteString(col + " is null")
+		return nil, nil
+	case query.NotNull:
+		sb.WriteString(col + " is not null")
+		return nil, nil
+	case query.In:
+		if len(c.Values) == 0 {
+			sb.WriteString("0")
+			return nil, nil
+		}
+		args := make([]any, len(c.Values))
+		for i, v := range c.Values {
+			a, err := bind(v)
+			if err != nil {
+				return nil, fmt.Errorf("filter on %q: %w", c.Column.Name, err)
+			}
+			args[i] = a
+		}
+		sb.WriteString(col + " in (?" + strings.Repeat(", ?", len(args)-1) + ")")
+		return args, nil
+	}
+	op, ok := condOps[c.Op]
+	if !ok {
+		return nil, fmt.Errorf("unknown operator %q", c.Op)
+	}
+	a, err := bind(c.Value)
+	if err != nil {
+		return nil, fmt.Errorf("filter on %q: %w", c.Column.Name, err)
+	}
+	sb.WriteString(col + " " + op + " ?")
+	return []any{a}, nil
+}
+
+func columnList(t *schema.Table) string {
+	names := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		names[i] = quote(c.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// scan runs a select of every column of t on the read pool and decodes the
+// rows into canonical values.
+func (s *Store) scan(ctx context.Context, t *schema.Table, text string, args []any) ([]schema.Row, error) {
+	rows, err := s.rdb.QueryContext(ctx, text, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	raw := make([]any, len(t.Columns))
+	ptrs := make([]any, len(raw))
+	for i := range raw {
+		ptrs[i] = &raw[i]
+	}
+	var out []schema.Row
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		r := make(schema.Row, len(t.Columns))
+		for i, c := range t.Columns {
+			v, err := decode(c, raw[i])
+			if err != nil {
+				return nil, err
+			}
+			r[c.Name] = v
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Applied tells whether transaction id was applied, and when.
+func (s *Store) Applied(ctx context.Context, id string) (time.Time, bool, error) {
+	var at string
+	err := s.rdb.QueryRowContext(ctx, `select applied_at from spool_applied where txn_id = ?`, id).Scan(&at)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return time.Time{}, false, nil
+	case err != nil:
+		return time.Time{}, false, fmt.Errorf("look up applied %s: %w", id, err)
+	}
+	ts, err := time.Parse(schema.TimeFormat, at)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("look up applied %s: %w", id, err)
+	}
+	return ts, true, nil
+}
+
+// DeadLetter returns the dead letter of transaction id, or an error wrapping
+// store.ErrNotFound.
+func (s *Store) DeadLetter(ctx context.Context, id string) (*store.DeadLetter, error) {
+	var (
+		body, msg, at string
+		code          sql.NullString
+	)
+	err := s.rdb.QueryRowContext(ctx,
+		`select tx, error, code, failed_at from spool_dead_letters where txn_id = ?`, id).Scan(&body, &msg, &code, &at)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("dead letter %s: %w", id, store.ErrNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("dead letter %s: %w", id, err)
+	}
+	dl := &store.DeadLetter{Tx: new(txn.Transaction), Error: msg, Code: code.String}
+	d := json.NewDecoder(bytes.NewReader([]byte(body)))
+	d.UseNumber()
+	if err := d.Decode(dl.Tx); err != nil {
+		return nil, fmt.Errorf("dead letter %s: decode transaction: %w", id, err)
+	}
+	if dl.FailedAt, err = time.Parse(schema.TimeFormat, at); err != nil {
+		return nil, fmt.Errorf("dead letter %s: %w", id, err)
+	}
+	return dl, nil
+}

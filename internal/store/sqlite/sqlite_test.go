@@ -1,0 +1,276 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/store/storetest"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openTest(t, filepath.Join(t.TempDir(), "spool.db"), options{busyTimeout: BusyTimeout})
+	})
+}
+
+func openTest(t *testing.T, path string, opt options) *Store {
+	t.Helper()
+	s, err := open(t.Context(), path, slog.New(slog.DiscardHandler), opt)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return s
+}
+
+// setup opens a store with the suite's tables; it is closed at the end.
+func setup(t *testing.T, opt options) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "spool.db")
+	s := openTest(t, path, opt)
+	t.Cleanup(func() { s.Close() })
+	if err := s.Exec(t.Context(), storetest.Schema); err != nil {
+		t.Fatalf("create tables: %v", err)
+	}
+	return s, path
+}
+
+func TestMigrationsIdempotent(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "spool.db")
+	for range 3 {
+		s := openTest(t, path, options{busyTimeout: BusyTimeout})
+		if err := s.Migrate(t.Context()); err != nil {
+			t.Fatalf("migrate again: %v", err)
+		}
+		var n, max int
+		if err := s.rdb.QueryRowContext(t.Context(), `select count(*), max(version) from spool_migrations`).Scan(&n, &max); err != nil {
+			t.Fatal(err)
+		}
+		if n != len(migrations) || max != migrations[len(migrations)-1].version {
+			t.Fatalf("spool_migrations holds %d rows up to %d, want %d", n, max, len(migrations))
+		}
+		var mode string
+		if err := s.rdb.QueryRowContext(t.Context(), `pragma journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+			t.Fatalf("journal mode %q, %v; want wal", mode, err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("second close: %v", err)
+		}
+	}
+}
+
+// TestErrorCodes checks the SQLite code names that dead letters carry.
+func TestErrorCodes(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t, options{busyTimeout: BusyTimeout})
+	ctx := t.Context()
+	taken := txn.NewID()
+	if _, err := s.ApplyBatch(ctx, []*txn.Transaction{obsTx(taken, "code", "taken")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	frame := txn.NewID()
+	cases := []struct {
+		tx   *txn.Transaction
+		code string
+	}{
+		{obsTx(txn.NewID(), "code", "taken"), "SQLITE_CONSTRAINT_UNIQUE"},
+		{obsTx(taken), "SQLITE_CONSTRAINT_PRIMARYKEY"},
+		{&txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "obs", ID: frame,
+			Values: map[string]any{"id": frame}}}}, "SQLITE_CONSTRAINT_NOTNULL"},
+		{&txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "frames", ID: frame,
+			Values: map[string]any{"id": frame, "obs_id": txn.NewID()}}}}, "SQLITE_CONSTRAINT_FOREIGNKEY"},
+	}
+	for _, c := range cases {
+		out, err := s.ApplyBatch(ctx, []*txn.Transaction{c.tx}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ae *store.ApplyError
+		if !errors.As(out[0].Err, &ae) || ae.Code != c.code {
+			t.Errorf("error %v, want code %s", out[0].Err, c.code)
+		}
+	}
+}
+
+func obsTx(id string, kv ...string) *txn.Transaction {
+	v := map[string]any{"id": id, "target": "M31"}
+	for i := 0; i+1 < len(kv); i += 2 {
+		v[kv[i]] = kv[i+1]
+	}
+	return &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "obs", ID: id, Values: v}}}
+}
+
+// TestBusy holds the write lock from a second connection: the batch fails
+// with SQLITE_BUSY after the busy timeout, as a transient error, and applies
+// once the lock is gone.
+func TestBusy(t *testing.T) {
+	t.Parallel()
+	s, path := setup(t, options{busyTimeout: 50 * time.Millisecond})
+	ctx := t.Context()
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "begin immediate"); err != nil {
+		t.Fatal(err)
+	}
+	id := txn.NewID()
+	batch := []*txn.Transaction{obsTx(id)}
+	_, err = s.ApplyBatch(ctx, batch, nil)
+	var se *sqlite.Error
+	if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY {
+		t.Fatalf("apply under a held lock: %v, want SQLITE_BUSY", err)
+	}
+	if code, permanent := classify(ctx, err); permanent {
+		t.Fatalf("SQLITE_BUSY (%s) classified permanent", code)
+	}
+	if _, err := conn.ExecContext(ctx, "rollback"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.ApplyBatch(ctx, batch, nil)
+	if err != nil || out[0].Err != nil || out[0].Duplicate {
+		t.Fatalf("apply after the lock: %+v, %v", out, err)
+	}
+}
+
+// TestCatalogRefresh writes to a table created behind the store's back: the
+// store reads the catalog again when it meets a table or column it does not
+// know.
+func TestCatalogRefresh(t *testing.T) {
+	t.Parallel()
+	s, path := setup(t, options{busyTimeout: BusyTimeout})
+	ctx := t.Context()
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.ExecContext(ctx, `create table "odd ""name""" (id text primary key, v integer); alter table obs add column seeing real`); err != nil {
+		t.Fatal(err)
+	}
+	id := txn.NewID()
+	batch := []*txn.Transaction{
+		{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: `odd "name"`, ID: "k", Values: map[string]any{"id": "k", "v": int64(3)}}}},
+		{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "obs", ID: id, Values: map[string]any{"id": id, "target": "M1", "seeing": 0.8}}}},
+		{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "nope", ID: "x", Values: map[string]any{"id": "x"}}}},
+	}
+	out, err := s.ApplyBatch(ctx, batch, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0].Err != nil || out[1].Err != nil {
+		t.Fatalf("outcomes %+v, want the first two applied", out)
+	}
+	if !errors.Is(out[2].Err, schema.ErrUnknownTable) {
+		t.Fatalf("unknown table: %v, want schema.ErrUnknownTable", out[2].Err)
+	}
+	cat, err := s.Catalog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	odd, err := cat.Table(`odd "name"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, ok, err := s.Get(ctx, odd, "k")
+	if err != nil || !ok || row["v"] != int64(3) {
+		t.Fatalf("get: %v, %v, %v", row, ok, err)
+	}
+}
+
+// TestReadForms reads values SQLite itself wrote (CURRENT_TIMESTAMP, integer
+// booleans, numeric text) in their canonical forms.
+func TestReadForms(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t, options{busyTimeout: BusyTimeout})
+	ctx := t.Context()
+	if err := s.Exec(ctx, `create table stamps (id integer primary key, at timestamp default current_timestamp, at2 datetime, n numeric, ok bool);
+		insert into stamps (id, at2, n, ok) values (1, '2024-03-04 05:06:07', '7.25', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := s.Catalog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, _ := cat.Table("stamps")
+	row, ok, err := s.Get(ctx, tb, "1")
+	if err != nil || !ok {
+		t.Fatalf("get: %v %v", ok, err)
+	}
+	at, isString := row["at"].(string)
+	if _, err := time.Parse(schema.TimeFormat, at); !isString || err != nil {
+		t.Errorf("at = %#v, want canonical timestamp text", row["at"])
+	}
+	if row["at2"] != "2024-03-04T05:06:07.000000000Z" || fmt.Sprint(row["n"]) != "7.25" || row["ok"] != true {
+		t.Errorf("row %#v", row)
+	}
+}
+
+func BenchmarkApplyBatch(b *testing.B) {
+	const batchSize = 500
+	path := filepath.Join(b.TempDir(), "spool.db")
+	s, err := Open(context.Background(), path, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Exec(context.Background(), storetest.Schema); err != nil {
+		b.Fatal(err)
+	}
+	rows := 0
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		batch := make([]*txn.Transaction, batchSize)
+		for i := range batch {
+			id := txn.NewID()
+			batch[i] = &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "obs", ID: id,
+				Values: map[string]any{"id": id, "target": "M31", "exposure": 30.5, "frames": int64(i), "done": true,
+					"started_at": "2024-05-06T07:08:09.123456000Z"}}}}
+		}
+		b.StartTimer()
+		out, err := s.ApplyBatch(context.Background(), batch, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if out[0].Err != nil {
+			b.Fatal(out[0].Err)
+		}
+		rows += batchSize
+	}
+	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// TestClosed: a closed store fails batches with an error (transient), never
+// with a dead letter.
+func TestClosed(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t, options{busyTimeout: BusyTimeout})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := s.ApplyBatch(t.Context(), []*txn.Transaction{obsTx(txn.NewID())}, nil); err == nil {
+		t.Fatalf("apply on a closed store: %+v, no error", out)
+	}
+}
