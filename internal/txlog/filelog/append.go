@@ -1,0 +1,259 @@
+package filelog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/spoolgw/spool/internal/txlog"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// The states of an appendReq: an Append that gives up (its context is done,
+// or the log closed) and the writer that takes the request for a batch race
+// for it with a compare-and-swap, so that exactly one of them wins.
+const (
+	reqQueued int32 = iota
+	reqTaken
+	reqCancelled
+)
+
+// appendReq is one Append waiting for the writer.
+type appendReq struct {
+	tx      *txn.Transaction
+	payload []byte
+	state   atomic.Int32
+	done    chan struct{} // closed once entry or err is set
+	entry   txlog.Entry
+	err     error
+}
+
+// writer is the state of the writer goroutine, which alone touches it
+// (Open sets it up before the goroutine starts; Close tears it down after
+// the goroutine has returned).
+type writer struct {
+	f     *os.File // the last segment, opened for appending
+	seg   *segment // the last segment; its size is published under Log.mu
+	size  int64    // bytes written to f, synced or not
+	next  uint64   // sequence number of the next record
+	buf   []byte   // the records of the group being committed
+	batch []*appendReq
+	// sync makes f's data durable; syncData, or a fault in tests.
+	sync func(*os.File) error
+}
+
+// Append makes tx durable and returns its entry; the entry's Pos is its
+// sequence number in decimal. Concurrent appends share one write and one
+// fdatasync. ctx is honoured while the append waits for the writer; once
+// the writer has taken it, Append waits for the write and its sync, and the
+// transaction is durable (or the log failed) whatever ctx does.
+func (l *Log) Append(ctx context.Context, tx *txn.Transaction) (txlog.Entry, error) {
+	if tx == nil {
+		return txlog.Entry{}, errors.New("filelog: append: nil transaction")
+	}
+	if err := ctx.Err(); err != nil {
+		return txlog.Entry{}, fmt.Errorf("filelog: append: %w", err)
+	}
+	if l.isClosing() {
+		return txlog.Entry{}, fmt.Errorf("filelog: append: %w", txlog.ErrClosed)
+	}
+	if err := l.failure(); err != nil {
+		return txlog.Entry{}, err
+	}
+	payload, err := json.Marshal(tx)
+	if err != nil {
+		return txlog.Entry{}, fmt.Errorf("filelog: append: encode transaction: %w", err)
+	}
+	if len(payload) > l.cfg.MaxRecordSize {
+		return txlog.Entry{}, fmt.Errorf("filelog: append: transaction of %d bytes exceeds MaxRecordSize %d",
+			len(payload), l.cfg.MaxRecordSize)
+	}
+	r := &appendReq{tx: tx, payload: payload, done: make(chan struct{})}
+	select {
+	case l.reqs <- r:
+	case <-ctx.Done():
+		return txlog.Entry{}, fmt.Errorf("filelog: append: %w", ctx.Err())
+	case <-l.closing:
+		return txlog.Entry{}, fmt.Errorf("filelog: append: %w", txlog.ErrClosed)
+	}
+	select {
+	case <-r.done:
+		return r.entry, r.err
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(reqQueued, reqCancelled) {
+			return txlog.Entry{}, fmt.Errorf("filelog: append: %w", ctx.Err())
+		}
+	case <-l.writerDone:
+		if r.state.CompareAndSwap(reqQueued, reqCancelled) {
+			return txlog.Entry{}, fmt.Errorf("filelog: append: %w", txlog.ErrClosed)
+		}
+	}
+	<-r.done // the writer took it: the answer is one write and sync away
+	return r.entry, r.err
+}
+
+// failure returns the error that failed the log, nil while it is healthy.
+func (l *Log) failure() error {
+	if p := l.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// run is the writer goroutine: it takes the first queued append, drains
+// whatever else is already queued (never waiting for more), commits the
+// group with one write and one sync, and answers it. Appends that arrive
+// meanwhile queue behind the sync in flight, so groups grow with load.
+func (l *Log) run() {
+	defer close(l.writerDone)
+	for {
+		select {
+		case <-l.closing:
+			return
+		case r := <-l.reqs:
+			if l.isClosing() {
+				// Not taken: its Append sees writerDone and fails.
+				return
+			}
+			l.commit(l.gather(r))
+		}
+	}
+}
+
+// gather returns first and every append already queued behind it, up to
+// MaxBatchBytes, skipping those whose Append gave up.
+func (l *Log) gather(first *appendReq) []*appendReq {
+	w := &l.w
+	w.batch = w.batch[:0]
+	n := 0
+	take := func(r *appendReq) {
+		if r.state.CompareAndSwap(reqQueued, reqTaken) {
+			w.batch = append(w.batch, r)
+			n += headerSize + len(r.payload)
+		}
+	}
+	take(first)
+	for n < l.cfg.MaxBatchBytes {
+		select {
+		case r := <-l.reqs:
+			take(r)
+		default:
+			return w.batch
+		}
+	}
+	return w.batch
+}
+
+// commit writes and syncs a group of appends and answers each of them. A
+// group that does not fit the last segment is split: the part that fits is
+// written and synced, then a new segment is started for the rest.
+func (l *Log) commit(batch []*appendReq) {
+	w := &l.w
+	defer clear(w.batch) // drop the references for the collector
+	if err := l.failure(); err != nil {
+		answer(batch, err)
+		return
+	}
+	w.buf = w.buf[:0]
+	start := 0 // first request of the part not yet flushed
+	for i, r := range batch {
+		n := int64(headerSize + len(r.payload))
+		if pending := w.size + int64(len(w.buf)); pending > 0 && pending+n > l.cfg.SegmentSize {
+			if err := l.flush(batch[start:i]); err != nil {
+				l.fail(err, batch[start:])
+				return
+			}
+			start = i
+			if err := l.rotate(); err != nil {
+				l.fail(err, batch[start:])
+				return
+			}
+		}
+		r.entry = txlog.Entry{Pos: strconv.FormatUint(w.next, 10), Tx: r.tx}
+		w.buf = appendRecord(w.buf, w.next, r.payload)
+		w.next++
+	}
+	if err := l.flush(batch[start:]); err != nil {
+		l.fail(err, batch[start:])
+		return
+	}
+	if cap(w.buf) > 2*l.cfg.MaxBatchBytes {
+		w.buf = nil // one huge record should not pin its buffer
+	}
+}
+
+// flush writes the buffered records of reqs to the last segment, syncs
+// them, publishes them to Claim and answers reqs.
+func (l *Log) flush(reqs []*appendReq) error {
+	w := &l.w
+	if len(w.buf) == 0 {
+		return nil
+	}
+	if _, err := w.f.Write(w.buf); err != nil {
+		return fmt.Errorf("filelog: write segment: %w", err)
+	}
+	w.size += int64(len(w.buf))
+	if err := w.sync(w.f); err != nil {
+		return fmt.Errorf("filelog: sync segment: %w", err)
+	}
+	l.syncs.Add(1)
+	l.mu.Lock()
+	w.seg.size = w.size
+	l.bytes += int64(len(w.buf))
+	l.durable = w.next - 1
+	close(l.durableCh)
+	l.durableCh = make(chan struct{})
+	l.mu.Unlock()
+	w.buf = w.buf[:0]
+	answer(reqs, nil)
+	return nil
+}
+
+// rotate starts a new segment, named for the next sequence number, and
+// makes its directory entry durable before anything is written to it.
+func (l *Log) rotate() error {
+	w := &l.w
+	s := &segment{first: w.next, name: segmentName(w.next)}
+	f, err := os.OpenFile(filepath.Join(l.dir, s.name), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("filelog: create segment: %w", err)
+	}
+	if err := l.dirFile.Sync(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("filelog: sync directory: %w", err)
+	}
+	old := w.f
+	w.f, w.seg, w.size = f, s, 0
+	l.mu.Lock()
+	l.segs = append(l.segs, s)
+	l.mu.Unlock()
+	if err := old.Close(); err != nil {
+		// Its records are synced already; a failed close loses nothing.
+		l.logger.Warn("filelog: close segment", "dir", l.dir, "err", err)
+	}
+	return nil
+}
+
+// fail puts the log in the failed state for good and answers reqs with the
+// error. Only the first failure is kept.
+func (l *Log) fail(cause error, reqs []*appendReq) {
+	err := fmt.Errorf("%w: %w", ErrFailed, cause)
+	if l.failed.CompareAndSwap(nil, &err) {
+		l.logger.Error("filelog: log failed; appends fail until it is reopened", "dir", l.dir, "err", cause)
+	}
+	answer(reqs, l.failure())
+}
+
+func answer(reqs []*appendReq, err error) {
+	for _, r := range reqs {
+		if err != nil {
+			r.entry, r.err = txlog.Entry{}, err
+		}
+		close(r.done)
+	}
+}
