@@ -24,7 +24,7 @@ import (
 // env is one spool on the embedded default: a real log and a real SQLite
 // file in a temporary directory, served over real HTTP.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	st     *sqlite.Store
 	lg     *filelog.Log
@@ -36,7 +36,7 @@ type env struct {
 
 // setup opens spool in dir (a new temporary directory when dir is "").
 // The applier is not started: tests start it when they want the drain.
-func setup(t *testing.T, dir string) *env {
+func setup(t testing.TB, dir string) *env {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
