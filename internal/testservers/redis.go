@@ -1,0 +1,83 @@
+package testservers
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Redis is a throwaway redis-server with appendonly yes, appendfsync always
+// and maxmemory-policy noeviction.
+type Redis struct {
+	Addr string // 127.0.0.1:port
+	URL  string // redis://127.0.0.1:port/0
+	Dir  string
+
+	bin  string
+	port int
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// StartRedis starts a redis-server with its data in dir.
+func StartRedis(dir string) (*Redis, error) {
+	bin, err := findBinary("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	r := &Redis{Addr: fmt.Sprintf("127.0.0.1:%d", port), URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port), Dir: dir, bin: bin, port: port}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return r, r.Start()
+}
+
+// Start starts (or restarts) the server on its port and directory; the AOF
+// written before is loaded back.
+func (r *Redis) Start() error {
+	r.cmd = exec.Command(r.bin,
+		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.Dir,
+		"--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction",
+		"--save", "", "--daemonize", "no", "--logfile", filepath.Join(r.Dir, "redis.log"))
+	if err := r.cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	r.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(r.cmd, r.done)
+	if err := waitPort(r.Addr, r.done, 10*time.Second); err != nil {
+		r.Kill()
+		log, _ := os.ReadFile(filepath.Join(r.Dir, "redis.log"))
+		return fmt.Errorf("redis-server: %w\n%s", err, log)
+	}
+	return nil
+}
+
+// Pid returns the server's process id.
+func (r *Redis) Pid() int { return r.cmd.Process.Pid }
+
+// Stop stops the server by pid (SIGTERM: it finishes its AOF and exits).
+func (r *Redis) Stop() error {
+	if r.cmd == nil {
+		return nil
+	}
+	err := stopPid(r.cmd.Process.Pid, syscall.SIGTERM, 10*time.Second)
+	<-r.done
+	return err
+}
+
+// Kill kills the server with SIGKILL, as a crash would.
+func (r *Redis) Kill() {
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	<-r.done
+}
