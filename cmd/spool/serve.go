@@ -112,7 +112,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 			tables = append(tables, strings.TrimSpace(t))
 		}
 	}
-	gw, err := gateway.New(ctx, lg, st, tables, logger)
+	gw, err := gateway.New(ctx, gateway.Config{Log: lg, Store: st, Tables: tables, Logger: logger})
 	if err != nil {
 		return err
 	}

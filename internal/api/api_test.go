@@ -60,7 +60,7 @@ func setup(t testing.TB, dir string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := gateway.New(ctx, lg, st, nil, nil)
+	gw, err := gateway.New(ctx, gateway.Config{Log: lg, Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestObservatoryWalkthrough(t *testing.T) {
 	if g.header.Get(api.SourceHeader) != "database" || g.body["status"] != "done" || g.body["exposure_s"] != json.Number("30") {
 		t.Fatalf("read after drain %v %v", g.header.Get(api.SourceHeader), g.body)
 	}
-	if s := e.gw.Overlay().Stats(); s.Rows != 0 {
+	if s, _ := e.gw.Overlay().Stats(t.Context()); s.Rows != 0 {
 		t.Fatalf("overlay still holds %+v after the drain", s)
 	}
 }

@@ -203,10 +203,14 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("log stats: %w", err)
 	}
+	ov, err := s.gw.Overlay().Stats(r.Context())
+	if err != nil {
+		return fmt.Errorf("overlay stats: %w", err)
+	}
 	c := s.gw.Tracker().Counters()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"log":             ls,
-		"overlay":         s.gw.Overlay().Stats(),
+		"overlay":         ov,
 		"queued":          c.Queued,
 		"processed":       c.Processed,
 		"failed":          c.Failed,

@@ -78,7 +78,11 @@ func (p *poison) commit(g *attemptGate) {
 type attemptGate struct {
 	p     *poison
 	local map[string]string
+	log   string
+	token int64
 }
+
+func (g *attemptGate) Fence() (string, int64) { return g.log, g.token }
 
 func (g *attemptGate) Admit(tx *txn.Transaction) error {
 	g.p.mu.Lock()

@@ -26,15 +26,48 @@ import (
 // KVTable is spool's own key-value table behind /write and /read.
 const KVTable = "spool_kv"
 
+// Overlay is the pending state reads merge: the in-memory overlay of a
+// process with a local log, or a shared one that the log keeps in the same
+// atomic step as each append (Redis).
+type Overlay interface {
+	Row(ctx context.Context, table, key string) (overlay.Pending, error)
+	Table(ctx context.Context, table string) (map[string]overlay.Pending, error)
+	// Evict removes the changes of the given transactions.
+	Evict(ctx context.Context, ids ...string) error
+	// Withdraw evicts every pending transaction with a change depends
+	// reports true for, and returns their ids.
+	Withdraw(ctx context.Context, depends func(table, key string, op overlay.Op) bool) ([]string, error)
+	// Has reports whether a transaction still has changes pending.
+	Has(ctx context.Context, id string) (bool, error)
+	Stats(ctx context.Context) (overlay.Stats, error)
+}
+
+var _ Overlay = (*overlay.Overlay)(nil)
+
+// Config is what a gateway is built from.
+type Config struct {
+	Log   txlog.Log
+	Store store.Store
+	// Overlay is a shared overlay that Log fills with each append; nil
+	// means an in-memory overlay this gateway fills before each append and
+	// rebuilds from the log at start.
+	Overlay Overlay
+	// Tables names the tables clients may use; empty means every user table.
+	Tables []string
+	Logger *slog.Logger
+}
+
 // Gateway ties the log, the overlay, the store and the tracker together.
 type Gateway struct {
 	log     txlog.Log
 	store   store.Store
-	overlay *overlay.Overlay
+	overlay Overlay
+	// local is the in-memory overlay this gateway fills itself, nil when
+	// the log keeps a shared one.
+	local   *overlay.Overlay
 	tracker *status.Tracker
 	reader  *query.Reader
 	logger  *slog.Logger
-	// exposed lists the tables clients may name; nil means all but spool's.
 	exposed []string
 	catalog atomic.Pointer[schema.Catalog]
 	// depends tells whether a pending change depends on a failed
@@ -42,28 +75,31 @@ type Gateway struct {
 	depends func(op txn.Operation) (string, bool)
 }
 
-// New returns a gateway over an open log and store. exposed names the
-// tables clients may use (empty: every user table).
-func New(ctx context.Context, lg txlog.Log, st store.Store, exposed []string, logger *slog.Logger) (*Gateway, error) {
+// New returns a gateway over an open log and store.
+func New(ctx context.Context, cfg Config) (*Gateway, error) {
+	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	ov := overlay.New()
-	g := &Gateway{
-		log: lg, store: st, overlay: ov, tracker: status.New(0), logger: logger,
-		reader:  &query.Reader{DB: st, Overlay: ov},
-		exposed: exposed,
+	g := &Gateway{log: cfg.Log, store: cfg.Store, overlay: cfg.Overlay, tracker: status.New(0), logger: logger, exposed: cfg.Tables}
+	if g.overlay == nil {
+		g.local = overlay.New()
+		g.overlay = g.local
 	}
+	g.reader = &query.Reader{DB: cfg.Store, Overlay: normalizing{g}}
 	if err := g.RefreshCatalog(ctx); err != nil {
 		return nil, err
 	}
+	if g.local == nil {
+		return g, nil
+	}
 	// Rebuild the overlay and the queued states from the log.
 	n := 0
-	err := lg.Pending(ctx, func(e txlog.Entry) error {
+	err := cfg.Log.Pending(ctx, func(e txlog.Entry) error {
 		if err := g.normalize(e.Tx); err != nil {
 			return fmt.Errorf("transaction %s in the log: %w", e.Tx.ID, err)
 		}
-		ov.Add(e.Tx)
+		g.local.Add(e.Tx)
 		g.tracker.Queued(e.Tx.ID, e.Tx.CreatedAt)
 		n++
 		return nil
@@ -77,6 +113,48 @@ func New(ctx context.Context, lg txlog.Log, st store.Store, exposed []string, lo
 	return g, nil
 }
 
+// normalizing restores canonical values in what a shared overlay returns
+// (it went through JSON); the in-memory overlay holds them already.
+type normalizing struct{ g *Gateway }
+
+func (n normalizing) Row(ctx context.Context, table, key string) (overlay.Pending, error) {
+	p, err := n.g.overlay.Row(ctx, table, key)
+	if err == nil && n.g.local == nil {
+		n.g.normalizePending(table, p)
+	}
+	return p, err
+}
+
+func (n normalizing) Table(ctx context.Context, table string) (map[string]overlay.Pending, error) {
+	rows, err := n.g.overlay.Table(ctx, table)
+	if err == nil && n.g.local == nil {
+		for _, p := range rows {
+			n.g.normalizePending(table, p)
+		}
+	}
+	return rows, err
+}
+
+func (g *Gateway) normalizePending(table string, p overlay.Pending) {
+	t, err := g.catalog.Load().Table(table)
+	if err != nil {
+		return
+	}
+	for _, op := range p {
+		normalizeValues(t, op.Values)
+	}
+}
+
+func normalizeValues(t *schema.Table, values map[string]any) {
+	for name, v := range values {
+		if c := t.Column(name); c != nil {
+			if n, err := c.Normalize(v); err == nil {
+				values[name] = n
+			}
+		}
+	}
+}
+
 // normalize restores canonical values in a transaction read back from the
 // log (JSON turns integers into numbers and bytes into base64 text).
 func (g *Gateway) normalize(tx *txn.Transaction) error {
@@ -86,13 +164,7 @@ func (g *Gateway) normalize(tx *txn.Transaction) error {
 		if err != nil {
 			return err
 		}
-		for name, v := range op.Values {
-			if c := t.Column(name); c != nil {
-				if n, err := c.Normalize(v); err == nil {
-					op.Values[name] = n
-				}
-			}
-		}
+		normalizeValues(t, op.Values)
 	}
 	return nil
 }
@@ -128,7 +200,7 @@ func (g *Gateway) Table(name string) (*schema.Table, error) {
 func (g *Gateway) Tracker() *status.Tracker { return g.tracker }
 
 // Overlay returns the overlay.
-func (g *Gateway) Overlay() *overlay.Overlay { return g.overlay }
+func (g *Gateway) Overlay() Overlay { return g.overlay }
 
 // ErrUnavailable wraps a failure to make a write durable: the client should
 // retry later; nothing was acknowledged.
@@ -156,9 +228,13 @@ func (g *Gateway) submit(ctx context.Context, req *Request, lookup func(string) 
 		return nil, err
 	}
 	g.tracker.Queued(tx.ID, now)
-	g.overlay.Add(tx)
+	if g.local != nil {
+		g.local.Add(tx)
+	}
 	if _, err := g.log.Append(ctx, tx); err != nil {
-		g.overlay.Evict(tx.ID)
+		if g.local != nil {
+			_ = g.local.Evict(ctx, tx.ID) // in memory: cannot fail
+		}
 		g.tracker.Forget(tx.ID)
 		return nil, fmt.Errorf("%w: append: %w", ErrUnavailable, err)
 	}
@@ -216,9 +292,11 @@ func (g *Gateway) List(ctx context.Context, q *query.Query, merge bool) ([]schem
 
 // Status tells where transaction id is. ok is false if spool never saw it.
 func (g *Gateway) Status(ctx context.Context, id string) (status.Status, bool, error) {
-	if s, ok := g.tracker.Get(id); ok {
+	if s, ok := g.tracker.Get(id); ok && (g.local != nil || s.State.Done()) {
 		return s, true, nil
 	}
+	// With a shared log another process applies: ask the database, then
+	// the shared overlay.
 	at, ok, err := g.store.Applied(ctx, id)
 	if err != nil {
 		return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
@@ -228,20 +306,50 @@ func (g *Gateway) Status(ctx context.Context, id string) (status.Status, bool, e
 	}
 	dl, err := g.store.DeadLetter(ctx, id)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return status.Status{}, false, nil
-	case err != nil:
+	case err == nil:
+		return status.Status{ID: id, State: txn.Failed, QueuedAt: dl.Tx.CreatedAt, FailedAt: dl.FailedAt, Error: dl.Error, Code: dl.Code}, true, nil
+	case !errors.Is(err, store.ErrNotFound):
 		return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
 	}
-	return status.Status{ID: id, State: txn.Failed, QueuedAt: dl.Tx.CreatedAt, FailedAt: dl.FailedAt, Error: dl.Error, Code: dl.Code}, true, nil
+	if s, ok := g.tracker.Get(id); ok {
+		return s, true, nil
+	}
+	pending, err := g.overlay.Has(ctx, id)
+	if err != nil {
+		return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
+	}
+	if pending {
+		return status.Status{ID: id, State: txn.Queued}, true, nil
+	}
+	return status.Status{}, false, nil
 }
+
+// SharedPoll is how often a wait polls the database when another process
+// applies the log: a fraction of a batch's latency, a few cheap queries a
+// second per waiter.
+const SharedPoll = 20 * time.Millisecond
 
 // Wait waits until transaction id reaches state want or ctx ends.
 func (g *Gateway) Wait(ctx context.Context, id string, want txn.State) (status.Status, bool, error) {
-	if s, ok := g.tracker.Wait(ctx, id, want); ok {
-		return s, true, nil
+	if g.local != nil {
+		if s, ok := g.tracker.Wait(ctx, id, want); ok {
+			return s, true, nil
+		}
+		return g.Status(context.WithoutCancel(ctx), id)
 	}
-	return g.Status(ctx, id)
+	tick := time.NewTicker(SharedPoll)
+	defer tick.Stop()
+	for {
+		s, ok, err := g.Status(context.WithoutCancel(ctx), id)
+		if err != nil || !ok || s.State.Reached(want) {
+			return s, ok, err
+		}
+		select {
+		case <-ctx.Done():
+			return s, true, nil
+		case <-tick.C:
+		}
+	}
 }
 
 // LogStats reports the log's depth.
@@ -254,10 +362,18 @@ func (g *Gateway) SetApplier(a *applier.Applier) { g.depends = a.DependsOnFailed
 // Committed implements applier.Sink: a committed batch's transactions are in
 // the database (here the readers' database), so their overlay entries go;
 // failed ones go too, with every pending transaction that depends on them.
-func (g *Gateway) Committed(_ context.Context, results []applier.Result) {
+func (g *Gateway) Committed(ctx context.Context, results []applier.Result) {
 	failed := false
+	ids := make([]string, len(results))
+	for i, r := range results {
+		ids[i] = r.Tx.ID
+	}
+	if err := g.overlay.Evict(ctx, ids...); err != nil {
+		// The rows stay in the overlay until a later eviction or restart;
+		// reads stay correct (the same values are in the database).
+		g.logger.Error("evict applied transactions from the overlay", "transactions", len(ids), "err", err)
+	}
 	for _, r := range results {
-		g.overlay.Evict(r.Tx.ID)
 		if r.Err != nil {
 			failed = true
 			var code string
@@ -272,10 +388,13 @@ func (g *Gateway) Committed(_ context.Context, results []applier.Result) {
 		g.tracker.Advance(r.Tx.ID, txn.Replicated, r.At, nil, "")
 	}
 	if failed && g.depends != nil {
-		ids := g.overlay.Withdraw(func(table, key string, op overlay.Op) bool {
+		ids, err := g.overlay.Withdraw(ctx, func(table, key string, op overlay.Op) bool {
 			_, ok := g.depends(txn.Operation{Op: op.Kind, Table: table, ID: key, Values: op.Values})
 			return ok
 		})
+		if err != nil {
+			g.logger.Error("withdraw transactions that depend on a failed one", "err", err)
+		}
 		if len(ids) > 0 {
 			g.logger.Warn("withdrew pending transactions that depend on a failed one", "transactions", len(ids))
 		}

@@ -10,7 +10,9 @@
 package overlay
 
 import (
+	"context"
 	"maps"
+	"slices"
 	"sync"
 
 	"github.com/spoolgw/spool/internal/schema"
@@ -95,12 +97,23 @@ func (o *Overlay) Add(tx *txn.Transaction) {
 	o.txns[tx.ID] = refs
 }
 
-// Evict removes the changes of transaction id; rows left with no pending
+// Evict removes the changes of transactions ids; rows left with no pending
 // change leave the overlay. Evicting an unknown transaction is a no-op.
-func (o *Overlay) Evict(id string) {
+func (o *Overlay) Evict(_ context.Context, ids ...string) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.evictLocked(id)
+	for _, id := range ids {
+		o.evictLocked(id)
+	}
+	return nil
+}
+
+// Has reports whether transaction id has changes in the overlay.
+func (o *Overlay) Has(_ context.Context, id string) (bool, error) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	_, ok := o.txns[id]
+	return ok, nil
 }
 
 func (o *Overlay) evictLocked(id string) {
@@ -124,17 +137,18 @@ func (o *Overlay) evictLocked(id string) {
 }
 
 // Withdraw evicts every pending transaction one of whose changes depends
-// reports true, and returns their ids: the transactions that depend on one
+// reports true (a transaction once, however many of its changes do), and
+// returns their ids: the transactions that depend on one
 // that failed. Their effects leave the overlay at once; the applier fails
 // them when it reaches them.
-func (o *Overlay) Withdraw(depends func(table, key string, op Op) bool) []string {
+func (o *Overlay) Withdraw(_ context.Context, depends func(table, key string, op Op) bool) ([]string, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var ids []string
 	for table, rows := range o.tables {
 		for key, p := range rows {
 			for _, op := range p {
-				if depends(table, key, op) {
+				if !slices.Contains(ids, op.Tx) && depends(table, key, op) {
 					ids = append(ids, op.Tx)
 				}
 			}
@@ -143,18 +157,18 @@ func (o *Overlay) Withdraw(depends func(table, key string, op Op) bool) []string
 	for _, id := range ids {
 		o.evictLocked(id)
 	}
-	return ids
+	return ids, nil
 }
 
 // Row returns a copy of the pending changes to one row, nil if none.
-func (o *Overlay) Row(table, key string) Pending {
+func (o *Overlay) Row(_ context.Context, table, key string) (Pending, error) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	return clonePending(o.tables[table][key])
+	return clonePending(o.tables[table][key]), nil
 }
 
 // Table returns a copy of the pending changes to every row of table.
-func (o *Overlay) Table(table string) map[string]Pending {
+func (o *Overlay) Table(_ context.Context, table string) (map[string]Pending, error) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
 	rows := o.tables[table]
@@ -162,7 +176,7 @@ func (o *Overlay) Table(table string) map[string]Pending {
 	for k, p := range rows {
 		out[k] = clonePending(p)
 	}
-	return out
+	return out, nil
 }
 
 func clonePending(p Pending) Pending {
@@ -180,12 +194,12 @@ type Stats struct {
 }
 
 // Stats reports the overlay's size.
-func (o *Overlay) Stats() Stats {
+func (o *Overlay) Stats(context.Context) (Stats, error) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
 	s := Stats{Transactions: len(o.txns), Ops: o.ops}
 	for _, rows := range o.tables {
 		s.Rows += len(rows)
 	}
-	return s
+	return s, nil
 }

@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"testing"
@@ -15,6 +16,13 @@ func tx(id string, ops ...txn.Operation) *txn.Transaction {
 
 func op(kind txn.Kind, key string, values schema.Row) txn.Operation {
 	return txn.Operation{Op: kind, Table: "t", ID: key, Values: values}
+}
+
+var ctx = context.Background()
+
+func row(o *Overlay, key string) Pending {
+	p, _ := o.Row(ctx, "t", key)
+	return p
 }
 
 func TestApply(t *testing.T) {
@@ -59,22 +67,22 @@ func TestAddEvict(t *testing.T) {
 	o.Add(tx("t1", op(txn.Insert, "a", schema.Row{"id": "a"}), op(txn.Insert, "b", schema.Row{"id": "b"})))
 	o.Add(tx("t2", op(txn.Update, "a", schema.Row{"x": int64(1)})))
 	o.Add(tx("t2", op(txn.Update, "a", schema.Row{"x": int64(1)}))) // twice: no-op
-	if s := o.Stats(); s.Transactions != 2 || s.Rows != 2 || s.Ops != 3 {
+	if s, _ := o.Stats(ctx); s.Transactions != 2 || s.Rows != 2 || s.Ops != 3 {
 		t.Fatalf("stats = %+v", s)
 	}
-	if p := o.Row("t", "a"); len(p) != 2 || p[0].Tx != "t1" || p[1].Tx != "t2" {
+	if p := row(o, "a"); len(p) != 2 || p[0].Tx != "t1" || p[1].Tx != "t2" {
 		t.Fatalf("row a = %+v", p)
 	}
-	o.Evict("t1")
-	if p := o.Row("t", "a"); len(p) != 1 || p[0].Tx != "t2" {
+	o.Evict(ctx, "t1")
+	if p := row(o, "a"); len(p) != 1 || p[0].Tx != "t2" {
 		t.Fatalf("after evicting t1, row a = %+v", p)
 	}
-	if p := o.Row("t", "b"); p != nil {
+	if p := row(o, "b"); p != nil {
 		t.Fatalf("after evicting t1, row b = %+v", p)
 	}
-	o.Evict("t2")
-	o.Evict("unknown")
-	if s := o.Stats(); s != (Stats{}) {
+	o.Evict(ctx, "t2")
+	o.Evict(ctx, "unknown")
+	if s, _ := o.Stats(ctx); s != (Stats{}) {
 		t.Fatalf("empty overlay stats = %+v", s)
 	}
 }
@@ -85,12 +93,12 @@ func TestWithdraw(t *testing.T) {
 	o.Add(tx("t1", op(txn.Insert, "a", schema.Row{"id": "a"})))
 	o.Add(tx("t2", op(txn.Update, "a", schema.Row{"x": int64(1)}), op(txn.Insert, "c", schema.Row{"id": "c"})))
 	o.Add(tx("t3", op(txn.Insert, "d", schema.Row{"id": "d"})))
-	o.Evict("t1") // t1 failed
-	ids := o.Withdraw(func(table, key string, op Op) bool { return key == "a" })
+	o.Evict(ctx, "t1") // t1 failed
+	ids, _ := o.Withdraw(ctx, func(table, key string, op Op) bool { return key == "a" })
 	if len(ids) != 1 || ids[0] != "t2" {
 		t.Fatalf("withdrew %v, want [t2]", ids)
 	}
-	if o.Row("t", "c") != nil || o.Row("t", "d") == nil {
+	if row(o, "c") != nil || row(o, "d") == nil {
 		t.Fatal("withdrawing t2 must remove all its rows and keep t3's")
 	}
 }
@@ -103,7 +111,8 @@ func BenchmarkMergeTable(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		n := 0
-		for _, p := range o.Table("t") {
+		tbl, _ := o.Table(ctx, "t")
+		for _, p := range tbl {
 			if _, ok := p.Apply(nil); ok {
 				n++
 			}

@@ -28,8 +28,8 @@ type Database interface {
 
 // Overlay is what a smart read needs of the overlay.
 type Overlay interface {
-	Row(table, key string) overlay.Pending
-	Table(table string) map[string]overlay.Pending
+	Row(ctx context.Context, table, key string) (overlay.Pending, error)
+	Table(ctx context.Context, table string) (map[string]overlay.Pending, error)
 }
 
 // Reader runs smart reads: database rows merged with the overlay.
@@ -45,7 +45,10 @@ func (r *Reader) Get(ctx context.Context, t *schema.Table, key string, merge boo
 	if merge {
 		// The overlay first: a transaction evicted between the two reads
 		// is in the database by then, so the row cannot fall between.
-		pending = r.Overlay.Row(t.Name, key)
+		var err error
+		if pending, err = r.Overlay.Row(ctx, t.Name, key); err != nil {
+			return nil, "", false, fmt.Errorf("read overlay %s/%s: %w", t.Name, key, err)
+		}
 	}
 	base, found, err := r.DB.Get(ctx, t, key)
 	if err != nil {
@@ -67,7 +70,10 @@ func (r *Reader) Get(ctx context.Context, t *schema.Table, key string, merge boo
 func (r *Reader) List(ctx context.Context, q *Query, merge bool) ([]schema.Row, Source, error) {
 	var pending map[string]overlay.Pending
 	if merge {
-		pending = r.Overlay.Table(q.Table.Name)
+		var err error
+		if pending, err = r.Overlay.Table(ctx, q.Table.Name); err != nil {
+			return nil, "", fmt.Errorf("read overlay %s: %w", q.Table.Name, err)
+		}
 	}
 	// Rows the overlay changes may drop out of the database's page, so
 	// ask for as many more as the overlay touches.

@@ -55,7 +55,18 @@ type Gate interface {
 	Admit(tx *txn.Transaction) error
 	// Failed is told of each transaction that failed permanently.
 	Failed(tx *txn.Transaction, err error)
+	// Fence returns the lease the batch is applied under: the log's name
+	// and the applier's fencing token. The store commits a batch only if
+	// no batch of that log was committed under a higher token, and records
+	// the token in the same database transaction; otherwise it rolls back
+	// and returns ErrFenced. Token 0 means no lease (a log only one
+	// process applies) and skips the check.
+	Fence() (log string, token int64)
 }
+
+// ErrFenced is returned by ApplyBatch when an applier with a newer lease
+// has committed: this applier lost its lease and must stop.
+var ErrFenced = errors.New("fenced out: another applier holds a newer lease")
 
 // Outcome is what became of one transaction of a batch.
 type Outcome struct {

@@ -45,6 +45,9 @@ func (s *Store) ApplyBatch(ctx context.Context, batch []*txn.Transaction, gate s
 		opStmts: make(map[stmtKey]*sql.Stmt),
 	}
 	defer b.close()
+	if err := b.fence(ctx); err != nil {
+		return nil, fmt.Errorf("apply batch: %w", err)
+	}
 	if err := b.lookup(ctx, batch); err != nil {
 		return nil, fmt.Errorf("apply batch: look up earlier runs: %w", err)
 	}
@@ -238,5 +241,29 @@ func (b *batchRun) deadLetter(ctx context.Context, t *txn.Transaction, cause err
 		return fmt.Errorf("record dead letter: %w", err)
 	}
 	b.dead[t.ID] = cause // a second copy in this batch meets the same fate
+	return nil
+}
+
+// fence records the gate's fencing token for its log, or fails with
+// store.ErrFenced if a newer one was recorded: an applier that lost its
+// lease commits nothing.
+func (b *batchRun) fence(ctx context.Context) error {
+	if b.gate == nil {
+		return nil
+	}
+	log, token := b.gate.Fence()
+	if token == 0 {
+		return nil
+	}
+	res, err := b.tx.ExecContext(ctx, `insert into spool_fence (log, token) values (?, ?)
+		on conflict (log) do update set token = excluded.token where spool_fence.token <= excluded.token`, log, token)
+	if err != nil {
+		return fmt.Errorf("check fencing token: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("check fencing token: %w", err)
+	} else if n == 0 {
+		return fmt.Errorf("log %q, token %d: %w", log, token, store.ErrFenced)
+	}
 	return nil
 }

@@ -36,11 +36,16 @@ create table spool_dead_letters (
 	code      text,
 	failed_at text not null
 );`},
+	{version: 2, sql: `
+create table spool_fence (
+	log   text primary key,
+	token integer not null
+);`},
 }
 
 // internalTables are spool's bookkeeping tables, hidden from the catalog.
 // spool_kv is not among them: spool writes it through the normal path.
-var internalTables = []string{"spool_migrations", "spool_applied", "spool_dead_letters"}
+var internalTables = []string{"spool_migrations", "spool_applied", "spool_dead_letters", "spool_fence"}
 
 // Migrate creates or upgrades spool's own tables. Each migration runs in its
 // own transaction together with its row in spool_migrations, so a crash

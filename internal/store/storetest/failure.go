@@ -238,3 +238,27 @@ func testTransient(t *testing.T, f *fixture) {
 	f.wantRow("obs", a, emptyObs(a, "M1"))
 	f.wantRow("obs", c, emptyObs(c, "M3"))
 }
+
+// testFencing: a batch under an older fencing token than one already
+// committed for the same log commits nothing and fails with ErrFenced;
+// other logs and token 0 are not affected.
+func testFencing(t *testing.T, f *fixture) {
+	fenced := func(log string, token int64) *gate {
+		g := newGate()
+		g.log, g.token = log, token
+		return g
+	}
+	a, b, c, d := txn.NewID(), txn.NewID(), txn.NewID(), txn.NewID()
+	f.apply(fenced("site-a", 2), tx(insertObs(a, schema.Row{"target": "M1"})))
+	f.apply(fenced("site-a", 2), tx(insertObs(b, schema.Row{"target": "M2"}))) // same token again: fine
+	old := tx(insertObs(c, schema.Row{"target": "M3"}))
+	if _, err := f.s.ApplyBatch(f.ctx, []*txn.Transaction{old}, fenced("site-a", 1)); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("batch under an older token: %v, want ErrFenced", err)
+	}
+	f.wantNoRow("obs", c)
+	f.wantApplied(old.ID, false)
+	f.apply(fenced("site-b", 1), tx(insertObs(d, schema.Row{"target": "M4"}))) // another log
+	f.apply(fenced("site-a", 3), old)                                          // a newer lease
+	f.wantRow("obs", c, emptyObs(c, "M3"))
+	f.apply(nil, tx(insertObs(txn.NewID(), schema.Row{"target": "M5"}))) // no lease
+}

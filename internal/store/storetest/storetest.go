@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Replay", testReplay},
 		{"PermanentFailures", testPermanentFailures},
 		{"GateRefusal", testGateRefusal},
+		{"Fencing", testFencing},
 		{"DeadLetterReplay", testDeadLetterReplay},
 		{"Transient", testTransient},
 		{"Get", testGet},
@@ -268,6 +269,8 @@ type gate struct {
 	onAdmit  func(tx *txn.Transaction)
 	admitted []string
 	failed   map[string]error
+	log      string
+	token    int64
 }
 
 func newGate() *gate { return &gate{refuse: map[string]error{}, failed: map[string]error{}} }
@@ -287,6 +290,8 @@ func (g *gate) Failed(tx *txn.Transaction, err error) {
 	defer g.mu.Unlock()
 	g.failed[tx.ID] = err
 }
+
+func (g *gate) Fence() (string, int64) { return g.log, g.token }
 
 func (g *gate) failures() map[string]error {
 	g.mu.Lock()
