@@ -52,6 +52,11 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// FinalFlush bounds the drain at Stop (default DefaultFinalFlush).
 	FinalFlush time.Duration
+	// LogName names the log in fencing records (default "default").
+	LogName string
+	// Lease, when set, is acquired before applying and its fencing token
+	// checked at every commit; nil for a log only this process applies.
+	Lease Lease
 }
 
 func (c *Config) setDefaults() error {
@@ -75,6 +80,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.FinalFlush <= 0 {
 		c.FinalFlush = DefaultFinalFlush
+	}
+	if c.LogName == "" {
+		c.LogName = "default"
 	}
 	return nil
 }
@@ -167,26 +175,120 @@ func (a *Applier) Backoff() BackoffState {
 	return a.backoff
 }
 
+// Lease is the right to apply a log that several appliers share (Redis):
+// one holds it, the others stand by. A log only one process applies needs
+// none.
+type Lease interface {
+	// Acquire blocks until this applier holds the lease or ctx ends, and
+	// returns the fencing token and a channel closed when the lease is lost.
+	Acquire(ctx context.Context) (token int64, lost <-chan struct{}, err error)
+	// Release gives the lease up.
+	Release(ctx context.Context) error
+}
+
+// takeover is implemented by logs whose entries another applier may have
+// claimed and not acknowledged: called when the lease is acquired, so that
+// they are delivered again first, in log order.
+type takeover interface {
+	Takeover(ctx context.Context) error
+}
+
+// errLeaseLost ends a term when the lease is lost.
+var errLeaseLost = errors.New("lease lost")
+
 func (a *Applier) run(ctx context.Context) {
-	for {
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		var token int64
+		var lost <-chan struct{}
+		if a.cfg.Lease != nil {
+			var err error
+			if token, lost, err = a.cfg.Lease.Acquire(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				a.pause(ctx, attempt, fmt.Errorf("acquire lease: %w", err))
+				continue
+			}
+			a.logger.Info("applier: lease acquired; applying", "log", a.cfg.LogName, "token", token)
+			if t, ok := a.log.(takeover); ok {
+				if err := t.Takeover(ctx); err != nil {
+					a.logger.Warn("applier: take over entries of a former applier", "err", err)
+				}
+			}
+		}
+		termCtx, cancel := context.WithCancelCause(ctx)
+		go func() {
+			select {
+			case <-lost:
+				cancel(errLeaseLost)
+			case <-termCtx.Done():
+			}
+		}()
+		err := a.term(termCtx, token)
+		cancel(nil)
+		if a.cfg.Lease != nil {
+			relCtx, cancelRel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			if rerr := a.cfg.Lease.Release(relCtx); rerr != nil {
+				a.logger.Warn("applier: release lease", "err", rerr)
+			}
+			cancelRel()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			a.logger.Warn("applier: stepped down; standing by", "log", a.cfg.LogName, "reason", err)
+			attempt = 0
+			continue
+		}
+		a.pause(ctx, attempt, errors.New("log claim stopped"))
+	}
+}
+
+// pause waits after a failure outside a batch (the log or the lease
+// unreachable), with the same backoff as a failing batch.
+func (a *Applier) pause(ctx context.Context, attempt int, err error) {
+	wait := a.wait(attempt)
+	a.setBackoff(BackoffState{Attempt: attempt, LastError: err.Error(), NextRetry: time.Now().Add(wait)})
+	a.logger.Warn("applier: retrying", "attempt", attempt, "wait", wait, "err", err)
+	select {
+	case <-time.After(wait):
+	case <-ctx.Done():
+	}
+}
+
+// term applies batches until ctx ends (a stop, or the lease lost) or the
+// store fences this applier out. A batch claimed when a stop arrives is
+// still finished, on a detached context with a deadline; one claimed when
+// the lease is lost is left to the next holder.
+func (a *Applier) term(ctx context.Context, token int64) error {
+	for attempt := 1; ; attempt++ {
 		entries, err := a.claim(ctx)
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, txlog.ErrClosed) {
-				a.logger.Error("applier: claim failed; stopping", "err", err)
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
 			}
-			return
-		}
-		// A claimed batch is finished even when a stop arrives meanwhile:
-		// the final flush runs on a detached context with a deadline.
-		if err := a.apply(ctx, entries); err != nil {
-			flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.FinalFlush)
-			err = a.apply(flushCtx, entries)
-			cancel()
-			if err != nil {
-				a.logger.Warn("applier: batch left in the log for the next start", "transactions", len(entries), "err", err)
+			if errors.Is(err, txlog.ErrClosed) {
+				return err
 			}
-			return
+			a.pause(ctx, attempt, fmt.Errorf("claim: %w", err))
+			continue
 		}
+		attempt = 0
+		err = a.apply(ctx, entries, token)
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, store.ErrFenced), errors.Is(context.Cause(ctx), errLeaseLost):
+			return err
+		}
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.FinalFlush)
+		err = a.apply(flushCtx, entries, token)
+		cancel()
+		if err != nil {
+			a.logger.Warn("applier: batch left in the log for the next start", "transactions", len(entries), "err", err)
+		}
+		return context.Cause(ctx)
 	}
 }
 
@@ -213,7 +315,7 @@ func (a *Applier) claim(ctx context.Context) ([]txlog.Entry, error) {
 
 // apply applies one claimed batch, retrying transient failures until it
 // commits or ctx ends, then acknowledges it and reports the results.
-func (a *Applier) apply(ctx context.Context, entries []txlog.Entry) error {
+func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64) error {
 	batch := make([]*txn.Transaction, len(entries))
 	for i, e := range entries {
 		batch[i] = e.Tx
@@ -222,8 +324,12 @@ func (a *Applier) apply(ctx context.Context, entries []txlog.Entry) error {
 	var gate *attemptGate
 	for attempt := 1; ; attempt++ {
 		gate = a.poison.attempt()
+		gate.log, gate.token = a.cfg.LogName, token
 		var err error
 		outcomes, err = a.store.ApplyBatch(ctx, batch, gate)
+		if errors.Is(err, store.ErrFenced) {
+			return fmt.Errorf("apply batch: %w", err)
+		}
 		if err == nil {
 			if attempt > 1 {
 				a.logger.Info("applier: database recovered", "attempts", attempt)
