@@ -73,19 +73,6 @@ func (s *Server) deleteRow(w http.ResponseWriter, r *http.Request) error {
 	return s.submitOne(w, r, gateway.OpRequest{Op: string(txn.Delete), Table: r.PathValue("table"), ID: id}, http.StatusAccepted)
 }
 
-// merge reads ?consistency: "smart" (the default) merges the overlay,
-// "database" reads the database alone.
-func merge(r *http.Request) (bool, error) {
-	switch c := r.URL.Query().Get("consistency"); c {
-	case "", "smart":
-		return true, nil
-	case "database":
-		return false, nil
-	default:
-		return false, errorf(http.StatusBadRequest, "consistency must be smart or database, not %q", c)
-	}
-}
-
 func (s *Server) table(r *http.Request) (*schema.Table, error) {
 	t, err := s.gw.Table(r.PathValue("table"))
 	if err != nil {
@@ -102,11 +89,11 @@ func (s *Server) getRow(w http.ResponseWriter, r *http.Request) error {
 	if t.Key == nil {
 		return errorf(http.StatusBadRequest, "table %q has no single-column primary key; list it with filters instead", t.Name)
 	}
-	m, err := merge(r)
+	c, err := gateway.ParseConsistency(r.URL.Query().Get("consistency"))
 	if err != nil {
 		return err
 	}
-	row, src, found, err := s.gw.Get(r.Context(), t, r.PathValue("id"), m)
+	row, src, found, err := s.gw.Get(r.Context(), t, r.PathValue("id"), c)
 	if err != nil {
 		return err
 	}
@@ -123,7 +110,7 @@ func (s *Server) listRows(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	m, err := merge(r)
+	c, err := gateway.ParseConsistency(r.URL.Query().Get("consistency"))
 	if err != nil {
 		return err
 	}
@@ -131,10 +118,7 @@ func (s *Server) listRows(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if t.Key == nil {
-		m = false // without a key there is nothing to merge by
-	}
-	rows, src, err := s.gw.List(r.Context(), q, m)
+	rows, src, err := s.gw.List(r.Context(), q, c)
 	if err != nil {
 		return err
 	}

@@ -92,6 +92,8 @@ type Result struct {
 	Tx        *txn.Transaction
 	Err       error // permanent failure, nil if applied
 	Duplicate bool
+	// LSN is the commit position (PostgreSQL), zero if unknown.
+	LSN txn.LSN
 	// Withdrawn lists queued transactions whose overlay effects were
 	// withdrawn because they depend on this failed one.
 	At time.Time
@@ -358,7 +360,7 @@ func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64)
 	now := time.Now()
 	results := make([]Result, len(batch))
 	for i, tx := range batch {
-		results[i] = Result{Tx: tx, Err: outcomes[i].Err, Duplicate: outcomes[i].Duplicate, At: now}
+		results[i] = Result{Tx: tx, Err: outcomes[i].Err, Duplicate: outcomes[i].Duplicate, LSN: outcomes[i].LSN, At: now}
 	}
 	a.sink.Committed(ctx, results)
 	return nil

@@ -52,9 +52,28 @@ type Config struct {
 	// means an in-memory overlay this gateway fills before each append and
 	// rebuilds from the log at start.
 	Overlay Overlay
+	// Replicas are the read replicas smart reads and consistency=database
+	// reads go to, in turn; empty means reads go to Store.
+	Replicas []Replica
+	// Replication is told of every committed batch and reports, through
+	// Replicated, when the replicas have it; nil means a transaction is
+	// replicated when it commits (no replica, or SQLite).
+	Replication Tracker
 	// Tables names the tables clients may use; empty means every user table.
 	Tables []string
 	Logger *slog.Logger
+}
+
+// Replica is a read replica as the gateway reads it.
+type Replica interface {
+	query.Database
+	// Applied tells whether the replica has replayed transaction id.
+	Applied(ctx context.Context, id string) (time.Time, bool, error)
+}
+
+// Tracker follows committed batches until the replicas have them.
+type Tracker interface {
+	Track(lsn txn.LSN, ids []string, applied time.Time)
 }
 
 // Gateway ties the log, the overlay, the store and the tracker together.
@@ -66,9 +85,14 @@ type Gateway struct {
 	// the log keeps a shared one.
 	local   *overlay.Overlay
 	tracker *status.Tracker
-	reader  *query.Reader
-	logger  *slog.Logger
-	exposed []string
+	// reader reads the replicas (or the primary without replicas) merged
+	// with the overlay; primary reads the primary.
+	reader      *query.Reader
+	primary     *query.Reader
+	replicas    []Replica
+	replication Tracker
+	logger      *slog.Logger
+	exposed     []string
 	catalog atomic.Pointer[schema.Catalog]
 	// depends tells whether a pending change depends on a failed
 	// transaction; set by SetApplier.
@@ -81,12 +105,17 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{log: cfg.Log, store: cfg.Store, overlay: cfg.Overlay, tracker: status.New(0), logger: logger, exposed: cfg.Tables}
+	g := &Gateway{log: cfg.Log, store: cfg.Store, overlay: cfg.Overlay, tracker: status.New(0), logger: logger, exposed: cfg.Tables,
+		replicas: cfg.Replicas, replication: cfg.Replication}
 	if g.overlay == nil {
 		g.local = overlay.New()
 		g.overlay = g.local
 	}
-	g.reader = &query.Reader{DB: cfg.Store, Overlay: normalizing{g}}
+	g.primary = &query.Reader{DB: cfg.Store, Overlay: normalizing{g}}
+	g.reader = g.primary
+	if len(cfg.Replicas) > 0 {
+		g.reader = &query.Reader{DB: &roundRobin{replicas: cfg.Replicas}, Overlay: normalizing{g}}
+	}
 	if err := g.RefreshCatalog(ctx); err != nil {
 		return nil, err
 	}
@@ -259,7 +288,8 @@ func (g *Gateway) checkRowsExist(ctx context.Context, tx *txn.Transaction) error
 		exists, known := seen[r]
 		if !known {
 			t, _ := g.catalog.Load().Table(op.Table)
-			_, _, found, err := g.reader.Get(ctx, t, op.ID, true)
+			// The primary: a row a replica lacks may be committed already.
+			_, _, found, err := g.primary.Get(ctx, t, op.ID, true)
 			if err != nil {
 				return fmt.Errorf("%w: check row %s/%s: %w", ErrUnavailable, op.Table, op.ID, err)
 			}
@@ -276,18 +306,23 @@ func (g *Gateway) checkRowsExist(ctx context.Context, tx *txn.Transaction) error
 	return nil
 }
 
-// Get is a smart read of one row.
-func (g *Gateway) Get(ctx context.Context, t *schema.Table, key string, merge bool) (schema.Row, query.Source, bool, error) {
+// Get reads one row.
+func (g *Gateway) Get(ctx context.Context, t *schema.Table, key string, c Consistency) (schema.Row, query.Source, bool, error) {
 	k, err := t.Key.NormalizeKey(key)
 	if err != nil {
 		return nil, "", false, &InputError{Status: 400, Op: -1, Msg: fmt.Sprintf("id: %v", err)}
 	}
-	return g.reader.Get(ctx, t, k, merge)
+	r, merge := g.readerFor(c)
+	return r.Get(ctx, t, k, merge)
 }
 
-// List is a smart read of many rows.
-func (g *Gateway) List(ctx context.Context, q *query.Query, merge bool) ([]schema.Row, query.Source, error) {
-	return g.reader.List(ctx, q, merge)
+// List reads many rows.
+func (g *Gateway) List(ctx context.Context, q *query.Query, c Consistency) ([]schema.Row, query.Source, error) {
+	r, merge := g.readerFor(c)
+	if q.Table.Key == nil {
+		merge = false // without a key there is nothing to merge by
+	}
+	return r.List(ctx, q, merge)
 }
 
 // Status tells where transaction id is. ok is false if spool never saw it.
@@ -302,7 +337,16 @@ func (g *Gateway) Status(ctx context.Context, id string) (status.Status, bool, e
 		return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
 	}
 	if ok {
-		return status.Status{ID: id, State: txn.Replicated, AppliedAt: at, ReplicatedAt: at}, true, nil
+		st := status.Status{ID: id, State: txn.Replicated, AppliedAt: at, ReplicatedAt: at}
+		if len(g.replicas) > 0 {
+			st.State, st.ReplicatedAt = txn.Applied, time.Time{}
+			if on, err := g.replicatedOnAll(ctx, id); err != nil {
+				return status.Status{}, false, err
+			} else if on {
+				st.State = txn.Replicated
+			}
+		}
+		return st, true, nil
 	}
 	dl, err := g.store.DeadLetter(ctx, id)
 	switch {
@@ -322,6 +366,21 @@ func (g *Gateway) Status(ctx context.Context, id string) (status.Status, bool, e
 		return status.Status{ID: id, State: txn.Queued}, true, nil
 	}
 	return status.Status{}, false, nil
+}
+
+// replicatedOnAll reports whether every replica has replayed transaction
+// id: each has its spool_applied row.
+func (g *Gateway) replicatedOnAll(ctx context.Context, id string) (bool, error) {
+	for _, r := range g.replicas {
+		_, ok, err := r.Applied(ctx, id)
+		if err != nil {
+			return false, fmt.Errorf("look up transaction on a replica: %w", err)
+		}
+		if !ok {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // SharedPoll is how often a wait polls the database when another process
@@ -355,38 +414,65 @@ func (g *Gateway) Wait(ctx context.Context, id string, want txn.State) (status.S
 // LogStats reports the log's depth.
 func (g *Gateway) LogStats(ctx context.Context) (txlog.Stats, error) { return g.log.Stats(ctx) }
 
-// SetApplier lets the gateway ask the applier which pending changes depend
-// on failed transactions.
-func (g *Gateway) SetApplier(a *applier.Applier) { g.depends = a.DependsOnFailed }
+// Replicated implements replication.Sink: every replica has these
+// transactions, so readers see them without the overlay.
+func (g *Gateway) Replicated(ctx context.Context, ids []string, at time.Time) {
+	for _, id := range ids {
+		g.tracker.Advance(id, txn.Replicated, at, 0, nil, "")
+	}
+	g.evict(ctx, ids)
+}
 
-// Committed implements applier.Sink: a committed batch's transactions are in
-// the database (here the readers' database), so their overlay entries go;
-// failed ones go too, with every pending transaction that depends on them.
-func (g *Gateway) Committed(ctx context.Context, results []applier.Result) {
-	failed := false
-	ids := make([]string, len(results))
-	for i, r := range results {
-		ids[i] = r.Tx.ID
+func (g *Gateway) evict(ctx context.Context, ids []string) {
+	if len(ids) == 0 {
+		return
 	}
 	if err := g.overlay.Evict(ctx, ids...); err != nil {
 		// The rows stay in the overlay until a later eviction or restart;
 		// reads stay correct (the same values are in the database).
-		g.logger.Error("evict applied transactions from the overlay", "transactions", len(ids), "err", err)
+		g.logger.Error("evict transactions from the overlay", "transactions", len(ids), "err", err)
 	}
+}
+
+// SetApplier lets the gateway ask the applier which pending changes depend
+// on failed transactions.
+func (g *Gateway) SetApplier(a *applier.Applier) { g.depends = a.DependsOnFailed }
+
+// Committed implements applier.Sink. Failed transactions leave the overlay
+// at once, with every pending transaction that depends on them. Applied ones
+// leave it when the readers' database has them: at once without replicas,
+// else when the replication watcher reports them replicated.
+func (g *Gateway) Committed(ctx context.Context, results []applier.Result) {
+	failed := false
+	var gone, applied []string
+	var lsn txn.LSN
 	for _, r := range results {
 		if r.Err != nil {
 			failed = true
+			gone = append(gone, r.Tx.ID)
 			var code string
 			var ae *store.ApplyError
 			if errors.As(r.Err, &ae) {
 				code = ae.Code
 			}
-			g.tracker.Advance(r.Tx.ID, txn.Failed, r.At, r.Err, code)
+			g.tracker.Advance(r.Tx.ID, txn.Failed, r.At, 0, r.Err, code)
 			g.logger.Warn("transaction dead-lettered", "txn", r.Tx.ID, "err", r.Err)
 			continue
 		}
-		g.tracker.Advance(r.Tx.ID, txn.Replicated, r.At, nil, "")
+		lsn = max(lsn, r.LSN)
+		applied = append(applied, r.Tx.ID)
+		if g.replication == nil {
+			g.tracker.Advance(r.Tx.ID, txn.Replicated, r.At, r.LSN, nil, "")
+		} else {
+			g.tracker.Advance(r.Tx.ID, txn.Applied, r.At, r.LSN, nil, "")
+		}
 	}
+	if g.replication == nil {
+		gone = append(gone, applied...)
+	} else if len(applied) > 0 {
+		g.replication.Track(lsn, applied, results[0].At)
+	}
+	g.evict(ctx, gone)
 	if failed && g.depends != nil {
 		ids, err := g.overlay.Withdraw(ctx, func(table, key string, op overlay.Op) bool {
 			_, ok := g.depends(txn.Operation{Op: op.Kind, Table: table, ID: key, Values: op.Values})

@@ -28,6 +28,7 @@ type Status struct {
 	AppliedAt    time.Time `json:"applied_at,omitzero"`
 	ReplicatedAt time.Time `json:"replicated_at,omitzero"`
 	FailedAt     time.Time `json:"failed_at,omitzero"`
+	LSN          txn.LSN   `json:"lsn,omitzero"`
 	Error        string    `json:"error,omitempty"`
 	Code         string    `json:"code,omitempty"`
 	Duplicate    bool      `json:"-"`
@@ -85,7 +86,7 @@ func (t *Tracker) Forget(id string) {
 
 // Advance moves id to state at time at. States only move forward; a
 // transaction the tracker does not know is added.
-func (t *Tracker) Advance(id string, state txn.State, at time.Time, failure error, code string) {
+func (t *Tracker) Advance(id string, state txn.State, at time.Time, lsn txn.LSN, failure error, code string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.m[id]
@@ -95,6 +96,9 @@ func (t *Tracker) Advance(id string, state txn.State, at time.Time, failure erro
 	}
 	if s.State.Done() || (s.State.Reached(state) && state != txn.Failed) {
 		return
+	}
+	if lsn != 0 {
+		s.LSN = lsn
 	}
 	switch state {
 	case txn.Applied:

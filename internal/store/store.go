@@ -75,6 +75,10 @@ type Outcome struct {
 	Err error
 	// Duplicate is true if an earlier run had applied it already.
 	Duplicate bool
+	// LSN is the batch's commit position in the primary's WAL (PostgreSQL;
+	// zero for SQLite): once every replica has replayed past it, readers
+	// of the replicas see the transaction.
+	LSN txn.LSN
 }
 
 // DeadLetter is a transaction that failed for a reason retrying cannot fix.
