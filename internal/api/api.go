@@ -36,37 +36,48 @@ type Health interface {
 	WorkerActive() bool
 }
 
+// Config configures the API.
+type Config struct {
+	// RateLimit bounds each client's writes (zero: no limit).
+	RateLimit RateLimit
+}
+
 // Server serves spool's HTTP API.
 type Server struct {
-	gw     *gateway.Gateway
-	health Health
-	logger *slog.Logger
-	mux    *http.ServeMux
-	start  time.Time
+	gw      *gateway.Gateway
+	health  Health
+	logger  *slog.Logger
+	mux     *http.ServeMux
+	limiter *limiter
+	start   time.Time
 }
 
 // New returns the API over a gateway.
-func New(gw *gateway.Gateway, health Health, logger *slog.Logger) *Server {
+func New(gw *gateway.Gateway, health Health, cfg Config, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{gw: gw, health: health, logger: logger, mux: http.NewServeMux(), start: time.Now()}
+	s := &Server{gw: gw, health: health, logger: logger, mux: http.NewServeMux(), start: time.Now(), limiter: newLimiter(cfg.RateLimit)}
 	s.routes()
 	return s
 }
 
+// Handle mounts another handler (the telemetry lane, the dashboard) on the
+// API's mux.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
 func (s *Server) routes() {
 	h := func(pattern string, fn handlerFunc) { s.mux.Handle(pattern, s.wrap(fn)) }
-	h("POST /v1/transactions", s.postTransaction)
+	h("POST /v1/transactions", s.limitWrites(s.postTransaction))
 	h("GET /v1/transactions/{id}", s.getTransaction)
 	h("GET /v1/tables", s.listTables)
-	h("POST /v1/tables/{table}", s.insertRow)
+	h("POST /v1/tables/{table}", s.limitWrites(s.insertRow))
 	h("GET /v1/tables/{table}", s.listRows)
 	h("GET /v1/tables/{table}/{id}", s.getRow)
-	h("PATCH /v1/tables/{table}/{id}", s.updateRow)
-	h("DELETE /v1/tables/{table}/{id}", s.deleteRow)
+	h("PATCH /v1/tables/{table}/{id}", s.limitWrites(s.updateRow))
+	h("DELETE /v1/tables/{table}/{id}", s.limitWrites(s.deleteRow))
 	h("GET /v1/stats", s.stats)
-	h("POST /write", s.write)
+	h("POST /write", s.limitWrites(s.write))
 	h("GET /read/{key}", s.read)
 	h("GET /stats", s.seedStats)
 	h("GET /health", s.healthz)
@@ -125,6 +136,9 @@ func (s *Server) wrap(fn handlerFunc) http.Handler {
 			status, body["error"] = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)
 		case errors.Is(err, schema.ErrUnknownTable):
 			status, body["error"] = http.StatusNotFound, err.Error()
+		case errors.Is(err, gateway.ErrBackpressure):
+			status, body["error"] = http.StatusServiceUnavailable, "spool is full: "+err.Error()+"; retry later"
+			w.Header().Set("Retry-After", "1")
 		case errors.Is(err, gateway.ErrUnavailable):
 			status, body["error"] = http.StatusServiceUnavailable, "spool cannot store writes right now; retry later"
 			w.Header().Set("Retry-After", "1")

@@ -38,6 +38,18 @@ type env struct {
 // The applier is not started: tests start it when they want the drain.
 func setup(t testing.TB, dir string) *env {
 	t.Helper()
+	return setupWith(t, dir, options{})
+}
+
+// options vary an env from the embedded default.
+type options struct {
+	segmentSize  int64
+	backpressure gateway.Backpressure
+	api          api.Config
+}
+
+func setupWith(t testing.TB, dir string, o options) *env {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -56,11 +68,11 @@ func setup(t testing.TB, dir string) *env {
 	if err := st.Exec(ctx, string(schemaSQL)); err != nil {
 		t.Fatal(err)
 	}
-	lg, err := filelog.Open(filepath.Join(dir, "log"), filelog.Config{}, nil)
+	lg, err := filelog.Open(filepath.Join(dir, "log"), filelog.Config{SegmentSize: o.segmentSize}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := gateway.New(ctx, gateway.Config{Log: lg, Store: st})
+	gw, err := gateway.New(ctx, gateway.Config{Log: lg, Store: st, Backpressure: o.backpressure})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +81,7 @@ func setup(t testing.TB, dir string) *env {
 		t.Fatal(err)
 	}
 	gw.SetApplier(ap)
-	e := &env{t: t, dir: dir, st: st, lg: lg, gw: gw, ap: ap, srv: httptest.NewServer(api.New(gw, ap, nil))}
+	e := &env{t: t, dir: dir, st: st, lg: lg, gw: gw, ap: ap, srv: httptest.NewServer(api.New(gw, ap, o.api, nil))}
 	t.Cleanup(e.close)
 	return e
 }
@@ -406,4 +418,66 @@ func TestWaitTimesOut(t *testing.T) {
 	if st.body["state"] != "queued" || time.Since(start) > 5*time.Second {
 		t.Fatalf("wait without an applier = %v after %v", st.body, time.Since(start))
 	}
+}
+
+// Over the log's high mark writes get 503 with Retry-After and nothing is
+// taken; once the applier drains below the low mark, intake resumes.
+func TestBackpressure(t *testing.T) {
+	t.Parallel()
+	e := setupWith(t, "", options{segmentSize: 4096, backpressure: gateway.Backpressure{High: 16 << 10, Low: 8 << 10}})
+	accepted := 0
+	var refused response
+	for i := range 1000 {
+		r := e.do("POST", "/v1/tables/instruments", fmt.Sprintf(`{"code":"c%d","name":"a name long enough to fill the log quickly"}`, i))
+		if r.status == 503 {
+			refused = r
+			break
+		}
+		if r.status != 201 {
+			t.Fatalf("write %d: %d %s", i, r.status, r.raw)
+		}
+		accepted++
+		time.Sleep(BackpressureTick) // let the intake see the log grow
+	}
+	if refused.status != 503 || refused.header.Get("Retry-After") == "" || !strings.Contains(refused.body["error"].(string), "high mark") {
+		t.Fatalf("after %d writes: %d %v %s; want 503 with Retry-After naming the high mark", accepted, refused.status, refused.header, refused.raw)
+	}
+	depth := e.depth()
+	if r := e.do("POST", "/v1/tables/instruments", `{"code":"late","name":"x"}`); r.status != 503 || e.depth() != depth {
+		t.Fatalf("a refused write must change nothing: %d, depth %d → %d", r.status, depth, e.depth())
+	}
+	e.startApplier()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := e.do("POST", "/v1/tables/instruments", `{"code":"after","name":"x"}`)
+		if r.status == 201 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("intake did not resume after the drain: %d %s", r.status, r.raw)
+		}
+		time.Sleep(BackpressureTick)
+	}
+	l := e.must(200, "GET", "/v1/tables/instruments?limit=10000", "")
+	if n := len(l.body["rows"].([]any)); n != accepted+1 {
+		t.Fatalf("%d rows readable, want the %d accepted", n, accepted+1)
+	}
+}
+
+// BackpressureTick is a little more than the intake's refresh of the log
+// size.
+const BackpressureTick = gateway.BackpressureRefresh + 5*time.Millisecond
+
+// A client over its rate gets 429 with Retry-After; others are not held.
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	e := setupWith(t, "", options{api: api.Config{RateLimit: api.RateLimit{Rate: 1, Burst: 3}}})
+	for i := range 3 {
+		e.must(201, "POST", "/v1/tables/instruments", fmt.Sprintf(`{"code":"r%d","name":"x"}`, i))
+	}
+	r := e.do("POST", "/v1/tables/instruments", `{"code":"r9","name":"x"}`)
+	if r.status != 429 || r.header.Get("Retry-After") != "1" || !strings.Contains(r.body["error"].(string), "rate limit") {
+		t.Fatalf("fourth write: %d %v %s; want 429 with Retry-After", r.status, r.header, r.raw)
+	}
+	e.must(200, "GET", "/v1/tables/instruments/r0", "") // reads are not limited
 }

@@ -61,7 +61,9 @@ type Config struct {
 	Replication Tracker
 	// Tables names the tables clients may use; empty means every user table.
 	Tables []string
-	Logger *slog.Logger
+	// Backpressure bounds the log: writes are refused over its high mark.
+	Backpressure Backpressure
+	Logger       *slog.Logger
 }
 
 // Replica is a read replica as the gateway reads it.
@@ -93,7 +95,8 @@ type Gateway struct {
 	replication Tracker
 	logger      *slog.Logger
 	exposed     []string
-	catalog atomic.Pointer[schema.Catalog]
+	pressure    pressure
+	catalog     atomic.Pointer[schema.Catalog]
 	// depends tells whether a pending change depends on a failed
 	// transaction; set by SetApplier.
 	depends func(op txn.Operation) (string, bool)
@@ -106,7 +109,10 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{log: cfg.Log, store: cfg.Store, overlay: cfg.Overlay, tracker: status.New(0), logger: logger, exposed: cfg.Tables,
-		replicas: cfg.Replicas, replication: cfg.Replication}
+		replicas: cfg.Replicas, replication: cfg.Replication, pressure: pressure{cfg: cfg.Backpressure}}
+	if b := cfg.Backpressure; b.High > 0 && (b.Low <= 0 || b.Low > b.High) {
+		return nil, fmt.Errorf("backpressure: low mark %d must be above 0 and at most the high mark %d", b.Low, b.High)
+	}
 	if g.overlay == nil {
 		g.local = overlay.New()
 		g.overlay = g.local
@@ -247,6 +253,9 @@ func (g *Gateway) submit(ctx context.Context, req *Request, lookup func(string) 
 		if _, err := lookup(o.Table); err != nil {
 			return nil, badOp(i, "%v", err)
 		}
+	}
+	if err := g.checkPressure(ctx); err != nil {
+		return nil, err
 	}
 	now := time.Now().UTC()
 	tx, rc, err := resolve(g.catalog.Load(), req, now)

@@ -1,0 +1,160 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/store"
+)
+
+// Defaults of the store.
+const (
+	// RollbackTimeout bounds a rollback after a failed attempt. It runs on a
+	// context detached from the caller's (which may be what was cancelled),
+	// so a connection that can still be saved goes back to the pool clean;
+	// one that cannot is closed by the pool.
+	RollbackTimeout = 5 * time.Second
+)
+
+// sessionParams are set on every connection. UTC and ISO make timestamp
+// text unambiguous both ways; extra_float_digits=3 makes float text exact
+// on every server version; hex is the bytea text form decode expects.
+var sessionParams = map[string]string{
+	"timezone":           "UTC",
+	"datestyle":          "ISO, YMD",
+	"extra_float_digits": "3",
+	"bytea_output":       "hex",
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Store is a PostgreSQL database spool drains into and reads from. It is
+// safe for concurrent use.
+type Store struct {
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+
+	// cat is the catalog last read, with the schema its tables are in.
+	cat atomic.Pointer[catalog]
+	// stale is set when the database said a table or column does not
+	// exist: the next lookup reads the catalog again.
+	stale atomic.Bool
+
+	closeOnce sync.Once
+}
+
+// Open connects to the database at url (a PostgreSQL URL or key=value
+// string; pool settings such as pool_max_conns are read from it too),
+// applies spool's migrations and reads the catalog.
+func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	if cfg.ConnConfig.DefaultQueryExecMode == pgx.QueryExecModeSimpleProtocol {
+		return nil, errors.New("open postgres: default_query_exec_mode=simple_protocol is not supported: spool binds every value with the extended protocol")
+	}
+	for k, v := range sessionParams {
+		cfg.ConnConfig.RuntimeParams[k] = v
+	}
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "spool"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	s := &Store{pool: pool, logger: logger}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.Migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if _, err := s.Catalog(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping postgres: %w", err)
+	}
+	return nil
+}
+
+// Exec runs the operator's SQL text, which may hold several statements, on
+// one connection with the simple protocol (the one place spool uses it:
+// the text is the operator's, never a client's, and carries no values).
+// PostgreSQL runs such text as one implicit transaction unless it says
+// BEGIN and COMMIT itself. The catalog is read again afterwards.
+func (s *Store) Exec(ctx context.Context, text string) error {
+	err := s.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
+		_, err := c.Conn().PgConn().Exec(ctx, text).ReadAll()
+		return err
+	})
+	_, catErr := s.Catalog(ctx)
+	if err != nil {
+		return fmt.Errorf("exec sql: %w", err)
+	}
+	return catErr
+}
+
+// Close closes the pool, waiting for connections in use to come back. It is
+// safe to call twice.
+func (s *Store) Close() error {
+	s.closeOnce.Do(s.pool.Close)
+	return nil
+}
+
+// run executes a statement without parameters with the extended protocol
+// (pgx's Exec would send a statement without arguments as a simple query).
+func run(ctx context.Context, c *pgx.Conn, sql string) (pgconn.CommandTag, error) {
+	return c.PgConn().ExecParams(ctx, sql, nil, nil, nil, nil).Close()
+}
+
+// rollback ends the transaction on c, on a context of its own (see
+// RollbackTimeout). If it fails the connection is left in its transaction,
+// and the pool closes it on release.
+func rollback(ctx context.Context, c *pgx.Conn) {
+	if c.PgConn().TxStatus() == 'I' || c.IsClosed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RollbackTimeout)
+	defer cancel()
+	_, _ = run(ctx, c, "rollback") //nolint:errcheck // on failure the pool discards the connection
+}
+
+// catalog is the catalog last read and the schema its tables live in.
+type catalog struct {
+	cat    *schema.Catalog
+	schema string
+}
+
+// ident quotes a table of the catalog's schema, or a column.
+func (s *Store) tableIdent(name string) string {
+	if c := s.cat.Load(); c != nil && c.schema != "" {
+		return pgx.Identifier{c.schema, name}.Sanitize()
+	}
+	return pgx.Identifier{name}.Sanitize()
+}
+
+func ident(name string) string { return pgx.Identifier{name}.Sanitize() }

@@ -1,0 +1,274 @@
+package redislog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/spoolgw/spool/internal/txlog"
+)
+
+// claimState is where Claim is; claimMu guards it.
+type claimState struct {
+	// started is set once the entries of dead consumers were taken over:
+	// the first Claim of a Log does it.
+	started bool
+	// backlog is set while Claim still delivers the entries pending under
+	// this consumer (claimed before a restart, or taken over), from cursor
+	// on; then it reads new entries.
+	backlog bool
+	cursor  string
+	// held are entries read for a Claim whose context ended before it
+	// could return them; the next Claim returns them first.
+	held []txlog.Entry
+}
+
+// takeOverBatch is how many pending entries one XAUTOCLAIM moves: large
+// enough that a crashed applier's batch moves in one call or two, small
+// enough that one call stays short for Redis.
+const takeOverBatch = 1000
+
+// Claim returns up to max entries, in log order. The first Claim of a Log
+// takes over the entries other consumers of the group claimed and left
+// idle for MinIdle (a crashed applier's), waiting for younger ones to age,
+// so that they come first; then come the entries pending under this
+// consumer (claimed but not acknowledged before a restart, or taken over),
+// in stream order; then new ones. With none there it blocks, in reads of
+// at most ClaimBlock, until an append, until ctx is done or the log
+// closes; it never waits for more once one is there.
+func (l *Log) Claim(ctx context.Context, max int) ([]txlog.Entry, error) {
+	if max <= 0 {
+		return nil, fmt.Errorf("redislog: claim: max %d is not positive", max)
+	}
+	l.claimMu.Lock()
+	defer l.claimMu.Unlock()
+	c := &l.claim
+	for {
+		if l.isClosing() {
+			return nil, fmt.Errorf("redislog: claim: %w", txlog.ErrClosed)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("redislog: claim: %w", err)
+		}
+		if len(c.held) > 0 {
+			n := min(max, len(c.held))
+			es := c.held[:n:n]
+			c.held = c.held[n:]
+			return es, nil
+		}
+		if !c.started {
+			if err := l.takeOver(ctx); err != nil {
+				return nil, err
+			}
+			c.started, c.backlog, c.cursor = true, true, "0"
+		}
+		es, err := l.read(ctx, max)
+		if err != nil {
+			return nil, err
+		}
+		if len(es) == 0 {
+			continue
+		}
+		if ctx.Err() != nil {
+			// Delivered to this consumer: keep them for the next Claim
+			// rather than lose their place in the order.
+			c.held = es
+			continue
+		}
+		return es, nil
+	}
+}
+
+// read does one XREADGROUP: from the backlog while there is one, otherwise
+// for new entries, blocking at most ClaimBlock (less if ctx has an earlier
+// deadline). It returns no entries and no error when the read found none.
+// The caller holds claimMu.
+func (l *Log) read(ctx context.Context, limit int) ([]txlog.Entry, error) {
+	c := &l.claim
+	a := &redis.XReadGroupArgs{Group: groupName, Consumer: l.cfg.Consumer, Count: int64(limit), Block: -1}
+	if c.backlog {
+		a.Streams = []string{l.keys.stream, c.cursor}
+	} else {
+		a.Streams = []string{l.keys.stream, ">"}
+		a.Block = l.cfg.ClaimBlock
+		if d, ok := ctx.Deadline(); ok {
+			a.Block = max(min(a.Block, time.Until(d)), time.Millisecond) // 0 would block for ever
+		}
+	}
+	streams, err := l.client.XReadGroup(ctx, a).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, nil // BLOCK ran out
+	case redis.HasErrorPrefix(err, "NOGROUP"):
+		// The stream or its group is gone: deleted by hand, or a Redis
+		// without persistence restarted. Nothing to deliver; make the
+		// group again so that appends from now on are.
+		l.logger.Error("redislog: the log's consumer group is missing (stream deleted, or Redis lost its data?); creating it again", "stream", l.keys.stream)
+		if err := l.createGroup(ctx); err != nil {
+			return nil, l.fail("claim", err)
+		}
+		return nil, nil
+	case err != nil:
+		return nil, l.fail("claim", err)
+	}
+	var msgs []redis.XMessage
+	for _, s := range streams {
+		msgs = append(msgs, s.Messages...)
+	}
+	if c.backlog {
+		if len(msgs) == 0 {
+			c.backlog = false
+			return nil, nil
+		}
+		c.cursor = msgs[len(msgs)-1].ID
+	}
+	es := make([]txlog.Entry, 0, len(msgs))
+	var gone []string
+	for _, m := range msgs {
+		if m.Values == nil {
+			// Pending, but deleted from the stream: acknowledged by an
+			// applier that lost its lease after committing. Drop it.
+			gone = append(gone, m.ID)
+			continue
+		}
+		e, err := decodeMessage(m)
+		if err != nil {
+			if len(es) > 0 {
+				return es, nil // the error comes again on the next Claim
+			}
+			return nil, fmt.Errorf("redislog: claim: %w", err)
+		}
+		es = append(es, e)
+	}
+	if len(gone) > 0 {
+		if err := l.client.XAck(ctx, l.keys.stream, groupName, gone...).Err(); err != nil {
+			return nil, l.fail("claim: acknowledge deleted entries", err)
+		}
+	}
+	return es, nil
+}
+
+// takeOver moves to this consumer every entry pending under another
+// consumer of the group, so that Claim delivers them first and in stream
+// order. Entries idle for MinIdle are taken at once; younger ones (their
+// consumer may be alive) are waited for, polling, until they are acked or
+// idle long enough. Then consumers left with nothing pending are removed
+// from the group, so that the names of past processes do not pile up. The
+// caller holds claimMu.
+func (l *Log) takeOver(ctx context.Context) error {
+	poll := min(max(l.cfg.MinIdle/4, 10*time.Millisecond), time.Second)
+	waiting := false
+	for {
+		taken := 0
+		start := "0-0"
+		for {
+			ids, next, err := l.client.XAutoClaimJustID(ctx, &redis.XAutoClaimArgs{
+				Stream: l.keys.stream, Group: groupName, Consumer: l.cfg.Consumer,
+				MinIdle: l.cfg.MinIdle, Start: start, Count: takeOverBatch,
+			}).Result()
+			if err != nil {
+				return l.fail("claim: take over pending entries", err)
+			}
+			taken += len(ids)
+			if next == "0-0" || next == "" {
+				break
+			}
+			start = next
+		}
+		if taken > 0 {
+			l.logger.Info("redislog: took over entries other consumers had claimed and left", "consumer", l.cfg.Consumer, "entries", taken)
+		}
+		p, err := l.client.XPending(ctx, l.keys.stream, groupName).Result()
+		if err != nil {
+			return l.fail("claim: list pending entries", err)
+		}
+		var others int64
+		for name, n := range p.Consumers {
+			if name != l.cfg.Consumer {
+				others += n
+			}
+		}
+		if others == 0 {
+			break
+		}
+		if !waiting {
+			l.logger.Info("redislog: waiting for entries another consumer claimed to be idle for MinIdle before taking them over",
+				"consumer", l.cfg.Consumer, "entries", others, "min_idle", l.cfg.MinIdle)
+			waiting = true
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("redislog: claim: %w", ctx.Err())
+		case <-l.closing:
+			t.Stop()
+			return fmt.Errorf("redislog: claim: %w", txlog.ErrClosed)
+		}
+	}
+	l.forgetIdleConsumers(ctx)
+	return nil
+}
+
+// forgetIdleConsumers deletes the group's consumers, other than this one,
+// that have nothing pending and were idle for MinIdle. A live consumer
+// deleted by mistake is created again by its next read; its pending entries
+// are never touched, since only consumers with none are deleted. Failures
+// are logged: nothing depends on it.
+func (l *Log) forgetIdleConsumers(ctx context.Context) {
+	cs, err := l.client.XInfoConsumers(ctx, l.keys.stream, groupName).Result()
+	if err != nil {
+		l.logger.Debug("redislog: list consumers", "err", err)
+		return
+	}
+	for _, c := range cs {
+		if c.Name == l.cfg.Consumer || c.Pending != 0 || c.Idle < l.cfg.MinIdle {
+			continue
+		}
+		if err := l.client.XGroupDelConsumer(ctx, l.keys.stream, groupName, c.Name).Err(); err != nil {
+			l.logger.Debug("redislog: delete idle consumer", "consumer", c.Name, "err", err)
+			continue
+		}
+		l.logger.Debug("redislog: deleted idle consumer", "consumer", c.Name)
+	}
+}
+
+// Ack acknowledges claimed entries and deletes them from the stream, in one
+// script call: XACK, then XDEL of each entry XACK found pending. An entry
+// that was not pending (never claimed, or acknowledged already) is left
+// alone: acknowledging twice is harmless, and an entry never claimed is
+// never deleted. Order does not matter to the stream.
+func (l *Log) Ack(ctx context.Context, entries []txlog.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redislog: ack: %w", err)
+	}
+	l.claimMu.Lock()
+	defer l.claimMu.Unlock()
+	if l.isClosing() {
+		return fmt.Errorf("redislog: ack: %w", txlog.ErrClosed)
+	}
+	args := make([]any, 0, 1+len(entries))
+	args = append(args, groupName)
+	for _, e := range entries {
+		if _, _, ok := parsePos(e.Pos); !ok {
+			return fmt.Errorf("redislog: ack: %q is not a position of this log", e.Pos)
+		}
+		args = append(args, e.Pos)
+	}
+	n, err := ackScript.Run(ctx, l.client, []string{l.keys.stream}, args...).Int()
+	if err != nil {
+		return l.fail("ack", err)
+	}
+	if n < len(entries) {
+		l.logger.Debug("redislog: acknowledged entries that were not pending (acknowledged twice?)",
+			"entries", len(entries), "pending", n)
+	}
+	return nil
+}

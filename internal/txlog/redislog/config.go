@@ -1,0 +1,192 @@
+package redislog
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults of Config and LeaseConfig. A zero field takes its default.
+const (
+	// DefaultName is the log's name when Config.Name is empty: one spool
+	// deployment with one log needs no name.
+	DefaultName = "default"
+	// DefaultMinIdle is 3 s: below DefaultLeaseTTL (5 s), so that when a
+	// standby applier takes the lease over from a dead one (at least a TTL
+	// after the dead one's last renewal), the entries the dead one had
+	// claimed are already idle long enough to be taken over at once; and
+	// far above the few milliseconds between a live applier's claim and
+	// its ack, so that entries in flight are not taken from a live
+	// applier by one that runs without a lease.
+	DefaultMinIdle = 3 * time.Second
+	// DefaultClaimBlock is 250 ms: a waiting Claim blocks in Redis at most
+	// this long per call and then looks at its context and at Close, so
+	// both are honoured within a quarter of a second, while an idle
+	// applier costs four cheap XREADGROUP calls a second.
+	DefaultClaimBlock = 250 * time.Millisecond
+	// DefaultQueueLength is 4096 appends waiting for the writer: more than
+	// the concurrent writers the HTTP layer lets in, so Append does not
+	// block on the queue itself in normal use, while bounding the memory a
+	// stalled Redis can pin (a stall shows up as Append latency, the
+	// backpressure the API needs).
+	DefaultQueueLength = 4096
+	// DefaultMaxBatchBytes is 256 KiB of transactions per script call:
+	// about 1,300 transactions of 200 bytes, twenty times what 64
+	// concurrent writers produce, so groups are never cut short in
+	// practice; and small enough that one call keeps the single-threaded
+	// Redis event loop (and every reader behind it) busy for a few
+	// milliseconds at most.
+	DefaultMaxBatchBytes = 256 << 10
+	// DefaultMaxRecordSize is 16 MiB: the same limit as the local log, well
+	// above any request body the API accepts, so the log never refuses
+	// what the API took, and far below Redis's 512 MB bulk-string limit.
+	DefaultMaxRecordSize = 16 << 20
+	// DefaultLeaseTTL is 5 s: a dead applier is replaced within about
+	// TTL + Renew (under 7 s), while a renewal may miss two rounds (a GC
+	// pause, a slow network) before the lease is in danger.
+	DefaultLeaseTTL = 5 * time.Second
+)
+
+// Config says which Redis log to open and tunes it. Only URL is required.
+type Config struct {
+	// URL is the Redis server, as redis.ParseURL takes it:
+	// redis://[user:password@]host:port/db[?dial_timeout=3s&...],
+	// rediss:// for TLS, unix:///path/to/socket. Required.
+	URL string
+	// Name is the log's name: every key of the log starts with
+	// "spool:{Name}:", so that logs of different sites or tenants share one
+	// Redis, and the {Name} hash tag keeps all of one log's keys in one
+	// Redis Cluster slot (its scripts touch many of them at once). It must
+	// not contain '{' or '}'. It is also the log name the applier's fencing
+	// token is recorded under in the database. Default DefaultName
+	// ("default").
+	Name string
+	// Consumer is this process's name in the log's consumer group: the
+	// entries an applier claimed and did not acknowledge are pending under
+	// it. A restarted process that keeps its name gets them back at once;
+	// one with a new name takes them over after MinIdle. Default
+	// "<hostname>-<pid>".
+	Consumer string
+	// MinIdle is how long the entries another consumer claimed must have
+	// been left alone before this one takes them over (XAUTOCLAIM) when it
+	// starts claiming; younger ones it waits for, so that entries are
+	// delivered in log order. Default DefaultMinIdle (3 s).
+	MinIdle time.Duration
+	// ClaimBlock is the longest one blocking read of a waiting Claim;
+	// Claim honours its context and Close between reads. Default
+	// DefaultClaimBlock (250 ms).
+	ClaimBlock time.Duration
+	// QueueLength is how many appends may wait for the writer before
+	// Append blocks (honouring its context) to enqueue. Default
+	// DefaultQueueLength (4096).
+	QueueLength int
+	// MaxBatchBytes caps the transaction bytes one script call carries;
+	// the writer stops draining the queue once a group holds that much. A
+	// single larger transaction still goes, alone. Default
+	// DefaultMaxBatchBytes (256 KiB).
+	MaxBatchBytes int
+	// MaxRecordSize is the largest encoded transaction (JSON) Append
+	// accepts. Default DefaultMaxRecordSize (16 MiB).
+	MaxRecordSize int
+}
+
+// Validate reports the first field that holds a value a Log cannot use.
+// Zero fields are valid (they take their defaults), except URL.
+func (c Config) Validate() error {
+	switch {
+	case c.URL == "":
+		return fmt.Errorf("redislog: config: URL is empty")
+	case strings.ContainsAny(c.Name, "{}"):
+		return fmt.Errorf("redislog: config: Name %q contains '{' or '}' (it is the Redis Cluster hash tag of the log's keys)", c.Name)
+	case c.MinIdle < 0:
+		return fmt.Errorf("redislog: config: MinIdle %v is negative", c.MinIdle)
+	case c.ClaimBlock < 0:
+		return fmt.Errorf("redislog: config: ClaimBlock %v is negative", c.ClaimBlock)
+	case c.ClaimBlock > 0 && c.ClaimBlock < time.Millisecond:
+		return fmt.Errorf("redislog: config: ClaimBlock %v is under Redis's 1 ms resolution", c.ClaimBlock)
+	case c.QueueLength < 0:
+		return fmt.Errorf("redislog: config: QueueLength %d is negative", c.QueueLength)
+	case c.MaxBatchBytes < 0:
+		return fmt.Errorf("redislog: config: MaxBatchBytes %d is negative", c.MaxBatchBytes)
+	case c.MaxRecordSize < 0:
+		return fmt.Errorf("redislog: config: MaxRecordSize %d is negative", c.MaxRecordSize)
+	}
+	return nil
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.Consumer == "" {
+		c.Consumer = defaultConsumer()
+	}
+	if c.MinIdle == 0 {
+		c.MinIdle = DefaultMinIdle
+	}
+	if c.ClaimBlock == 0 {
+		c.ClaimBlock = DefaultClaimBlock
+	}
+	if c.QueueLength == 0 {
+		c.QueueLength = DefaultQueueLength
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if c.MaxRecordSize == 0 {
+		c.MaxRecordSize = DefaultMaxRecordSize
+	}
+	return c
+}
+
+// defaultConsumer is "<hostname>-<pid>": unique among live processes.
+func defaultConsumer() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "spool"
+	}
+	return host + "-" + strconv.Itoa(os.Getpid())
+}
+
+// LeaseConfig tunes a Lease. The zero value is the default configuration.
+type LeaseConfig struct {
+	// TTL is how long the lease lasts without a renewal: a holder that
+	// dies is replaced within about TTL + Renew. Default DefaultLeaseTTL
+	// (5 s).
+	TTL time.Duration
+	// Renew is how often the holder renews the lease, and how often a
+	// standby tries to take it. Must be below TTL. Default TTL/3, so that
+	// one failed renewal is retried before the lease runs out.
+	Renew time.Duration
+}
+
+// Validate reports the first field that holds a value a Lease cannot use.
+func (c LeaseConfig) Validate() error {
+	d := c.withDefaults()
+	switch {
+	case c.TTL < 0:
+		return fmt.Errorf("redislog: lease config: TTL %v is negative", c.TTL)
+	case c.Renew < 0:
+		return fmt.Errorf("redislog: lease config: Renew %v is negative", c.Renew)
+	case d.TTL < time.Millisecond:
+		return fmt.Errorf("redislog: lease config: TTL %v is under Redis's 1 ms resolution", d.TTL)
+	case d.Renew >= d.TTL:
+		return fmt.Errorf("redislog: lease config: Renew %v is not below TTL %v", d.Renew, d.TTL)
+	case d.Renew <= 0:
+		return fmt.Errorf("redislog: lease config: Renew %v is not positive", d.Renew)
+	}
+	return nil
+}
+
+func (c LeaseConfig) withDefaults() LeaseConfig {
+	if c.TTL == 0 {
+		c.TTL = DefaultLeaseTTL
+	}
+	if c.Renew == 0 {
+		c.Renew = c.TTL / 3
+	}
+	return c
+}

@@ -1,0 +1,108 @@
+package redislog
+
+import (
+	"cmp"
+	"encoding/json"
+	"strconv"
+	"strings"
+)
+
+// groupName is the log's consumer group: the appliers of one log share it,
+// so that each entry is delivered to one of them.
+const groupName = "appliers"
+
+// keys are the Redis keys of one log. Every one starts with prefix,
+// "spool:{<name>}:", whose {<name>} hash tag puts them all in one Redis
+// Cluster slot. doc.go describes the layout.
+type keys struct {
+	prefix string
+	stream string // the log: a stream of transactions
+	tables string // set of table names with pending rows
+	counts string // hash: txs, rows, ops of the overlay
+	lease  string // the applier lease
+	fence  string // the fencing-token counter
+}
+
+func newKeys(name string) keys {
+	p := "spool:{" + name + "}:"
+	return keys{
+		prefix: p,
+		stream: p + "stream",
+		tables: p + "tables",
+		counts: p + "counts",
+		lease:  p + "lease",
+		fence:  p + "fence",
+	}
+}
+
+// rowMember names one row inside the log's keys: the table's length in
+// bytes, ':', the table, ':', the key. The length prefix makes it
+// unambiguous whatever ':' the table or key holds ("a:b"/"c" and "a"/"b:c"
+// give "3:a:b:c" and "1:a:b:c"). The append and evict scripts build the
+// same string (Lua's # is a length in bytes too).
+func rowMember(table, key string) string {
+	return strconv.Itoa(len(table)) + ":" + table + ":" + key
+}
+
+// row is the list of pending changes to one row.
+func (k keys) row(table, key string) string { return k.prefix + "row:" + rowMember(table, key) }
+
+// table is the set of keys of table's rows with pending changes. The table
+// name is the whole rest of the key, so it needs no encoding.
+func (k keys) table(table string) string { return k.prefix + "tbl:" + table }
+
+// tx is the hash of one pending transaction: field "pos" holds its stream
+// id, and one field per row it changes (a rowMember) counts its changes to
+// that row.
+func (k keys) tx(id string) string { return k.prefix + "tx:" + id }
+
+// opEntry is one element of a row's list: a pending change. Tx comes first
+// so that every entry of a transaction starts with entryPrefix(tx), which
+// is how the evict script finds them without decoding JSON.
+type opEntry struct {
+	Tx     string         `json:"tx"`
+	Kind   string         `json:"kind"`
+	Values map[string]any `json:"values,omitempty"`
+}
+
+// entryPrefix is how every row-list entry of transaction id begins.
+func entryPrefix(id string) string {
+	b, _ := json.Marshal(id) // a string always encodes
+	return `{"tx":` + string(b) + `,`
+}
+
+// ComparePos compares two positions (stream ids, "<ms>-<seq>") of one log
+// as cmp.Compare does: numerically, milliseconds first. Positions that are
+// not stream ids compare as text, after those that are.
+func ComparePos(a, b string) int {
+	am, as, aok := parsePos(a)
+	bm, bs, bok := parsePos(b)
+	switch {
+	case aok && bok:
+		if c := cmp.Compare(am, bm); c != 0 {
+			return c
+		}
+		return cmp.Compare(as, bs)
+	case aok:
+		return -1
+	case bok:
+		return 1
+	}
+	return cmp.Compare(a, b)
+}
+
+// parsePos splits a stream id into its milliseconds and sequence number.
+func parsePos(p string) (ms, seq uint64, ok bool) {
+	m, s, found := strings.Cut(p, "-")
+	if !found {
+		return 0, 0, false
+	}
+	var err error
+	if ms, err = strconv.ParseUint(m, 10, 64); err != nil {
+		return 0, 0, false
+	}
+	if seq, err = strconv.ParseUint(s, 10, 64); err != nil {
+		return 0, 0, false
+	}
+	return ms, seq, true
+}

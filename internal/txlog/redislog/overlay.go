@@ -1,0 +1,193 @@
+package redislog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/overlay"
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/txlog"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+var _ gateway.Overlay = (*Overlay)(nil)
+
+// Overlay is the shared overlay of a Redis log: the pending changes of every
+// transaction appended and not yet evicted, kept by the append script in the
+// same atomic step as the stream entry, and read by every spool process
+// that opens the log. Values come back as JSON decodes them (numbers as
+// json.Number); the gateway normalises them against the catalog.
+type Overlay struct {
+	l *Log
+}
+
+// evictBatch is how many transactions one evict script call removes: a
+// committed batch of the applier is usually one call, while one call keeps
+// Redis busy for a few milliseconds at most.
+const evictBatch = 500
+
+// Row returns the pending changes to one row in log order, nil if none.
+func (o *Overlay) Row(ctx context.Context, table, key string) (overlay.Pending, error) {
+	if o.l.isClosing() {
+		return nil, fmt.Errorf("redislog: overlay row: %w", txlog.ErrClosed)
+	}
+	entries, err := o.l.client.LRange(ctx, o.l.keys.row(table, key), 0, -1).Result()
+	if err != nil {
+		return nil, o.l.fail("overlay row", err)
+	}
+	return decodePending(entries)
+}
+
+// Table returns the pending changes to every row of table, in two round
+// trips whatever the number of rows: the table's set of keys, then one
+// pipeline of every row's list. A row evicted between the two is left out
+// (it is in the database by then).
+func (o *Overlay) Table(ctx context.Context, table string) (map[string]overlay.Pending, error) {
+	if o.l.isClosing() {
+		return nil, fmt.Errorf("redislog: overlay table: %w", txlog.ErrClosed)
+	}
+	rowKeys, err := o.l.client.SMembers(ctx, o.l.keys.table(table)).Result()
+	if err != nil {
+		return nil, o.l.fail("overlay table", err)
+	}
+	out := make(map[string]overlay.Pending, len(rowKeys))
+	if len(rowKeys) == 0 {
+		return out, nil
+	}
+	pipe := o.l.client.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, len(rowKeys))
+	for i, k := range rowKeys {
+		cmds[i] = pipe.LRange(ctx, o.l.keys.row(table, k), 0, -1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, o.l.fail("overlay table", err)
+	}
+	for i, k := range rowKeys {
+		p, err := decodePending(cmds[i].Val())
+		if err != nil {
+			return nil, fmt.Errorf("redislog: overlay table %q row %q: %w", table, k, err)
+		}
+		if len(p) > 0 {
+			out[k] = p
+		}
+	}
+	return out, nil
+}
+
+func decodePending(entries []string) (overlay.Pending, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	p := make(overlay.Pending, len(entries))
+	for i, s := range entries {
+		e, err := decodeOp(s)
+		if err != nil {
+			return nil, err
+		}
+		p[i] = overlay.Op{Tx: e.Tx, Kind: txn.Kind(e.Kind), Values: schema.Row(e.Values)}
+	}
+	return p, nil
+}
+
+// Evict removes the changes of transactions ids; rows left with no pending
+// change leave the overlay. Evicting a transaction that is not pending is a
+// no-op. One script call removes up to 500 transactions.
+func (o *Overlay) Evict(ctx context.Context, ids ...string) error {
+	if o.l.isClosing() {
+		return fmt.Errorf("redislog: overlay evict: %w", txlog.ErrClosed)
+	}
+	for chunk := range slices.Chunk(ids, evictBatch) {
+		args := make([]any, 0, 1+2*len(chunk))
+		args = append(args, o.l.keys.prefix)
+		for _, id := range chunk {
+			args = append(args, id, entryPrefix(id))
+		}
+		err := evictScript.Run(ctx, o.l.client, []string{o.l.keys.stream, o.l.keys.tables, o.l.keys.counts}, args...).Err()
+		if err != nil {
+			return o.l.fail("overlay evict", err)
+		}
+	}
+	return nil
+}
+
+// Withdraw evicts every pending transaction one of whose changes depends
+// reports true (a transaction once, however many of its changes do), and
+// returns their ids. It reads every table with pending rows (in name order,
+// then key order) and evicts with one script call per 500 transactions. A
+// transaction appended while Withdraw runs may be missed; the applier fails
+// it anyway when it reaches it.
+func (o *Overlay) Withdraw(ctx context.Context, depends func(table, key string, op overlay.Op) bool) ([]string, error) {
+	if o.l.isClosing() {
+		return nil, fmt.Errorf("redislog: overlay withdraw: %w", txlog.ErrClosed)
+	}
+	tables, err := o.l.client.SMembers(ctx, o.l.keys.tables).Result()
+	if err != nil {
+		return nil, o.l.fail("overlay withdraw", err)
+	}
+	slices.Sort(tables)
+	var ids []string
+	seen := map[string]bool{}
+	for _, table := range tables {
+		rows, err := o.Table(ctx, table)
+		if err != nil {
+			return nil, err
+		}
+		keys := make([]string, 0, len(rows))
+		for k := range rows {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			for _, op := range rows[k] {
+				if !seen[op.Tx] && depends(table, k, op) {
+					seen[op.Tx] = true
+					ids = append(ids, op.Tx)
+				}
+			}
+		}
+	}
+	if err := o.Evict(ctx, ids...); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// Has reports whether transaction id has changes pending.
+func (o *Overlay) Has(ctx context.Context, id string) (bool, error) {
+	if o.l.isClosing() {
+		return false, fmt.Errorf("redislog: overlay has: %w", txlog.ErrClosed)
+	}
+	n, err := o.l.client.Exists(ctx, o.l.keys.tx(id)).Result()
+	if err != nil {
+		return false, o.l.fail("overlay has", err)
+	}
+	return n == 1, nil
+}
+
+// Stats reports the overlay's size from counters the scripts keep.
+func (o *Overlay) Stats(ctx context.Context) (overlay.Stats, error) {
+	if o.l.isClosing() {
+		return overlay.Stats{}, fmt.Errorf("redislog: overlay stats: %w", txlog.ErrClosed)
+	}
+	vals, err := o.l.client.HMGet(ctx, o.l.keys.counts, "txs", "rows", "ops").Result()
+	if err != nil {
+		return overlay.Stats{}, o.l.fail("overlay stats", err)
+	}
+	n := make([]int, len(vals))
+	for i, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue // not set yet: 0
+		}
+		if n[i], err = strconv.Atoi(s); err != nil {
+			return overlay.Stats{}, fmt.Errorf("redislog: overlay stats: %w", errors.Join(ErrCorrupt, err))
+		}
+	}
+	return overlay.Stats{Transactions: n[0], Rows: n[1], Ops: n[2]}, nil
+}

@@ -1,0 +1,189 @@
+package redislog
+
+import "github.com/redis/go-redis/v9"
+
+// The Lua scripts. Each runs atomically in Redis: no other command runs
+// between its first and last step, and Redis writes its effects to the AOF
+// as one MULTI/EXEC block, so a crash never leaves half of one behind.
+//
+// Every key a script touches starts with the log's prefix, so they share
+// the {name} hash tag and a Redis Cluster slot. The keys a script builds
+// (rows, tables, transactions) cannot all be passed in KEYS, since the
+// script finds them as it goes; KEYS carries the fixed keys, which routes
+// the call to the right node.
+
+// appendScript appends a group of transactions to the stream and adds their
+// changes to the overlay, in order.
+//
+//	KEYS: stream, tables, counts
+//	ARGV: prefix, then per transaction: id, payload (JSON), n (operations),
+//	      then n times: table, key, entry (JSON of an opEntry)
+//
+// It returns each transaction's stream id. A transaction already pending
+// (its hash has a "pos") is not appended again: its stream id is returned.
+// This makes a retried call (go-redis retries a call whose connection broke
+// before the reply) harmless.
+var appendScript = redis.NewScript(`
+local stream, tables, counts, p = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local out = {}
+local txs, rows, ops = 0, 0, 0
+local i = 2
+while i <= #ARGV do
+  local id, payload, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  i = i + 3
+  local txkey = p .. 'tx:' .. id
+  local pos = redis.call('HGET', txkey, 'pos')
+  if pos then
+    i = i + 3 * n
+  else
+    pos = redis.call('XADD', stream, '*', 'tx', payload)
+    redis.call('HSET', txkey, 'pos', pos)
+    txs = txs + 1
+    for _ = 1, n do
+      local tbl, key, entry = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+      i = i + 3
+      local member = #tbl .. ':' .. tbl .. ':' .. key
+      if redis.call('RPUSH', p .. 'row:' .. member, entry) == 1 then
+        redis.call('SADD', p .. 'tbl:' .. tbl, key)
+        redis.call('SADD', tables, tbl)
+        rows = rows + 1
+      end
+      redis.call('HINCRBY', txkey, member, 1)
+      ops = ops + 1
+    end
+  end
+  out[#out + 1] = pos
+end
+if txs > 0 then
+  redis.call('HINCRBY', counts, 'txs', txs)
+  redis.call('HINCRBY', counts, 'rows', rows)
+  redis.call('HINCRBY', counts, 'ops', ops)
+end
+return out
+`)
+
+// evictScript removes transactions from the overlay: their entries from the
+// rows they touched (scanning each row's list from its head, where the
+// oldest changes are, and stopping once all of them are found), rows left
+// empty from their table's set, tables left empty from the tables set, and
+// their hashes.
+//
+//	KEYS: stream (for routing only), tables, counts
+//	ARGV: prefix, then per transaction: id, entry prefix
+//
+// It returns how many of the transactions were pending.
+var evictScript = redis.NewScript(`
+local tables, counts, p = KEYS[2], KEYS[3], ARGV[1]
+local txs, rows, ops = 0, 0, 0
+local function remove(rowkey, pre, want)
+  local removed, start = 0, 0
+  while removed < want do
+    local chunk = redis.call('LRANGE', rowkey, start, start + 127)
+    if #chunk == 0 then break end
+    for _, v in ipairs(chunk) do
+      if removed < want and string.sub(v, 1, #pre) == pre then
+        -- Every earlier entry equal to v was removed already, so the
+        -- first occurrence from the head is this one.
+        redis.call('LREM', rowkey, 1, v)
+        removed = removed + 1
+      else
+        start = start + 1
+      end
+    end
+  end
+  return removed
+end
+for i = 2, #ARGV, 2 do
+  local id, pre = ARGV[i], ARGV[i + 1]
+  local txkey = p .. 'tx:' .. id
+  local fields = redis.call('HGETALL', txkey)
+  if #fields > 0 then
+    txs = txs + 1
+    for f = 1, #fields, 2 do
+      local member = fields[f]
+      if member ~= 'pos' then
+        local rowkey = p .. 'row:' .. member
+        ops = ops + remove(rowkey, pre, tonumber(fields[f + 1]))
+        if redis.call('EXISTS', rowkey) == 0 then
+          local len = string.match(member, '^(%d+):')
+          local s, n = #len + 2, tonumber(len)
+          local tbl = string.sub(member, s, s + n - 1)
+          local key = string.sub(member, s + n + 1)
+          if redis.call('SREM', p .. 'tbl:' .. tbl, key) == 1 then
+            rows = rows + 1
+            if redis.call('EXISTS', p .. 'tbl:' .. tbl) == 0 then
+              redis.call('SREM', tables, tbl)
+            end
+          end
+        end
+      end
+    end
+    redis.call('DEL', txkey)
+  end
+end
+if txs > 0 then
+  redis.call('HINCRBY', counts, 'txs', -txs)
+  redis.call('HINCRBY', counts, 'rows', -rows)
+  redis.call('HINCRBY', counts, 'ops', -ops)
+end
+return txs
+`)
+
+// ackScript acknowledges entries and deletes them from the stream, each
+// only if it was pending in the group: an entry never claimed is not
+// deleted, and acknowledging twice is harmless.
+//
+//	KEYS: stream
+//	ARGV: group, then the entries' ids
+//
+// It returns how many entries were pending.
+var ackScript = redis.NewScript(`
+local n = 0
+for i = 2, #ARGV do
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    redis.call('XDEL', KEYS[1], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+`)
+
+// leaseAcquireScript takes the lease if nobody holds it and, in the same
+// step, draws the next fencing token, so that no holder is ever without a
+// token.
+//
+//	KEYS: lease, fence
+//	ARGV: our value, TTL in milliseconds
+//
+// It returns the token, or 0 if the lease is held.
+var leaseAcquireScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+return 0
+`)
+
+// leaseRenewScript extends the lease if it still holds our value.
+//
+//	KEYS: lease
+//	ARGV: our value, TTL in milliseconds
+//
+// It returns 1 if renewed, 0 if the lease is gone or someone else's.
+var leaseRenewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// leaseReleaseScript deletes the lease if it still holds our value.
+//
+//	KEYS: lease
+//	ARGV: our value
+var leaseReleaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
