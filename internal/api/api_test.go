@@ -481,3 +481,89 @@ func TestRateLimit(t *testing.T) {
 	}
 	e.must(200, "GET", "/v1/tables/instruments/r0", "") // reads are not limited
 }
+
+// The dead-letter queue: a poison transaction is listed (by filter),
+// shown with the database's error, retried as is (fails again, attempts
+// count), retried after a fix (applies), edited and retried, and dropped
+// with an audit record.
+func TestDeadLetterQueue(t *testing.T) {
+	t.Parallel()
+	e := setup(t, "")
+	e.startApplier()
+	first := e.must(201, "POST", "/v1/tables/instruments", `{"code":"dup","name":"first"}`)
+	e.waitState(first.body["transaction_id"].(string), "applied")
+	poison := func(name string) string {
+		r := e.must(202, "POST", "/v1/transactions", fmt.Sprintf(`{"operations":[{"op":"insert","table":"instruments","values":{"code":"dup","name":%q}}]}`, name))
+		id := r.body["transaction_id"].(string)
+		if st := e.waitState(id, "applied"); st.body["state"] != "failed" {
+			t.Fatalf("poison %s: %v", name, st.body)
+		}
+		return id
+	}
+	a, b, c := poison("a"), poison("b"), poison("c")
+
+	l := e.must(200, "GET", "/v1/dlq?table=instruments&code=SQLITE_CONSTRAINT", "")
+	if dls := l.body["dead_letters"].([]any); len(dls) != 3 {
+		t.Fatalf("list: %s", l.raw)
+	}
+	if l := e.must(200, "GET", "/v1/dlq?table=observations", ""); len(l.body["dead_letters"].([]any)) != 0 {
+		t.Fatalf("filter by another table: %s", l.raw)
+	}
+	p := e.must(200, "GET", "/v1/dlq?limit=2", "")
+	if len(p.body["dead_letters"].([]any)) != 2 || p.body["next"] == nil {
+		t.Fatalf("first page of 2: %s", p.raw)
+	}
+	if p2 := e.must(200, "GET", p.body["next"].(string), ""); len(p2.body["dead_letters"].([]any)) != 1 {
+		t.Fatalf("second page: %s", p2.raw)
+	}
+	show := e.must(200, "GET", "/v1/dlq/"+a, "")
+	if show.body["attempts"] != json.Number("1") || !strings.Contains(show.body["error"].(string), "UNIQUE") || show.body["code"] != "SQLITE_CONSTRAINT_PRIMARYKEY" && show.body["code"] != "SQLITE_CONSTRAINT_UNIQUE" {
+		t.Fatalf("show: %s", show.raw)
+	}
+
+	// Retried as is, it fails again; the attempts add up.
+	r := e.must(202, "POST", "/v1/dlq/"+a+"/retry", "")
+	again := r.body["transaction_id"].(string)
+	if st := e.waitState(again, "applied"); st.body["state"] != "failed" {
+		t.Fatalf("retry without a fix: %v", st.body)
+	}
+	if s := e.must(200, "GET", "/v1/dlq/"+again, ""); s.body["attempts"] != json.Number("2") {
+		t.Fatalf("attempts after a second failure: %s", s.raw)
+	}
+	e.must(409, "POST", "/v1/dlq/"+a+"/retry", "")
+
+	// Edited and retried: a corrected key applies.
+	r = e.must(202, "POST", "/v1/dlq/"+b+"/retry", `{"operations":[{"op":"insert","table":"instruments","values":{"code":"fixed","name":"b"}}]}`)
+	e.waitState(r.body["transaction_id"].(string), "applied")
+	e.must(200, "GET", "/v1/tables/instruments/fixed?consistency=database", "")
+	if s := e.must(200, "GET", "/v1/dlq/"+b, ""); s.body["retried_as"] != r.body["transaction_id"] {
+		t.Fatalf("the original must link its retry: %s", s.raw)
+	}
+
+	// Retried after a fix in the database: applies.
+	e.must(202, "DELETE", "/v1/tables/instruments/dup", "")
+	r = e.must(202, "POST", "/v1/dlq/"+again+"/retry", "")
+	if st := e.waitState(r.body["transaction_id"].(string), "applied"); st.body["state"] != "replicated" {
+		t.Fatalf("retry after the fix: %v", st.body)
+	}
+
+	// Dropped: gone from the list, kept for the audit.
+	req, _ := http.NewRequest("DELETE", e.srv.URL+"/v1/dlq/"+c, nil)
+	req.Header.Set("X-Spool-User", "ops@example")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("drop: %v %v", err, res.Status)
+	}
+	res.Body.Close()
+	if l := e.must(200, "GET", "/v1/dlq", ""); len(l.body["dead_letters"].([]any)) != 0 {
+		t.Fatalf("after retries and drop the queue must be empty: %s", l.raw)
+	}
+	if s := e.must(200, "GET", "/v1/dlq/"+c, ""); s.body["dropped_by"] != "ops@example" || s.body["dropped_at"] == nil {
+		t.Fatalf("audit of the drop: %s", s.raw)
+	}
+	e.must(409, "DELETE", "/v1/dlq/"+c, "")
+	e.must(404, "GET", "/v1/dlq/"+txnID(), "")
+	e.must(400, "GET", "/v1/dlq?limit=0", "")
+}
+
+func txnID() string { return "0190b5a0-0000-7000-8000-00000000abcd" }

@@ -95,13 +95,14 @@ func (g *attemptGate) Admit(tx *txn.Transaction) error {
 	return nil
 }
 
+// Failed poisons the rows the failed transaction inserted under keys spool
+// generated: those rows exist nowhere else. A key the writer named may
+// belong to a row that exists anyway, so it is not poisoned.
 func (g *attemptGate) Failed(tx *txn.Transaction, _ error) {
 	for _, op := range tx.Operations {
-		if op.Op == txn.Insert || op.Op == txn.Upsert {
+		if op.Op == txn.Insert && op.Generated {
 			g.local[rowKey(op.Table, op.ID)] = tx.ID
-			if txn.ValidID(op.ID) {
-				g.local[op.ID] = tx.ID
-			}
+			g.local[op.ID] = tx.ID
 		}
 	}
 }
@@ -109,3 +110,15 @@ func (g *attemptGate) Failed(tx *txn.Transaction, _ error) {
 // DependsOnFailed reports whether op depends on a transaction that failed,
 // and which.
 func (a *Applier) DependsOnFailed(op txn.Operation) (string, bool) { return a.poison.depends(op) }
+
+// Forgive forgets the rows of failed transaction id: it is being retried or
+// was dropped, so transactions that refer to its rows may run again.
+func (a *Applier) Forgive(id string) {
+	a.poison.mu.Lock()
+	defer a.poison.mu.Unlock()
+	for k, on := range a.poison.rows {
+		if on == id {
+			delete(a.poison.rows, k)
+		}
+	}
+}

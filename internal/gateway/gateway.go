@@ -99,7 +99,8 @@ type Gateway struct {
 	catalog     atomic.Pointer[schema.Catalog]
 	// depends tells whether a pending change depends on a failed
 	// transaction; set by SetApplier.
-	depends func(op txn.Operation) (string, bool)
+	depends   func(op txn.Operation) (string, bool)
+	forgiveFn func(id string)
 }
 
 // New returns a gateway over an open log and store.
@@ -254,18 +255,32 @@ func (g *Gateway) submit(ctx context.Context, req *Request, lookup func(string) 
 			return nil, badOp(i, "%v", err)
 		}
 	}
+	return g.submitTx(ctx, req, "")
+}
+
+// submitTx resolves, checks and enqueues a request; retryOf links a retried
+// dead letter.
+func (g *Gateway) submitTx(ctx context.Context, req *Request, retryOf string) (*Receipt, error) {
 	if err := g.checkPressure(ctx); err != nil {
 		return nil, err
 	}
-	now := time.Now().UTC()
-	tx, rc, err := resolve(g.catalog.Load(), req, now)
+	tx, rc, err := resolve(g.catalog.Load(), req, time.Now().UTC())
 	if err != nil {
 		return nil, err
 	}
+	tx.RetryOf = retryOf
 	if err := g.checkRowsExist(ctx, tx); err != nil {
 		return nil, err
 	}
-	g.tracker.Queued(tx.ID, now)
+	if err := g.enqueue(ctx, tx); err != nil {
+		return nil, err
+	}
+	return rc, nil
+}
+
+// enqueue makes tx durable in the log and visible in the overlay.
+func (g *Gateway) enqueue(ctx context.Context, tx *txn.Transaction) error {
+	g.tracker.Queued(tx.ID, tx.CreatedAt)
 	if g.local != nil {
 		g.local.Add(tx)
 	}
@@ -274,9 +289,9 @@ func (g *Gateway) submit(ctx context.Context, req *Request, lookup func(string) 
 			_ = g.local.Evict(ctx, tx.ID) // in memory: cannot fail
 		}
 		g.tracker.Forget(tx.ID)
-		return nil, fmt.Errorf("%w: append: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: append: %w", ErrUnavailable, err)
 	}
-	return rc, nil
+	return nil
 }
 
 // checkRowsExist refuses an update or delete of a row that exists neither in
@@ -445,7 +460,9 @@ func (g *Gateway) evict(ctx context.Context, ids []string) {
 
 // SetApplier lets the gateway ask the applier which pending changes depend
 // on failed transactions.
-func (g *Gateway) SetApplier(a *applier.Applier) { g.depends = a.DependsOnFailed }
+func (g *Gateway) SetApplier(a *applier.Applier) {
+	g.depends, g.forgiveFn = a.DependsOnFailed, a.Forgive
+}
 
 // Committed implements applier.Sink. Failed transactions leave the overlay
 // at once, with every pending transaction that depends on them. Applied ones

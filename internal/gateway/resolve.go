@@ -128,6 +128,7 @@ func resolveOp(cat *schema.Catalog, i int, o OpRequest, aliases map[string]alias
 		return txn.Operation{}, err
 	}
 	key := t.Key.Name
+	generated := false
 	switch kind {
 	case txn.Insert, txn.Upsert:
 		if v, ok := values[key]; ok && v != nil {
@@ -144,7 +145,7 @@ func resolveOp(cat *schema.Catalog, i int, o OpRequest, aliases map[string]alias
 			if !t.GeneratesKey() || kind == txn.Upsert {
 				return txn.Operation{}, badOp(i, "table %q has a %s primary key %q that spool cannot generate; name it in the %s", t.Name, t.Key.Kind, key, kind)
 			}
-			id = txn.NewID()
+			id, generated = txn.NewID(), true
 		}
 		values[key] = t.Key.KeyValue(id)
 		if kind == txn.Insert {
@@ -172,7 +173,7 @@ func resolveOp(cat *schema.Catalog, i int, o OpRequest, aliases map[string]alias
 	if len(values) == 0 {
 		values = nil
 	}
-	return txn.Operation{Op: kind, Table: t.Name, ID: id, Values: values, As: o.As}, nil
+	return txn.Operation{Op: kind, Table: t.Name, ID: id, Values: values, As: o.As, Generated: generated}, nil
 }
 
 // resolveID reads an operation's "id": a string, a number, or a $ref.

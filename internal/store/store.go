@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spoolgw/spool/internal/query"
@@ -86,7 +87,35 @@ type DeadLetter struct {
 	Tx       *txn.Transaction `json:"transaction"`
 	Error    string           `json:"error"`
 	Code     string           `json:"code,omitempty"`
-	FailedAt time.Time        `json:"failed_at"`
+	FailedAt time.Time        `json:"last_failed_at"`
+	// Attempts counts the failures of this transaction and of the ones it
+	// retries (Tx.RetryOf), FirstFailedAt the first of them.
+	Attempts      int       `json:"attempts"`
+	FirstFailedAt time.Time `json:"first_failed_at"`
+	// RetriedAs is the transaction that retried this one, if any.
+	RetriedAs string `json:"retried_as,omitempty"`
+	// DroppedAt and DroppedBy say who dropped it, and when (the audit
+	// record of a drop).
+	DroppedAt time.Time `json:"dropped_at,omitzero"`
+	DroppedBy string    `json:"dropped_by,omitempty"`
+}
+
+// DeadLetterFilter selects dead letters to list. Zero fields select all.
+type DeadLetterFilter struct {
+	// Table selects the ones with an operation on this table.
+	Table string
+	// Code selects the ones whose error code starts with Code (a SQLSTATE
+	// class such as "23", or an SQLite code name such as
+	// "SQLITE_CONSTRAINT").
+	Code string
+	// Since selects the ones that last failed at or after Since.
+	Since time.Time
+	// After is the id of the last dead letter of the previous page.
+	After string
+	// Limit bounds the page.
+	Limit int
+	// All includes the retried and the dropped ones.
+	All bool
 }
 
 // ErrNotFound is returned when a dead letter or row does not exist.
@@ -117,3 +146,19 @@ func (e *ApplyError) Unwrap() error { return e.Err }
 // ErrMissingRow is the cause of an ApplyError for an update or delete of a
 // row the database does not hold.
 var ErrMissingRow = errors.New("row does not exist")
+
+// TableList is the text a dead letter is filtered by table with: every
+// table the transaction names, each between commas (",obs,frames,").
+func TableList(tx *txn.Transaction) string {
+	var b strings.Builder
+	b.WriteByte(',')
+	seen := map[string]bool{}
+	for _, op := range tx.Operations {
+		if !seen[op.Table] {
+			seen[op.Table] = true
+			b.WriteString(op.Table)
+			b.WriteByte(',')
+		}
+	}
+	return b.String()
+}

@@ -40,6 +40,9 @@ type Operation struct {
 	Values map[string]any `json:"values,omitempty"`
 	// As is the alias later operations may name in {"$ref": alias}.
 	As string `json:"as,omitempty"`
+	// Generated is true for an insert whose key spool generated: no other
+	// row can have it, so if the insert fails, the row never exists.
+	Generated bool `json:"generated,omitempty"`
 }
 
 // Transaction is an ordered list of operations, applied atomically and once.

@@ -17,12 +17,18 @@ import (
 // The fixed statements of a batch.
 const (
 	sqlMarkApplied = `insert into spool_applied (txn_id, applied_at) values (?, ?)`
-	sqlDeadLetter  = `insert into spool_dead_letters (txn_id, tx, error, code, failed_at) values (?, ?, ?, ?, ?)
+	// A retry's dead letter counts the attempts of the transactions it
+	// retries and keeps the first failure's time.
+	sqlDeadLetter = `insert into spool_dead_letters (txn_id, tx, error, code, failed_at, tables, attempts, first_failed_at)
+		values (?1, ?2, ?3, ?4, ?5, ?6,
+			coalesce((select attempts + 1 from spool_dead_letters where txn_id = ?7), 1),
+			coalesce((select coalesce(first_failed_at, failed_at) from spool_dead_letters where txn_id = ?7), ?5))
 		on conflict (txn_id) do update set tx = excluded.tx, error = excluded.error,
 		code = excluded.code, failed_at = excluded.failed_at`
-	sqlSavepoint = `savepoint spool_tx`
-	sqlRelease   = `release spool_tx`
-	sqlRollback  = `rollback to spool_tx`
+	sqlMarkRetried = `update spool_dead_letters set retried_as = ? where txn_id = ?`
+	sqlSavepoint   = `savepoint spool_tx`
+	sqlRelease     = `release spool_tx`
+	sqlRollback    = `rollback to spool_tx`
 )
 
 // ApplyBatch applies the batch in one BEGIN IMMEDIATE transaction, each
@@ -158,6 +164,11 @@ func (b *batchRun) apply(ctx context.Context, t *txn.Transaction) (store.Outcome
 	if _, err := b.exec(ctx, sqlMarkApplied, t.ID, b.now); err != nil {
 		return store.Outcome{}, fmt.Errorf("record applied: %w", err)
 	}
+	if t.RetryOf != "" {
+		if _, err := b.exec(ctx, sqlMarkRetried, t.ID, t.RetryOf); err != nil {
+			return store.Outcome{}, fmt.Errorf("record retry: %w", err)
+		}
+	}
 	b.applied[t.ID] = true
 	if _, err := b.exec(ctx, sqlRelease); err != nil {
 		return store.Outcome{}, fmt.Errorf("release savepoint: %w", err)
@@ -237,8 +248,13 @@ func (b *batchRun) deadLetter(ctx context.Context, t *txn.Transaction, cause err
 	if code != "" {
 		c = sql.NullString{String: code, Valid: true}
 	}
-	if _, err := b.exec(ctx, sqlDeadLetter, t.ID, string(body), cause.Error(), c, b.now); err != nil {
+	if _, err := b.exec(ctx, sqlDeadLetter, t.ID, string(body), cause.Error(), c, b.now, store.TableList(t), t.RetryOf); err != nil {
 		return fmt.Errorf("record dead letter: %w", err)
+	}
+	if t.RetryOf != "" {
+		if _, err := b.exec(ctx, sqlMarkRetried, t.ID, t.RetryOf); err != nil {
+			return fmt.Errorf("record retry: %w", err)
+		}
 	}
 	b.dead[t.ID] = cause // a second copy in this batch meets the same fate
 	return nil

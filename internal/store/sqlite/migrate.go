@@ -41,6 +41,14 @@ create table spool_fence (
 	log   text primary key,
 	token integer not null
 );`},
+	{version: 3, sql: `
+alter table spool_dead_letters add column tables text not null default '';
+alter table spool_dead_letters add column attempts integer not null default 1;
+alter table spool_dead_letters add column first_failed_at text;
+alter table spool_dead_letters add column retried_as text;
+alter table spool_dead_letters add column dropped_at text;
+alter table spool_dead_letters add column dropped_by text;
+create index spool_dead_letters_failed on spool_dead_letters (failed_at, txn_id);`},
 }
 
 // internalTables are spool's bookkeeping tables, hidden from the catalog.

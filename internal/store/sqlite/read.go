@@ -181,29 +181,119 @@ func (s *Store) Applied(ctx context.Context, id string) (time.Time, bool, error)
 	return ts, true, nil
 }
 
+// deadLetterColumns are the columns scanDeadLetter reads, in its order.
+const deadLetterColumns = `txn_id, tx, error, code, failed_at, attempts, first_failed_at, retried_as, dropped_at, dropped_by`
+
 // DeadLetter returns the dead letter of transaction id, or an error wrapping
 // store.ErrNotFound.
 func (s *Store) DeadLetter(ctx context.Context, id string) (*store.DeadLetter, error) {
-	var (
-		body, msg, at string
-		code          sql.NullString
-	)
-	err := s.rdb.QueryRowContext(ctx,
-		`select tx, error, code, failed_at from spool_dead_letters where txn_id = ?`, id).Scan(&body, &msg, &code, &at)
+	row := s.rdb.QueryRowContext(ctx, `select `+deadLetterColumns+` from spool_dead_letters where txn_id = ?`, id)
+	dl, err := scanDeadLetter(row.Scan)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("dead letter %s: %w", id, store.ErrNotFound)
 	case err != nil:
 		return nil, fmt.Errorf("dead letter %s: %w", id, err)
 	}
-	dl := &store.DeadLetter{Tx: new(txn.Transaction), Error: msg, Code: code.String}
+	return dl, nil
+}
+
+func scanDeadLetter(scan func(...any) error) (*store.DeadLetter, error) {
+	var (
+		id, body, msg, at                    string
+		attempts                             int
+		code, first, retried, dropped, whoBy sql.NullString
+	)
+	if err := scan(&id, &body, &msg, &code, &at, &attempts, &first, &retried, &dropped, &whoBy); err != nil {
+		return nil, err
+	}
+	dl := &store.DeadLetter{Tx: new(txn.Transaction), Error: msg, Code: code.String, Attempts: attempts, RetriedAs: retried.String, DroppedBy: whoBy.String}
 	d := json.NewDecoder(bytes.NewReader([]byte(body)))
 	d.UseNumber()
 	if err := d.Decode(dl.Tx); err != nil {
-		return nil, fmt.Errorf("dead letter %s: decode transaction: %w", id, err)
+		return nil, fmt.Errorf("decode transaction: %w", err)
 	}
+	var err error
 	if dl.FailedAt, err = time.Parse(schema.TimeFormat, at); err != nil {
-		return nil, fmt.Errorf("dead letter %s: %w", id, err)
+		return nil, err
+	}
+	dl.FirstFailedAt = dl.FailedAt
+	if first.Valid {
+		if dl.FirstFailedAt, err = time.Parse(schema.TimeFormat, first.String); err != nil {
+			return nil, err
+		}
+	}
+	if dropped.Valid {
+		if dl.DroppedAt, err = time.Parse(schema.TimeFormat, dropped.String); err != nil {
+			return nil, err
+		}
 	}
 	return dl, nil
+}
+
+// ListDeadLetters lists dead letters by the time they last failed, a page at
+// a time.
+func (s *Store) ListDeadLetters(ctx context.Context, f store.DeadLetterFilter) ([]*store.DeadLetter, error) {
+	where := []string{"1 = 1"}
+	var args []any
+	if !f.All {
+		where = append(where, "retried_as is null", "dropped_at is null")
+	}
+	if f.Table != "" {
+		where = append(where, "instr(tables, ?) > 0")
+		args = append(args, ","+f.Table+",")
+	}
+	if f.Code != "" {
+		where = append(where, "substr(code, 1, length(?)) = ?")
+		args = append(args, f.Code, f.Code)
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "failed_at >= ?")
+		args = append(args, f.Since.UTC().Format(schema.TimeFormat))
+	}
+	if f.After != "" {
+		where = append(where, "(failed_at, txn_id) > (select failed_at, txn_id from spool_dead_letters where txn_id = ?)")
+		args = append(args, f.After)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = -1
+	}
+	args = append(args, limit)
+	rows, err := s.rdb.QueryContext(ctx, `select `+deadLetterColumns+` from spool_dead_letters where `+
+		strings.Join(where, " and ")+` order by failed_at, txn_id limit ?`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.DeadLetter
+	for rows.Next() {
+		dl, err := scanDeadLetter(rows.Scan)
+		if err != nil {
+			return nil, fmt.Errorf("list dead letters: %w", err)
+		}
+		out = append(out, dl)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// DropDeadLetter marks a dead letter dropped by who; the record stays for
+// the audit.
+func (s *Store) DropDeadLetter(ctx context.Context, id, who string) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	res, err := s.wdb.ExecContext(ctx, `update spool_dead_letters set dropped_at = ?, dropped_by = ? where txn_id = ? and dropped_at is null`,
+		time.Now().UTC().Format(schema.TimeFormat), who, id)
+	if err != nil {
+		return fmt.Errorf("drop dead letter %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("drop dead letter %s: %w", id, err)
+	} else if n == 0 {
+		return fmt.Errorf("dead letter %s: %w", id, store.ErrNotFound)
+	}
+	return nil
 }

@@ -1,0 +1,128 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// DeadLetterStore is what the dead-letter queue needs of a store beyond
+// store.Store.
+type DeadLetterStore interface {
+	ListDeadLetters(ctx context.Context, f store.DeadLetterFilter) ([]*store.DeadLetter, error)
+	DropDeadLetter(ctx context.Context, id, who string) error
+}
+
+// Limits of the dead-letter queue's pages.
+const (
+	// DefaultDeadLetterPage is a page when the client names no limit.
+	DefaultDeadLetterPage = 100
+	// MaxDeadLetterPage bounds a page.
+	MaxDeadLetterPage = 1000
+)
+
+func (g *Gateway) deadLetters() (DeadLetterStore, error) {
+	dls, ok := g.store.(DeadLetterStore)
+	if !ok {
+		return nil, &InputError{Status: 501, Op: -1, Msg: "this database has no dead-letter queue API"}
+	}
+	return dls, nil
+}
+
+// DeadLetters lists dead letters, a page at a time. Nothing is evicted from
+// the queue but by a person: a page is a view, not a cap.
+func (g *Gateway) DeadLetters(ctx context.Context, f store.DeadLetterFilter) ([]*store.DeadLetter, error) {
+	dls, err := g.deadLetters()
+	if err != nil {
+		return nil, err
+	}
+	if f.Limit <= 0 {
+		f.Limit = DefaultDeadLetterPage
+	}
+	f.Limit = min(f.Limit, MaxDeadLetterPage)
+	return dls.ListDeadLetters(ctx, f)
+}
+
+// DeadLetter returns one dead letter.
+func (g *Gateway) DeadLetter(ctx context.Context, id string) (*store.DeadLetter, error) {
+	dl, err := g.store.DeadLetter(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &InputError{Status: 404, Op: -1, Msg: fmt.Sprintf("no dead letter %s", id)}
+	}
+	return dl, err
+}
+
+// Drop drops a dead letter; the record of who dropped it and when stays.
+func (g *Gateway) Drop(ctx context.Context, id, who string) error {
+	dls, err := g.deadLetters()
+	if err != nil {
+		return err
+	}
+	if _, err := g.liveDeadLetter(ctx, id); err != nil {
+		return err
+	}
+	if err := dls.DropDeadLetter(ctx, id, who); errors.Is(err, store.ErrNotFound) {
+		return &InputError{Status: 404, Op: -1, Msg: fmt.Sprintf("no dead letter %s", id)}
+	} else if err != nil {
+		return err
+	}
+	g.forgive(id)
+	g.logger.Info("dead letter dropped", "txn", id, "by", who)
+	return nil
+}
+
+// liveDeadLetter returns a dead letter that is neither retried nor dropped.
+func (g *Gateway) liveDeadLetter(ctx context.Context, id string) (*store.DeadLetter, error) {
+	dl, err := g.DeadLetter(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case dl.RetriedAs != "":
+		return nil, &InputError{Status: 409, Op: -1, Msg: fmt.Sprintf("dead letter %s was retried already as %s", id, dl.RetriedAs)}
+	case !dl.DroppedAt.IsZero():
+		return nil, &InputError{Status: 409, Op: -1, Msg: fmt.Sprintf("dead letter %s was dropped by %s at %s", id, dl.DroppedBy, dl.DroppedAt.Format(time.RFC3339))}
+	}
+	return dl, nil
+}
+
+// Retry puts a dead letter back at the end of the log as a new transaction
+// linked to it (RetryOf). With req, the corrected operations replace the
+// original ones (edit and retry); they are checked like any write.
+func (g *Gateway) Retry(ctx context.Context, id string, req *Request) (*Receipt, error) {
+	dl, err := g.liveDeadLetter(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	g.forgive(id)
+	if req != nil {
+		return g.submitTx(ctx, req, id)
+	}
+	if err := g.normalize(dl.Tx); err != nil {
+		return nil, &InputError{Status: 409, Op: -1, Msg: fmt.Sprintf("dead letter %s no longer fits the catalog (%v); retry it with corrected operations", id, err)}
+	}
+	tx := &txn.Transaction{ID: txn.NewID(), Operations: dl.Tx.Operations, CreatedAt: time.Now().UTC(), RetryOf: id}
+	rc := &Receipt{TransactionID: tx.ID, State: txn.Queued, Refs: map[string]string{}}
+	for _, op := range tx.Operations {
+		rc.IDs = append(rc.IDs, op.ID)
+		if op.As != "" {
+			rc.Refs[op.As] = op.ID
+		}
+	}
+	if err := g.enqueue(ctx, tx); err != nil {
+		return nil, err
+	}
+	return rc, nil
+}
+
+// forgive lets transactions that depend on a dead letter run again: it is
+// being retried or was dropped.
+func (g *Gateway) forgive(id string) {
+	if g.forgiveFn != nil {
+		g.forgiveFn(id)
+	}
+}
