@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/spoolgw/spool/internal/txlog"
@@ -104,22 +105,35 @@ func (l *Log) newRequest(tx *txn.Transaction) (*appendReq, error) {
 	return r, nil
 }
 
-// run is the writer goroutine: it takes the first queued append, drains
-// whatever else is already queued (never waiting for more), appends the
-// group with one script call, and answers it. Appends that arrive meanwhile
-// queue behind the call in flight, so groups grow with load by themselves.
+// run is the writer goroutine: it takes the first queued append, waits for
+// one of MaxInFlight call slots, drains whatever else is queued by then
+// (never waiting for more), and hands the group to a goroutine that appends
+// it with one script call and answers it. Appends that arrive meanwhile
+// queue behind the calls in flight, so groups grow with load by
+// themselves.
 func (l *Log) run() {
+	var calls sync.WaitGroup
 	defer close(l.writerDone)
+	defer calls.Wait() // a call under way finishes and is answered
+	slots := make(chan struct{}, l.cfg.MaxInFlight)
 	for {
 		select {
 		case <-l.closing:
 			return
 		case r := <-l.reqs:
+			select {
+			case slots <- struct{}{}:
+			case <-l.closing:
+				return // r not taken: its Append sees writerDone and fails
+			}
 			if l.isClosing() {
-				// Not taken: its Append sees writerDone and fails.
 				return
 			}
-			l.commit(l.gather(r))
+			batch := l.gather(r)
+			calls.Go(func() {
+				l.commit(batch)
+				<-slots
+			})
 		}
 	}
 }
@@ -127,11 +141,11 @@ func (l *Log) run() {
 // gather returns first and every append already queued behind it, up to
 // MaxBatchBytes, skipping those whose Append gave up.
 func (l *Log) gather(first *appendReq) []*appendReq {
-	l.batch = l.batch[:0]
+	var batch []*appendReq
 	n := 0
 	take := func(r *appendReq) {
 		if r.state.CompareAndSwap(reqQueued, reqTaken) {
-			l.batch = append(l.batch, r)
+			batch = append(batch, r)
 			n += r.size
 		}
 	}
@@ -141,10 +155,10 @@ func (l *Log) gather(first *appendReq) []*appendReq {
 		case r := <-l.reqs:
 			take(r)
 		default:
-			return l.batch
+			return batch
 		}
 	}
-	return l.batch
+	return batch
 }
 
 // commit appends a group with one call of the append script and answers
@@ -152,7 +166,6 @@ func (l *Log) gather(first *appendReq) []*appendReq {
 // next group tries again (unlike a failed fsync, a failed call to Redis
 // leaves nothing unknown behind on this side).
 func (l *Log) commit(batch []*appendReq) {
-	defer clear(l.batch) // drop the references for the collector
 	if len(batch) == 0 {
 		return
 	}

@@ -17,10 +17,12 @@ type claimState struct {
 	// the first Claim of a Log does it.
 	started bool
 	// backlog is set while Claim still delivers the entries pending under
-	// this consumer (claimed before a restart, or taken over), from cursor
-	// on; then it reads new entries.
+	// this consumer (claimed before a restart, or taken over) after cursor;
+	// then it reads new entries. A failed read sets it again, so that
+	// entries delivered with a lost reply are not skipped.
 	backlog bool
-	cursor  string
+	// cursor is the last entry Claim returned or dropped.
+	cursor string
 	// held are entries read for a Claim whose context ended before it
 	// could return them; the next Claim returns them first.
 	held []txlog.Entry
@@ -31,10 +33,10 @@ type claimState struct {
 // enough that one call stays short for Redis.
 const takeOverBatch = 1000
 
-// Claim returns up to max entries, in log order. The first Claim of a Log
-// takes over the entries other consumers of the group claimed and left
-// idle for MinIdle (a crashed applier's), waiting for younger ones to age,
-// so that they come first; then come the entries pending under this
+// Claim returns up to max entries, in log order. The first Claim of a Log,
+// and the first after each Lease.Acquire, takes over the entries other
+// consumers of the group claimed and left idle for MinIdle (a crashed
+// applier's), waiting for younger ones to age, so that they come first; then come the entries pending under this
 // consumer (claimed but not acknowledged before a restart, or taken over),
 // in stream order; then new ones. With none there it blocks, in reads of
 // at most ClaimBlock, until an append, until ctx is done or the log
@@ -46,6 +48,12 @@ func (l *Log) Claim(ctx context.Context, max int) ([]txlog.Entry, error) {
 	l.claimMu.Lock()
 	defer l.claimMu.Unlock()
 	c := &l.claim
+	if l.restartClaim.Swap(false) {
+		// A lease was acquired: this process becomes the active applier
+		// (again), and another may have left entries meanwhile. Start over:
+		// take over, then the backlog, which has the held entries too.
+		*c = claimState{}
+	}
 	for {
 		if l.isClosing() {
 			return nil, fmt.Errorf("redislog: claim: %w", txlog.ErrClosed)
@@ -112,43 +120,75 @@ func (l *Log) read(ctx context.Context, limit int) ([]txlog.Entry, error) {
 		}
 		return nil, nil
 	case err != nil:
+		// Entries may have been delivered to this consumer with a reply
+		// that was lost: read the pending list from the cursor next.
+		c.backlog = true
 		return nil, l.fail("claim", err)
 	}
 	var msgs []redis.XMessage
 	for _, s := range streams {
 		msgs = append(msgs, s.Messages...)
 	}
-	if c.backlog {
-		if len(msgs) == 0 {
-			c.backlog = false
-			return nil, nil
-		}
-		c.cursor = msgs[len(msgs)-1].ID
+	if c.backlog && len(msgs) == 0 {
+		c.backlog = false
+		return nil, nil
 	}
 	es := make([]txlog.Entry, 0, len(msgs))
 	var gone []string
+	var bad error
+	cursor := c.cursor
 	for _, m := range msgs {
 		if m.Values == nil {
 			// Pending, but deleted from the stream: acknowledged by an
 			// applier that lost its lease after committing. Drop it.
 			gone = append(gone, m.ID)
+			cursor = m.ID
 			continue
 		}
 		e, err := decodeMessage(m)
 		if err != nil {
-			if len(es) > 0 {
-				return es, nil // the error comes again on the next Claim
-			}
-			return nil, fmt.Errorf("redislog: claim: %w", err)
+			// This entry and those after it were delivered but are not
+			// returned: read them from the pending list next, where this
+			// error comes again. A corrupt entry is never skipped.
+			c.backlog = true
+			bad = fmt.Errorf("redislog: claim: %w", err)
+			break
 		}
 		es = append(es, e)
+		cursor = m.ID
 	}
 	if len(gone) > 0 {
 		if err := l.client.XAck(ctx, l.keys.stream, groupName, gone...).Err(); err != nil {
+			c.backlog = true // all of them come again from the cursor
 			return nil, l.fail("claim: acknowledge deleted entries", err)
 		}
 	}
+	c.cursor = cursor
+	if bad != nil && len(es) == 0 {
+		return nil, bad
+	}
 	return es, nil
+}
+
+// Takeover does now what the first Claim after a Lease.Acquire would do
+// first: it takes over the entries other consumers claimed and left (see
+// Claim), waiting for those younger than MinIdle, so that the next Claims
+// deliver them, then the rest of this consumer's pending entries, then new
+// ones. An applier calls it when it becomes the active one; if it fails,
+// the next Claim tries again.
+func (l *Log) Takeover(ctx context.Context) error {
+	l.claimMu.Lock()
+	defer l.claimMu.Unlock()
+	if l.isClosing() {
+		return fmt.Errorf("redislog: take over: %w", txlog.ErrClosed)
+	}
+	l.restartClaim.Store(false)
+	l.claim = claimState{} // not started: a failure here is retried by Claim
+	if err := l.takeOver(ctx); err != nil {
+		return err
+	}
+	l.claim.started, l.claim.backlog, l.claim.cursor = true, true, "0"
+	return nil
 }
 
 // takeOver moves to this consumer every entry pending under another

@@ -52,6 +52,13 @@ func (l *Log) Lease(cfg LeaseConfig) *Lease {
 // closed the caller must stop committing under the token; it may Acquire
 // again.
 //
+// The next Claim on the lease's Log after an Acquire starts over, as the
+// first Claim of a Log does: it takes over the entries other consumers
+// left, then delivers those pending under this consumer, then new ones; so
+// an applier that becomes active again after a standby spell gets what an
+// applier active meanwhile left behind, in order. Log.Takeover does that
+// part at once.
+//
 // A Redis error while trying is returned: the caller decides how to retry.
 func (le *Lease) Acquire(ctx context.Context) (token int64, lost <-chan struct{}, err error) {
 	if err := le.cfg.Validate(); err != nil {
@@ -83,9 +90,12 @@ func (le *Lease) Acquire(ctx context.Context) (token int64, lost <-chan struct{}
 		}
 		if token > 0 {
 			lostCh := make(chan struct{})
-			le.value, le.stop, le.done = value, make(chan struct{}), make(chan struct{})
-			le.l.bg.Add(1)
-			go le.renew(ctx, cfg, value, sent, le.stop, le.done, lostCh)
+			stop, done := make(chan struct{}), make(chan struct{})
+			if !le.l.goBackground(func() { le.renew(ctx, cfg, value, sent, stop, done, lostCh) }) {
+				return 0, nil, fmt.Errorf("redislog: lease: %w", txlog.ErrClosed)
+			}
+			le.value, le.stop, le.done = value, stop, done
+			le.l.restartClaim.Store(true)
 			le.l.logger.Info("redislog: lease acquired", "consumer", le.l.cfg.Consumer, "token", token, "ttl", cfg.TTL)
 			return token, lostCh, nil
 		}
@@ -113,7 +123,6 @@ func nonce() string {
 // command that set the lease's expiry was sent: the lease lasts at least
 // until last + TTL.
 func (le *Lease) renew(ctx context.Context, cfg LeaseConfig, value string, last time.Time, stop, done, lost chan struct{}) {
-	defer le.l.bg.Done()
 	defer close(done)
 	defer close(lost)
 	ttl := cfg.TTL.Milliseconds()

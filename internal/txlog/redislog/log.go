@@ -44,14 +44,17 @@ type Log struct {
 	writerDone chan struct{} // closed when the writer goroutine has returned
 	closeOnce  sync.Once
 	closeErr   error
+	bgMu       sync.Mutex     // guards bgClosed, orders goBackground before Close's wait
+	bgClosed   bool           // set by Close: no more background goroutines
 	bg         sync.WaitGroup // lease renewers
-	batch      []*appendReq   // the writer's group; only the writer touches it
 
 	calls    atomic.Int64 // append script calls, for tests and benchmarks
 	appended atomic.Int64 // transactions those calls appended
 
 	claimMu sync.Mutex // serialises Claim and Ack
 	claim   claimState
+	// restartClaim is set by Lease.Acquire: the next Claim starts over.
+	restartClaim atomic.Bool
 
 	overlay *Overlay
 }
@@ -346,12 +349,27 @@ func (l *Log) Close() error {
 		<-l.writerDone
 		l.claimMu.Lock() // waits out a Claim or Ack under way
 		defer l.claimMu.Unlock()
+		l.bgMu.Lock()
+		l.bgClosed = true
+		l.bgMu.Unlock()
 		l.bg.Wait()
 		if err := l.client.Close(); err != nil {
 			l.closeErr = fmt.Errorf("redislog: close: %w", err)
 		}
 	})
 	return l.closeErr
+}
+
+// goBackground runs fn in a goroutine that Close waits for, unless the log
+// is closing; it reports whether it did.
+func (l *Log) goBackground(fn func()) bool {
+	l.bgMu.Lock()
+	defer l.bgMu.Unlock()
+	if l.bgClosed {
+		return false
+	}
+	l.bg.Go(fn)
+	return true
 }
 
 func (l *Log) isClosing() bool {

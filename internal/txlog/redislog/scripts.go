@@ -27,6 +27,7 @@ var appendScript = redis.NewScript(`
 local stream, tables, counts, p = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local out = {}
 local txs, rows, ops = 0, 0, 0
+local seenTables = {}
 local i = 2
 while i <= #ARGV do
   local id, payload, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
@@ -37,19 +38,35 @@ while i <= #ARGV do
     i = i + 3 * n
   else
     pos = redis.call('XADD', stream, '*', 'tx', payload)
-    redis.call('HSET', txkey, 'pos', pos)
     txs = txs + 1
+    local fields, perRow = {'pos', pos}, {}
     for _ = 1, n do
       local tbl, key, entry = ARGV[i], ARGV[i + 1], ARGV[i + 2]
       i = i + 3
       local member = #tbl .. ':' .. tbl .. ':' .. key
       if redis.call('RPUSH', p .. 'row:' .. member, entry) == 1 then
         redis.call('SADD', p .. 'tbl:' .. tbl, key)
-        redis.call('SADD', tables, tbl)
+        if not seenTables[tbl] then
+          redis.call('SADD', tables, tbl)
+          seenTables[tbl] = true
+        end
         rows = rows + 1
       end
-      redis.call('HINCRBY', txkey, member, 1)
-      ops = ops + 1
+      if perRow[member] then
+        perRow[member] = perRow[member] + 1
+      else
+        perRow[member] = 1
+        fields[#fields + 1] = member
+        fields[#fields + 1] = 0 -- set below
+      end
+    end
+    ops = ops + n
+    for f = 3, #fields, 2 do
+      fields[f + 1] = perRow[fields[f]]
+    end
+    -- One HSET per 500 rows: unpack has a stack limit.
+    for f = 1, #fields, 1000 do
+      redis.call('HSET', txkey, unpack(fields, f, math.min(f + 999, #fields)))
     end
   end
   out[#out + 1] = pos
@@ -122,9 +139,10 @@ for i = 2, #ARGV, 2 do
   end
 end
 if txs > 0 then
-  redis.call('HINCRBY', counts, 'txs', -txs)
-  redis.call('HINCRBY', counts, 'rows', -rows)
-  redis.call('HINCRBY', counts, 'ops', -ops)
+  -- 0 - n, not -n: Lua's -0 would reach Redis as "-0", not an integer.
+  redis.call('HINCRBY', counts, 'txs', 0 - txs)
+  redis.call('HINCRBY', counts, 'rows', 0 - rows)
+  redis.call('HINCRBY', counts, 'ops', 0 - ops)
 end
 return txs
 `)

@@ -1,0 +1,140 @@
+package redislog
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// benchWriters are the concurrent appenders each benchmark runs with: one
+// alone (a round trip and an fsync per append), and the concurrency the
+// HTTP layer is measured at on this machine.
+var benchWriters = []int{1, 16, 64}
+
+// benchTx is a transaction of about 200 bytes of JSON, the size the
+// machine's measurements used.
+func benchTx() *txn.Transaction {
+	return &txn.Transaction{
+		ID: txn.NewID(),
+		Operations: []txn.Operation{{
+			Op: txn.Insert, Table: "samples", ID: txn.NewID(),
+			Values: map[string]any{"sensor": "dome-t3", "value": 21.5, "ok": true},
+		}},
+		CreatedAt: time.Now().UTC(),
+	}
+}
+
+// BenchmarkAppend appends ~200-byte transactions from 1, 16 and 64
+// goroutines to the package's redis-server (AOF, appendfsync always) and
+// reports appends/s, the 99th percentile of an append's latency, and how
+// many appends one script call carried on average (the group size).
+func BenchmarkAppend(b *testing.B) {
+	for _, writers := range benchWriters {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			benchAppend(b, Config{}, writers)
+		})
+	}
+}
+
+// BenchmarkAppendInFlight compares MaxInFlight settings at 64 writers.
+func BenchmarkAppendInFlight(b *testing.B) {
+	for _, n := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("inflight=%d", n), func(b *testing.B) {
+			benchAppend(b, Config{MaxInFlight: n}, 64)
+		})
+	}
+}
+
+func benchAppend(b *testing.B, cfg Config, writers int) {
+	l := openLog(b, cfg)
+	// Every append is a new transaction (the same one would be
+	// deduplicated), made before the clock starts.
+	txs := make([]*txn.Transaction, b.N)
+	for i := range txs {
+		txs[i] = benchTx()
+	}
+	calls0, appended0 := l.calls.Load(), l.appended.Load()
+	usec0 := scriptMicros(b, l)
+	runWriters(b, writers, func(ctx context.Context, i int) error {
+		_, err := l.Append(ctx, txs[i])
+		return err
+	})
+	appended := l.appended.Load() - appended0
+	if n := l.calls.Load() - calls0; n > 0 {
+		b.ReportMetric(float64(appended)/float64(n), "appends/call")
+	}
+	if usec := scriptMicros(b, l) - usec0; appended > 0 && usec > 0 {
+		// Redis's own time running the script, per append: what bounds
+		// the appends one Redis takes, whatever the load on the client.
+		b.ReportMetric(float64(usec)/float64(appended), "redis-us/append")
+	}
+}
+
+// scriptMicros is the time Redis has spent in EVALSHA since its start, in
+// microseconds (INFO commandstats); 0 if it does not say.
+func scriptMicros(b *testing.B, l *Log) int64 {
+	info, err := l.client.Info(b.Context(), "commandstats").Result()
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(info) {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_evalsha:")
+		if !ok {
+			continue
+		}
+		for f := range strings.SplitSeq(rest, ",") {
+			if v, ok := strings.CutPrefix(f, "usec="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// runWriters calls appendOne b.N times from writers goroutines and reports
+// appends per second and the 99th percentile of one append's latency (the
+// time a writer waits for its acknowledgement).
+func runWriters(b *testing.B, writers int, appendOne func(ctx context.Context, i int) error) {
+	ctx := b.Context()
+	lat := make([][]time.Duration, writers)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for w := range writers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				t0 := time.Now()
+				if err := appendOne(ctx, int(i)); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	all := slices.Concat(lat...)
+	if len(all) == 0 {
+		return
+	}
+	slices.Sort(all)
+	p99 := all[(len(all)*99)/100]
+	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "appends/s")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ack-ms")
+}

@@ -1,0 +1,104 @@
+// Package redislog is spool's Redis log: a durable FIFO of transactions in
+// a Redis stream, shared by every spool process of a deployment, with the
+// overlay (the pending changes reads merge) kept beside it in the same
+// atomic step, and a lease that makes one applier of the log the active one.
+//
+// # Keys
+//
+// Every key of a log named n starts with "spool:{n}:". The {n} hash tag
+// puts all of them in one Redis Cluster slot, which the scripts need (they
+// touch many keys at once):
+//
+//	spool:{n}:stream                 stream: one entry per transaction, field "tx" = its JSON
+//	                                 consumer group "appliers" (created at Open, from the start)
+//	spool:{n}:tx:<txid>              hash of a pending transaction: "pos" = its stream id,
+//	                                 and per row it changes, <row> = how many changes
+//	spool:{n}:row:<row>              list of a row's pending changes, oldest first; each
+//	                                 {"tx":<txid>,"kind":"update","values":{...}}
+//	spool:{n}:tbl:<table>            set of the table's keys with pending changes
+//	spool:{n}:tables                 set of the tables with pending changes
+//	spool:{n}:counts                 hash: txs, rows, ops (the overlay's Stats)
+//	spool:{n}:lease                  the applier lease: "<consumer>/<random>", PX TTL
+//	spool:{n}:fence                  the fencing-token counter (INCR); never expires
+//
+// <row> is len(table) in bytes, ':', table, ':', key: the length prefix
+// keeps a table or key holding ':' from colliding with another ("a:b"/"c"
+// is "3:a:b:c", "a"/"b:c" is "1:a:b:c"). The name n must not hold '{' or
+// '}'. Nothing but spool may write these keys.
+//
+// # Append
+//
+// One writer goroutine takes the first queued Append, drains whatever else
+// is queued already (it never waits for more), and sends the group as one
+// call of a Lua script (EVALSHA) that, for each transaction in order, adds
+// the stream entry (XADD) and the overlay entries (RPUSH to its rows, SADD
+// to their tables, the transaction's hash). Redis runs a script atomically
+// and writes its effects to the AOF as one MULTI/EXEC block, so no reader
+// ever sees a transaction in the log without its overlay entries or the
+// reverse, not even after a crash. Appends that arrive meanwhile queue
+// behind the call in flight, so groups grow with load by themselves.
+// (Config.MaxInFlight allows more than one call at a time; the default is
+// one.)
+//
+// A reply means durable as far as the server's AOF setting goes: with
+// appendfsync always, Redis fsyncs the AOF before it replies (and groups the
+// fsync of every client in one event-loop turn). Open checks the server:
+//
+//   - maxmemory-policy must be noeviction, or Open fails (ErrUnsafeServer):
+//     any other policy can evict the log's keys and silently drop
+//     acknowledged writes;
+//   - appendonly no, or appendfsync everysec or no, is logged at Warn with
+//     what a crash can lose (everysec: about the last second of
+//     acknowledged writes; AOF off: everything since the last snapshot);
+//   - the server must be Redis 6.2 or later (XAUTOCLAIM);
+//   - where CONFIG is refused (managed Redis), Open warns that it could not
+//     verify and goes on.
+//
+// A transaction whose hash is still there (appended, not yet evicted) is not
+// appended twice: the script returns its first stream id. go-redis retries a
+// call whose connection broke before the reply, so this keeps a retry from
+// doubling a transaction. An Append that fails with a network error may
+// nevertheless have reached the log.
+//
+// # Claim and Ack
+//
+// Appliers read through the consumer group, each under its consumer name
+// (Config.Consumer). The first Claim of a Log, and the first after each
+// Lease.Acquire (or Log.Takeover, which an applier calls when it becomes
+// the active one), takes over, with XAUTOCLAIM, the entries other
+// consumers claimed and left idle for Config.MinIdle (a crashed
+// applier's), waiting for younger ones to age, so that they come first;
+// then it delivers the entries pending under its own name (claimed
+// before a restart, or taken over) in stream order, and then new entries
+// (XREADGROUP >), blocking in Redis for at most Config.ClaimBlock per read
+// so that its context and Close are honoured. Ack is a script: XACK, then
+// XDEL of every entry XACK found pending, which gives the space back; so
+// the stream holds exactly the entries not yet acknowledged, Pending is an
+// XRANGE over it, and Stats.Depth is XLEN. Entry.Pos is the stream id;
+// ComparePos orders positions.
+//
+// Delivery is at least once: an entry claimed and not acknowledged comes
+// again, and the database dedupes by transaction id.
+//
+// # Overlay
+//
+// Overlay reads a row with one LRANGE and a table with two round trips
+// (SMEMBERS of its keys, then one pipeline of LRANGEs). Evict is a script
+// that removes transactions' entries from the rows they touched (found in
+// their hashes; the oldest changes are at a list's head, so the scan stops
+// early), drops rows and tables left empty, and deletes the hashes: one
+// call per 500 transactions. Values come back as JSON decodes them, numbers
+// as json.Number.
+//
+// # Lease
+//
+// Lease.Acquire takes spool:{n}:lease with SET NX PX and draws a fencing
+// token (INCR spool:{n}:fence) in the same script, renews it in the
+// background with a compare-and-PEXPIRE, and reports its loss on a channel;
+// Release is a compare-and-delete. Standbys try every Renew and take over
+// within about TTL + Renew after the holder dies. The database rejects a
+// commit under a token older than one already committed, so an applier
+// paused past its lease cannot commit after its successor. The fence key
+// must never go backwards: a Redis that lost it would hand out tokens the
+// database refuses.
+package redislog

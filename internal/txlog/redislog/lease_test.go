@@ -1,0 +1,243 @@
+package redislog
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// testLease is short, so that handovers are quick, and long enough that a
+// loaded test machine renews in time.
+var testLease = LeaseConfig{TTL: time.Second, Renew: 250 * time.Millisecond}
+
+// handover bounds how long a standby may take to get a lease its holder
+// stopped renewing: TTL + Renew, plus scheduling slack for a loaded
+// machine.
+var handover = testLease.TTL + testLease.Renew + 500*time.Millisecond
+
+type acquired struct {
+	token int64
+	lost  <-chan struct{}
+	err   error
+	at    time.Time
+}
+
+func goAcquire(ctx context.Context, le *Lease) <-chan acquired {
+	ch := make(chan acquired, 1)
+	go func() {
+		tok, lost, err := le.Acquire(ctx)
+		ch <- acquired{tok, lost, err, time.Now()}
+	}()
+	return ch
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// twoAppliers opens two logs of one name, as two applier processes would.
+func twoAppliers(t *testing.T) (a, b *Log) {
+	name := uniqueName(t)
+	return openLog(t, Config{Name: name, Consumer: "a"}), openLog(t, Config{Name: name, Consumer: "b"})
+}
+
+func TestLeaseReleaseHandsOver(t *testing.T) {
+	t.Parallel()
+	a, b := twoAppliers(t)
+	ctx := testCtx(t)
+	la, lb := a.Lease(testLease), b.Lease(testLease)
+	t1, lostA, err := la.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := lb.Holder(ctx); err != nil || h != "a" {
+		t.Fatalf("holder %q, %v; want a", h, err)
+	}
+	if _, _, err := la.Acquire(ctx); !errors.Is(err, ErrLeaseHeld) {
+		t.Fatalf("acquire of a held lease: %v, want ErrLeaseHeld", err)
+	}
+	ch := goAcquire(ctx, lb)
+	// b must not get it while a holds it, for longer than a TTL (a renews).
+	select {
+	case r := <-ch:
+		t.Fatalf("b acquired the lease a holds: token %d, err %v", r.token, r.err)
+	case <-time.After(testLease.TTL + testLease.Renew):
+	}
+	if isClosed(lostA) {
+		t.Fatal("a's lease reported lost while a renews it")
+	}
+	released := time.Now()
+	if err := la.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !isClosed(lostA) {
+		t.Fatal("a's lost channel open after Release")
+	}
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.token <= t1 {
+		t.Fatalf("b's token %d is not above a's %d", r.token, t1)
+	}
+	if d := r.at.Sub(released); d > testLease.Renew+500*time.Millisecond {
+		t.Fatalf("b took %v to get a released lease, want about Renew (%v)", d, testLease.Renew)
+	}
+	if err := lb.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := lb.Release(ctx); err != nil { // not held: a no-op
+		t.Fatalf("second release: %v", err)
+	}
+}
+
+func TestLeaseExpiresWhenHolderStops(t *testing.T) {
+	t.Parallel()
+	a, b := twoAppliers(t)
+	ctx := testCtx(t)
+	actx, stopA := context.WithCancel(ctx)
+	t1, lostA, err := a.Lease(testLease).Acquire(actx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := goAcquire(ctx, b.Lease(testLease))
+	stopped := time.Now()
+	stopA() // a stops renewing, as a process that hangs or dies would
+	select {
+	case <-lostA:
+	case <-time.After(handover):
+		t.Fatal("a's lost channel open after its context ended")
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.token <= t1 {
+			t.Fatalf("b's token %d is not above a's %d", r.token, t1)
+		}
+		t.Logf("b took over %v after a stopped renewing (TTL %v, Renew %v)", r.at.Sub(stopped), testLease.TTL, testLease.Renew)
+	case <-time.After(handover):
+		t.Fatalf("b did not get the lease within %v of a stopping", handover)
+	}
+}
+
+func TestLeaseLostToAnotherHolder(t *testing.T) {
+	t.Parallel()
+	a, _ := twoAppliers(t)
+	ctx := testCtx(t)
+	le := a.Lease(testLease)
+	t1, lost, err := le.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As if a paused past its TTL and b took the lease meanwhile.
+	if err := a.client.Set(ctx, a.keys.lease, "b/0123", testLease.TTL).Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(testLease.Renew + 500*time.Millisecond):
+		t.Fatal("a renewal that found another holder did not close lost")
+	}
+	// a's release must not delete b's lease.
+	if err := le.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := a.client.Get(ctx, a.keys.lease).Result(); err != nil || v != "b/0123" {
+		t.Fatalf("lease after a's release: %q, %v; want b's untouched", v, err)
+	}
+	// Once b's lease is gone, a may acquire again, with a newer token.
+	if err := a.client.Del(ctx, a.keys.lease).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t2, _, err := le.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if t2 <= t1 {
+		t.Fatalf("token %d after reacquiring, not above %d", t2, t1)
+	}
+}
+
+func TestLeaseCloseStopsRenewal(t *testing.T) {
+	t.Parallel()
+	a, _ := twoAppliers(t)
+	le := a.Lease(testLease)
+	_, lost, err := le.Acquire(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !isClosed(lost) {
+		t.Fatal("lost channel open after the log closed")
+	}
+	if _, _, err := le.Acquire(testCtx(t)); err == nil {
+		t.Fatal("acquire on a closed log: no error")
+	}
+}
+
+func TestLeaseAcquireHonoursContext(t *testing.T) {
+	t.Parallel()
+	a, b := twoAppliers(t)
+	if _, _, err := a.Lease(testLease).Acquire(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+	defer cancel()
+	if _, _, err := b.Lease(testLease).Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("acquire of a held lease until a deadline: %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// TestAcquireRestartsClaim: an applier that becomes active again takes
+// over what the applier active meanwhile left, in order, before new
+// entries.
+func TestAcquireRestartsClaim(t *testing.T) {
+	t.Parallel()
+	name := uniqueName(t)
+	const minIdle = 100 * time.Millisecond
+	a := openLog(t, Config{Name: name, Consumer: "a", MinIdle: minIdle})
+	b := openLog(t, Config{Name: name, Consumer: "b", MinIdle: minIdle})
+	ctx := testCtx(t)
+	all := appendN(t, a, 6)
+
+	la := a.Lease(testLease)
+	if _, _, err := la.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := claimN(t, a, 2)
+	if err := a.Ack(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	samePositions(t, "a's first claim", append(got, claimN(t, a, 1)...), all[:3]) // e2 not acked
+	if err := la.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	lb := b.Lease(testLease)
+	if _, _, err := lb.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// a's e2 first; then b stops without acknowledging.
+	samePositions(t, "b's claims", claimN(t, b, 3), all[2:5])
+	if err := lb.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, _, err := la.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	samePositions(t, "a's claims after it is active again", claimN(t, a, 4), all[2:6])
+	if err := la.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,185 @@
+package redislog
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spoolgw/spool/internal/testservers"
+	"github.com/spoolgw/spool/internal/txlog"
+	"github.com/spoolgw/spool/internal/txlog/txlogtest"
+)
+
+// srv is the package's redis-server (AOF always, noeviction), started once
+// in TestMain; srvErr says why it is not there. Tests share it, each on
+// logs of its own name.
+var (
+	srv    *testservers.Redis
+	srvErr error
+)
+
+// TestMain starts the redis-server, runs the tests, stops the server by
+// pid, and fails the package if goroutines outlive the tests: every Log
+// must stop its writer and its lease renewers on Close.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if fuzzing() {
+		// The fuzz targets need no server, and the fuzzing engine's own
+		// goroutines outlive them.
+		os.Exit(m.Run())
+	}
+	dir, err := testservers.TempDir("spool-redislog-")
+	if err != nil {
+		srvErr = err
+	} else {
+		srv, srvErr = testservers.StartRedis(dir)
+	}
+	before := runtime.NumGoroutine()
+	code := m.Run()
+	if code == 0 {
+		if err := checkGoroutines(before); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	if srv != nil {
+		if err := srv.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop redis-server:", err)
+		}
+	}
+	if dir != "" {
+		_ = os.RemoveAll(dir)
+	}
+	os.Exit(code)
+}
+
+// fuzzing reports whether the test binary runs the fuzzing engine.
+func fuzzing() bool {
+	f := flag.Lookup("test.fuzz")
+	w := flag.Lookup("test.fuzzworker")
+	return (f != nil && f.Value.String() != "") || (w != nil && w.Value.String() == "true")
+}
+
+// checkGoroutines polls until no more goroutines run than before, for up to
+// a few seconds (goroutines that returned take a moment to be reaped).
+func checkGoroutines(before int) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= before {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			return fmt.Errorf("goroutine leak: %d goroutines running, %d before the tests\n%s", n, before, buf)
+		}
+		runtime.Gosched()
+		time.Sleep(10 * time.Millisecond) // polling, not waiting for an outcome
+	}
+}
+
+// uniqueName is a log name for t: its name, made safe, and a random
+// suffix, so that parallel tests and repeated runs never share keys.
+func uniqueName(t testing.TB) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			return r
+		}
+		return '-'
+	}, t.Name())
+	return name + "-" + hex.EncodeToString(b[:])
+}
+
+// openLog opens a log on the package's server for t (a fresh one unless
+// cfg names one) and closes it when t ends.
+func openLog(t testing.TB, cfg Config) *Log {
+	t.Helper()
+	testservers.Need(t, srvErr)
+	if cfg.URL == "" {
+		cfg.URL = srv.URL
+	}
+	if cfg.Name == "" {
+		cfg.Name = uniqueName(t)
+	}
+	if cfg.Consumer == "" {
+		cfg.Consumer = "test"
+	}
+	l, err := Open(t.Context(), cfg, nil)
+	if err != nil {
+		t.Fatalf("open log %q: %v", cfg.Name, err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+// testCtx is t's context bounded by a generous deadline: a test that
+// waits that long has failed.
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	txlogtest.Run(t, txlogtest.Harness{
+		New: func(t testing.TB) func() (txlog.Log, error) {
+			testservers.Need(t, srvErr)
+			cfg := Config{URL: srv.URL, Name: uniqueName(t), Consumer: "conformance"}
+			return func() (txlog.Log, error) { return Open(context.Background(), cfg, nil) }
+		},
+		ComparePos: ComparePos,
+	})
+}
+
+// TestConformanceInFlight runs the suite with several script calls in
+// flight at once.
+func TestConformanceInFlight(t *testing.T) {
+	t.Parallel()
+	txlogtest.Run(t, txlogtest.Harness{
+		New: func(t testing.TB) func() (txlog.Log, error) {
+			testservers.Need(t, srvErr)
+			cfg := Config{URL: srv.URL, Name: uniqueName(t), Consumer: "conformance", MaxInFlight: 4}
+			return func() (txlog.Log, error) { return Open(context.Background(), cfg, nil) }
+		},
+		ComparePos: ComparePos,
+	})
+}
+
+// logBuffer is a goroutine-safe buffer for a test's logger.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testLogger returns a logger writing JSON lines into the returned buffer.
+func testLogger() (*slog.Logger, *logBuffer) {
+	b := &logBuffer{}
+	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+}

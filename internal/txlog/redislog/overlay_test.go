@@ -1,0 +1,442 @@
+package redislog
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spoolgw/spool/internal/overlay"
+	"github.com/spoolgw/spool/internal/txlog"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+func TestRowMemberUnambiguous(t *testing.T) {
+	t.Parallel()
+	pairs := [][2]string{{"a:b", "c"}, {"a", "b:c"}, {"a:b:c", ""}, {"", "a:b:c"}, {"1:a", "b"}, {"1", "a:b"}}
+	seen := map[string][2]string{}
+	for _, p := range pairs {
+		m := rowMember(p[0], p[1])
+		if q, dup := seen[m]; dup {
+			t.Fatalf("rows %q/%q and %q/%q share the member %q", q[0], q[1], p[0], p[1], m)
+		}
+		seen[m] = p
+	}
+}
+
+func TestComparePos(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		a, b string
+		want int
+	}{
+		{"1-0", "1-0", 0},
+		{"1-0", "1-1", -1},
+		{"9-0", "10-0", -1}, // numerically, not as text
+		{"10-2", "10-10", -1},
+		{"1700000000000-5", "1699999999999-99", 1},
+		{"1-0", "junk", -1},
+		{"junk", "1-0", 1},
+	} {
+		if got := ComparePos(tt.a, tt.b); got != tt.want {
+			t.Errorf("ComparePos(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+func TestEntryPrefixMatchesEncoding(t *testing.T) {
+	t.Parallel()
+	id := txn.NewID()
+	b, err := json.Marshal(opEntry{Tx: id, Kind: "insert", Values: map[string]any{"a": 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), entryPrefix(id)) {
+		t.Fatalf("entry %s does not start with %s", b, entryPrefix(id))
+	}
+}
+
+// op builds an operation.
+func op(kind txn.Kind, table, key string, values map[string]any) txn.Operation {
+	return txn.Operation{Op: kind, Table: table, ID: key, Values: values}
+}
+
+func newTxn(ops ...txn.Operation) *txn.Transaction {
+	return &txn.Transaction{ID: txn.NewID(), Operations: ops, CreatedAt: time.Now().UTC()}
+}
+
+// pendingJSON is p as JSON, so that values that went through the overlay
+// (numbers as json.Number) compare with the originals.
+func pendingJSON(t *testing.T, p any) string {
+	t.Helper()
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatalf("encode %v: %v", p, err)
+	}
+	return string(b)
+}
+
+func TestAppendFillsOverlay(t *testing.T) {
+	t.Parallel()
+	l := openLog(t, Config{})
+	o := l.Overlay()
+	ctx := testCtx(t)
+	tx := newTxn(
+		op(txn.Insert, "sensors:dome", "t:1", map[string]any{"v": 1.5, "big": json.Number("9007199254740993")}),
+		op(txn.Update, "sensors:dome", "t:1", map[string]any{"v": 2.5}),
+		op(txn.Upsert, "sensors", "dome:t:1", map[string]any{"name": "x"}),
+		op(txn.Delete, "sensors", "dome:t:2", nil),
+	)
+	e, err := l.Append(ctx, tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := o.Has(ctx, tx.ID); err != nil || !ok {
+		t.Fatalf("has %s after append: %v, %v; want true", tx.ID, ok, err)
+	}
+	row, err := o.Row(ctx, "sensors:dome", "t:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := overlay.Pending{
+		{Tx: tx.ID, Kind: txn.Insert, Values: tx.Operations[0].Values},
+		{Tx: tx.ID, Kind: txn.Update, Values: tx.Operations[1].Values},
+	}
+	if got, w := pendingJSON(t, row), pendingJSON(t, want); got != w {
+		t.Fatalf("row sensors:dome/t:1\n got %s\nwant %s", got, w)
+	}
+	if n, ok := row[0].Values["big"].(json.Number); !ok || n.String() != "9007199254740993" {
+		t.Fatalf("big value came back as %#v, want json.Number 9007199254740993", row[0].Values["big"])
+	}
+	// The other table holds the other two rows, and no row of the first.
+	tbl, err := o.Table(ctx, "sensors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tbl) != 2 || len(tbl["dome:t:1"]) != 1 || len(tbl["dome:t:2"]) != 1 || tbl["dome:t:2"][0].Kind != txn.Delete {
+		t.Fatalf("table sensors: %s", pendingJSON(t, tbl))
+	}
+	if p, err := o.Row(ctx, "sensors", "t:1"); err != nil || p != nil {
+		t.Fatalf("row sensors/t:1: %v, %v; want none", p, err)
+	}
+	if p, err := o.Row(ctx, "sensors:dome:t", "1"); err != nil || p != nil {
+		t.Fatalf("row sensors:dome:t/1: %v, %v; want none", p, err)
+	}
+	st, err := o.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != (overlay.Stats{Transactions: 1, Rows: 3, Ops: 4}) {
+		t.Fatalf("stats %+v, want 1 transaction, 3 rows, 4 operations", st)
+	}
+	// The stream has it too.
+	var got []string
+	if err := l.Pending(ctx, func(p txlog.Entry) error { got = append(got, p.Pos+" "+p.Tx.ID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{e.Pos + " " + tx.ID}; !slices.Equal(got, want) {
+		t.Fatalf("pending %v, want %v", got, want)
+	}
+}
+
+func TestOverlayColonsDoNotCollide(t *testing.T) {
+	t.Parallel()
+	l := openLog(t, Config{})
+	o := l.Overlay()
+	ctx := testCtx(t)
+	a := newTxn(op(txn.Insert, "a:b", "c", map[string]any{"n": "a:b/c"}))
+	b := newTxn(op(txn.Insert, "a", "b:c", map[string]any{"n": "a/b:c"}))
+	for _, tx := range []*txn.Transaction{a, b} {
+		if _, err := l.Append(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ table, key, tx string }{{"a:b", "c", a.ID}, {"a", "b:c", b.ID}} {
+		p, err := o.Row(ctx, c.table, c.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p) != 1 || p[0].Tx != c.tx {
+			t.Fatalf("row %q/%q: %s, want only tx %s", c.table, c.key, pendingJSON(t, p), c.tx)
+		}
+		tbl, err := o.Table(ctx, c.table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tbl) != 1 || len(tbl[c.key]) != 1 {
+			t.Fatalf("table %q: %s, want only key %q", c.table, pendingJSON(t, tbl), c.key)
+		}
+	}
+	if err := o.Evict(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := o.Row(ctx, "a:b", "c"); p != nil {
+		t.Fatalf("row a:b/c after evicting its transaction: %s", pendingJSON(t, p))
+	}
+	if p, _ := o.Row(ctx, "a", "b:c"); len(p) != 1 {
+		t.Fatalf("row a/b:c after evicting the other transaction: %s", pendingJSON(t, p))
+	}
+}
+
+func TestEvict(t *testing.T) {
+	t.Parallel()
+	l := openLog(t, Config{})
+	o := l.Overlay()
+	ctx := testCtx(t)
+	t1 := newTxn(op(txn.Insert, "t", "1", map[string]any{"v": 1}), op(txn.Insert, "t", "2", map[string]any{"v": 1}))
+	t2 := newTxn(op(txn.Update, "t", "1", map[string]any{"v": 2}), op(txn.Update, "t", "1", map[string]any{"v": 2}))
+	t3 := newTxn(op(txn.Update, "t", "1", map[string]any{"v": 3}), op(txn.Insert, "u", "9", map[string]any{"v": 9}))
+	for _, tx := range []*txn.Transaction{t1, t2, t3} {
+		if _, err := l.Append(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Evict the middle one: its two identical changes go, the others stay in order.
+	if err := o.Evict(ctx, t2.ID, "no-such-transaction"); err != nil {
+		t.Fatal(err)
+	}
+	row, err := o.Row(ctx, "t", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(row) != 2 || row[0].Tx != t1.ID || row[1].Tx != t3.ID {
+		t.Fatalf("row t/1 after evicting %s: %s", t2.ID, pendingJSON(t, row))
+	}
+	if ok, _ := o.Has(ctx, t2.ID); ok {
+		t.Fatalf("has %s after evicting it", t2.ID)
+	}
+	if st, _ := o.Stats(ctx); st != (overlay.Stats{Transactions: 2, Rows: 3, Ops: 4}) {
+		t.Fatalf("stats after evicting one: %+v", st)
+	}
+	// Evict the rest in one call: nothing is left but the stream and the counters.
+	if err := o.Evict(ctx, t1.ID, t3.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"t", "u"} {
+		if tbl, err := o.Table(ctx, table); err != nil || len(tbl) != 0 {
+			t.Fatalf("table %s after evicting everything: %v, %v", table, tbl, err)
+		}
+	}
+	if st, _ := o.Stats(ctx); st != (overlay.Stats{}) {
+		t.Fatalf("stats after evicting everything: %+v", st)
+	}
+	left, err := l.client.Keys(ctx, l.keys.prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(left)
+	if want := []string{l.keys.counts, l.keys.stream}; !slices.Equal(left, want) {
+		t.Fatalf("keys after evicting everything: %q, want %q", left, want)
+	}
+}
+
+func TestWithdraw(t *testing.T) {
+	t.Parallel()
+	l := openLog(t, Config{})
+	o := l.Overlay()
+	ctx := testCtx(t)
+	failed := newTxn(op(txn.Insert, "t:x", "r:1", map[string]any{"v": 1}))
+	dep1 := newTxn(op(txn.Update, "t:x", "r:1", map[string]any{"v": 2}))
+	dep2 := newTxn( // depends twice: withdrawn once
+		op(txn.Update, "t:x", "r:1", map[string]any{"v": 3}),
+		op(txn.Insert, "other", "r:1", map[string]any{"ref": "r:1"}),
+	)
+	free := newTxn(op(txn.Insert, "t:x", "r:2", map[string]any{"v": 1}))
+	for _, tx := range []*txn.Transaction{failed, dep1, dep2, free} {
+		if _, err := l.Append(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := o.Evict(ctx, failed.ID); err != nil { // the applier evicts the failed one
+		t.Fatal(err)
+	}
+	calls := 0
+	ids, err := o.Withdraw(ctx, func(table, key string, op overlay.Op) bool {
+		calls++
+		return key == "r:1" && op.Tx != free.ID
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ids)
+	want := []string{dep1.ID, dep2.ID}
+	slices.Sort(want)
+	if !slices.Equal(ids, want) {
+		t.Fatalf("withdrew %v, want %v", ids, want)
+	}
+	if calls != 3 { // dep1's change, dep2's first (its second is skipped), free's
+		t.Fatalf("depends called %d times, want 3", calls)
+	}
+	for _, id := range want {
+		if ok, _ := o.Has(ctx, id); ok {
+			t.Fatalf("has %s after withdrawing it", id)
+		}
+	}
+	if ok, _ := o.Has(ctx, free.ID); !ok {
+		t.Fatalf("transaction %s that depends on nothing was withdrawn", free.ID)
+	}
+	if st, _ := o.Stats(ctx); st != (overlay.Stats{Transactions: 1, Rows: 1, Ops: 1}) {
+		t.Fatalf("stats after withdrawing: %+v", st)
+	}
+}
+
+func TestAppendSameTransactionTwice(t *testing.T) {
+	t.Parallel()
+	l := openLog(t, Config{})
+	ctx := testCtx(t)
+	tx := newTxn(op(txn.Insert, "t", "1", map[string]any{"v": 1}))
+	first, err := l.Append(ctx, tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := l.Append(ctx, tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Pos != first.Pos {
+		t.Fatalf("appending a pending transaction again gave position %s, want its first %s", again.Pos, first.Pos)
+	}
+	if st, _ := l.Stats(ctx); st.Depth != 1 {
+		t.Fatalf("depth %d after appending one transaction twice, want 1", st.Depth)
+	}
+	if st, _ := l.Overlay().Stats(ctx); st.Ops != 1 {
+		t.Fatalf("overlay holds %d operations after appending one transaction twice, want 1", st.Ops)
+	}
+}
+
+// TestOverlayMatchesInMemory runs random appends, evictions and
+// withdrawals against the Redis overlay and the in-memory one, and
+// compares every table, the stats and Has after each step.
+func TestOverlayMatchesInMemory(t *testing.T) {
+	t.Parallel()
+	l := openLog(t, Config{})
+	o := l.Overlay()
+	mem := overlay.New()
+	ctx := testCtx(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	tables := []string{"t", "t:x", "x"}
+	keys := []string{"1", "1:2", "2", ":"}
+	kinds := []txn.Kind{txn.Insert, txn.Update, txn.Upsert, txn.Delete}
+	var ids []string
+	for step := range 150 {
+		switch r := rng.IntN(10); {
+		case r < 6 || len(ids) == 0:
+			var ops []txn.Operation
+			for range 1 + rng.IntN(3) {
+				k := kinds[rng.IntN(len(kinds))]
+				var v map[string]any
+				if k != txn.Delete {
+					v = map[string]any{"step": step, "s": fmt.Sprint(rng.IntN(3))}
+				}
+				ops = append(ops, op(k, tables[rng.IntN(len(tables))], keys[rng.IntN(len(keys))], v))
+			}
+			tx := newTxn(ops...)
+			mem.Add(tx)
+			if _, err := l.Append(ctx, tx); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, tx.ID)
+		case r < 9:
+			// Evict a few, mostly the oldest (as the applier does), sometimes any.
+			n := 1 + rng.IntN(min(3, len(ids)))
+			var ev []string
+			for range n {
+				i := 0
+				if rng.IntN(3) == 0 {
+					i = rng.IntN(len(ids))
+				}
+				ev = append(ev, ids[i])
+				ids = slices.Delete(ids, i, i+1)
+				if len(ids) == 0 {
+					break
+				}
+			}
+			_ = mem.Evict(ctx, ev...)
+			if err := o.Evict(ctx, ev...); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			s := fmt.Sprint(rng.IntN(3))
+			depends := func(table, key string, op overlay.Op) bool { return op.Kind == txn.Update && op.Values["s"] == s }
+			want, _ := mem.Withdraw(ctx, depends)
+			got, err := o.Withdraw(ctx, func(table, key string, op overlay.Op) bool {
+				return op.Kind == txn.Update && op.Values["s"] == s
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(want)
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Fatalf("step %d: withdrew %v, in memory %v", step, got, want)
+			}
+			ids = slices.DeleteFunc(ids, func(id string) bool { return slices.Contains(got, id) })
+		}
+		for _, table := range tables {
+			got, err := o.Table(ctx, table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := mem.Table(ctx, table)
+			if g, w := pendingJSON(t, got), pendingJSON(t, want); g != w {
+				t.Fatalf("step %d: table %q\n got %s\nwant %s", step, table, g, w)
+			}
+			for _, key := range keys {
+				got, _ := o.Row(ctx, table, key)
+				want, _ := mem.Row(ctx, table, key)
+				gr, gok := got.Apply(nil)
+				wr, wok := want.Apply(nil)
+				if gok != wok || pendingJSON(t, gr) != pendingJSON(t, wr) {
+					t.Fatalf("step %d: row %q/%q applies to %v %v, in memory %v %v", step, table, key, gr, gok, wr, wok)
+				}
+			}
+		}
+		gs, err := o.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ws, _ := mem.Stats(ctx); gs != ws {
+			t.Fatalf("step %d: stats %+v, in memory %+v", step, gs, ws)
+		}
+	}
+}
+
+// TestLargeTransaction: a transaction touching more rows than one HSET of
+// the append script takes, some of them twice, appends and evicts whole.
+func TestLargeTransaction(t *testing.T) {
+	t.Parallel()
+	l := openLog(t, Config{})
+	o := l.Overlay()
+	ctx := testCtx(t)
+	var ops []txn.Operation
+	for i := range 1200 {
+		ops = append(ops, op(txn.Upsert, "big", fmt.Sprint(i%1100), map[string]any{"i": i}))
+	}
+	tx := newTxn(ops...)
+	if _, err := l.Append(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := o.Stats(ctx); st != (overlay.Stats{Transactions: 1, Rows: 1100, Ops: 1200}) {
+		t.Fatalf("stats after a 1200-operation transaction on 1100 rows: %+v", st)
+	}
+	n, err := l.client.HLen(ctx, l.keys.tx(tx.ID)).Result()
+	if err != nil || n != 1101 {
+		t.Fatalf("transaction hash has %d fields, %v; want 1101 (pos and 1100 rows)", n, err)
+	}
+	if p, _ := o.Row(ctx, "big", "5"); len(p) != 2 {
+		t.Fatalf("row big/5 has %d changes, want 2", len(p))
+	}
+	tbl, err := o.Table(ctx, "big")
+	if err != nil || len(tbl) != 1100 {
+		t.Fatalf("table big: %d rows, %v; want 1100", len(tbl), err)
+	}
+	if err := o.Evict(ctx, tx.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := o.Stats(ctx); st != (overlay.Stats{}) {
+		t.Fatalf("stats after evicting it: %+v", st)
+	}
+}
