@@ -5,6 +5,8 @@
 // Usage:
 //
 //	spool serve [flags]    run the gateway (spool serve --help for flags)
+//	spool log check        scan the local log for torn tails and corruption
+//	spool dlq list|show|retry|drop   work with a running spool's dead letters
 //
 // Every flag has a SPOOL_* environment equivalent: --data-dir is
 // SPOOL_DATA_DIR. A flag on the command line wins over the environment.
@@ -33,6 +35,8 @@ const usage = `spool: a write-buffering gateway in front of a relational databas
 
 Usage:
   spool serve [flags]   run the gateway (see spool serve --help)
+  spool log check       scan the local log for torn tails and corruption
+  spool dlq …           list, show, retry or drop dead letters of a running spool
 
 Every flag has an environment equivalent: --data-dir is SPOOL_DATA_DIR.
 `
@@ -45,6 +49,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stderr)
+	case "log":
+		return logCommand(args[1:], stdout, stderr)
+	case "dlq":
+		return dlqCommand(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -18,10 +18,19 @@ import (
 	"time"
 
 	"github.com/spoolgw/spool/internal/store/sqlite"
+	"github.com/spoolgw/spool/internal/testservers"
 )
 
 // binary is spool built once for the tests that run it as a real process.
 var binary string
+
+// Throwaway servers for the tests of several processes sharing Redis and
+// PostgreSQL, started once; serversErr says why they are missing.
+var (
+	redisSrv   *testservers.Redis
+	pgSrv      *testservers.Postgres
+	serversErr error
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "spool-bin")
@@ -34,9 +43,48 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build spool: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	serversErr = startServers(dir)
 	code := m.Run()
+	if redisSrv != nil {
+		redisSrv.Stop()
+	}
+	if pgSrv != nil {
+		pgSrv.Stop()
+		os.RemoveAll(pgSrv.Dir)
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+func startServers(dir string) error {
+	var err error
+	if redisSrv, err = testservers.StartRedis(filepath.Join(dir, "redis")); err != nil {
+		return err
+	}
+	pgDir, err := testservers.TempDir("spool-pg-")
+	if err != nil {
+		return err
+	}
+	pgSrv, err = testservers.StartPostgres(pgDir)
+	return err
+}
+
+// lockedBuffer collects a process's output while tests read it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func freeAddr(t *testing.T) string {
@@ -53,15 +101,20 @@ func freeAddr(t *testing.T) string {
 type proc struct {
 	cmd    *exec.Cmd
 	url    string
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
 	done   chan error
 }
 
 func start(t *testing.T, dataDir string, extra ...string) *proc {
 	t.Helper()
+	return startArgs(t, append([]string{"--data-dir", dataDir, "--schema", "../../examples/observatory.sql"}, extra...)...)
+}
+
+func startArgs(t *testing.T, extra ...string) *proc {
+	t.Helper()
 	addr := freeAddr(t)
-	args := append([]string{"serve", "--listen", addr, "--data-dir", dataDir, "--schema", "../../examples/observatory.sql"}, extra...)
-	p := &proc{cmd: exec.Command(binary, args...), url: "http://" + addr, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	args := append([]string{"serve", "--listen", addr}, extra...)
+	p := &proc{cmd: exec.Command(binary, args...), url: "http://" + addr, stderr: &lockedBuffer{}, done: make(chan error, 1)}
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,12 +20,18 @@ import (
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/store/postgres"
 	"github.com/spoolgw/spool/internal/store/sqlite"
+	"github.com/spoolgw/spool/internal/txlog"
 	"github.com/spoolgw/spool/internal/txlog/filelog"
+	"github.com/spoolgw/spool/internal/txlog/redislog"
 )
 
 // serveConfig is everything spool serve is told.
 type serveConfig struct {
+	role            string
+	logURL          string
+	logName         string
 	listen          string
 	dataDir         string
 	database        string
@@ -34,6 +41,10 @@ type serveConfig struct {
 	batchTimeout    time.Duration
 	shutdownTimeout time.Duration
 	logLevel        string
+	highMark        int64
+	lowMark         int64
+	rateLimit       float64
+	rateBurst       int
 }
 
 // DefaultShutdownTimeout bounds the drain at shutdown: long enough to apply
@@ -44,23 +55,34 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	c := &serveConfig{}
 	fs := flag.NewFlagSet("spool serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.StringVar(&c.role, "role", "all", "what this process runs: all (API and applier), api (API only) or applier (applier, plus the API for health and stats); api and applier need a shared --log")
+	fs.StringVar(&c.logURL, "log", "local", "the log: local (files in DATA-DIR/log) or redis://HOST:PORT/DB (shared by every process of a site; run Redis with appendfsync always)")
+	fs.StringVar(&c.logName, "log-name", "default", "`name` of the log in a shared Redis: one per site or tenant, each with its own applier")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "`address` the HTTP API listens on")
 	fs.StringVar(&c.dataDir, "data-dir", "./spool-data", "`directory` for the log and the embedded database")
-	fs.StringVar(&c.database, "database", "", "database to drain into: sqlite:PATH (default sqlite:DATA-DIR/spool.db)")
+	fs.StringVar(&c.database, "database", "", "database to drain into: sqlite:PATH or postgres://USER@HOST:PORT/DB (default sqlite:DATA-DIR/spool.db)")
 	fs.StringVar(&c.schemaFile, "schema", "", "SQL `file` applied at start (make it idempotent: CREATE TABLE IF NOT EXISTS)")
 	fs.StringVar(&c.tables, "tables", "", "comma-separated `tables` clients may use (default: every user table)")
 	fs.IntVar(&c.batchSize, "batch-size", applier.DefaultBatchSize, "most transactions applied in one database transaction")
 	fs.DurationVar(&c.batchTimeout, "batch-timeout", applier.DefaultBatchTimeout, "how long a partial batch waits for more after its first transaction")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long shutdown waits to drain the log into the database")
+	fs.Int64Var(&c.highMark, "log-high-mark", 0, "`bytes` of buffered log over which writes get 503 until it drains below --log-low-mark (0: no limit)")
+	fs.Int64Var(&c.lowMark, "log-low-mark", 0, "`bytes` below which intake resumes after --log-high-mark (default: 80% of the high mark)")
+	fs.Float64Var(&c.rateLimit, "rate-limit", 0, "writes per second allowed to each client address; more get 429 (0: no limit)")
+	fs.IntVar(&c.rateBurst, "rate-burst", 0, "burst of writes a client may send above --rate-limit (default: one second's worth)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: spool serve [flags]
 
 Runs the gateway. With no flags: a local log and a SQLite database in
 ./spool-data, the API on 127.0.0.1:8080. On SIGINT or SIGTERM spool stops
-taking writes, drains the log into the database (up to --shutdown-timeout)
-and exits; a second signal exits at once. Writes not drained stay in the log
-and are applied at the next start.
+taking writes, drains a local log into the database (up to
+--shutdown-timeout) and exits; a second signal exits at once. Writes not
+drained stay in the log and are applied at the next start.
+
+Several processes share one log in Redis (--log redis://…): any number with
+--role api behind a load balancer, and --role applier processes of which one
+holds the log's lease and applies while the others stand by.
 
 Flags (each also set by its SPOOL_* environment variable, e.g. SPOOL_DATA_DIR):
 `)
@@ -88,9 +110,28 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	return runServer(ctx, stop, c, logger)
 }
 
+// roles a process can run.
+const (
+	roleAll     = "all"
+	roleAPI     = "api"
+	roleApplier = "applier"
+)
+
 // runServer runs spool until ctx ends, then shuts down in dependency order:
-// HTTP intake, the applier (draining the log), the log, the database.
+// HTTP intake, the applier (draining a local log), the log, the database.
 func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logger *slog.Logger) error {
+	shared := strings.HasPrefix(c.logURL, "redis://") || strings.HasPrefix(c.logURL, "rediss://")
+	switch {
+	case c.role != roleAll && c.role != roleAPI && c.role != roleApplier:
+		return fmt.Errorf("--role %q: want all, api or applier", c.role)
+	case c.role != roleAll && !shared:
+		return fmt.Errorf("--role %s needs a shared --log (redis://…): a local log is only this process's", c.role)
+	case !shared && c.logURL != "local":
+		return fmt.Errorf("--log %q: want local or redis://HOST:PORT/DB", c.logURL)
+	}
+	if c.highMark > 0 && c.lowMark == 0 {
+		c.lowMark = c.highMark * 4 / 5
+	}
 	if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -100,9 +141,9 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	}
 	defer st.Close()
 
-	lg, err := filelog.Open(filepath.Join(c.dataDir, "log"), filelog.Config{}, logger)
+	lg, ov, lease, err := openLog(ctx, c, shared, logger)
 	if err != nil {
-		return fmt.Errorf("open log: %w", err)
+		return err
 	}
 	defer lg.Close()
 
@@ -112,34 +153,40 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 			tables = append(tables, strings.TrimSpace(t))
 		}
 	}
-	gw, err := gateway.New(ctx, gateway.Config{Log: lg, Store: st, Tables: tables, Logger: logger})
+	gw, err := gateway.New(ctx, gateway.Config{Log: lg, Store: st, Overlay: ov, Tables: tables, Logger: logger,
+		Backpressure: gateway.Backpressure{High: c.highMark, Low: c.lowMark}})
 	if err != nil {
 		return err
 	}
-	ap, err := applier.New(applier.Config{BatchSize: c.batchSize, BatchTimeout: c.batchTimeout}, lg, st, gw, logger)
-	if err != nil {
-		return err
+	var health api.Health = logHealth{lg}
+	var ap *applier.Applier
+	if c.role != roleAPI {
+		ap, err = applier.New(applier.Config{BatchSize: c.batchSize, BatchTimeout: c.batchTimeout, LogName: c.logName, Lease: lease}, lg, st, gw, logger)
+		if err != nil {
+			return err
+		}
+		gw.SetApplier(ap)
+		// The applier runs on its own context: a signal stops intake
+		// first, then the drain below, then the applier.
+		if err := ap.Start(context.WithoutCancel(ctx)); err != nil {
+			return err
+		}
+		defer ap.Stop()
+		health = ap
 	}
-	gw.SetApplier(ap)
-	// The applier runs on its own context: a signal stops intake first,
-	// then the drain below, then the applier.
-	if err := ap.Start(context.WithoutCancel(ctx)); err != nil {
-		return err
-	}
-	defer ap.Stop()
 
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           api.New(gw, ap, logger),
+		Handler:           api.New(gw, health, api.Config{RateLimit: api.RateLimit{Rate: c.rateLimit, Burst: c.rateBurst}}, logger),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info("spool serving", "listen", ln.Addr().String(), "data_dir", c.dataDir, "database", describeDatabase(c))
+	logger.Info("spool serving", "role", c.role, "listen", ln.Addr().String(), "log", describeLog(c), "database", redact(describeDatabase(c)))
 
 	select {
 	case err := <-serveErr:
@@ -147,16 +194,65 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	case <-ctx.Done():
 	}
 	restoreSignals() // a second signal now ends the process at once
-	logger.Info("shutting down: intake stopped, draining the log", "timeout", c.shutdownTimeout)
+	logger.Info("shutting down: intake stopped", "timeout", c.shutdownTimeout)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("http shutdown", "err", err)
 	}
-	drain(shutdownCtx, gw, logger)
-	ap.Stop()
+	if ap != nil {
+		if !shared {
+			// A shared log is drained by whichever applier holds it next.
+			drain(shutdownCtx, gw, logger)
+		}
+		ap.Stop()
+	}
 	logger.Info("spool stopped")
 	return nil
+}
+
+func openLog(ctx context.Context, c *serveConfig, shared bool, logger *slog.Logger) (txlog.Log, gateway.Overlay, applier.Lease, error) {
+	if !shared {
+		lg, err := filelog.Open(filepath.Join(c.dataDir, "log"), filelog.Config{}, logger)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("open log: %w", err)
+		}
+		return lg, nil, nil, nil
+	}
+	lg, err := redislog.Open(ctx, redislog.Config{URL: c.logURL, Name: c.logName}, logger)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("open log: %w", err)
+	}
+	return lg, lg.Overlay(), lg.Lease(redislog.LeaseConfig{}), nil
+}
+
+// logHealth is the health of a process without an applier: the log
+// answers.
+type logHealth struct{ lg txlog.Log }
+
+func (h logHealth) Healthy(ctx context.Context) error {
+	if _, err := h.lg.Stats(ctx); err != nil {
+		return fmt.Errorf("log unavailable: %w", err)
+	}
+	return nil
+}
+
+func (logHealth) WorkerActive() bool { return false }
+
+func describeLog(c *serveConfig) string {
+	if c.logURL == "local" {
+		return "local:" + filepath.Join(c.dataDir, "log")
+	}
+	return redact(c.logURL) + " (" + c.logName + ")"
+}
+
+// redact hides a password in a URL for the log.
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
 }
 
 // drain waits until the applier has emptied the log or ctx ends.
@@ -194,8 +290,14 @@ func openStore(ctx context.Context, c *serveConfig, logger *slog.Logger) (store.
 			return nil, fmt.Errorf("open database: %w", err)
 		}
 		st = s
+	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
+		s, err := postgres.Open(ctx, db, logger)
+		if err != nil {
+			return nil, fmt.Errorf("open database: %w", err)
+		}
+		st = s
 	default:
-		return nil, fmt.Errorf("--database %q: want sqlite:PATH (PostgreSQL support is not built yet)", db)
+		return nil, fmt.Errorf("--database %q: want sqlite:PATH or postgres://…", redact(db))
 	}
 	if err := st.Migrate(ctx); err != nil {
 		st.Close()

@@ -20,17 +20,19 @@ type querier interface {
 // partitions) in the current schema, in table name and column order, with
 // each column's declared type, the name of its base type (through a domain)
 // and, for arrays, of the element type, and its position in the primary
-// key (0 if none).
+// key (0 if none). The type without its modifier is what bulk inserts cast
+// their arrays to.
 const sqlCatalog = `
 select current_schema(), c.relname, a.attname,
 	format_type(a.atttypid, a.atttypmod),
+	format_type(a.atttypid, null),
 	a.attnotnull,
 	coalesce(pg_get_expr(d.adbin, d.adrelid), ''),
 	a.attidentity::text,
 	bt.typname::text,
 	bt.typcategory::text,
 	coalesce(et.typname::text, ''),
-	coalesce(array_position(i.indkey::int2[], a.attnum), 0)
+	coalesce((select k.n from unnest(i.indkey::int2[]) with ordinality k(attnum, n) where k.attnum = a.attnum), 0)
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
 join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
@@ -63,16 +65,17 @@ func (s *Store) loadCatalog(ctx context.Context, q querier) (*schema.Catalog, er
 		key  map[int]string
 	}
 	var (
-		tables    []*pending
+		tables     []*pending
 		schemaName string
+		baseTypes  = make(map[*schema.Column]string)
 	)
 	for rows.Next() {
 		var (
-			table, identity, base, category, elem string
-			keyAt                                 int
-			c                                     schema.Column
+			table, bare, identity, base, category, elem string
+			keyAt                                       int
+			c                                           = new(schema.Column)
 		)
-		if err := rows.Scan(&schemaName, &table, &c.Name, &c.Type, &c.NotNull, &c.Default, &identity, &base, &category, &elem, &keyAt); err != nil {
+		if err := rows.Scan(&schemaName, &table, &c.Name, &c.Type, &bare, &c.NotNull, &c.Default, &identity, &base, &category, &elem, &keyAt); err != nil {
 			return nil, fmt.Errorf("read catalog: %w", err)
 		}
 		if slices.Contains(internalTables, table) {
@@ -92,7 +95,8 @@ func (s *Store) loadCatalog(ctx context.Context, q querier) (*schema.Catalog, er
 			tables = append(tables, &pending{name: table, key: map[int]string{}})
 		}
 		t := tables[len(tables)-1]
-		t.cols = append(t.cols, &c)
+		t.cols = append(t.cols, c)
+		baseTypes[c] = bare
 		if keyAt > 0 {
 			t.key[keyAt] = c.Name
 		}
@@ -112,7 +116,7 @@ func (s *Store) loadCatalog(ctx context.Context, q querier) (*schema.Catalog, er
 		built[i] = schema.NewTable(t.name, t.cols, key)
 	}
 	cat := schema.NewCatalog(built)
-	s.cat.Store(&catalog{cat: cat, schema: schemaName})
+	s.cat.Store(&catalog{cat: cat, schema: schemaName, types: baseTypes})
 	s.stale.Store(false)
 	return cat, nil
 }
@@ -140,23 +144,6 @@ func kindOf(typname string) schema.Kind {
 		return schema.Bytes
 	}
 	return schema.Text
-}
-
-// table returns the table from the cached catalog, reading the catalog again
-// through q when the table, or one of the named columns, is not in it (the
-// operator may have changed the schema since), or when the database said the
-// catalog is out of date.
-func (s *Store) table(ctx context.Context, q querier, name string, values map[string]any) (*schema.Table, error) {
-	if c := s.cat.Load(); c != nil && !s.stale.Load() {
-		if t, err := c.cat.Table(name); err == nil && hasColumns(t, values) {
-			return t, nil
-		}
-	}
-	cat, err := s.loadCatalog(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	return cat.Table(name)
 }
 
 func hasColumns(t *schema.Table, values map[string]any) bool {

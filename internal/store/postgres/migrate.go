@@ -42,6 +42,16 @@ var migrations = []migration{
 			token bigint not null
 		)`,
 	}},
+	{version: 3, statements: []string{
+		`alter table spool_dead_letters
+			add column tables          text not null default '',
+			add column attempts        integer not null default 1,
+			add column first_failed_at timestamptz,
+			add column retried_as      uuid,
+			add column dropped_at      timestamptz,
+			add column dropped_by      text`,
+		`create index spool_dead_letters_failed on spool_dead_letters (failed_at, txn_id)`,
+	}},
 }
 
 // internalTables are spool's bookkeeping tables, hidden from the catalog.

@@ -143,13 +143,17 @@ func rollback(ctx context.Context, c *pgx.Conn) {
 	_, _ = run(ctx, c, "rollback") //nolint:errcheck // on failure the pool discards the connection
 }
 
-// catalog is the catalog last read and the schema its tables live in.
+// catalog is the catalog last read, the schema its tables live in, and the
+// type of each of its columns without a type modifier ("character varying"
+// for varchar(20)).
 type catalog struct {
 	cat    *schema.Catalog
 	schema string
+	types  map[*schema.Column]string
 }
 
-// ident quotes a table of the catalog's schema, or a column.
+// tableIdent quotes the name of a table of the catalog, qualified with the
+// schema the catalog was read from.
 func (s *Store) tableIdent(name string) string {
 	if c := s.cat.Load(); c != nil && c.schema != "" {
 		return pgx.Identifier{c.schema, name}.Sanitize()
@@ -157,4 +161,5 @@ func (s *Store) tableIdent(name string) string {
 	return pgx.Identifier{name}.Sanitize()
 }
 
+// ident quotes the name of a column.
 func ident(name string) string { return pgx.Identifier{name}.Sanitize() }

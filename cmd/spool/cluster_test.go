@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spoolgw/spool/internal/testservers"
+)
+
+// newDatabase creates a fresh PostgreSQL database with the observatory
+// schema and returns its URL.
+func newDatabase(t *testing.T) string {
+	t.Helper()
+	testservers.Need(t, serversErr)
+	ctx := t.Context()
+	name := fmt.Sprintf("spool_%d", rand.Uint32())
+	conn, err := pgx.Connect(ctx, pgSrv.PrimaryURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "create database "+name); err != nil {
+		t.Fatal(err)
+	}
+	url, _ := pgSrv.DatabaseURLs(name)
+	schema, err := os.ReadFile("../../examples/observatory.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	if _, err := db.Exec(ctx, string(schema)); err != nil {
+		t.Fatal(err)
+	}
+	return url
+}
+
+// sharedArgs are the flags of a process on the shared Redis log.
+func sharedArgs(t *testing.T, db, logName, role string, extra ...string) []string {
+	return append([]string{"--data-dir", t.TempDir(), "--log", redisSrv.URL, "--log-name", logName, "--database", db, "--role", role}, extra...)
+}
+
+// writer inserts an observation through one api process and updates it
+// through the other, again and again; it remembers the last acknowledged
+// exposure of every row it wrote.
+type writer struct {
+	mu    sync.Mutex
+	final map[string]int64 // row id → last acknowledged exposure_s
+	txns  []string
+}
+
+func (w *writer) run(client *http.Client, urls []string, stop <-chan struct{}) {
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		insert := urls[n%2]
+		res, err := client.Post(insert+"/v1/tables/observations", "application/json", strings.NewReader(`{"target":"cluster","exposure_s":0}`))
+		if err != nil {
+			continue
+		}
+		var rc struct {
+			ID            string `json:"id"`
+			TransactionID string `json:"transaction_id"`
+		}
+		ok := res.StatusCode == http.StatusCreated && json.NewDecoder(res.Body).Decode(&rc) == nil
+		res.Body.Close()
+		if !ok {
+			continue
+		}
+		w.ack(rc.ID, rc.TransactionID, 0)
+		// Updates through the other process, while the insert may still
+		// be buffered: they must never be lost to it.
+		for v := int64(1); v <= 3; v++ {
+			req, _ := http.NewRequest(http.MethodPatch, urls[(n+1)%2]+"/v1/tables/observations/"+rc.ID, strings.NewReader(fmt.Sprintf(`{"exposure_s":%d}`, v)))
+			req.Header.Set("Content-Type", "application/json")
+			res, err := client.Do(req)
+			if err != nil {
+				break
+			}
+			var u struct {
+				TransactionID string `json:"transaction_id"`
+			}
+			ok := res.StatusCode == http.StatusAccepted && json.NewDecoder(res.Body).Decode(&u) == nil
+			res.Body.Close()
+			if !ok {
+				break
+			}
+			w.ack(rc.ID, u.TransactionID, v)
+		}
+	}
+}
+
+func (w *writer) ack(id, tx string, v int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.final[id] = v
+	w.txns = append(w.txns, tx)
+}
+
+// Two api processes and two appliers share one Redis log and one
+// PostgreSQL; the active applier is killed mid-load; after the drain every
+// acknowledged write is in PostgreSQL exactly once and every row holds its
+// last acknowledged update.
+func TestClusterKillActiveApplier(t *testing.T) {
+	db := newDatabase(t)
+	logName := fmt.Sprintf("cluster-%d", rand.Uint32())
+	api1 := startArgs(t, sharedArgs(t, db, logName, "api")...)
+	api2 := startArgs(t, sharedArgs(t, db, logName, "api")...)
+	app1 := startArgs(t, sharedArgs(t, db, logName, "applier")...)
+	app2 := startArgs(t, sharedArgs(t, db, logName, "applier")...)
+
+	w := &writer{final: map[string]int64{}}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 10 * time.Second}
+	for range 8 {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.run(client, []string{api1.url, api2.url}, stop) }()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	active, standby := app1, app2
+	if !strings.Contains(app1.stderr.String(), "lease acquired") {
+		active, standby = app2, app1
+	}
+	if !strings.Contains(active.stderr.String(), "lease acquired") {
+		t.Fatalf("no applier holds the lease:\n%s\n%s", app1.stderr, app2.stderr)
+	}
+	if err := active.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	waitDrained(t, api1)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(standby.stderr.String(), "lease acquired") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(w.final) == 0 {
+		t.Fatal("no write was acknowledged")
+	}
+	checkPostgres(t, db, w)
+}
+
+// checkPostgres checks every acknowledged write of w is applied once, and
+// every row holds its last acknowledged update.
+func checkPostgres(t *testing.T, db string, w *writer) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var dead int
+	if err := conn.QueryRow(ctx, "select count(*) from spool_dead_letters").Scan(&dead); err != nil {
+		t.Fatal(err)
+	}
+	if dead != 0 {
+		t.Errorf("%d transactions dead-lettered; want none", dead)
+	}
+	var applied int
+	if err := conn.QueryRow(ctx, "select count(*) from spool_applied where txn_id = any($1::uuid[])", w.txns).Scan(&applied); err != nil {
+		t.Fatal(err)
+	}
+	if applied != len(w.txns) {
+		t.Errorf("%d of %d acknowledged transactions in spool_applied", applied, len(w.txns))
+	}
+	rows, err := conn.Query(ctx, "select id::text, exposure_s from observations where target = 'cluster'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for rows.Next() {
+		var id string
+		var v float64
+		if err := rows.Scan(&id, &v); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = v
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	wrong := 0
+	for id, v := range w.final {
+		if g, ok := got[id]; !ok || g != float64(v) {
+			wrong++
+			if wrong <= 5 {
+				t.Errorf("row %s: exposure_s %v (present %v), want the last acknowledged %d", id, g, ok, v)
+			}
+		}
+	}
+	if wrong > 0 {
+		t.Fatalf("%d of %d rows wrong or missing", wrong, len(w.final))
+	}
+	t.Logf("%d rows, %d acknowledged transactions, all applied once and in order", len(w.final), len(w.txns))
+}
+
+// An applier paused (SIGSTOP) past its lease while it holds a claimed
+// batch, then resumed, commits nothing: the new holder applied the batch,
+// and the old one steps down (the fencing token the database checks makes
+// sure of it even if it tried; storetest's Fencing proves that part).
+func TestFencedOutApplierCommitsNothing(t *testing.T) {
+	db := newDatabase(t)
+	logName := fmt.Sprintf("fence-%d", rand.Uint32())
+	api := startArgs(t, sharedArgs(t, db, logName, "api")...)
+	// A long batch timeout keeps the first applier's batch open long
+	// enough to pause it with the batch claimed but not committed.
+	old := startArgs(t, sharedArgs(t, db, logName, "applier", "--batch-timeout", "2s")...)
+	waitLog(t, old, "lease acquired")
+	other := startArgs(t, sharedArgs(t, db, logName, "applier")...)
+
+	w := &writer{final: map[string]int64{}}
+	res, err := http.Post(api.url+"/v1/tables/observations", "application/json", strings.NewReader(`{"target":"cluster","exposure_s":7}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rc struct {
+		ID            string `json:"id"`
+		TransactionID string `json:"transaction_id"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&rc); err != nil || res.StatusCode != http.StatusCreated {
+		t.Fatalf("insert: %d %v", res.StatusCode, err)
+	}
+	res.Body.Close()
+	w.ack(rc.ID, rc.TransactionID, 7)
+	time.Sleep(300 * time.Millisecond) // claimed, filling its batch
+	if err := old.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, other, "lease acquired")
+	waitDrained(t, api)
+	if err := old.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	// Resumed, it finds its lease gone (its renewal fails) or its commit
+	// refused by the fencing token the database holds; either way it
+	// steps down having committed nothing.
+	waitLog(t, old, "stepped down")
+	checkPostgres(t, db, w)
+}
+
+// waitLog waits until p's log holds text.
+func waitLog(t *testing.T, p *proc, text string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(p.stderr.String(), text) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q never appeared in the log:\n%s", text, p.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,380 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spoolgw/spool/internal/query"
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// Get reads one row of t by the text of its key.
+func (s *Store) Get(ctx context.Context, t *schema.Table, key string) (schema.Row, bool, error) {
+	if err := t.Writable(); err != nil {
+		return nil, false, fmt.Errorf("get: %w", err)
+	}
+	k, err := bindColumn(t.Key, t.Key.KeyValue(key))
+	if err != nil {
+		return nil, false, fmt.Errorf("get %s %q: key %w", t.Name, key, err)
+	}
+	text := "select " + columnList(t) + " from " + s.tableIdent(t.Name) + " where " + ident(t.Key.Name) + " = $1"
+	rows, err := s.scan(ctx, t, text, []any{k})
+	if err != nil {
+		return nil, false, fmt.Errorf("get %s %q: %w", t.Name, key, err)
+	}
+	if len(rows) == 0 {
+		return nil, false, nil
+	}
+	return rows[0], true, nil
+}
+
+// Query reads the rows matching q in q's order, at most limit of them (no
+// limit if limit is negative). Ascending order puts nulls first and
+// descending order last, as schema.Compare does.
+func (s *Store) Query(ctx context.Context, q *query.Query, limit int) ([]schema.Row, error) {
+	t := q.Table
+	var (
+		sb   strings.Builder
+		args []any
+	)
+	sb.WriteString("select " + columnList(t) + " from " + s.tableIdent(t.Name) + " as r")
+	for i, c := range q.Conds {
+		if i == 0 {
+			sb.WriteString(" where ")
+		} else {
+			sb.WriteString(" and ")
+		}
+		var err error
+		if args, err = condSQL(&sb, c, args); err != nil {
+			return nil, fmt.Errorf("query %s: %w", t.Name, err)
+		}
+	}
+	for i, o := range q.Order {
+		if i == 0 {
+			sb.WriteString(" order by ")
+		} else {
+			sb.WriteString(", ")
+		}
+		// Qualified: a bare name would sort by the output column of that
+		// name, the column's text.
+		sb.WriteString(sortExpr(o.Column, "r."))
+		if o.Desc {
+			sb.WriteString(" desc nulls last")
+		} else {
+			sb.WriteString(" asc nulls first")
+		}
+	}
+	if limit >= 0 {
+		args = append(args, int64(limit))
+		sb.WriteString(" limit $" + strconv.Itoa(len(args)))
+	}
+	rows, err := s.scan(ctx, t, sb.String(), args)
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", t.Name, err)
+	}
+	return rows, nil
+}
+
+// condOps maps the comparison operators onto SQL.
+var condOps = map[query.Op]string{
+	query.Eq: "=", query.Neq: "<>", query.Lt: "<", query.Lte: "<=", query.Gt: ">", query.Gte: ">=",
+}
+
+// condSQL writes one condition with placeholders numbered after args and
+// returns args with its own appended. A comparison with NULL is never true
+// in SQL, which is what Cond.match does too (neq excludes nulls).
+func condSQL(sb *strings.Builder, c query.Cond, args []any) ([]any, error) {
+	col := c.Column
+	switch c.Op {
+	case query.IsNull:
+		sb.WriteString(ident(col.Name) + " is null")
+		return args, nil
+	case query.NotNull:
+		sb.WriteString(ident(col.Name) + " is not null")
+		return args, nil
+	case query.In:
+		if len(c.Values) == 0 {
+			sb.WriteString("false")
+			return args, nil
+		}
+		list, err := arrayLiteral(col.Kind, c.Values)
+		if err != nil {
+			return nil, fmt.Errorf("filter on %q: %w", col.Name, err)
+		}
+		args = append(args, list)
+		sb.WriteString(eqExpr(col) + " = any($" + strconv.Itoa(len(args)) + "::" + castType(col) + "[])")
+		return args, nil
+	}
+	op, ok := condOps[c.Op]
+	if !ok {
+		return nil, fmt.Errorf("unknown operator %q", c.Op)
+	}
+	v, err := bind(col.Kind, col.Elem, c.Value)
+	if err != nil {
+		return nil, fmt.Errorf("filter on %q: %w", col.Name, err)
+	}
+	args = append(args, v)
+	lhs := sortExpr(col, "")
+	if c.Op == query.Eq || c.Op == query.Neq {
+		lhs = eqExpr(col)
+	}
+	sb.WriteString(lhs + " " + op + " $" + strconv.Itoa(len(args)) + "::" + castType(col))
+	return args, nil
+}
+
+// castType is the type a filter value of column c is cast to: the base type
+// of its kind, without a type modifier (a cast to varchar(5) would cut a
+// longer value short, and compare it wrong). A timestamp of any kind is
+// compared as timestamptz, which the UTC session makes exact for timestamp
+// and date columns too.
+func castType(c *schema.Column) string {
+	switch c.Kind {
+	case schema.Integer:
+		return "bigint"
+	case schema.Real:
+		return "double precision"
+	case schema.Numeric:
+		return "numeric"
+	case schema.Boolean:
+		return "boolean"
+	case schema.UUID:
+		return "uuid"
+	case schema.Timestamp:
+		return "timestamptz"
+	case schema.JSON:
+		return "jsonb"
+	case schema.Bytes:
+		return "bytea"
+	}
+	return "text"
+}
+
+// sortExpr is what a column is compared and ordered by. Text is ordered
+// byte-wise (collation "C"), as schema.Compare orders it in the overlay;
+// a column of a type without a kind of its own (an enum, inet) is compared
+// by its text, which is what the overlay holds of it.
+func sortExpr(c *schema.Column, qual string) string {
+	name := qual + ident(c.Name)
+	if c.Kind != schema.Text {
+		return name
+	}
+	if textual(c.Type) {
+		return name + ` collate "C"`
+	}
+	return name + `::text collate "C"`
+}
+
+// eqExpr is what a column is compared for equality by: the column itself
+// (equality does not depend on the collation, and an index of the column's
+// own collation serves it), or its text for a type without a kind.
+func eqExpr(c *schema.Column) string {
+	if c.Kind == schema.Text && !textual(c.Type) {
+		return ident(c.Name) + "::text"
+	}
+	return ident(c.Name)
+}
+
+// textual reports whether a declared type (format_type's output) is one of
+// PostgreSQL's string types.
+func textual(typ string) bool {
+	return typ == "text" || typ == "name" || typ == "character" ||
+		strings.HasPrefix(typ, "character varying") || strings.HasPrefix(typ, "character(")
+}
+
+func columnList(t *schema.Table) string {
+	exprs := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		exprs[i] = selectExpr(c)
+	}
+	return strings.Join(exprs, ", ")
+}
+
+// scan runs a select of every column of t and decodes the rows into
+// canonical values. A statement whose result type changed under the
+// statement cache (the operator altered a column) is run once more.
+func (s *Store) scan(ctx context.Context, t *schema.Table, text string, args []any) ([]schema.Row, error) {
+	out, err := s.scanOnce(ctx, t, text, args)
+	if sqlState(err) == pgerrcode.FeatureNotSupported {
+		out, err = s.scanOnce(ctx, t, text, args)
+	}
+	if undefinedObject(err) {
+		s.stale.Store(true)
+	}
+	return out, err
+}
+
+func (s *Store) scanOnce(ctx context.Context, t *schema.Table, text string, args []any) ([]schema.Row, error) {
+	rows, err := s.pool.Query(ctx, text, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	dest := make([]any, len(t.Columns))
+	for i, c := range t.Columns {
+		dest[i] = scanDest(c)
+	}
+	var out []schema.Row
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		r := make(schema.Row, len(t.Columns))
+		for i, c := range t.Columns {
+			r[c.Name] = decodeDest(c, dest[i])
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Applied tells whether transaction id was applied, and when.
+func (s *Store) Applied(ctx context.Context, id string) (time.Time, bool, error) {
+	if !txn.ValidID(id) {
+		return time.Time{}, false, nil // spool_applied holds only UUIDs
+	}
+	var at time.Time
+	err := s.pool.QueryRow(ctx, `select applied_at from spool_applied where txn_id = $1`, id).Scan(&at)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return time.Time{}, false, nil
+	case err != nil:
+		return time.Time{}, false, fmt.Errorf("look up applied %s: %w", id, err)
+	}
+	return at.UTC(), true, nil
+}
+
+// deadLetterColumns are the columns scanDeadLetter reads, in its order.
+const deadLetterColumns = `tx::text, error, code, failed_at, attempts, coalesce(first_failed_at, failed_at),
+	retried_as::text, dropped_at, dropped_by`
+
+// DeadLetter returns the dead letter of transaction id, or an error wrapping
+// store.ErrNotFound.
+func (s *Store) DeadLetter(ctx context.Context, id string) (*store.DeadLetter, error) {
+	if !txn.ValidID(id) {
+		return nil, fmt.Errorf("dead letter %s: %w", id, store.ErrNotFound)
+	}
+	row := s.pool.QueryRow(ctx, `select `+deadLetterColumns+` from spool_dead_letters where txn_id = $1`, id)
+	dl, err := scanDeadLetter(row)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, fmt.Errorf("dead letter %s: %w", id, store.ErrNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("dead letter %s: %w", id, err)
+	}
+	return dl, nil
+}
+
+func scanDeadLetter(row pgx.Row) (*store.DeadLetter, error) {
+	var (
+		body, msg                string
+		code, retried, droppedBy *string
+		dropped                  *time.Time
+		dl                       = &store.DeadLetter{Tx: new(txn.Transaction)}
+	)
+	if err := row.Scan(&body, &msg, &code, &dl.FailedAt, &dl.Attempts, &dl.FirstFailedAt, &retried, &dropped, &droppedBy); err != nil {
+		return nil, err
+	}
+	dl.Error = msg
+	dl.FailedAt, dl.FirstFailedAt = dl.FailedAt.UTC(), dl.FirstFailedAt.UTC()
+	if code != nil {
+		dl.Code = *code
+	}
+	if retried != nil {
+		dl.RetriedAs = *retried
+	}
+	if dropped != nil {
+		dl.DroppedAt = dropped.UTC()
+	}
+	if droppedBy != nil {
+		dl.DroppedBy = *droppedBy
+	}
+	d := json.NewDecoder(bytes.NewReader([]byte(body)))
+	d.UseNumber()
+	if err := d.Decode(dl.Tx); err != nil {
+		return nil, fmt.Errorf("decode transaction: %w", err)
+	}
+	return dl, nil
+}
+
+// ListDeadLetters lists dead letters by the time they last failed, a page at
+// a time (see store.DeadLetterFilter).
+func (s *Store) ListDeadLetters(ctx context.Context, f store.DeadLetterFilter) ([]*store.DeadLetter, error) {
+	var (
+		where []string
+		args  []any
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if !f.All {
+		where = append(where, "retried_as is null", "dropped_at is null")
+	}
+	if f.Table != "" {
+		where = append(where, "strpos(tables, "+arg(","+f.Table+",")+") > 0")
+	}
+	if f.Code != "" {
+		where = append(where, "starts_with(code, "+arg(f.Code)+"::text)")
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "failed_at >= "+arg(f.Since.UTC().Format(schema.TimeFormat))+"::timestamptz")
+	}
+	if f.After != "" {
+		if !txn.ValidID(f.After) {
+			return nil, nil // no dead letter has that id, so none comes after it
+		}
+		where = append(where, "(failed_at, txn_id) > (select failed_at, txn_id from spool_dead_letters where txn_id = "+arg(f.After)+"::uuid)")
+	}
+	text := `select ` + deadLetterColumns + ` from spool_dead_letters`
+	if len(where) > 0 {
+		text += " where " + strings.Join(where, " and ")
+	}
+	text += " order by failed_at, txn_id"
+	if f.Limit > 0 {
+		text += " limit " + arg(int64(f.Limit))
+	}
+	rows, err := s.pool.Query(ctx, text, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.DeadLetter
+	for rows.Next() {
+		dl, err := scanDeadLetter(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list dead letters: %w", err)
+		}
+		out = append(out, dl)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// DropDeadLetter marks a dead letter dropped by who; the record stays for
+// the audit.
+func (s *Store) DropDeadLetter(ctx context.Context, id, who string) error {
+	if !txn.ValidID(id) {
+		return fmt.Errorf("dead letter %s: %w", id, store.ErrNotFound)
+	}
+	tag, err := s.pool.Exec(ctx, `update spool_dead_letters set dropped_at = now(), dropped_by = $1 where txn_id = $2 and dropped_at is null`, who, id)
+	if err != nil {
+		return fmt.Errorf("drop dead letter %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("dead letter %s: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
