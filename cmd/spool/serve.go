@@ -19,9 +19,11 @@ import (
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/replication"
 	"github.com/spoolgw/spool/internal/store"
 	"github.com/spoolgw/spool/internal/store/postgres"
 	"github.com/spoolgw/spool/internal/store/sqlite"
+	"github.com/spoolgw/spool/internal/telemetry"
 	"github.com/spoolgw/spool/internal/txlog"
 	"github.com/spoolgw/spool/internal/txlog/filelog"
 	"github.com/spoolgw/spool/internal/txlog/redislog"
@@ -45,6 +47,9 @@ type serveConfig struct {
 	lowMark         int64
 	rateLimit       float64
 	rateBurst       int
+	replicas        []string
+	replicaPoll     time.Duration
+	telemetryLanes  []telemetry.LaneConfig
 }
 
 // DefaultShutdownTimeout bounds the drain at shutdown: long enough to apply
@@ -70,6 +75,23 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.Int64Var(&c.lowMark, "log-low-mark", 0, "`bytes` below which intake resumes after --log-high-mark (default: 80% of the high mark)")
 	fs.Float64Var(&c.rateLimit, "rate-limit", 0, "writes per second allowed to each client address; more get 429 (0: no limit)")
 	fs.IntVar(&c.rateBurst, "rate-burst", 0, "burst of writes a client may send above --rate-limit (default: one second's worth)")
+	fs.Func("replica", "a read replica `postgres://…` that smart reads query and the applier follows (repeatable, or comma-separated)", func(v string) error {
+		for _, u := range strings.Split(v, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				c.replicas = append(c.replicas, u)
+			}
+		}
+		return nil
+	})
+	fs.DurationVar(&c.replicaPoll, "replica-poll", replication.DefaultInterval, "how often the replicas' replay positions are read while writes wait for them")
+	fs.Func("telemetry-table", "a `TABLE[:CAPACITY]` that takes samples on the lossy telemetry lane (POST /v1/ingest/TABLE; repeatable or comma-separated; capacity default 10000)", func(v string) error {
+		ls, err := telemetry.ParseLanes(v)
+		if err != nil {
+			return err
+		}
+		c.telemetryLanes = append(c.telemetryLanes, ls...)
+		return nil
+	})
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: spool serve [flags]
@@ -153,11 +175,25 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 			tables = append(tables, strings.TrimSpace(t))
 		}
 	}
-	gw, err := gateway.New(ctx, gateway.Config{Log: lg, Store: st, Overlay: ov, Tables: tables, Logger: logger,
+	replicas, err := openReplicas(ctx, c, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, r := range replicas {
+			r.Close()
+		}
+	}()
+	var readers []gateway.Replica
+	for _, r := range replicas {
+		readers = append(readers, r)
+	}
+	gw, err := gateway.New(ctx, gateway.Config{Log: lg, Store: st, Overlay: ov, Tables: tables, Logger: logger, Replicas: readers,
 		Backpressure: gateway.Backpressure{High: c.highMark, Low: c.lowMark}})
 	if err != nil {
 		return err
 	}
+	stats := map[string]func() any{}
 	var health api.Health = logHealth{lg}
 	var ap *applier.Applier
 	if c.role != roleAPI {
@@ -166,21 +202,43 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 			return err
 		}
 		gw.SetApplier(ap)
+		health = ap
+		if len(replicas) > 0 {
+			w, err := startWatcher(ctx, c, st, replicas, gw, logger)
+			if err != nil {
+				return err
+			}
+			defer w.Stop()
+			gw.SetReplication(w)
+			health = api.WithChecks(ap, func(context.Context) error { return w.Degraded() })
+			stats["replication"] = func() any { return w.Status() }
+		}
 		// The applier runs on its own context: a signal stops intake
 		// first, then the drain below, then the applier.
 		if err := ap.Start(context.WithoutCancel(ctx)); err != nil {
 			return err
 		}
 		defer ap.Stop()
-		health = ap
+	}
+	tel, err := startTelemetry(ctx, c, st, gw, logger)
+	if err != nil {
+		return err
+	}
+	if tel != nil {
+		defer tel.Stop()
+		stats["telemetry"] = func() any { return tel.Status() }
 	}
 
+	apiServer := api.New(gw, health, api.Config{RateLimit: api.RateLimit{Rate: c.rateLimit, Burst: c.rateBurst}, Stats: stats}, logger)
+	if tel != nil {
+		tel.Routes(apiServer)
+	}
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           api.New(gw, health, api.Config{RateLimit: api.RateLimit{Rate: c.rateLimit, Burst: c.rateBurst}}, logger),
+		Handler:           apiServer,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -199,6 +257,9 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("http shutdown", "err", err)
+	}
+	if tel != nil {
+		tel.Stop() // the final flush: into the database, or the spill files
 	}
 	if ap != nil {
 		if !shared {
@@ -224,6 +285,60 @@ func openLog(ctx context.Context, c *serveConfig, shared bool, logger *slog.Logg
 		return nil, nil, nil, fmt.Errorf("open log: %w", err)
 	}
 	return lg, lg.Overlay(), lg.Lease(redislog.LeaseConfig{}), nil
+}
+
+func openReplicas(ctx context.Context, c *serveConfig, logger *slog.Logger) ([]*postgres.Replica, error) {
+	var out []*postgres.Replica
+	for _, u := range c.replicas {
+		r, err := postgres.OpenReplica(ctx, u, logger)
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			return nil, fmt.Errorf("--replica %s: %w", redact(u), err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func startWatcher(ctx context.Context, c *serveConfig, st store.Store, replicas []*postgres.Replica, gw *gateway.Gateway, logger *slog.Logger) (*replication.Watcher, error) {
+	primary, ok := st.(replication.Primary)
+	if !ok {
+		return nil, fmt.Errorf("--replica needs a PostgreSQL --database")
+	}
+	named := make([]replication.Named, len(replicas))
+	for i, r := range replicas {
+		named[i] = replication.Named{Name: redact(c.replicas[i]), Replica: r}
+	}
+	w, err := replication.New(replication.Config{Interval: c.replicaPoll}, named, primary, gw, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Start(context.WithoutCancel(ctx)); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func startTelemetry(ctx context.Context, c *serveConfig, st store.Store, gw *gateway.Gateway, logger *slog.Logger) (*telemetry.Service, error) {
+	if len(c.telemetryLanes) == 0 {
+		return nil, nil
+	}
+	ins, ok := st.(telemetry.Inserter)
+	if !ok {
+		return nil, fmt.Errorf("--telemetry-table: the database has no bulk path")
+	}
+	tel, err := telemetry.New(telemetry.Config{Lanes: c.telemetryLanes, Tables: gw.Table, Inserter: ins,
+		Dir: filepath.Join(c.dataDir, "telemetry"), Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("--telemetry-table: %w", err)
+	}
+	// Like the applier, Stop (not the signal) ends it, after intake.
+	if err := tel.Start(context.WithoutCancel(ctx)); err != nil {
+		return nil, err
+	}
+	return tel, nil
 }
 
 // logHealth is the health of a process without an applier: the log

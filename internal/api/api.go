@@ -40,6 +40,8 @@ type Health interface {
 type Config struct {
 	// RateLimit bounds each client's writes (zero: no limit).
 	RateLimit RateLimit
+	// Stats adds sections to GET /v1/stats (replication, telemetry).
+	Stats map[string]func() any
 }
 
 // Server serves spool's HTTP API.
@@ -49,6 +51,7 @@ type Server struct {
 	logger  *slog.Logger
 	mux     *http.ServeMux
 	limiter *limiter
+	extra   map[string]func() any
 	start   time.Time
 }
 
@@ -57,7 +60,7 @@ func New(gw *gateway.Gateway, health Health, cfg Config, logger *slog.Logger) *S
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{gw: gw, health: health, logger: logger, mux: http.NewServeMux(), start: time.Now(), limiter: newLimiter(cfg.RateLimit)}
+	s := &Server{gw: gw, health: health, logger: logger, mux: http.NewServeMux(), start: time.Now(), limiter: newLimiter(cfg.RateLimit), extra: cfg.Stats}
 	s.routes()
 	return s
 }
@@ -189,6 +192,29 @@ func decode(w http.ResponseWriter, r *http.Request, v any, strict bool) error {
 	}
 	if dec.More() {
 		return errorf(http.StatusBadRequest, "malformed JSON body: more than one JSON value")
+	}
+	return nil
+}
+
+// WithChecks adds readiness checks to a Health: it is healthy when h is and
+// every check passes (the replicas keep up, say).
+func WithChecks(h Health, checks ...func(context.Context) error) Health {
+	return checked{h, checks}
+}
+
+type checked struct {
+	Health
+	checks []func(context.Context) error
+}
+
+func (c checked) Healthy(ctx context.Context) error {
+	if err := c.Health.Healthy(ctx); err != nil {
+		return err
+	}
+	for _, check := range c.checks {
+		if err := check(ctx); err != nil {
+			return err
+		}
 	}
 	return nil
 }

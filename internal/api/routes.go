@@ -192,7 +192,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("overlay stats: %w", err)
 	}
 	c := s.gw.Tracker().Counters()
-	writeJSON(w, http.StatusOK, map[string]any{
+	body := map[string]any{
 		"log":             ls,
 		"overlay":         ov,
 		"queued":          c.Queued,
@@ -200,6 +200,10 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) error {
 		"failed":          c.Failed,
 		"processing_rate": s.gw.Tracker().Rate(time.Now()),
 		"uptime_seconds":  time.Since(s.start).Seconds(),
-	})
+	}
+	for k, f := range s.extra {
+		body[k] = f()
+	}
+	writeJSON(w, http.StatusOK, body)
 	return nil
 }

@@ -121,7 +121,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.primary = &query.Reader{DB: cfg.Store, Overlay: normalizing{g}}
 	g.reader = g.primary
 	if len(cfg.Replicas) > 0 {
-		g.reader = &query.Reader{DB: &roundRobin{replicas: cfg.Replicas}, Overlay: normalizing{g}}
+		g.reader = &query.Reader{DB: &roundRobin{replicas: cfg.Replicas, primary: cfg.Store}, Overlay: normalizing{g}}
 	}
 	if err := g.RefreshCatalog(ctx); err != nil {
 		return nil, err
@@ -393,14 +393,11 @@ func (g *Gateway) Status(ctx context.Context, id string) (status.Status, bool, e
 }
 
 // replicatedOnAll reports whether every replica has replayed transaction
-// id: each has its spool_applied row.
+// id: each has its spool_applied row. A replica that does not answer has
+// not (yet).
 func (g *Gateway) replicatedOnAll(ctx context.Context, id string) (bool, error) {
 	for _, r := range g.replicas {
-		_, ok, err := r.Applied(ctx, id)
-		if err != nil {
-			return false, fmt.Errorf("look up transaction on a replica: %w", err)
-		}
-		if !ok {
+		if _, ok, err := r.Applied(ctx, id); err != nil || !ok {
 			return false, nil
 		}
 	}
@@ -437,6 +434,11 @@ func (g *Gateway) Wait(ctx context.Context, id string, want txn.State) (status.S
 
 // LogStats reports the log's depth.
 func (g *Gateway) LogStats(ctx context.Context) (txlog.Stats, error) { return g.log.Stats(ctx) }
+
+// SetReplication sets the tracker of committed batches (the replication
+// watcher, which reports back through Replicated). Call before the applier
+// starts.
+func (g *Gateway) SetReplication(t Tracker) { g.replication = t }
 
 // Replicated implements replication.Sink: every replica has these
 // transactions, so readers see them without the overlay.

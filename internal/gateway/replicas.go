@@ -8,22 +8,42 @@ import (
 	"github.com/spoolgw/spool/internal/schema"
 )
 
-// roundRobin spreads reads over the replicas in turn.
+// roundRobin spreads reads over the replicas in turn. A replica that
+// fails is skipped for the next one, and when none answers the primary
+// serves the read: a replica outage slows nothing and hides no row (the
+// primary is at least as new as any replica, and the overlay merges over
+// it the same way).
 type roundRobin struct {
 	replicas []Replica
+	primary  query.Database
 	next     atomic.Uint64
 }
 
-func (r *roundRobin) pick() Replica {
-	return r.replicas[(r.next.Add(1)-1)%uint64(len(r.replicas))]
+func (r *roundRobin) each(fn func(db query.Database) error) error {
+	start := r.next.Add(1) - 1
+	var err error
+	for i := range uint64(len(r.replicas)) {
+		if err = fn(r.replicas[(start+i)%uint64(len(r.replicas))]); err == nil {
+			return nil
+		}
+	}
+	return fn(r.primary)
 }
 
-func (r *roundRobin) Get(ctx context.Context, t *schema.Table, key string) (schema.Row, bool, error) {
-	return r.pick().Get(ctx, t, key)
+func (r *roundRobin) Get(ctx context.Context, t *schema.Table, key string) (row schema.Row, found bool, err error) {
+	err = r.each(func(db query.Database) error {
+		row, found, err = db.Get(ctx, t, key)
+		return err
+	})
+	return row, found, err
 }
 
-func (r *roundRobin) Query(ctx context.Context, q *query.Query, limit int) ([]schema.Row, error) {
-	return r.pick().Query(ctx, q, limit)
+func (r *roundRobin) Query(ctx context.Context, q *query.Query, limit int) (rows []schema.Row, err error) {
+	err = r.each(func(db query.Database) error {
+		rows, err = db.Query(ctx, q, limit)
+		return err
+	})
+	return rows, err
 }
 
 // Consistency is what a read merges.

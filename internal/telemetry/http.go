@@ -19,11 +19,17 @@ import (
 //	GET  /v1/ingest/status    every lane's ring and writer figures
 //	GET  /api/buffer/status   the default lane's ring, in the seed's shape
 //	GET  /api/buffer/health   200 healthy, 503 degraded or unhealthy, with a reason
-func (s *Service) Routes(mux *http.ServeMux) {
+func (s *Service) Routes(mux Mux) {
 	mux.Handle("POST /v1/ingest/{table}", s.IngestHandler())
 	mux.Handle("GET /v1/ingest/status", s.StatusHandler())
 	mux.Handle("GET /api/buffer/status", s.BufferStatusHandler())
 	mux.Handle("GET /api/buffer/health", s.HealthHandler())
+}
+
+// Mux is where Routes mounts the handlers: an *http.ServeMux, or spool's
+// API server.
+type Mux interface {
+	Handle(pattern string, h http.Handler)
 }
 
 // IngestHandler serves POST /v1/ingest/{table}.

@@ -57,6 +57,10 @@ type Store struct {
 // string; pool settings such as pool_max_conns are read from it too),
 // applies spool's migrations and reads the catalog.
 func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) {
+	return open(ctx, url, logger, true)
+}
+
+func open(ctx context.Context, url string, logger *slog.Logger, migrate bool) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -82,9 +86,11 @@ func Open(ctx context.Context, url string, logger *slog.Logger) (*Store, error) 
 		s.Close()
 		return nil, err
 	}
-	if err := s.Migrate(ctx); err != nil {
-		s.Close()
-		return nil, err
+	if migrate {
+		if err := s.Migrate(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	if _, err := s.Catalog(ctx); err != nil {
 		s.Close()
