@@ -1,9 +1,11 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +16,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/spoolgw/spool/internal/api"
+	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/txlog/redislog"
+	"github.com/spoolgw/spool/internal/txn"
 )
 
 // noop is the ceiling: plain net/http decoding the same JSON body and
@@ -48,6 +56,18 @@ func BenchmarkWriteHTTP(b *testing.B) {
 		e.startApplier()
 		hammer(b, e.srv.URL+"/v1/tables/observations", writers, http.StatusCreated)
 	})
+	// The Redis log (AOF always) in front of PostgreSQL, and the "before
+	// spool" baseline: each request inserted straight into PostgreSQL.
+	if serversErr == nil {
+		b.Run(fmt.Sprintf("spool-redis/c=%d", writers), func(b *testing.B) {
+			srv := redisPostgresServer(b)
+			hammer(b, srv.URL+"/v1/tables/observations", writers, http.StatusCreated)
+		})
+		b.Run(fmt.Sprintf("sync-postgres/c=%d", writers), func(b *testing.B) {
+			srv := syncPostgresServer(b)
+			hammer(b, srv.URL+"/v1/tables/observations", writers, http.StatusCreated)
+		})
+	}
 	// The intake alone: the applier stopped, so the figure shows what the
 	// drain costs the writers on a two-core machine.
 	b.Run(fmt.Sprintf("spool-intake-only/c=%d", writers), func(b *testing.B) {
@@ -99,4 +119,76 @@ func hammer(b *testing.B, url string, writers int, want int) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "writes/s")
 	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// redisPostgresServer is spool with a Redis log and its shared overlay in
+// front of PostgreSQL, the applier draining.
+func redisPostgresServer(b *testing.B) *httptest.Server {
+	st, _, _ := newPostgres(b)
+	b.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	lg, err := redislog.Open(ctx, redislog.Config{URL: redisSrv.URL, Name: fmt.Sprintf("bench-%d", rand.Uint32())}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { lg.Close() })
+	gw, err := gateway.New(ctx, gateway.Config{Log: lg, Store: st, Overlay: lg.Overlay()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ap, err := applier.New(applier.Config{LogName: lg.Name(), Lease: lg.Lease(redislog.LeaseConfig{})}, lg, st, gw, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	gw.SetApplier(ap)
+	if err := ap.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(ap.Stop)
+	srv := httptest.NewServer(api.New(gw, ap, api.Config{}, nil))
+	b.Cleanup(srv.Close)
+	return srv
+}
+
+// syncPostgresServer answers each insert after committing it in PostgreSQL
+// itself: what writers did before spool. It checks the row against the
+// catalog as spool does, then applies a one-transaction batch.
+func syncPostgresServer(b *testing.B) *httptest.Server {
+	st, _, _ := newPostgres(b)
+	b.Cleanup(func() { st.Close() })
+	cat, err := st.Catalog(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	obs, err := cat.Table("observations")
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var values map[string]any
+		dec := json.NewDecoder(r.Body)
+		dec.UseNumber()
+		if err := dec.Decode(&values); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		id := txn.NewID()
+		values["id"] = id
+		if err := obs.CheckValues(values, true); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		tx := &txn.Transaction{ID: txn.NewID(), CreatedAt: time.Now(), Operations: []txn.Operation{{Op: txn.Insert, Table: "observations", ID: id, Values: values}}}
+		out, err := st.ApplyBatch(r.Context(), []*txn.Transaction{tx}, nil)
+		if err != nil || out[0].Err != nil {
+			http.Error(w, fmt.Sprint(err, out), 500)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"id":%q,"transaction_id":%q,"state":"replicated"}`, id, tx.ID)
+	})
+	srv := httptest.NewServer(h)
+	b.Cleanup(srv.Close)
+	return srv
 }

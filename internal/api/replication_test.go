@@ -25,6 +25,7 @@ import (
 // once for the package.
 var (
 	pgSrv      *testservers.Postgres
+	redisSrv   *testservers.Redis
 	serversErr error
 )
 
@@ -32,10 +33,13 @@ func TestMain(m *testing.M) {
 	dir, err := testservers.TempDir("spool-api-pg-")
 	if err != nil {
 		serversErr = err
-	} else {
-		pgSrv, serversErr = testservers.StartPostgres(dir)
+	} else if pgSrv, serversErr = testservers.StartPostgres(dir); serversErr == nil {
+		redisSrv, serversErr = testservers.StartRedis(filepath.Join(dir, "redis"))
 	}
 	code := m.Run()
+	if redisSrv != nil {
+		redisSrv.Stop()
+	}
 	if pgSrv != nil {
 		pgSrv.Stop()
 	}
@@ -52,10 +56,12 @@ type pgEnv struct {
 	watcher          *replication.Watcher
 }
 
-func setupPostgres(t *testing.T) *pgEnv {
+// newPostgres creates a database with the observatory schema and opens
+// the store on it.
+func newPostgres(t testing.TB) (st *postgres.Store, primaryURL, replicaURL string) {
 	t.Helper()
 	testservers.Need(t, serversErr)
-	ctx := t.Context()
+	ctx := context.Background()
 	name := fmt.Sprintf("spool_%d", rand.Uint32())
 	admin, err := pgx.Connect(ctx, pgSrv.PrimaryURL)
 	if err != nil {
@@ -65,9 +71,8 @@ func setupPostgres(t *testing.T) *pgEnv {
 		t.Fatal(err)
 	}
 	admin.Close(ctx)
-	primaryURL, replicaURL := pgSrv.DatabaseURLs(name)
-	st, err := postgres.Open(ctx, primaryURL, nil)
-	if err != nil {
+	primaryURL, replicaURL = pgSrv.DatabaseURLs(name)
+	if st, err = postgres.Open(ctx, primaryURL, nil); err != nil {
 		t.Fatal(err)
 	}
 	schemaSQL, err := os.ReadFile("../../examples/observatory.sql")
@@ -77,6 +82,14 @@ func setupPostgres(t *testing.T) *pgEnv {
 	if err := st.Exec(ctx, string(schemaSQL)); err != nil {
 		t.Fatal(err)
 	}
+	return st, primaryURL, replicaURL
+}
+
+func setupPostgres(t *testing.T) *pgEnv {
+	t.Helper()
+	ctx := t.Context()
+	st, primaryURL, replicaURL := newPostgres(t)
+	var err error
 	// The replica has the database and the schema once it replayed them.
 	var rep *postgres.Replica
 	deadline := time.Now().Add(20 * time.Second)
