@@ -32,3 +32,13 @@ CREATE TABLE IF NOT EXISTS targets (
     name          text NOT NULL,
     constellation text
 );
+
+-- High-rate weather samples for the telemetry lane
+-- (spool serve --telemetry-table readings).
+CREATE TABLE IF NOT EXISTS readings (
+    id       uuid PRIMARY KEY,
+    station  text NOT NULL,
+    taken_at timestamptz NOT NULL,
+    temp_c   double precision,
+    humidity double precision
+);
