@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/gateway"
@@ -191,4 +193,82 @@ func syncPostgresServer(b *testing.B) *httptest.Server {
 	srv := httptest.NewServer(h)
 	b.Cleanup(srv.Close)
 	return srv
+}
+
+// BenchmarkVisibility measures, at a steady write rate, the time from
+// applied to replicated of each transaction, beside the raw replica lag
+// measured in the same run (a commit on the primary until the replica's
+// replay position passes it, polled every 0.2 ms). The target: the first
+// within one poll interval (20 ms) of the second.
+func BenchmarkVisibility(b *testing.B) {
+	e := setupPostgres(b)
+	e.startApplier()
+	const rate = 1000 // writes/s: about half of what the path takes here
+	var txs []string
+	tick := time.NewTicker(time.Second / rate)
+	defer tick.Stop()
+	b.ResetTimer()
+	for range b.N {
+		<-tick.C
+		r := e.must(201, "POST", "/v1/tables/observations", `{"target":"visibility"}`)
+		txs = append(txs, r.body["transaction_id"].(string))
+	}
+	e.waitState(txs[len(txs)-1], "replicated")
+	b.StopTimer()
+	var vis []time.Duration
+	for _, id := range txs {
+		s, ok := e.gw.Tracker().Get(id)
+		if !ok || s.ReplicatedAt.IsZero() {
+			continue
+		}
+		vis = append(vis, s.ReplicatedAt.Sub(s.AppliedAt))
+	}
+	raw := rawReplicaLag(b, e.primary, 200)
+	p := func(d []time.Duration, q int) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)*q/100].Microseconds()) / 1000
+	}
+	b.ReportMetric(p(vis, 50), "applied→replicated-p50-ms")
+	b.ReportMetric(p(vis, 99), "applied→replicated-p99-ms")
+	b.ReportMetric(p(raw, 50), "raw-lag-p50-ms")
+	b.ReportMetric(p(raw, 99), "raw-lag-p99-ms")
+}
+
+// rawReplicaLag commits n single-row inserts on the primary and times each
+// until the replica's replay position passes its commit.
+func rawReplicaLag(b *testing.B, primaryURL string, n int) []time.Duration {
+	ctx := context.Background()
+	pc, err := pgx.Connect(ctx, primaryURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pc.Close(ctx)
+	rc, err := pgx.Connect(ctx, pgSrv.ReplicaURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rc.Close(ctx)
+	if _, err := pc.Exec(ctx, "create table if not exists lag_probe (n int)"); err != nil {
+		b.Fatal(err)
+	}
+	var out []time.Duration
+	for i := range n {
+		var lsn string
+		t0 := time.Now()
+		if err := pc.QueryRow(ctx, "with i as (insert into lag_probe values ($1)) select pg_current_wal_lsn()::text", i).Scan(&lsn); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			var caught bool
+			if err := rc.QueryRow(ctx, "select pg_last_wal_replay_lsn() >= $1::pg_lsn", lsn).Scan(&caught); err != nil {
+				b.Fatal(err)
+			}
+			if caught {
+				break
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		out = append(out, time.Since(t0))
+	}
+	return out
 }

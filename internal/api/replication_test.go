@@ -85,7 +85,7 @@ func newPostgres(t testing.TB) (st *postgres.Store, primaryURL, replicaURL strin
 	return st, primaryURL, replicaURL
 }
 
-func setupPostgres(t *testing.T) *pgEnv {
+func setupPostgres(t testing.TB) *pgEnv {
 	t.Helper()
 	ctx := t.Context()
 	st, primaryURL, replicaURL := newPostgres(t)
@@ -144,7 +144,7 @@ func setupPostgres(t *testing.T) *pgEnv {
 }
 
 // replay pauses or resumes WAL replay on the replica.
-func replay(t *testing.T, pause bool) {
+func replay(t testing.TB, pause bool) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, pgSrv.ReplicaURL)

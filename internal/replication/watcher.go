@@ -170,21 +170,29 @@ func (w *Watcher) Stop() {
 	<-done
 }
 
+// firstRepoll is the first wait after a new batch is tracked: the replica
+// usually replays a commit within a millisecond or two, so look again
+// soon, then back off (doubling) to Interval.
+const firstRepoll = time.Millisecond
+
 func (w *Watcher) run(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	backoff := firstRepoll
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
 		case <-w.kick:
+			backoff = firstRepoll
 		}
 		w.poll(ctx)
 		w.mu.Lock()
 		next := w.cfg.IdleInterval
 		if len(w.queue) > 0 {
-			next = w.cfg.Interval
+			next = min(backoff, w.cfg.Interval)
+			backoff *= 2
 		}
 		w.mu.Unlock()
 		timer.Reset(next)
