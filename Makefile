@@ -3,7 +3,7 @@
 GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: run build test test-race lint bench fmt
+.PHONY: run build test test-race lint bench fmt fuzz-smoke
 
 run:
 	$(GO) run ./cmd/spool serve --schema examples/observatory.sql
@@ -27,3 +27,14 @@ bench:
 
 fmt:
 	gofmt -w .
+
+# Every fuzz target for a few seconds (FUZZTIME); CI runs it. Crashers land
+# in testdata/fuzz and become regression cases of the plain tests.
+FUZZTIME ?= 4s
+fuzz-smoke:
+	@set -e; for t in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for f in $$(grep -h '^func Fuzz' $$t/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "fuzz $$t $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$t; \
+		done; \
+	done

@@ -91,3 +91,49 @@ func TestResolveErrors(t *testing.T) {
 		}
 	}
 }
+
+// FuzzResolve feeds arbitrary request bodies through the decoder and the
+// resolver: they never panic, a refusal is an InputError naming a 4xx, and
+// an accepted transaction has an id per operation and values its columns
+// take.
+func FuzzResolve(f *testing.F) {
+	for _, s := range []string{
+		`{"operations":[{"op":"insert","table":"obs","values":{"target":"m31","frames":3},"as":"o"},{"op":"insert","table":"frames","values":{"obs_id":{"$ref":"o"}}}]}`,
+		`{"operations":[{"op":"update","table":"obs","id":"0190b5a0-0000-7000-8000-000000000000","values":{"frames":1}}]}`,
+		`{"operations":[{"op":"delete","table":"counters","id":7}]}`,
+		`{"operations":[]}`, `{}`, `[]`, `{"operations":[{"op":"upsert","table":"counters","values":{"n":1}}]}`,
+	} {
+		f.Add(s)
+	}
+	cat := catalog()
+	f.Fuzz(func(t *testing.T, body string) {
+		var req Request
+		dec := json.NewDecoder(strings.NewReader(body))
+		dec.UseNumber()
+		if dec.Decode(&req) != nil {
+			return
+		}
+		tx, rc, err := resolve(cat, &req, time.Now())
+		if err != nil {
+			ie, ok := err.(*InputError)
+			if !ok || ie.Status < 400 || ie.Status >= 500 || ie.Msg == "" {
+				t.Fatalf("refusal %v (%T) is not a 4xx naming the problem", err, err)
+			}
+			return
+		}
+		if len(tx.Operations) != len(req.Operations) || len(rc.IDs) != len(req.Operations) {
+			t.Fatalf("%d operations, %d ids for %d requested", len(tx.Operations), len(rc.IDs), len(req.Operations))
+		}
+		for i, op := range tx.Operations {
+			tb, err := cat.Table(op.Table)
+			if err != nil || op.ID == "" {
+				t.Fatalf("operation %d: table %q, id %q", i, op.Table, op.ID)
+			}
+			for name, v := range op.Values {
+				if _, err := tb.Column(name).Normalize(v); err != nil {
+					t.Fatalf("operation %d: column %s holds %v, which it does not take: %v", i, name, v, err)
+				}
+			}
+		}
+	})
+}

@@ -206,7 +206,10 @@ func toNumeric(v any) (json.Number, error) {
 	default:
 		return "", fmt.Errorf("must be a number, not %s", jsonKind(v))
 	}
-	if _, ok := new(big.Rat).SetString(s); !ok {
+	// The canonical text is a JSON number (so it round-trips through the
+	// log and the spill files unchanged): "1.50" stays, "000" or "+1" are
+	// refused.
+	if _, ok := new(big.Rat).SetString(s); !ok || !isJSONNumber(s) {
 		return "", fmt.Errorf("must be a decimal number, not %q", s)
 	}
 	return json.Number(s), nil
@@ -349,4 +352,12 @@ func cmp3(less, greater bool) int {
 		return 1
 	}
 	return 0
+}
+
+func isJSONNumber(s string) bool {
+	if s == "" || (s[0] != '-' && (s[0] < '0' || s[0] > '9')) {
+		return false
+	}
+	var n json.Number
+	return json.Unmarshal([]byte(s), &n) == nil
 }
