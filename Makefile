@@ -3,7 +3,7 @@
 GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: run build test test-race lint bench fmt fuzz-smoke
+.PHONY: run build test test-race lint bench bench-smoke fmt fuzz-smoke
 
 run:
 	$(GO) run ./cmd/spool serve --schema examples/observatory.sql
@@ -24,6 +24,10 @@ lint:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
+
+# spool bench end to end for a few seconds: fails on errors, never on timing.
+bench-smoke:
+	$(GO) run ./cmd/spool bench ingest read --duration 1s --concurrency 4,64
 
 fmt:
 	gofmt -w .
