@@ -212,7 +212,7 @@ func TestCrashLoop(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var acked []ack
-	const rounds = 8
+	const rounds = 20
 	for round := range rounds {
 		p := start(t, dir)
 		stop := make(chan struct{})

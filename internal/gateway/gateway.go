@@ -312,12 +312,10 @@ func (g *Gateway) checkRowsExist(ctx context.Context, tx *txn.Transaction) error
 		exists, known := seen[r]
 		if !known {
 			t, _ := g.catalog.Load().Table(op.Table)
-			// The primary: a row a replica lacks may be committed already.
-			_, _, found, err := g.primary.Get(ctx, t, op.ID, true)
-			if err != nil {
-				return fmt.Errorf("%w: check row %s/%s: %w", ErrUnavailable, op.Table, op.ID, err)
+			var err error
+			if exists, err = g.rowExists(ctx, t, op.ID); err != nil {
+				return err
 			}
-			exists = found
 		}
 		if !exists {
 			return &InputError{Status: 404, Op: i, Msg: fmt.Sprintf("operation %d: %s of %s/%s: no such row (neither in the database nor buffered)", i, op.Op, op.Table, op.ID)}
@@ -328,6 +326,47 @@ func (g *Gateway) checkRowsExist(ctx context.Context, tx *txn.Transaction) error
 		seen[r] = op.Op != txn.Delete
 	}
 	return nil
+}
+
+// ExistsCheckTimeout bounds the database read that tells whether the row
+// an update or delete names exists: a healthy primary answers in a few
+// milliseconds, and intake must not wait on a slow or absent database.
+const ExistsCheckTimeout = 500 * time.Millisecond
+
+// rowExists tells whether a row exists for an update or delete to act on.
+// When the overlay's pending changes decide it (an insert, upsert or
+// delete among them) the database is not asked: a row written moments ago
+// is updated without touching the database, even while it is down. Else
+// the primary is asked (a row a replica lacks may be committed already),
+// under the overlay. That check is a courtesy, a 404 at once for a row
+// that does not exist; the applier checks again, and an update or delete
+// of a missing row is dead-lettered. So when the database does not answer
+// within ExistsCheckTimeout, the row is taken to exist: intake never waits
+// on, nor fails with, the database.
+func (g *Gateway) rowExists(ctx context.Context, t *schema.Table, key string) (bool, error) {
+	pending, err := g.overlay.Row(ctx, t.Name, key)
+	if err != nil {
+		return false, fmt.Errorf("%w: check row %s/%s: %w", ErrUnavailable, t.Name, key, err)
+	}
+	if slices.ContainsFunc(pending, func(op overlay.Op) bool { return op.Kind != txn.Update }) {
+		_, exists := pending.Apply(nil)
+		return exists, nil
+	}
+	dbCtx, cancel := context.WithTimeout(ctx, ExistsCheckTimeout)
+	defer cancel()
+	base, found, err := g.store.Get(dbCtx, t, key)
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, fmt.Errorf("check row %s/%s: %w", t.Name, key, ctx.Err())
+		}
+		g.logger.Debug("row existence not checked: the database did not answer; the applier checks it", "table", t.Name, "key", key, "err", err)
+		return true, nil
+	}
+	if !found {
+		base = nil
+	}
+	_, exists := pending.Apply(base)
+	return exists, nil
 }
 
 // Get reads one row.

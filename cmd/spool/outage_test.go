@@ -1,0 +1,178 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// outageLength is how long TestDatabaseOutage keeps the primary stopped:
+// 60 s, or SPOOL_OUTAGE (a Go duration) for a longer run.
+func outageLength(t *testing.T) time.Duration {
+	d := 60 * time.Second
+	if s := os.Getenv("SPOOL_OUTAGE"); s != "" {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			t.Fatalf("SPOOL_OUTAGE=%q: %v", s, err)
+		}
+	}
+	return d
+}
+
+// healthWatch polls a process's /readyz and /health while the database is
+// down, and keeps what they said.
+type healthWatch struct {
+	mu       sync.Mutex
+	polls    int
+	down     int    // /readyz answers 503 naming the database and the next retry
+	healthy  int    // /readyz answers 200 (the applier had not failed yet)
+	sample   string // one /readyz error
+	health   string // one /health error
+	badRetry string // a next retry time that could not be read or was far off
+}
+
+func (h *healthWatch) poll(c *http.Client, url string) {
+	now := time.Now()
+	status, body, err := getJSON(c, url+"/readyz")
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.polls++
+	if err != nil {
+		return
+	}
+	msg, _ := body["error"].(string)
+	switch {
+	case status == http.StatusOK:
+		h.healthy++
+		return
+	case status == http.StatusServiceUnavailable && strings.Contains(msg, "database unavailable") && strings.Contains(msg, "next retry at "):
+		h.down++
+		h.sample = msg
+		// "next retry at 2026-…Z: …": the retry is due within the
+		// applier's longest backoff.
+		at, _, _ := strings.Cut(strings.SplitN(msg, "next retry at ", 2)[1], ": ")
+		next, err := time.Parse(time.RFC3339Nano, at)
+		if err != nil || next.Before(now.Add(-31*time.Second)) || next.After(now.Add(31*time.Second)) {
+			h.badRetry = fmt.Sprintf("next retry %q read at %s", at, now.Format(time.RFC3339Nano))
+		}
+	}
+	if _, body, err := getJSON(c, url+"/health"); err == nil && body["status"] == "unhealthy" {
+		h.health, _ = body["error"].(string)
+	}
+}
+
+// TestDatabaseOutage stops the PostgreSQL primary for 60 s (SPOOL_OUTAGE)
+// under a steady write load on two spools at once, one with the local log
+// and one with the Redis log, each draining into its own database. While
+// the database is down every write is still answered 2xx, /readyz and
+// /health say the database is unavailable with the applier's next retry
+// time; after it returns, everything is applied, once, in order (each row
+// ends with its last acknowledged update), and nothing is dead-lettered.
+//
+// It stops the primary the package shares: it must not run in parallel
+// with any test that uses it (see faults_test.go).
+func TestDatabaseOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 60 s database outage")
+	}
+	outage := outageLength(t)
+	type shape struct {
+		name string
+		p    *proc
+		db   string
+		load *rowLoad
+		hw   *healthWatch
+	}
+	dbLocal, dbRedis := newDatabase(t), newDatabase(t)
+	shapes := []*shape{
+		{name: "local log", db: dbLocal, p: startArgs(t, "--data-dir", t.TempDir(), "--database", dbLocal)},
+		{name: "redis log", db: dbRedis, p: startArgs(t, sharedArgs(t, dbRedis, fmt.Sprintf("outage-%d", rand.Uint32()), "all")...)},
+	}
+	primaryDown := false
+	t.Cleanup(func() {
+		if primaryDown {
+			if err := pgSrv.StartPrimary(); err != nil {
+				t.Errorf("start the primary again: %v", err)
+			}
+		}
+	})
+
+	stop := make(chan struct{})
+	for i, s := range shapes {
+		// 4 writers, each pausing 10 ms after every request: a steady
+		// few hundred writes a second per spool.
+		s.load = newRowLoad(fmt.Sprintf("outage%d", i), 3, 10*time.Millisecond)
+		s.load.start(s.p.url, 4, stop)
+		s.hw = &healthWatch{}
+	}
+	time.Sleep(3 * time.Second)
+
+	t.Logf("stopping the primary for %v", outage)
+	downAt := time.Now()
+	if err := pgSrv.StopPrimary(); err != nil {
+		t.Fatal(err)
+	}
+	primaryDown = true
+	hc := &http.Client{Timeout: 5 * time.Second}
+	for time.Since(downAt) < outage {
+		for _, s := range shapes {
+			s.hw.poll(hc, s.p.url)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err := pgSrv.StartPrimary(); err != nil {
+		t.Fatal(err)
+	}
+	primaryDown = false
+	upAt := time.Now()
+	t.Logf("primary started again after %v", upAt.Sub(downAt).Round(time.Millisecond))
+
+	// The appliers notice within their backoff (at most 30 s); the load
+	// goes on until both apply again.
+	for _, s := range shapes {
+		waitFor(t, 60*time.Second, s.name+": /readyz 200 after the outage", func() bool {
+			status, _, err := getJSON(hc, s.p.url+"/readyz")
+			return err == nil && status == http.StatusOK
+		})
+		t.Logf("%s: applying again %v after the primary started", s.name, time.Since(upAt).Round(time.Millisecond))
+	}
+	time.Sleep(2 * time.Second)
+	close(stop)
+	for _, s := range shapes {
+		s.load.wait()
+	}
+
+	for _, s := range shapes {
+		t.Run(strings.ReplaceAll(s.name, " ", "_"), func(t *testing.T) {
+			waitDrained(t, s.p)
+			before := s.load.tally(time.Time{}, downAt)
+			during := s.load.tally(downAt, upAt)
+			after := s.load.tally(upAt, time.Time{})
+			t.Logf("before the outage: %v", before)
+			t.Logf("during the outage (%v): %v", upAt.Sub(downAt).Round(time.Millisecond), during)
+			t.Logf("after it: %v", after)
+			if n := before.failed() + during.failed() + after.failed(); n > 0 {
+				t.Errorf("%d writes were not answered 2xx; want none (during the outage: %v; errors: %q)\n%s", n, during, during.errs, logLines(s.p, "write refused", 3))
+			}
+			if during.ok == 0 {
+				t.Error("no write was acknowledged during the outage")
+			}
+			s.hw.mu.Lock()
+			t.Logf("/readyz polled %d times during the outage: %d said the database is down with the next retry, %d said ready; e.g. %q; /health: %q",
+				s.hw.polls, s.hw.down, s.hw.healthy, s.hw.sample, s.hw.health)
+			if s.hw.down == 0 || s.hw.health == "" {
+				t.Error("/readyz and /health never reported the database down with the next retry time")
+			}
+			if s.hw.badRetry != "" {
+				t.Errorf("/readyz: %s", s.hw.badRetry)
+			}
+			s.hw.mu.Unlock()
+			s.load.checkRows(t, s.db)
+		})
+	}
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// redisDownAnswerBound is the longest a write may wait for its answer while
+// Redis is down: a refusal must come quickly, not after a hang.
+const redisDownAnswerBound = 2 * time.Second
+
+// TestRedisRestart crashes the Redis server (SIGKILL) and later stops it
+// cleanly (SIGTERM), each time for 3 s, while an api process takes a steady
+// load of inserts and updates and an applier process drains into
+// PostgreSQL. Redis runs with appendonly yes, appendfsync always. While it
+// is down every write is refused with 503 within redisDownAnswerBound, never
+// left hanging; both processes reconnect by themselves and 2xx resume; after
+// the drain no acknowledged write is lost, every row holds its last
+// acknowledged update, nothing is applied twice or dead-lettered.
+//
+// It restarts the Redis server the package shares: it must not run in
+// parallel with any test that uses it (see faults_test.go).
+func TestRedisRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts redis-server under load")
+	}
+	db := newDatabase(t)
+	logName := fmt.Sprintf("restart-%d", rand.Uint32())
+	api := startArgs(t, sharedArgs(t, db, logName, "api")...)
+	startArgs(t, sharedArgs(t, db, logName, "applier")...)
+	redisDown := false
+	t.Cleanup(func() {
+		if redisDown {
+			if err := redisSrv.Start(); err != nil {
+				t.Errorf("start redis-server again: %v", err)
+			}
+		}
+	})
+
+	l := newRowLoad("redis", 3, 10*time.Millisecond)
+	stop := make(chan struct{})
+	l.start(api.url, 4, stop)
+	time.Sleep(3 * time.Second)
+
+	hc := &http.Client{Timeout: 5 * time.Second}
+	type outage struct {
+		name         string
+		down, up     time.Time
+		resumedAfter time.Duration
+		readyz       map[int]int // /readyz statuses while down
+	}
+	var outages []*outage
+	for _, how := range []struct {
+		name string
+		stop func() error
+	}{
+		{"SIGKILL (crash)", func() error { redisSrv.Kill(); return nil }},
+		{"SIGTERM (clean stop)", redisSrv.Stop},
+	} {
+		o := &outage{name: how.name, readyz: map[int]int{}}
+		o.down = time.Now()
+		if err := how.stop(); err != nil {
+			t.Fatal(err)
+		}
+		redisDown = true
+		for time.Since(o.down) < 3*time.Second {
+			status, _, _ := getJSON(hc, api.url+"/readyz")
+			o.readyz[status]++
+			time.Sleep(250 * time.Millisecond)
+		}
+		if err := redisSrv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		redisDown = false
+		o.up = time.Now()
+		waitFor(t, 30*time.Second, how.name+": writes acknowledged again", func() bool {
+			return l.tally(o.up, time.Time{}).ok > 0
+		})
+		o.resumedAfter = time.Since(o.up)
+		outages = append(outages, o)
+		time.Sleep(3 * time.Second)
+	}
+	close(stop)
+	l.wait()
+	waitDrained(t, api)
+
+	for _, o := range outages {
+		// Requests sent while Redis was down, and the second before: those
+		// in flight when it went.
+		tl := l.tally(o.down.Add(-time.Second), o.up)
+		t.Logf("Redis %s, down %v: %v; /readyz while down: %v; 2xx again %v after the restart",
+			o.name, o.up.Sub(o.down).Round(time.Millisecond), tl, o.readyz, o.resumedAfter.Round(time.Millisecond))
+		if tl.byStatus[http.StatusServiceUnavailable] == 0 {
+			t.Errorf("Redis %s: no write was refused with 503 while Redis was down", o.name)
+		}
+		if o.readyz[http.StatusServiceUnavailable] == 0 {
+			t.Errorf("Redis %s: /readyz never said 503 while Redis was down: %v", o.name, o.readyz)
+		}
+	}
+	all := l.tally(time.Time{}, time.Time{})
+	t.Logf("whole run: %v", all)
+	for status, n := range all.byStatus {
+		if status != http.StatusServiceUnavailable {
+			t.Errorf("%d writes answered %d (0: no answer); every refusal must be a 503 (errors %q)\n%s", n, status, all.errs, logLines(api, "request failed", 3))
+		}
+	}
+	if all.slowest > redisDownAnswerBound {
+		t.Errorf("a write waited %v for its answer; want at most %v", all.slowest, redisDownAnswerBound)
+	}
+	l.checkRows(t, db)
+}
