@@ -37,6 +37,13 @@ const (
 	DefaultMaxBackoff = 30 * time.Second
 	// DefaultFinalFlush bounds the drain at shutdown.
 	DefaultFinalFlush = 10 * time.Second
+	// DefaultAttemptTimeout bounds one attempt at a batch. A batch of
+	// hundreds of transactions commits in milliseconds; an attempt still
+	// running after a minute is stuck on a connection that will never
+	// answer (its host vanished without a reset, a firewall dropped its
+	// state), which TCP alone would take up to a quarter of an hour to
+	// notice.
+	DefaultAttemptTimeout = time.Minute
 )
 
 // Config configures an Applier. Zero fields take their defaults.
@@ -52,6 +59,10 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// FinalFlush bounds the drain at Stop (default DefaultFinalFlush).
 	FinalFlush time.Duration
+	// AttemptTimeout bounds one attempt at a batch; an attempt cut off is
+	// a transient failure, retried with backoff (default
+	// DefaultAttemptTimeout).
+	AttemptTimeout time.Duration
 	// LogName names the log in fencing records (default "default").
 	LogName string
 	// Lease, when set, is acquired before applying and its fencing token
@@ -80,6 +91,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.FinalFlush <= 0 {
 		c.FinalFlush = DefaultFinalFlush
+	}
+	if c.AttemptTimeout <= 0 {
+		c.AttemptTimeout = DefaultAttemptTimeout
 	}
 	if c.LogName == "" {
 		c.LogName = "default"
@@ -327,8 +341,14 @@ func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64)
 	for attempt := 1; ; attempt++ {
 		gate = a.poison.attempt()
 		gate.log, gate.token = a.cfg.LogName, token
+		attemptCtx, cancel := context.WithTimeoutCause(ctx, a.cfg.AttemptTimeout,
+			fmt.Errorf("attempt at a batch cut off after %v (the database does not answer)", a.cfg.AttemptTimeout))
 		var err error
-		outcomes, err = a.store.ApplyBatch(ctx, batch, gate)
+		outcomes, err = a.store.ApplyBatch(attemptCtx, batch, gate)
+		if err != nil && attemptCtx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w: %w", context.Cause(attemptCtx), err)
+		}
+		cancel()
 		if errors.Is(err, store.ErrFenced) {
 			return fmt.Errorf("apply batch: %w", err)
 		}

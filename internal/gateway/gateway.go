@@ -517,28 +517,17 @@ func (g *Gateway) Committed(ctx context.Context, results []applier.Result) {
 		if r.Err != nil {
 			failed = true
 			gone = append(gone, r.Tx.ID)
-			var code string
-			var ae *store.ApplyError
-			if errors.As(r.Err, &ae) {
-				code = ae.Code
-			}
-			g.tracker.Advance(r.Tx.ID, txn.Failed, r.At, 0, r.Err, code)
-			g.logger.Warn("transaction dead-lettered", "txn", r.Tx.ID, "err", r.Err)
 			continue
 		}
 		lsn = max(lsn, r.LSN)
 		applied = append(applied, r.Tx.ID)
-		if g.replication == nil {
-			g.tracker.Advance(r.Tx.ID, txn.Replicated, r.At, r.LSN, nil, "")
-		} else {
-			g.tracker.Advance(r.Tx.ID, txn.Applied, r.At, r.LSN, nil, "")
-		}
 	}
 	if g.replication == nil {
 		gone = append(gone, applied...)
-	} else if len(applied) > 0 {
-		g.replication.Track(lsn, applied, results[0].At)
 	}
+	// Evicted (with what depends on a failed transaction) before the
+	// states advance: a client that sees its transaction failed or
+	// replicated and reads again must not find its rows still buffered.
 	g.evict(ctx, gone)
 	if failed && g.depends != nil {
 		ids, err := g.overlay.Withdraw(ctx, func(table, key string, op overlay.Op) bool {
@@ -551,6 +540,25 @@ func (g *Gateway) Committed(ctx context.Context, results []applier.Result) {
 		if len(ids) > 0 {
 			g.logger.Warn("withdrew pending transactions that depend on a failed one", "transactions", len(ids))
 		}
+	}
+	for _, r := range results {
+		switch {
+		case r.Err != nil:
+			var code string
+			var ae *store.ApplyError
+			if errors.As(r.Err, &ae) {
+				code = ae.Code
+			}
+			g.tracker.Advance(r.Tx.ID, txn.Failed, r.At, 0, r.Err, code)
+			g.logger.Warn("transaction dead-lettered", "txn", r.Tx.ID, "err", r.Err)
+		case g.replication == nil:
+			g.tracker.Advance(r.Tx.ID, txn.Replicated, r.At, r.LSN, nil, "")
+		default:
+			g.tracker.Advance(r.Tx.ID, txn.Applied, r.At, r.LSN, nil, "")
+		}
+	}
+	if g.replication != nil && len(applied) > 0 {
+		g.replication.Track(lsn, applied, results[0].At)
 	}
 }
 

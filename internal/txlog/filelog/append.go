@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/spoolgw/spool/internal/txlog"
 	"github.com/spoolgw/spool/internal/txn"
@@ -43,6 +45,8 @@ type writer struct {
 	next  uint64   // sequence number of the next record
 	buf   []byte   // the records of the group being committed
 	batch []*appendReq
+	// write appends to f; (*os.File).Write, or a fault in tests.
+	write func(*os.File, []byte) (int, error)
 	// sync makes f's data durable; syncData, or a fault in tests.
 	sync func(*os.File) error
 }
@@ -160,17 +164,17 @@ func (l *Log) commit(batch []*appendReq) {
 		return
 	}
 	w.buf = w.buf[:0]
-	start := 0 // first request of the part not yet flushed
+	start, first := 0, w.next // the part not yet flushed, and its first record
 	for i, r := range batch {
 		n := int64(headerSize + len(r.payload))
 		if pending := w.size + int64(len(w.buf)); pending > 0 && pending+n > l.cfg.SegmentSize {
-			if err := l.flush(batch[start:i]); err != nil {
-				l.fail(err, batch[start:])
-				return
+			err := l.flush(batch[start:i])
+			if err == nil {
+				start, first = i, w.next
+				err = l.rotate()
 			}
-			start = i
-			if err := l.rotate(); err != nil {
-				l.fail(err, batch[start:])
+			if err != nil {
+				l.refuse(err, batch[start:], first)
 				return
 			}
 		}
@@ -179,7 +183,7 @@ func (l *Log) commit(batch []*appendReq) {
 		w.next++
 	}
 	if err := l.flush(batch[start:]); err != nil {
-		l.fail(err, batch[start:])
+		l.refuse(err, batch[start:], first)
 		return
 	}
 	if cap(w.buf) > 2*l.cfg.MaxBatchBytes {
@@ -187,15 +191,35 @@ func (l *Log) commit(batch []*appendReq) {
 	}
 }
 
+// refuse answers the appends of a part that was not made durable. When
+// the disk was full and nothing of the part is left on it (ErrNoSpace),
+// only they fail, with that error, and the next group takes their
+// sequence numbers from first on; any other error fails the log.
+func (l *Log) refuse(err error, reqs []*appendReq, first uint64) {
+	if errors.Is(err, ErrNoSpace) {
+		l.w.next, l.w.buf = first, l.w.buf[:0]
+		l.noSpace(err)
+		answer(reqs, err)
+		return
+	}
+	l.fail(err, reqs)
+}
+
 // flush writes the buffered records of reqs to the last segment, syncs
-// them, publishes them to Claim and answers reqs.
+// them, publishes them to Claim and answers reqs. A write that fails for
+// lack of space is undone and returns an error wrapping ErrNoSpace; any
+// other failure leaves the segment as it is.
 func (l *Log) flush(reqs []*appendReq) error {
 	w := &l.w
 	if len(w.buf) == 0 {
 		return nil
 	}
-	if _, err := w.f.Write(w.buf); err != nil {
-		return fmt.Errorf("filelog: write segment: %w", err)
+	if _, err := w.write(w.f, w.buf); err != nil {
+		err = fmt.Errorf("filelog: write segment: %w", err)
+		if isNoSpace(err) {
+			return l.undo(err)
+		}
+		return err
 	}
 	w.size += int64(len(w.buf))
 	if err := w.sync(w.f); err != nil {
@@ -208,10 +232,32 @@ func (l *Log) flush(reqs []*appendReq) error {
 	l.durable = w.next - 1
 	close(l.durableCh)
 	l.durableCh = make(chan struct{})
+	l.full = time.Time{}
 	l.mu.Unlock()
 	w.buf = w.buf[:0]
 	answer(reqs, nil)
 	return nil
+}
+
+// undo cuts the segment back to its synced size after a write that found
+// the disk full, and syncs the cut. Nothing of the group was synced or
+// answered, so the cut loses nothing acknowledged, and whole records of
+// the refused group cannot come back at a restart. If the cut or its sync
+// fails too, the state of the file is unknown and the log fails.
+func (l *Log) undo(cause error) error {
+	w := &l.w
+	if err := w.f.Truncate(w.size); err != nil {
+		return fmt.Errorf("%w; undo it: %w", cause, err)
+	}
+	if err := w.sync(w.f); err != nil {
+		return fmt.Errorf("%w; sync its undoing: %w", cause, err)
+	}
+	return fmt.Errorf("%w: %w", ErrNoSpace, cause)
+}
+
+// isNoSpace tells whether err says the disk (or the user's quota) is full.
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // rotate starts a new segment, named for the next sequence number, and
@@ -221,7 +267,12 @@ func (l *Log) rotate() error {
 	s := &segment{first: w.next, name: segmentName(w.next)}
 	f, err := os.OpenFile(filepath.Join(l.dir, s.name), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
 	if err != nil {
-		return fmt.Errorf("filelog: create segment: %w", err)
+		err = fmt.Errorf("filelog: create segment: %w", err)
+		if isNoSpace(err) {
+			// No directory entry was made; the next group tries again.
+			return fmt.Errorf("%w: %w", ErrNoSpace, err)
+		}
+		return err
 	}
 	if err := l.dirFile.Sync(); err != nil {
 		_ = f.Close()
@@ -247,6 +298,18 @@ func (l *Log) fail(cause error, reqs []*appendReq) {
 		l.logger.Error("filelog: log failed; appends fail until it is reopened", "dir", l.dir, "err", cause)
 	}
 	answer(reqs, l.failure())
+}
+
+// noSpace notes that a group was refused for lack of space: Err reports
+// it for a while, and the first refusal after a good write is logged.
+func (l *Log) noSpace(err error) {
+	l.mu.Lock()
+	first := l.full.IsZero()
+	l.full = time.Now()
+	l.mu.Unlock()
+	if first {
+		l.logger.Error("filelog: disk full; writes are refused until space returns", "dir", l.dir, "err", err)
+	}
 }
 
 func answer(reqs []*appendReq, err error) {

@@ -75,6 +75,13 @@ func (l *Log) claim(n int) ([]txlog.Entry, error) {
 // ones in claim order. It records the highest acknowledged sequence number
 // in the checkpoint file (written atomically and synced) and then deletes
 // the segments whose records are all acknowledged.
+//
+// A checkpoint that cannot be written (the disk is full) does not fail Ack:
+// the entries were applied, and the checkpoint only spares a restart from
+// delivering them again (the database skips what it has applied). The
+// entries count as acknowledged, the next Ack writes the checkpoint again,
+// and until one succeeds no segment is deleted, so that the checkpoint on
+// disk never points past a deleted record.
 func (l *Log) Ack(ctx context.Context, entries []txlog.Entry) error {
 	if len(entries) == 0 {
 		return nil
@@ -101,18 +108,33 @@ func (l *Log) Ack(ctx context.Context, entries []txlog.Entry) error {
 		due++
 	}
 	acked := due - 1
-	if err := writeCheckpoint(l.dir, l.dirFile, acked); err != nil {
-		return err
-	}
+	ckptErr := l.checkpoint(acked)
 	l.mu.Lock()
 	l.acked = acked
+	if ckptErr == nil {
+		l.ckpt = acked
+	}
 	var done []segment
-	for i := 0; i < len(l.segs)-1 && l.segs[i+1].first-1 <= acked; i++ {
+	for i := 0; i < len(l.segs)-1 && l.segs[i+1].first-1 <= l.ckpt; i++ {
 		done = append(done, *l.segs[i])
 	}
 	l.mu.Unlock()
+	l.noteCheckpoint(ckptErr, acked)
 	l.reclaim(done)
 	return nil
+}
+
+// noteCheckpoint logs the first checkpoint write that fails and the first
+// that succeeds after it, not every one between. The caller holds claimMu.
+func (l *Log) noteCheckpoint(err error, acked uint64) {
+	switch {
+	case err != nil && l.ckptErr == nil:
+		l.logger.Warn("filelog: cannot record acknowledgements; applied entries would be delivered again (and skipped) after a restart, and no segment is reclaimed, until it can",
+			"dir", l.dir, "acked", acked, "err", err)
+	case err == nil && l.ckptErr != nil:
+		l.logger.Info("filelog: acknowledgements recorded again", "dir", l.dir, "acked", acked)
+	}
+	l.ckptErr = err
 }
 
 // reclaim deletes fully acknowledged segments, the oldest first, and drops

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/spoolgw/spool/internal/txlog"
 )
@@ -22,6 +23,17 @@ var _ txlog.Log = (*Log)(nil)
 // page cache is unknown, so the only safe way on is to reopen the log, which
 // rereads what is really on disk.
 var ErrFailed = errors.New("filelog: log failed, reopen it")
+
+// ErrNoSpace is wrapped by an Append refused because the disk is full. It
+// is not a failure of the log: the write was undone, the log stays open,
+// and appends succeed again once there is space.
+var ErrNoSpace = errors.New("filelog: no space left for the log")
+
+// noSpaceReported is how long Err keeps reporting a full disk after the
+// last append it refused, unless a write succeeds first: long enough for a
+// readiness probe to see it, short enough that a server nobody writes to
+// (a load balancer took it out) comes back by itself once space returns.
+const noSpaceReported = 5 * time.Second
 
 // ErrAckOrder is wrapped by Ack when an entry was not claimed, was already
 // acknowledged, or is acknowledged out of claim order.
@@ -53,11 +65,17 @@ type Log struct {
 	durable   uint64        // highest synced sequence number
 	acked     uint64        // highest acknowledged; written under claimMu too
 	bytes     int64         // durable bytes of all segments
+	full      time.Time     // when an append was last refused for space; zero after a good write
+	ckpt      uint64        // highest acknowledged sequence number in the checkpoint file
+	ckptErr   error         // why the last checkpoint write failed, nil if it did not
 	durableCh chan struct{} // closed and replaced whenever durable grows
 
 	claimMu sync.Mutex // serialises Claim and Ack
-	claimed uint64     // highest claimed sequence number
-	cr      logReader  // reads what Claim returns
+	// checkpoint records the highest acknowledged sequence number
+	// durably; writeCheckpoint, or a fault in tests. Called under claimMu.
+	checkpoint func(acked uint64) error
+	claimed    uint64    // highest claimed sequence number
+	cr         logReader // reads what Claim returns
 }
 
 // Open opens the log in dir, creating dir and an empty log if needed. It
@@ -85,7 +103,8 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 		writerDone: make(chan struct{}),
 		durableCh:  make(chan struct{}),
 	}
-	l.w.sync = syncData
+	l.w.write, l.w.sync = (*os.File).Write, syncData
+	l.checkpoint = func(acked uint64) error { return writeCheckpoint(l.dir, l.dirFile, acked) }
 	l.cr.l = l
 	if err := l.open(); err != nil {
 		l.closeFiles()
@@ -147,7 +166,7 @@ func (l *Log) open() error {
 			return fmt.Errorf("filelog: sync directory: %w", err)
 		}
 	}
-	l.acked, l.claimed = rep.Acked, rep.Acked
+	l.acked, l.claimed, l.ckpt = rep.Acked, rep.Acked, rep.Acked
 	if len(keep) == 0 {
 		s := segment{first: rep.Acked + 1, name: segmentName(rep.Acked + 1)}
 		f, err := os.OpenFile(filepath.Join(l.dir, s.name), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
@@ -196,6 +215,22 @@ func (l *Log) Stats(ctx context.Context) (txlog.Stats, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return txlog.Stats{Depth: int64(l.durable - l.acked), Bytes: l.bytes}, nil
+}
+
+// Err returns why appends fail: the error that failed the log for good,
+// or a full disk that refused an append in the last few seconds. It
+// returns nil while appends succeed.
+func (l *Log) Err() error {
+	if err := l.failure(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	full := l.full
+	l.mu.Unlock()
+	if !full.IsZero() && time.Since(full) < noSpaceReported {
+		return fmt.Errorf("%w: an append was refused %v ago", ErrNoSpace, time.Since(full).Round(time.Millisecond))
+	}
+	return nil
 }
 
 // Close stops the writer: appends it has not taken fail with
