@@ -3,38 +3,226 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
 const benchUsage = `Usage: spool bench [scenario…] [flags]
 
-Drives a spool with a built-in load generator and prints each figure beside
-its ceiling or baseline measured in the same run. Without --url it starts
-spool itself (this binary, embedded default, in a temporary data dir).
+Drives spool with a built-in load generator and prints each figure beside
+its ceiling or baseline measured in the same run, with the ratio. Without
+--url each scenario starts its own spool (this binary's serve) on a fresh
+log and database: the embedded default (local log + SQLite in a temporary
+directory), or with --servers a throwaway redis-server (AOF always) and
+PostgreSQL primary with a streaming replica (spool --log redis://…
+--database postgres://… --replica postgres://…).
 
 Scenarios (default: ingest read):
-  ingest   acknowledged writes/s and latency at each --concurrency, closed
-           loop, beside a no-op handler on the same HTTP stack (the ceiling);
-           with --rate, an open loop at that fixed arrival rate instead
-           (latency from each request's scheduled time: no coordinated
-           omission)
-  read     GET by id and a filtered list, p50/p99, with the rows buffered in
-           the overlay and after the drain
+  ingest      acknowledged writes/s and latency p50/p90/p99/p999 at each
+              --concurrency (closed loop), beside a no-op handler on the same
+              HTTP stack (the ceiling) and the synchronous baseline ("before
+              spool": a handler in the bench that inserts each request's row
+              with one statement into a database of the same kind — a
+              separate SQLite file with spool's pragmas, or the same
+              PostgreSQL server); then an open loop (fixed arrival rate,
+              latency from each request's scheduled time) at half the highest
+              rate measured, or at --rate
+  drain       pre-fills the log with the drain held, then rows/s into the
+              database once it drains, beside the same number of rows written
+              raw in batches of 500 (COPY on PostgreSQL, one multi-row INSERT
+              on SQLite), each batch its own transaction, and (PostgreSQL)
+              one COPY of them all
+  visibility  at half the highest ingest rate, time from each acknowledgement
+              to applied and (--servers) to replicated, beside the raw
+              replica lag measured in the same run (commit on the primary
+              until the replica's replay position passes it)
+  read        GET by id and a filtered, ordered list of 50, p50/p99, with 0,
+              1k and 10k rows buffered in the overlay (drain held)
+  outage      writes at --outage-rate while the database is down for
+              --outage (PostgreSQL stopped; embedded: SQLite's write lock
+              held by another connection); spool's heap and RSS and the log's
+              size sampled every --sample; heap at a tenth of the outage
+              against the end; then every write must reach the database
+  telemetry   NDJSON batches at --telemetry-rate rows/s into the telemetry
+              lane (serve --telemetry-table readings): rows/s accepted,
+              dropped and written
 
+Holding the drain: with --servers an api process takes the writes and a
+separate applier process drains the Redis log (stopped to hold it); on the
+embedded default the bench holds SQLite's write lock, so spool's applier
+waits and backs off while intake and reads go on.
+
+Every scenario fails on errors or impossible results (nothing acknowledged,
+acknowledged writes missing from the database), never on timing.
+
+Flags:
 `
+
+// benchConfig is everything spool bench is told.
+type benchConfig struct {
+	url           string
+	servers       bool
+	duration      time.Duration
+	levels        []int
+	rate          float64
+	asJSON        bool
+	pprofDir      string
+	outage        time.Duration
+	outageRate    float64
+	sample        time.Duration
+	telemetryRate float64
+	readLevels    []int
+}
+
+// benchScenarios are the scenarios in the order they run.
+var benchScenarios = []string{"ingest", "drain", "visibility", "read", "outage", "telemetry"}
+
+func benchFlags(stderr io.Writer) (*flag.FlagSet, *benchConfig, *string, *string) {
+	c := &benchConfig{}
+	fs := flag.NewFlagSet("spool bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
+	fs.StringVar(&c.url, "url", "", "`URL` of a running spool to drive (ingest and read only; default: start one per scenario)")
+	fs.BoolVar(&c.servers, "servers", false, "start throwaway redis-server and PostgreSQL (primary + streaming replica) and run spool on them")
+	fs.DurationVar(&c.duration, "duration", 5*time.Second, "how long each measurement runs")
+	levels := fs.String("concurrency", "1,16,64,256", "comma-separated writer counts of the closed loop")
+	fs.Float64Var(&c.rate, "rate", 0, "ingest open loop and visibility: writes per second (0: half the highest closed-loop rate)")
+	fs.BoolVar(&c.asJSON, "json", false, "print one JSON object per line and figure")
+	fs.StringVar(&c.pprofDir, "pprof", "", "write the server's CPU and heap profiles of each measurement into `DIR`")
+	fs.DurationVar(&c.outage, "outage", 30*time.Second, "how long the outage scenario keeps the database down (10m for the full version)")
+	fs.Float64Var(&c.outageRate, "outage-rate", 500, "writes per second during the outage")
+	fs.DurationVar(&c.sample, "sample", 0, "how often the outage samples heap and log size (default: a twentieth of --outage, at least 1s)")
+	fs.Float64Var(&c.telemetryRate, "telemetry-rate", 50000, "telemetry rows per second offered, in NDJSON batches of 500")
+	reads := fs.String("read-buffered", "0,1000,10000", "comma-separated rows buffered in the overlay for the read scenario")
+	return fs, c, levels, reads
+}
+
+func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, c, levels, reads := benchFlags(stderr)
+	scenarios, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(scenarios) == 0 {
+		scenarios = []string{"ingest", "read"}
+	}
+	for _, sc := range scenarios {
+		if !slices.Contains(benchScenarios, sc) {
+			return fmt.Errorf("unknown scenario %q (want %s)", sc, strings.Join(benchScenarios, ", "))
+		}
+		if c.url != "" && sc != "ingest" && sc != "read" {
+			return fmt.Errorf("scenario %s starts its own spool: it cannot run with --url", sc)
+		}
+	}
+	if c.levels, err = positiveInts("--concurrency", *levels, false); err != nil {
+		return err
+	}
+	if c.readLevels, err = positiveInts("--read-buffered", *reads, true); err != nil {
+		return err
+	}
+	if c.url != "" && (c.servers || c.pprofDir != "") {
+		return fmt.Errorf("--url drives a running spool: --servers and --pprof need spool bench to start it")
+	}
+	if c.sample == 0 {
+		c.sample = max(time.Second, c.outage/20)
+	}
+	b, err := newBench(ctx, c, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	for _, sc := range benchScenarios {
+		if slices.Contains(scenarios, sc) {
+			if err := b.run(ctx, sc); err != nil {
+				return fmt.Errorf("%s: %w", sc, err)
+			}
+		}
+	}
+	return nil
+}
+
+// parseInterleaved parses flags and positional words in any order.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var words []string
+	rest := args
+	for {
+		if err := parse(fs, rest); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return words, nil
+		}
+		words = append(words, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+}
+
+func positiveInts(name, list string, zero bool) ([]int, error) {
+	var out []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 0 || (n == 0 && !zero) {
+			return nil, fmt.Errorf("%s: %q is not a positive integer", name, s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// bench is one run: its configuration, environment and output.
+type bench struct {
+	cfg     *benchConfig
+	env     *benchEnv // nil with --url
+	out     *reporter
+	prof    *profiler
+	stderr  io.Writer
+	maxRate float64 // the highest closed-loop ingest rate, once measured
+}
+
+func newBench(ctx context.Context, c *benchConfig, stdout, stderr io.Writer) (*bench, error) {
+	b := &bench{cfg: c, out: &reporter{w: stdout, json: c.asJSON}, prof: &profiler{dir: c.pprofDir}, stderr: stderr}
+	if c.url != "" {
+		return b, nil
+	}
+	env, err := newBenchEnv(ctx, c.servers, stderr)
+	if err != nil {
+		return nil, err
+	}
+	b.env = env
+	if !c.asJSON {
+		fmt.Fprintf(stdout, "# spool bench on %s, %s per measurement, %s\n", env.describe(), c.duration, time.Now().UTC().Format(time.DateOnly))
+	}
+	return b, nil
+}
+
+func (b *bench) close() {
+	if b.env != nil {
+		b.env.Close()
+	}
+}
+
+func (b *bench) run(ctx context.Context, scenario string) error {
+	switch scenario {
+	case "ingest":
+		return b.ingest(ctx)
+	case "drain":
+		return b.drain(ctx)
+	case "visibility":
+		return b.visibility(ctx)
+	case "read":
+		return b.read(ctx)
+	case "outage":
+		return b.outageScenario(ctx)
+	case "telemetry":
+		return b.telemetry(ctx)
+	}
+	return fmt.Errorf("unknown scenario %q", scenario)
+}
 
 // figure is one line of the bench's output.
 type figure struct {
@@ -47,344 +235,35 @@ type figure struct {
 	Ratio         float64 `json:"ratio,omitempty"`
 }
 
-func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("spool bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
-	target := fs.String("url", "", "`URL` of a running spool to drive (default: start one)")
-	duration := fs.Duration("duration", 5*time.Second, "how long each measurement runs")
-	conc := fs.String("concurrency", "1,16,64,256", "comma-separated writer counts of the closed loop")
-	rate := fs.Float64("rate", 0, "open loop: writes per second at a fixed arrival rate (0: closed loop)")
-	asJSON := fs.Bool("json", false, "print one JSON object per line and figure")
-	var scenarios []string
-	rest := args
-	for {
-		if err := parse(fs, rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		scenarios = append(scenarios, fs.Arg(0))
-		rest = fs.Args()[1:]
-	}
-	if len(scenarios) == 0 {
-		scenarios = []string{"ingest", "read"}
-	}
-	var levels []int
-	for _, s := range strings.Split(*conc, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n <= 0 {
-			return fmt.Errorf("--concurrency: %q is not a positive integer", s)
-		}
-		levels = append(levels, n)
-	}
-	url := strings.TrimRight(*target, "/")
-	if url == "" {
-		u, stop, err := startSelf(ctx, stderr)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		url = u
-	}
-	ceiling, stopCeiling, err := startNoop()
-	if err != nil {
-		return err
-	}
-	defer stopCeiling()
-
-	print := func(f figure) {
-		if f.BaselineValue > 0 {
-			f.Ratio = f.Value / f.BaselineValue
-		}
-		if *asJSON {
-			b, _ := json.Marshal(f)
-			fmt.Fprintln(stdout, string(b))
-			return
-		}
-		line := fmt.Sprintf("%-8s %-34s %12.2f %-8s", f.Scenario, f.Figure, f.Value, f.Unit)
-		if f.Baseline != "" {
-			line += fmt.Sprintf("  %s %.2f  ratio %.2f", f.Baseline, f.BaselineValue, f.Ratio)
-		}
-		fmt.Fprintln(stdout, line)
-	}
-	lg := &loadgen{client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 1024}, Timeout: 30 * time.Second}}
-	for _, sc := range scenarios {
-		switch sc {
-		case "ingest":
-			if *rate > 0 {
-				base := lg.open(ctx, ceiling+"/v1/tables/observations", *rate, *duration, http.StatusAccepted)
-				got := lg.open(ctx, url+"/v1/tables/observations", *rate, *duration, http.StatusCreated)
-				if got.errors > 0 {
-					return fmt.Errorf("ingest: %d writes failed at %.0f/s: %v", got.errors, *rate, got.lastErr)
-				}
-				for _, q := range []int{50, 90, 99, 999} {
-					print(figure{Scenario: "ingest", Figure: fmt.Sprintf("open %.0f/s latency p%d", *rate, q), Value: got.pct(q), Unit: "ms", Baseline: "no-op", BaselineValue: base.pct(q)})
-				}
-				continue
-			}
-			for _, c := range levels {
-				base := lg.closed(ctx, ceiling+"/v1/tables/observations", c, *duration, http.StatusAccepted)
-				got := lg.closed(ctx, url+"/v1/tables/observations", c, *duration, http.StatusCreated)
-				if got.errors > 0 || got.n == 0 {
-					return fmt.Errorf("ingest c=%d: %d acknowledged, %d failed: %v", c, got.n, got.errors, got.lastErr)
-				}
-				print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d writes/s", c), Value: got.perSecond(), Unit: "1/s", Baseline: "no-op", BaselineValue: base.perSecond()})
-				for _, q := range []int{50, 90, 99, 999} {
-					print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d latency p%d", c, q), Value: got.pct(q), Unit: "ms", Baseline: "no-op", BaselineValue: base.pct(q)})
-				}
-			}
-		case "read":
-			if err := benchRead(ctx, lg, url, *duration, print); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("unknown scenario %q (want ingest or read)", sc)
-		}
-	}
-	return nil
+// reporter prints figures as a table or as JSON lines.
+type reporter struct {
+	w    io.Writer
+	json bool
 }
 
-// benchRead writes 1,000 rows, reads them while they may still be
-// buffered, waits for the drain, and reads them again from the database.
-func benchRead(ctx context.Context, lg *loadgen, url string, d time.Duration, print func(figure)) error {
-	target := fmt.Sprintf("bench-read-%d", time.Now().UnixNano())
-	var ids []string
-	var last string
-	for i := range 1000 {
-		res, err := lg.client.Post(url+"/v1/tables/observations", "application/json", strings.NewReader(fmt.Sprintf(`{"target":%q,"exposure_s":%d}`, target, i)))
-		if err != nil {
-			return fmt.Errorf("read: fill: %w", err)
+func (r *reporter) print(f figure) {
+	if f.BaselineValue > 0 {
+		f.Ratio = f.Value / f.BaselineValue
+	}
+	if r.json {
+		b, _ := json.Marshal(f)
+		fmt.Fprintln(r.w, string(b))
+		return
+	}
+	line := fmt.Sprintf("%-10s %-44s %12.2f %-6s", f.Scenario, f.Figure, f.Value, f.Unit)
+	if f.Baseline != "" {
+		line += fmt.Sprintf("  %-26s %12.2f  ratio %.2f", f.Baseline, f.BaselineValue, f.Ratio)
+	}
+	fmt.Fprintln(r.w, line)
+}
+
+// percentiles prints p50/p99 (and more) of got beside base, if any.
+func (r *reporter) percentiles(scenario, what string, qs []int, got *result, baseline string, base *result) {
+	for _, q := range qs {
+		f := figure{Scenario: scenario, Figure: fmt.Sprintf("%s p%d", what, q), Value: got.pct(q), Unit: "ms"}
+		if base != nil {
+			f.Baseline, f.BaselineValue = baseline, base.pct(q)
 		}
-		var rc struct {
-			ID            string `json:"id"`
-			TransactionID string `json:"transaction_id"`
-		}
-		err = json.NewDecoder(res.Body).Decode(&rc)
-		res.Body.Close()
-		if err != nil || res.StatusCode != http.StatusCreated {
-			return fmt.Errorf("read: fill: %s %v", res.Status, err)
-		}
-		ids, last = append(ids, rc.ID), rc.TransactionID
-	}
-	measure := func(when string) {
-		var n atomic.Int64
-		get := lg.closedFn(ctx, 8, d, func() error {
-			i := n.Add(1)
-			return lg.get(url + "/v1/tables/observations/" + ids[int(i)%len(ids)])
-		})
-		list := lg.closedFn(ctx, 8, d, func() error {
-			return lg.get(url + "/v1/tables/observations?target=eq." + target + "&order=exposure_s.desc&limit=50")
-		})
-		for _, q := range []int{50, 99} {
-			print(figure{Scenario: "read", Figure: fmt.Sprintf("get by id %s p%d", when, q), Value: get.pct(q), Unit: "ms"})
-			print(figure{Scenario: "read", Figure: fmt.Sprintf("list of 1k %s p%d", when, q), Value: list.pct(q), Unit: "ms"})
-		}
-	}
-	measure("just written")
-	if err := lg.get(url + "/v1/transactions/" + last + "?wait=applied&timeout=60s"); err != nil {
-		return fmt.Errorf("read: wait for the drain: %w", err)
-	}
-	measure("after the drain")
-	return nil
-}
-
-// result is the outcome of one measurement.
-type result struct {
-	n, errors int
-	elapsed   time.Duration
-	lat       []time.Duration
-	lastErr   error
-}
-
-func (r *result) perSecond() float64 { return float64(r.n) / r.elapsed.Seconds() }
-
-// pct is a latency percentile in ms; q over 100 is per mille (999).
-func (r *result) pct(q int) float64 {
-	if len(r.lat) == 0 {
-		return 0
-	}
-	slices.Sort(r.lat)
-	den := 100
-	if q > 100 {
-		den = 1000
-	}
-	return float64(r.lat[min(len(r.lat)-1, len(r.lat)*q/den)].Microseconds()) / 1000
-}
-
-type loadgen struct{ client *http.Client }
-
-func (l *loadgen) post(url string, i int64, want int) error {
-	body := fmt.Sprintf(`{"target":"bench-%d","exposure_s":%d,"meta":{"n":%d}}`, i, i%600, i)
-	res, err := l.client.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	if res.StatusCode != want {
-		return fmt.Errorf("status %s", res.Status)
-	}
-	return nil
-}
-
-func (l *loadgen) get(url string) error {
-	res, err := l.client.Get(url)
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, res.Status)
-	}
-	return nil
-}
-
-// closed runs c writers back to back for d.
-func (l *loadgen) closed(ctx context.Context, url string, c int, d time.Duration, want int) *result {
-	var seq atomic.Int64
-	return l.closedFn(ctx, c, d, func() error { return l.post(url, seq.Add(1), want) })
-}
-
-func (l *loadgen) closedFn(ctx context.Context, c int, d time.Duration, fn func() error) *result {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	var mu sync.Mutex
-	r := &result{}
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range c {
-		wg.Go(func() {
-			var lat []time.Duration
-			var n, errs int
-			var last error
-			for ctx.Err() == nil {
-				t0 := time.Now()
-				if err := fn(); err != nil {
-					errs, last = errs+1, err
-					continue
-				}
-				lat = append(lat, time.Since(t0))
-				n++
-			}
-			mu.Lock()
-			r.n, r.errors, r.lat = r.n+n, r.errors+errs, append(r.lat, lat...)
-			if last != nil {
-				r.lastErr = last
-			}
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	r.elapsed = time.Since(start)
-	return r
-}
-
-// open sends writes at a fixed rate for d, each on its own goroutine, and
-// measures each latency from its scheduled start.
-func (l *loadgen) open(ctx context.Context, url string, rate float64, d time.Duration, want int) *result {
-	interval := time.Duration(float64(time.Second) / rate)
-	var mu sync.Mutex
-	r := &result{}
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := int64(0); ; i++ {
-		at := start.Add(time.Duration(i) * interval)
-		if at.Sub(start) >= d || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(time.Until(at))
-		wg.Go(func() {
-			err := l.post(url, i, want)
-			lat := time.Since(at)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				r.errors, r.lastErr = r.errors+1, err
-				return
-			}
-			r.n++
-			r.lat = append(r.lat, lat)
-		})
-	}
-	wg.Wait()
-	r.elapsed = time.Since(start)
-	return r
-}
-
-// startNoop serves the ceiling: the same HTTP stack decoding the body and
-// answering 202, nothing behind it.
-func startNoop() (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var v map[string]any
-		if err := json.NewDecoder(r.Body).Decode(&v); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusAccepted)
-		io.WriteString(w, `{"id":"0190b5a0-0000-7000-8000-000000000000","transaction_id":"0190b5a0-0000-7000-8000-000000000000","state":"queued"}`)
-	}), ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
-}
-
-// startSelf runs this binary's serve on the embedded default in a
-// temporary data dir, with the observatory schema, and waits for it.
-func startSelf(ctx context.Context, stderr io.Writer) (string, func(), error) {
-	self, err := os.Executable()
-	if err != nil {
-		return "", nil, err
-	}
-	dir, err := os.MkdirTemp("", "spool-bench-")
-	if err != nil {
-		return "", nil, err
-	}
-	schema := dir + "/schema.sql"
-	if err := os.WriteFile(schema, []byte(benchSchema), 0o644); err != nil {
-		return "", nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.CommandContext(ctx, self, "serve", "--data-dir", dir, "--listen", addr, "--schema", schema, "--log-level", "warn")
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		return "", nil, err
-	}
-	stop := func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-		os.RemoveAll(dir)
-	}
-	url := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, err := http.Get(url + "/health")
-		if err == nil {
-			res.Body.Close()
-			return url, stop, nil
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", nil, errors.New("bench: spool did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
+		r.print(f)
 	}
 }
-
-// benchSchema is the table the bench writes.
-const benchSchema = `CREATE TABLE IF NOT EXISTS observations (
-    id uuid PRIMARY KEY, target text NOT NULL, telescope text NOT NULL DEFAULT 'main',
-    exposure_s double precision, status text NOT NULL DEFAULT 'planned',
-    started_at timestamptz, finished_at timestamptz, meta jsonb);
-CREATE INDEX IF NOT EXISTS observations_target ON observations (target);`

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
@@ -50,6 +52,7 @@ type serveConfig struct {
 	replicas        []string
 	replicaPoll     time.Duration
 	telemetryLanes  []telemetry.LaneConfig
+	pprofListen     string
 }
 
 // DefaultShutdownTimeout bounds the drain at shutdown: long enough to apply
@@ -92,6 +95,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 		c.telemetryLanes = append(c.telemetryLanes, ls...)
 		return nil
 	})
+	fs.StringVar(&c.pprofListen, "pprof-listen", "", "`address` of a separate listener serving Go's /debug/pprof/ profiles (CPU, heap; spool bench --pprof uses it); keep it on loopback (default: off)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: spool serve [flags]
@@ -229,6 +233,14 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 		stats["telemetry"] = func() any { return tel.Status() }
 	}
 
+	if c.pprofListen != "" {
+		stopPprof, err := startPprof(c.pprofListen, logger)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
+
 	apiServer := api.New(gw, health, api.Config{RateLimit: api.RateLimit{Rate: c.rateLimit, Burst: c.rateBurst}, Stats: stats}, logger)
 	if tel != nil {
 		tel.Routes(apiServer)
@@ -339,6 +351,29 @@ func startTelemetry(ctx context.Context, c *serveConfig, st store.Store, gw *gat
 		return nil, err
 	}
 	return tel, nil
+}
+
+// startPprof serves net/http/pprof on its own listener, apart from the
+// API, so profiles are never reachable where clients are.
+func startPprof(addr string, logger *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--pprof-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Warn("pprof listener", "err", err)
+		}
+	}()
+	logger.Info("pprof serving", "listen", ln.Addr().String())
+	return func() { srv.Close() }, nil
 }
 
 // logHealth is the health of a process without an applier: the log
