@@ -2,7 +2,5 @@ package main
 
 import "context"
 
-func (b *bench) drain(ctx context.Context) error          { return nil }
-func (b *bench) visibility(ctx context.Context) error     { return nil }
 func (b *bench) outageScenario(ctx context.Context) error { return nil }
 func (b *bench) telemetry(ctx context.Context) error      { return nil }

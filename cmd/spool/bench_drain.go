@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/spoolgw/spool/internal/applier"
+)
+
+// drain pre-fills the log with the drain held, releases it and measures
+// rows/s into the database, beside the same number of rows written raw.
+func (b *bench) drain(ctx context.Context) error {
+	be, err := b.env.backend(ctx, "drain")
+	if err != nil {
+		return err
+	}
+	d, err := be.deploy(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer d.stop()
+	if err := d.hold(ctx); err != nil {
+		return err
+	}
+	lg := newLoadgen("drain")
+	var seq atomic.Int64
+	fill := lg.closed(ctx, d.url()+"/v1/tables/observations", 64, b.cfg.duration, http.StatusCreated, &seq)
+	if err := fill.failed("fill the log"); err != nil {
+		return err
+	}
+	n := int(seq.Load())
+	var rate float64
+	proc := d.api
+	if !d.split {
+		proc = nil // the applier's process is profiled only once it runs alone
+	}
+	if err := d.release(ctx); err != nil {
+		return err
+	}
+	if d.split {
+		proc = d.applier
+	}
+	if err := b.prof.around(ctx, proc, "drain", time.Second, func() { rate, err = d.drainRate(ctx, int64(n)) }); err != nil {
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if err := d.verify(ctx, lg.tag, n); err != nil {
+		return err
+	}
+	return b.drainBaselines(ctx, be, n, rate)
+}
+
+// drainRate watches the log's depth once the drain is released: rows/s
+// from the first row gone (the drain has begun) until the log is empty.
+func (d *deployment) drainRate(ctx context.Context, n int64) (float64, error) {
+	deadline := time.Now().Add(5 * time.Minute)
+	var t0 time.Time
+	var d0 int64
+	for time.Now().Before(deadline) {
+		st, err := d.stats(ctx)
+		if err != nil {
+			return 0, err
+		}
+		now := time.Now()
+		if t0.IsZero() && st.Log.Depth < n {
+			t0, d0 = now, st.Log.Depth
+		}
+		if st.Log.Depth == 0 {
+			if d0 == 0 || now.Sub(t0) <= 0 {
+				return 0, fmt.Errorf("the drain of %d rows finished within one poll: fill more (--duration)", n)
+			}
+			return float64(d0) / now.Sub(t0).Seconds(), nil
+		}
+		if err := sleepCtx(ctx, 2*time.Millisecond); err != nil {
+			return 0, err
+		}
+	}
+	return 0, fmt.Errorf("the log did not drain within 5 minutes")
+}
+
+// drainBaselines writes n rows of the same shape raw into a database of
+// the same kind, in batches of the applier's size, each its own
+// transaction; and on PostgreSQL once more in one COPY.
+func (b *bench) drainBaselines(ctx context.Context, be *backend, n int, rate float64) error {
+	db, err := be.baselineDB(ctx, "raw")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	batched, err := rawRate(ctx, db, n, applier.DefaultBatchSize)
+	if err != nil {
+		return err
+	}
+	raw := "multi-row INSERT per 500"
+	if b.env.servers() {
+		raw = "COPY per 500"
+	}
+	b.out.print(figure{Scenario: "drain", Figure: fmt.Sprintf("%d rows drained, rows/s", n), Value: rate, Unit: "1/s", Baseline: raw, BaselineValue: batched})
+	if !b.env.servers() {
+		return nil
+	}
+	if err := db.exec(ctx, "TRUNCATE observations"); err != nil {
+		return err
+	}
+	whole, err := rawRate(ctx, db, n, n)
+	if err != nil {
+		return err
+	}
+	b.out.print(figure{Scenario: "drain", Figure: fmt.Sprintf("%d rows drained, rows/s vs one COPY", n), Value: rate, Unit: "1/s", Baseline: "one COPY of all rows", BaselineValue: whole})
+	return nil
+}
+
+// rawRate writes n rows in transactions of size rows and returns rows/s.
+func rawRate(ctx context.Context, db benchDB, n, size int) (float64, error) {
+	rows := make([]obsRow, n)
+	for i := range rows {
+		rows[i] = obsRowFor("raw", int64(i))
+	}
+	start := time.Now()
+	for i := 0; i < n; i += size {
+		if err := db.bulk(ctx, rows[i:min(n, i+size)]); err != nil {
+			return 0, err
+		}
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
