@@ -25,9 +25,13 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
 
-# spool bench end to end for a few seconds: fails on errors, never on timing.
+# Every spool bench scenario for about a second on the embedded default
+# (~40 s): fails on errors and impossible results (nothing acknowledged,
+# lost writes), never on timing. The same on throwaway Redis + PostgreSQL
+# runs in make test (TestBenchSmokeServers); BENCHMARKS.md has full runs.
 bench-smoke:
-	$(GO) run ./cmd/spool bench ingest read --duration 1s --concurrency 4,64
+	$(GO) run ./cmd/spool bench ingest drain visibility read outage telemetry \
+		--duration 1s --concurrency 64 --outage 3s --telemetry-rate 20000
 
 fmt:
 	gofmt -w .

@@ -5,7 +5,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"os/exec"
+	"strings"
 	"testing"
+
+	"github.com/spoolgw/spool/internal/testservers"
 )
 
 // benchRun runs spool bench with args and returns its figures by
@@ -31,26 +34,59 @@ func benchRun(t *testing.T, args ...string) map[string]figure {
 	return seen
 }
 
-// positive fails t unless the figure exists, is above zero and, when it
-// has a baseline, has a ratio.
-func positive(t *testing.T, seen map[string]figure, name string) {
+// smokeArgs runs every scenario as briefly as it can still measure.
+var smokeArgs = []string{"ingest", "drain", "visibility", "read", "outage", "telemetry",
+	"--duration", "300ms", "--concurrency", "4", "--read-buffered", "0,100",
+	"--outage", "2s", "--sample", "500ms", "--telemetry-rate", "5000"}
+
+// want names figures by prefix and suffix: figures carry their sizes and
+// rates in their names ("drain 2507 rows drained, rows/s").
+type want struct{ prefix, suffix string }
+
+// smokeFigures must exist and be possible in every smoke run.
+var smokeFigures = []want{
+	{"ingest c=4 writes/s", ""}, {"ingest c=4 writes/s vs synchronous", ""}, {"ingest c=4 latency p99", ""},
+	{"ingest open 0.5×max", "latency p99"},
+	{"drain ", "rows drained, rows/s"}, {"visibility ack → applied at ", " p99"},
+	{"read get by id, 0 buffered p99", ""}, {"read get by id, 100 buffered p99", ""}, {"read list of 50, 100 buffered p99", ""},
+	{"outage writes/s over", ""}, {"outage heap at the end", ""}, {"outage log size at the end", ""},
+	{"telemetry rows/s accepted", ""}, {"telemetry rows written in all", ""},
+}
+
+// checkFigures fails t unless every wanted figure exists, is above zero
+// and, when it has a baseline, has a ratio. The bench itself fails on
+// errors and lost writes; timing is never asserted.
+func checkFigures(t *testing.T, seen map[string]figure, wants []want) {
 	t.Helper()
-	f, ok := seen[name]
-	if !ok || f.Value <= 0 || (f.Baseline != "" && (f.BaselineValue <= 0 || f.Ratio <= 0)) {
-		t.Errorf("figure %q missing or impossible: %+v (have %d figures)", name, f, len(seen))
+	for _, w := range wants {
+		found := false
+		for key, f := range seen {
+			if !strings.HasPrefix(key, w.prefix) || !strings.HasSuffix(key, w.suffix) {
+				continue
+			}
+			found = true
+			if f.Value <= 0 || (f.Baseline != "" && (f.BaselineValue <= 0 || f.Ratio <= 0)) {
+				t.Errorf("figure %q impossible: %+v", key, f)
+			}
+		}
+		if !found {
+			t.Errorf("no figure %q…%q among %d", w.prefix, w.suffix, len(seen))
+		}
 	}
 }
 
-// spool bench runs each scenario end to end and prints possible figures
-// (never timing assertions: only that the figures exist and are possible;
-// the bench itself fails on errors and lost writes).
+// spool bench runs every scenario end to end on the embedded default.
 func TestBenchSmoke(t *testing.T) {
 	t.Parallel()
-	seen := benchRun(t, "ingest", "read", "--duration", "300ms", "--concurrency", "4", "--read-buffered", "0,100")
-	for _, name := range []string{
-		"ingest c=4 writes/s", "ingest c=4 writes/s vs synchronous", "ingest c=4 latency p99",
-		"read get by id, 0 buffered p99", "read get by id, 100 buffered p99", "read list of 50, 100 buffered p99",
-	} {
-		positive(t, seen, name)
-	}
+	checkFigures(t, benchRun(t, smokeArgs...), smokeFigures)
+}
+
+// The same on throwaway Redis and PostgreSQL with a replica, which adds
+// the replicated figures and the raw replica lag.
+func TestBenchSmokeServers(t *testing.T) {
+	t.Parallel()
+	testservers.Need(t, serversErr)
+	checkFigures(t, benchRun(t, append(smokeArgs, "--servers")...), append(smokeFigures,
+		want{"visibility ack → replicated at ", " p99"}, want{"visibility applied → replicated at ", " p99"},
+		want{"drain ", "rows/s vs one COPY"}))
 }
