@@ -43,6 +43,7 @@ type serveConfig struct {
 	tables          string
 	batchSize       int
 	batchTimeout    time.Duration
+	applyTimeout    time.Duration
 	shutdownTimeout time.Duration
 	logLevel        string
 	highMark        int64
@@ -73,6 +74,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.StringVar(&c.tables, "tables", "", "comma-separated `tables` clients may use (default: every user table)")
 	fs.IntVar(&c.batchSize, "batch-size", applier.DefaultBatchSize, "most transactions applied in one database transaction")
 	fs.DurationVar(&c.batchTimeout, "batch-timeout", applier.DefaultBatchTimeout, "how long a partial batch waits for more after its first transaction")
+	fs.DurationVar(&c.applyTimeout, "apply-timeout", applier.DefaultAttemptTimeout, "how long one attempt at a batch may take before it is cut off and retried (a database that stopped answering)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long shutdown waits to drain the log into the database")
 	fs.Int64Var(&c.highMark, "log-high-mark", 0, "`bytes` of buffered log over which writes get 503 until it drains below --log-low-mark (0: no limit)")
 	fs.Int64Var(&c.lowMark, "log-low-mark", 0, "`bytes` below which intake resumes after --log-high-mark (default: 80% of the high mark)")
@@ -201,12 +203,12 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	var health api.Health = logHealth{lg}
 	var ap *applier.Applier
 	if c.role != roleAPI {
-		ap, err = applier.New(applier.Config{BatchSize: c.batchSize, BatchTimeout: c.batchTimeout, LogName: c.logName, Lease: lease}, lg, st, gw, logger)
+		ap, err = applier.New(applier.Config{BatchSize: c.batchSize, BatchTimeout: c.batchTimeout, AttemptTimeout: c.applyTimeout, LogName: c.logName, Lease: lease}, lg, st, gw, logger)
 		if err != nil {
 			return err
 		}
 		gw.SetApplier(ap)
-		health = ap
+		health = api.WithChecks(ap, logHealth{lg}.Healthy)
 		if len(replicas) > 0 {
 			w, err := startWatcher(ctx, c, st, replicas, gw, logger)
 			if err != nil {
@@ -214,7 +216,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 			}
 			defer w.Stop()
 			gw.SetReplication(w)
-			health = api.WithChecks(ap, func(context.Context) error { return w.Degraded() })
+			health = api.WithChecks(health, func(context.Context) error { return w.Degraded() })
 			stats["replication"] = func() any { return w.Status() }
 		}
 		// The applier runs on its own context: a signal stops intake
@@ -376,11 +378,20 @@ func startPprof(addr string, logger *slog.Logger) (stop func(), err error) {
 	return func() { srv.Close() }, nil
 }
 
-// logHealth is the health of a process without an applier: the log
-// answers.
+// logHealth is the health of the log, and of a process without an
+// applier: the log answers, and takes appends.
 type logHealth struct{ lg txlog.Log }
 
+// failing is a log that knows why its appends fail (the local log: it
+// failed, or the disk is full).
+type failing interface{ Err() error }
+
 func (h logHealth) Healthy(ctx context.Context) error {
+	if f, ok := h.lg.(failing); ok {
+		if err := f.Err(); err != nil {
+			return fmt.Errorf("log refuses writes: %w", err)
+		}
+	}
 	if _, err := h.lg.Stats(ctx); err != nil {
 		return fmt.Errorf("log unavailable: %w", err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -70,7 +71,9 @@ func TestNetworkFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, proxied := throughProxy(t, db, proxy.Listen)
-	p := startArgs(t, "--data-dir", t.TempDir(), "--database", proxied)
+	// Attempts cut off after 2 s: the black hole must show as an applier
+	// backing off, not as one attempt hanging for as long as it lasts.
+	p := startArgs(t, "--data-dir", t.TempDir(), "--database", proxied, "--apply-timeout", "2s")
 
 	ctx := context.Background()
 	direct, err := pgx.Connect(ctx, db) // the test's own view, around the proxy
@@ -98,19 +101,21 @@ func TestNetworkFaults(t *testing.T) {
 	phases := []struct {
 		name   string
 		toxics []toxic
+		cutOff bool // attempts hang: the applier must cut them off
 	}{
 		{"latency 100±50 ms each way", []toxic{
 			{"slow-up", "latency", "upstream", toxiclient.Attributes{"latency": 100, "jitter": 50}},
 			{"slow-down", "latency", "downstream", toxiclient.Attributes{"latency": 100, "jitter": 50}},
-		}},
+		}, false},
 		{"reset_peer: every connection reset as data arrives", []toxic{
 			{"reset", "reset_peer", "upstream", toxiclient.Attributes{"timeout": 0}},
-		}},
+		}, false},
 		{"timeout 0: every byte swallowed, connections held open", []toxic{
 			{"blackhole", "timeout", "upstream", toxiclient.Attributes{"timeout": 0}},
-		}},
+		}, true},
 	}
 	const phaseLength = 5 * time.Second
+	hc := &http.Client{Timeout: 5 * time.Second}
 	type window struct {
 		name     string
 		from, to time.Time
@@ -125,7 +130,15 @@ func TestNetworkFaults(t *testing.T) {
 		}
 		w := window{name: ph.name, from: time.Now()}
 		a0 := applied()
-		time.Sleep(phaseLength)
+		if ph.cutOff {
+			// A hung attempt shows on /readyz as an applier backing
+			// off, within the attempt timeout and one backoff.
+			waitFor(t, phaseLength, "/readyz to show the hung attempt cut off", func() bool {
+				status, body, err := getJSON(hc, p.url+"/readyz")
+				return err == nil && status == http.StatusServiceUnavailable && strings.Contains(fmt.Sprint(body), "cut off")
+			})
+		}
+		time.Sleep(time.Until(w.from.Add(phaseLength)))
 		for _, tx := range ph.toxics {
 			if err := proxy.RemoveToxic(tx.name); err != nil {
 				t.Fatalf("remove toxic %s: %v", tx.name, err)
@@ -135,7 +148,6 @@ func TestNetworkFaults(t *testing.T) {
 		windows = append(windows, w)
 	}
 	healed := time.Now()
-	hc := &http.Client{Timeout: 5 * time.Second}
 	waitFor(t, 60*time.Second, "/readyz 200 after the toxics are removed", func() bool {
 		status, _, err := getJSON(hc, p.url+"/readyz")
 		return err == nil && status == http.StatusOK

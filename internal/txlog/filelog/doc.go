@@ -41,11 +41,20 @@
 // themselves. An Append honours its context while it is queued; once the
 // writer has taken it, it is written and synced whatever the context does.
 //
-// A failed write or sync is fatal: the log never retries it (after a failed
-// fsync the page cache's state is unknown), every later Append fails with
-// an error wrapping ErrFailed, and the log must be closed and reopened,
-// which rereads what is really on disk. Claim, Ack and Pending go on
-// serving the entries that were durable before the failure.
+// A failed sync is fatal, and so is a failed write for any reason but a
+// full disk: the log never retries it (after a failed fsync the page
+// cache's state is unknown), every later Append fails with an error
+// wrapping ErrFailed, and the log must be closed and reopened, which
+// rereads what is really on disk. Claim, Ack and Pending go on serving the
+// entries that were durable before the failure.
+//
+// A write that fails with ENOSPC (or EDQUOT) is undone instead: the
+// segment is truncated back to its synced size and the truncation synced.
+// Only that group fails, with an error wrapping ErrNoSpace, and the next
+// group reuses its sequence numbers, so appends succeed again as soon as
+// there is space. If the truncation or its sync fails, the log fails as
+// above. Err reports a full disk for a few seconds after each refusal, for
+// readiness probes.
 //
 // # Claim and Ack
 //
