@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -106,6 +107,14 @@ func TestRedisRestart(t *testing.T) {
 		if status != http.StatusServiceUnavailable {
 			t.Errorf("%d writes answered %d (0: no answer); every refusal must be a 503 (errors %q)\n%s", n, status, all.errs, logLines(api, "request failed", 3))
 		}
+	}
+	// Logged once per outage and once per recovery, not once per refusal.
+	refusedLines := strings.Count(api.stderr.String(), "write refused")
+	recoveredLines := strings.Count(api.stderr.String(), "writes accepted again")
+	t.Logf("the api's log: %d refusal lines, %d recovery lines, for %d refused writes", refusedLines, recoveredLines, all.byStatus[http.StatusServiceUnavailable])
+	if refusedLines > len(outages) || recoveredLines < len(outages) {
+		t.Errorf("the api logged %d refusals and %d recoveries for %d outages; want at most one refusal line (the rest summarised) and one recovery line each\n%s",
+			refusedLines, recoveredLines, len(outages), logLines(api, "refused", 10))
 	}
 	if all.slowest > redisDownAnswerBound {
 		t.Errorf("a write waited %v for its answer; want at most %v", all.slowest, redisDownAnswerBound)

@@ -53,6 +53,7 @@ type Server struct {
 	limiter *limiter
 	extra   map[string]func() any
 	start   time.Time
+	refused refusals
 }
 
 // New returns the API over a gateway.
@@ -61,6 +62,7 @@ func New(gw *gateway.Gateway, health Health, cfg Config, logger *slog.Logger) *S
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{gw: gw, health: health, logger: logger, mux: http.NewServeMux(), start: time.Now(), limiter: newLimiter(cfg.RateLimit), extra: cfg.Stats}
+	s.refused.logger = logger
 	s.routes()
 	return s
 }
@@ -119,6 +121,9 @@ func (s *Server) wrap(fn handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		err := fn(w, r)
 		if err == nil {
+			if r.Method != http.MethodGet {
+				s.refused.accepted()
+			}
 			return
 		}
 		body := map[string]any{}
@@ -150,7 +155,7 @@ func (s *Server) wrap(fn handlerFunc) http.Handler {
 		case errors.Is(err, gateway.ErrUnavailable):
 			status, body["error"] = http.StatusServiceUnavailable, "spool cannot store writes right now; retry later"
 			w.Header().Set("Retry-After", "1")
-			s.logger.Error("write refused", "path", r.URL.Path, "err", err)
+			s.refused.refused(r.URL.Path, err)
 		case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 			return // the client went away
 		default:
