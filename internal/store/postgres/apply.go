@@ -180,6 +180,10 @@ type batchRun struct {
 	// held is set while the savepoint of the last transaction the slow
 	// path applied is still open.
 	held bool
+	// facts says, on the fast path, which tables writes may be coalesced
+	// in (see coalesce); rules caches what it makes of each.
+	facts map[string]mergeFact
+	rules map[string]*store.MergeRules
 }
 
 // settle reads the results of the pipeline in flight, if any, and returns
@@ -225,9 +229,16 @@ func (b *batchRun) start(ctx context.Context, batch []*txn.Transaction) (finish 
 		pb.Queue(sqlFence, log, token)
 	}
 	pb.Queue(sqlLookup, idList)
+	coalescing := !b.slow && !b.s.noCoalesce
+	if coalescing {
+		pb.Queue(sqlMergeFacts)
+	}
 	br := b.c.SendBatch(ctx, pb)
 	return func() error {
 		err := b.readStart(br, fenced)
+		if err == nil && coalescing {
+			b.facts, err = readMergeFacts(br)
+		}
 		if closeErr := br.Close(); err == nil && closeErr != nil {
 			err = fmt.Errorf("look up earlier runs: %w", closeErr)
 		}
@@ -323,10 +334,13 @@ func (b *batchRun) judge(t *txn.Transaction, o *store.Outcome) (verdict, error) 
 // transactions earlier runs applied or dead-lettered; the database works on
 // it while the operations are turned into statements. The second records
 // the ids of the transactions to run in spool_applied and holds every
-// statement of every transaction, neighbouring inserts of one shape merged
-// (see merge), and the dead letters of the transactions the gate refused.
+// statement of every transaction, successive writes to one row coalesced
+// into one statement (see coalesce and store.Coalesce), neighbouring
+// inserts of one shape merged (see merge), and the dead letters of the
+// transactions the gate refused.
 //
-// If any statement fails, an update or delete finds no row, an operation
+// If any statement fails (a coalesced one included), an update or delete
+// finds no row, an operation
 // cannot be turned into a statement (an unknown table), or another applier
 // recorded one of the ids meanwhile, the slow path takes over: it runs the
 // transactions one by one, and tells the gate of each failure before it is
@@ -360,7 +374,9 @@ func (b *batchRun) runFast(ctx context.Context, batch []*txn.Transaction) ([]sto
 
 	out := make([]store.Outcome, len(batch))
 	var (
-		stmts []stmt
+		ops   []txn.Operation // of the transactions to run, in log order
+		opSts []stmt          // the statement of each of ops
+		own   []stmt          // spool's: dead letters of refusals, retry links
 		ids   []any
 	)
 	for i, t := range batch {
@@ -373,13 +389,22 @@ func (b *batchRun) runFast(ctx context.Context, batch []*txn.Transaction) ([]sto
 			if err != nil {
 				return nil, err
 			}
-			stmts = append(append(stmts, st), markRetried(t)...)
+			own = append(append(own, st), markRetried(t)...)
 			continue
 		}
-		stmts = append(append(stmts, plans[i]...), markRetried(t)...)
+		ops = append(ops, t.Operations...)
+		opSts = append(opSts, plans[i]...)
+		own = append(own, markRetried(t)...)
 		b.applied[t.ID] = true
 		ids = append(ids, t.ID)
 	}
+	// Only transactions that run contribute operations to the coalesced
+	// plan: duplicates and refusals are settled above.
+	stmts, err := b.coalesce(ctx, ops, opSts)
+	if err != nil {
+		return nil, err
+	}
+	stmts = append(stmts, own...)
 	if len(ids) > 0 {
 		list, err := arrayLiteral(schema.UUID, ids)
 		if err != nil {

@@ -23,7 +23,10 @@
 // dead-lettered; while the database works on it, the operations are turned
 // into statements. The second records the ids of the transactions to run
 // in spool_applied with one statement, and holds every statement of every
-// transaction, in log order, with each run of neighbouring inserts into one
+// transaction, in log order, with successive writes to one row of a table
+// without cross-row constraints coalesced into one statement
+// (store.Coalesce; the facts it needs, sqlMergeFacts, are read in the
+// first pipeline), and each run of neighbouring inserts into one
 // table with the same columns merged into one INSERT … SELECT FROM
 // unnest($1::type[], …) of one array per column: a drain of single-row
 // inserts costs the database two statements per batch, not one per row.

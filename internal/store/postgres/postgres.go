@@ -49,6 +49,8 @@ type Store struct {
 	// stale is set when the database said a table or column does not
 	// exist: the next lookup reads the catalog again.
 	stale atomic.Bool
+	// noCoalesce turns write coalescing off (the benchmark's baseline).
+	noCoalesce bool
 
 	closeOnce sync.Once
 }

@@ -31,8 +31,11 @@ const (
 	sqlRollback    = `rollback to spool_tx`
 )
 
-// ApplyBatch applies the batch in one BEGIN IMMEDIATE transaction, each
-// transaction in a savepoint of its own; see store.Store.
+// ApplyBatch applies the batch in one BEGIN IMMEDIATE transaction; see
+// store.Store. It first runs the whole batch at once with successive writes
+// to one row coalesced (runCoalesced); if any statement fails permanently,
+// that is rolled back and the batch runs again with each transaction in a
+// savepoint of its own, so that only the failing ones are dead-lettered.
 func (s *Store) ApplyBatch(ctx context.Context, batch []*txn.Transaction, gate store.Gate) ([]store.Outcome, error) {
 	outcomes := make([]store.Outcome, len(batch))
 	if len(batch) == 0 {
@@ -57,9 +60,17 @@ func (s *Store) ApplyBatch(ctx context.Context, batch []*txn.Transaction, gate s
 	if err := b.lookup(ctx, batch); err != nil {
 		return nil, fmt.Errorf("apply batch: look up earlier runs: %w", err)
 	}
-	for i, t := range batch {
-		if outcomes[i], err = b.apply(ctx, t); err != nil {
-			return nil, fmt.Errorf("apply batch: transaction %s: %w", t.ID, err)
+	out, ok, err := b.runCoalesced(ctx, batch)
+	if err != nil {
+		return nil, fmt.Errorf("apply batch: %w", err)
+	}
+	if ok {
+		outcomes = out
+	} else {
+		for i, t := range batch {
+			if outcomes[i], err = b.apply(ctx, t); err != nil {
+				return nil, fmt.Errorf("apply batch: transaction %s: %w", t.ID, err)
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -119,23 +130,8 @@ func (b *batchRun) exec(ctx context.Context, text string, args ...any) (sql.Resu
 // apply runs one transaction. A returned error is transient and fails the
 // batch; a permanent failure is the Outcome's Err.
 func (b *batchRun) apply(ctx context.Context, t *txn.Transaction) (store.Outcome, error) {
-	if b.applied[t.ID] {
-		return store.Outcome{Duplicate: true}, nil
-	}
-	if prior := b.dead[t.ID]; prior != nil {
-		// Dead-lettered by an earlier run whose log ack was lost: its fate is
-		// decided; running it again could apply what was reported failed.
-		b.failed(t, prior)
-		return store.Outcome{Err: prior}, nil
-	}
-	if b.gate != nil {
-		if reason := b.gate.Admit(t); reason != nil {
-			if err := b.deadLetter(ctx, t, reason, ""); err != nil {
-				return store.Outcome{}, err
-			}
-			b.failed(t, reason)
-			return store.Outcome{Err: reason}, nil
-		}
+	if o, run, err := b.judge(ctx, t); err != nil || !run {
+		return o, err
 	}
 	if _, err := b.exec(ctx, sqlSavepoint); err != nil {
 		return store.Outcome{}, fmt.Errorf("savepoint: %w", err)
@@ -161,19 +157,52 @@ func (b *batchRun) apply(ctx context.Context, t *txn.Transaction) (store.Outcome
 		b.failed(t, ae)
 		return store.Outcome{Err: ae}, nil
 	}
-	if _, err := b.exec(ctx, sqlMarkApplied, t.ID, b.now); err != nil {
-		return store.Outcome{}, fmt.Errorf("record applied: %w", err)
-	}
-	if t.RetryOf != "" {
-		if _, err := b.exec(ctx, sqlMarkRetried, t.ID, t.RetryOf); err != nil {
-			return store.Outcome{}, fmt.Errorf("record retry: %w", err)
-		}
+	if err := b.recordApplied(ctx, t); err != nil {
+		return store.Outcome{}, err
 	}
 	b.applied[t.ID] = true
 	if _, err := b.exec(ctx, sqlRelease); err != nil {
 		return store.Outcome{}, fmt.Errorf("release savepoint: %w", err)
 	}
 	return store.Outcome{}, nil
+}
+
+// recordApplied records t in spool_applied, and links the dead letter it
+// retries to it.
+func (b *batchRun) recordApplied(ctx context.Context, t *txn.Transaction) error {
+	if _, err := b.exec(ctx, sqlMarkApplied, t.ID, b.now); err != nil {
+		return fmt.Errorf("record applied: %w", err)
+	}
+	if t.RetryOf != "" {
+		if _, err := b.exec(ctx, sqlMarkRetried, t.ID, t.RetryOf); err != nil {
+			return fmt.Errorf("record retry: %w", err)
+		}
+	}
+	return nil
+}
+
+// judge consults earlier runs and the gate about t: run is true if t is to
+// run; otherwise o is its outcome, and a refusal is dead-lettered.
+func (b *batchRun) judge(ctx context.Context, t *txn.Transaction) (o store.Outcome, run bool, err error) {
+	if b.applied[t.ID] {
+		return store.Outcome{Duplicate: true}, false, nil
+	}
+	if prior := b.dead[t.ID]; prior != nil {
+		// Dead-lettered by an earlier run whose log ack was lost: its fate is
+		// decided; running it again could apply what was reported failed.
+		b.failed(t, prior)
+		return store.Outcome{Err: prior}, false, nil
+	}
+	if b.gate != nil {
+		if reason := b.gate.Admit(t); reason != nil {
+			if err := b.deadLetter(ctx, t, reason, ""); err != nil {
+				return store.Outcome{}, false, err
+			}
+			b.failed(t, reason)
+			return store.Outcome{Err: reason}, false, nil
+		}
+	}
+	return store.Outcome{}, true, nil
 }
 
 func (b *batchRun) failed(t *txn.Transaction, err error) {

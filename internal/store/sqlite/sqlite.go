@@ -46,6 +46,8 @@ type Store struct {
 	writeMu sync.Mutex
 
 	cat atomic.Pointer[schema.Catalog]
+	// noCoalesce turns write coalescing off (the benchmark's baseline).
+	noCoalesce bool
 
 	closeOnce sync.Once
 	closeErr  error

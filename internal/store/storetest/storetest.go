@@ -62,6 +62,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Fencing", testFencing},
 		{"DeadLetterReplay", testDeadLetterReplay},
 		{"Transient", testTransient},
+		{"Coalescing", testCoalescing},
+		{"CoalescedPoison", testCoalescedPoison},
 		{"Get", testGet},
 		{"Query", testQuery},
 		{"QueryOrder", testQueryOrder},

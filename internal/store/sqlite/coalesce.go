@@ -1,0 +1,173 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// The savepoint of the coalesced run, apart from each transaction's.
+const (
+	sqlBatchSavepoint = `savepoint spool_batch`
+	sqlBatchRelease   = `release spool_batch`
+	sqlBatchRollback  = `rollback to spool_batch`
+)
+
+// runCoalesced runs the batch in one savepoint: the transactions to run
+// (see judge) have their operations coalesced (store.Coalesce) and their
+// ids recorded. ok is false if a statement failed permanently: the
+// savepoint is rolled back, what the run learnt of the batch is forgotten,
+// and the caller runs the transactions one by one. A returned error is
+// transient.
+func (b *batchRun) runCoalesced(ctx context.Context, batch []*txn.Transaction) (out []store.Outcome, ok bool, err error) {
+	rules, err := b.mergeRules(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("read merge rules: %w", err)
+	}
+	if _, err := b.exec(ctx, sqlBatchSavepoint); err != nil {
+		return nil, false, fmt.Errorf("savepoint: %w", err)
+	}
+	applied, dead := maps.Clone(b.applied), maps.Clone(b.dead)
+	out = make([]store.Outcome, len(batch))
+	var (
+		ops  []txn.Operation
+		from []int // the index in its transaction of each of ops
+		run  []*txn.Transaction
+	)
+	for i, t := range batch {
+		o, runIt, err := b.judge(ctx, t)
+		if err != nil {
+			return nil, false, fmt.Errorf("transaction %s: %w", t.ID, err)
+		}
+		out[i] = o
+		if !runIt {
+			continue
+		}
+		b.applied[t.ID] = true // a second copy is a duplicate
+		run = append(run, t)
+		for k, op := range t.Operations {
+			ops = append(ops, op)
+			from = append(from, k)
+		}
+	}
+	plan := uncoalesced(ops)
+	if !b.s.noCoalesce {
+		plan = store.Coalesce(ops, rules)
+	}
+	for _, m := range plan {
+		err := b.op(ctx, from[m.Steps[0]], m.Op)
+		var ae *store.ApplyError
+		if errors.As(err, &ae) {
+			if _, err := b.exec(ctx, sqlBatchRollback); err != nil {
+				return nil, false, fmt.Errorf("roll back to savepoint: %w", err)
+			}
+			if _, err := b.exec(ctx, sqlBatchRelease); err != nil {
+				return nil, false, fmt.Errorf("release savepoint: %w", err)
+			}
+			b.applied, b.dead = applied, dead
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	for _, t := range run {
+		if err := b.recordApplied(ctx, t); err != nil {
+			return nil, false, fmt.Errorf("transaction %s: %w", t.ID, err)
+		}
+	}
+	if _, err := b.exec(ctx, sqlBatchRelease); err != nil {
+		return nil, false, fmt.Errorf("release savepoint: %w", err)
+	}
+	return out, true, nil
+}
+
+// uncoalesced is the plan that runs every operation as written: the
+// benchmark's baseline.
+func uncoalesced(ops []txn.Operation) []store.Merged {
+	plan := make([]store.Merged, len(ops))
+	for i, op := range ops {
+		plan[i] = store.Merged{Op: op, Steps: []int{i}}
+	}
+	return plan
+}
+
+// mergeRules reads, in the batch's transaction, what decides whether
+// writes to a table may be coalesced (see store.MergeRules). It reads the
+// schema's SQL text and errs on the safe side: a table whose definition
+// mentions a CHECK, UNIQUE, REFERENCES or FOREIGN KEY anywhere (a column
+// named "checked" too), that has a unique index, or whose name appears in
+// another table's definition that holds REFERENCES, is not mergeable; a
+// table with a trigger, and a virtual table, is a barrier.
+func (b *batchRun) mergeRules(ctx context.Context) (func(string) *store.MergeRules, error) {
+	rows, err := b.tx.QueryContext(ctx, `select type, tbl_name, coalesce(sql, '') from sqlite_master where type in ('table', 'index', 'trigger')`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var (
+		defs    = make(map[string]string) // table → its SQL, lower case
+		bound   = make(map[string]bool)
+		barrier = make(map[string]bool)
+	)
+	for rows.Next() {
+		var typ, table, text string
+		if err := rows.Scan(&typ, &table, &text); err != nil {
+			return nil, err
+		}
+		text = strings.ToLower(text)
+		switch typ {
+		case "table":
+			defs[table] = text
+			barrier[table] = barrier[table] || strings.HasPrefix(text, "create virtual")
+		case "index":
+			bound[table] = bound[table] || strings.Contains(text, "unique")
+		case "trigger":
+			barrier[table] = true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for name, text := range defs {
+		for _, word := range []string{"check", "unique", "references", "foreign"} {
+			bound[name] = bound[name] || strings.Contains(text, word)
+		}
+		if strings.Contains(text, "references") {
+			for other := range defs {
+				bound[other] = bound[other] || strings.Contains(text, strings.ToLower(other))
+			}
+		}
+	}
+	cache := make(map[string]*store.MergeRules)
+	return func(name string) *store.MergeRules {
+		if r, ok := cache[name]; ok {
+			return r
+		}
+		var r *store.MergeRules
+		if _, known := defs[name]; known {
+			if cat := b.s.cat.Load(); cat != nil {
+				if t, err := cat.Table(name); err == nil {
+					r = &store.MergeRules{Table: t, Mergeable: !bound[name] && !barrier[name], Barrier: barrier[name], Fits: fits}
+				}
+			}
+		}
+		cache[name] = r
+		return r
+	}, nil
+}
+
+// fits reports whether SQLite takes v in column c: a column's type refuses
+// nothing (outside STRICT tables, and a value normalised to the column's
+// kind fits a STRICT one), so only a value that cannot be bound may fail,
+// and is never overwritten unseen.
+func fits(c *schema.Column, v any) bool {
+	_, err := bindColumn(c, v)
+	return err == nil
+}
