@@ -184,22 +184,7 @@ func checkPostgres(t *testing.T, db string, w *writer) {
 	if applied != len(w.txns) {
 		t.Errorf("%d of %d acknowledged transactions in spool_applied", applied, len(w.txns))
 	}
-	rows, err := conn.Query(ctx, "select id::text, exposure_s from observations where target = 'cluster'")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for rows.Next() {
-		var id string
-		var v float64
-		if err := rows.Scan(&id, &v); err != nil {
-			t.Fatal(err)
-		}
-		got[id] = v
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	got := exposures(t, conn, "target = 'cluster'")
 	wrong := 0
 	for id, v := range w.final {
 		if g, ok := got[id]; !ok || g != float64(v) {

@@ -83,13 +83,7 @@ func TestCrashLoopRedisPostgres(t *testing.T) {
 	}
 	p := startArgs(t, args...)
 	waitDrained(t, p)
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-p.done; err != nil {
-		t.Fatalf("spool exited with %v after SIGTERM\n%s", err, p.stderr)
-	}
-	p.done <- nil
+	p.stop(t)
 	all := l.tally(time.Time{}, time.Time{})
 	t.Logf("%d rounds, %d of them killed while applying; requests: %v", rounds, killedApplying, all)
 	if killedApplying == 0 {

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -89,11 +88,7 @@ func TestDiskFull(t *testing.T) {
 		t.Errorf("/readyz after space returned: %d %s, want 200", ready, body)
 	}
 	waitDrained(t, p)
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	<-p.done
-	p.done <- nil
+	p.stop(t)
 
 	all := l.tally(time.Time{}, time.Time{})
 	for status, n := range all.byStatus {

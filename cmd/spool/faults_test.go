@@ -267,22 +267,7 @@ func (l *rowLoad) checkRows(t *testing.T, db string) figures {
 	f.duplicated = q("select count(*) from (select txn_id from spool_applied group by txn_id having count(*) > 1) d") +
 		q("select count(*) from (select target from observations where target like $1 group by target having count(*) > 1) d", l.tag+"-%") +
 		(len(l.txns) - distinct)
-	rows, err := conn.Query(ctx, "select id::text, exposure_s from observations where target like $1", l.tag+"-%")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for rows.Next() {
-		var id string
-		var v float64
-		if err := rows.Scan(&id, &v); err != nil {
-			t.Fatal(err)
-		}
-		got[id] = v
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	got := exposures(t, conn, "target like $1", l.tag+"-%")
 	for id, v := range l.final {
 		g, ok := got[id]
 		if !ok {
@@ -337,6 +322,28 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 }
 
 // logLines returns the first n lines of p's log that hold text.
+// exposures reads exposure_s of the observations matching where, by id.
+func exposures(t *testing.T, conn *pgx.Conn, where string, args ...any) map[string]float64 {
+	t.Helper()
+	rows, err := conn.Query(t.Context(), "select id::text, exposure_s from observations where "+where, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for rows.Next() {
+		var id string
+		var v float64
+		if err := rows.Scan(&id, &v); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = v
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 func logLines(p *proc, text string, n int) string {
 	var out []string
 	for line := range strings.Lines(p.stderr.String()) {

@@ -105,6 +105,20 @@ type proc struct {
 	done   chan error
 }
 
+// stop sends SIGTERM and waits for a clean exit: intake stopped, the log
+// drained, everything closed.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := <-p.done
+	p.done <- nil
+	if err != nil {
+		t.Fatalf("spool exited with %v after SIGTERM\n%s", err, p.stderr)
+	}
+}
+
 func start(t *testing.T, dataDir string, extra ...string) *proc {
 	t.Helper()
 	return startArgs(t, append([]string{"--data-dir", dataDir, "--schema", "../../examples/observatory.sql"}, extra...)...)
@@ -234,13 +248,7 @@ func TestCrashLoop(t *testing.T) {
 	}
 	p := start(t, dir)
 	waitDrained(t, p)
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-p.done; err != nil {
-		t.Fatalf("spool exited with %v after SIGTERM\n%s", err, p.stderr)
-	}
-	p.done <- nil
+	p.stop(t)
 	checkApplied(t, filepath.Join(dir, "spool.db"), acked)
 }
 
@@ -289,13 +297,7 @@ func TestGracefulShutdownDrains(t *testing.T) {
 	got := make(chan []ack)
 	go func() { got <- load(p.url, 8, 0, stop) }()
 	time.Sleep(300 * time.Millisecond)
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-p.done; err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr)
-	}
-	p.done <- nil
+	p.stop(t)
 	close(stop)
 	acked := <-got
 	if !strings.Contains(p.stderr.String(), "spool stopped") {

@@ -55,10 +55,11 @@ func throughProxy(t *testing.T, db, addr string) (upstream, proxied string) {
 
 // TestNetworkFaults puts Toxiproxy between spool (local log) and its
 // PostgreSQL and, while a steady load of inserts and updates flows, makes
-// the network slow (latency), then reset every connection (reset_peer),
-// then swallow every byte (timeout: a black hole), one after the other.
-// Every write is answered 2xx throughout; once the toxics are removed
-// everything is applied, once, in order, and nothing is dead-lettered.
+// the network slow (latency), then swallow every byte (timeout: a black
+// hole, where the applier must cut off its hung attempts), then reset
+// every connection (reset_peer), one after the other. Every write is
+// answered 2xx throughout; once the toxics are removed everything is
+// applied, once, in order, and nothing is dead-lettered.
 func TestNetworkFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("network faults run real processes")
@@ -107,12 +108,12 @@ func TestNetworkFaults(t *testing.T) {
 			{"slow-up", "latency", "upstream", toxiclient.Attributes{"latency": 100, "jitter": 50}},
 			{"slow-down", "latency", "downstream", toxiclient.Attributes{"latency": 100, "jitter": 50}},
 		}, false},
-		{"reset_peer: every connection reset as data arrives", []toxic{
-			{"reset", "reset_peer", "upstream", toxiclient.Attributes{"timeout": 0}},
-		}, false},
 		{"timeout 0: every byte swallowed, connections held open", []toxic{
 			{"blackhole", "timeout", "upstream", toxiclient.Attributes{"timeout": 0}},
 		}, true},
+		{"reset_peer: every connection reset as data arrives", []toxic{
+			{"reset", "reset_peer", "upstream", toxiclient.Attributes{"timeout": 0}},
+		}, false},
 	}
 	const phaseLength = 5 * time.Second
 	hc := &http.Client{Timeout: 5 * time.Second}
@@ -133,7 +134,9 @@ func TestNetworkFaults(t *testing.T) {
 		if ph.cutOff {
 			// A hung attempt shows on /readyz as an applier backing
 			// off, within the attempt timeout and one backoff.
-			waitFor(t, phaseLength, "/readyz to show the hung attempt cut off", func() bool {
+			// It comes right after a phase that applied, so the
+			// applier is not already waiting out a long backoff.
+			waitFor(t, 3*phaseLength, "/readyz to show the hung attempt cut off", func() bool {
 				status, body, err := getJSON(hc, p.url+"/readyz")
 				return err == nil && status == http.StatusServiceUnavailable && strings.Contains(fmt.Sprint(body), "cut off")
 			})
