@@ -75,10 +75,7 @@ func (r *Reader) List(ctx context.Context, q *Query, merge bool) ([]schema.Row, 
 			return nil, "", fmt.Errorf("read overlay %s: %w", q.Table.Name, err)
 		}
 	}
-	// Rows the overlay changes may drop out of the database's page, so
-	// ask for as many more as the overlay touches.
-	limit := q.Limit + len(pending)
-	dbRows, err := r.DB.Query(ctx, q, limit)
+	dbRows, err := r.page(ctx, q, pending)
 	if err != nil {
 		return nil, "", fmt.Errorf("list %s: %w", q.Table.Name, err)
 	}
@@ -137,6 +134,41 @@ func (r *Reader) List(ctx context.Context, q *Query, merge bool) ([]schema.Row, 
 		src = FromOverlay
 	}
 	return rows, src, nil
+}
+
+// page reads the database's rows for q: enough of them that q.Limit rows
+// the overlay does not touch are among them, or all there are. Only those
+// decide which database rows make the result; rows the overlay touches
+// are merged and judged apart. Pending changes that start with an insert
+// seldom touch a database row, so they are not asked for up front: a
+// backlog of new rows does not make every list read that many more rows.
+// If the page turns out to hold too few untouched rows, it is read again,
+// larger.
+func (r *Reader) page(ctx context.Context, q *Query, pending map[string]overlay.Pending) ([]schema.Row, error) {
+	extra := 0
+	for _, p := range pending {
+		if p[0].Kind != txn.Insert {
+			extra++
+		}
+	}
+	key := q.Table.Key.Name
+	for {
+		limit := q.Limit + extra
+		rows, err := r.DB.Query(ctx, q, limit)
+		if err != nil || len(rows) < limit || len(pending) == 0 {
+			return rows, err
+		}
+		touched := 0
+		for _, row := range rows {
+			if _, ok := pending[schema.KeyText(row[key])]; ok {
+				touched++
+			}
+		}
+		if touched <= extra {
+			return rows, nil
+		}
+		extra = touched
+	}
 }
 
 // complete gives a row every column of its table, null where it has none
