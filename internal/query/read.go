@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/spoolgw/spool/internal/overlay"
@@ -86,21 +87,20 @@ func (r *Reader) List(ctx context.Context, q *Query, merge bool) ([]schema.Row, 
 		return dbRows[:min(len(dbRows), q.Limit)], FromDatabase, nil
 	}
 	key := q.Table.Key.Name
-	rows := make([]schema.Row, 0, len(dbRows)+len(pending))
-	touched := make(map[string]bool, len(pending))
-	for k := range pending {
-		touched[k] = true
-	}
+	// Candidates are merged rows that match; a row of a lone pending
+	// insert is its insert's values, shared with the overlay until it
+	// makes the page (most of a backlog does not), then copied.
+	cands := make([]candidate, 0, min(len(dbRows)+len(pending), 4*q.Limit))
 	for _, row := range dbRows {
 		k := schema.KeyText(row[key])
 		p, ok := pending[k]
 		if !ok {
-			rows = append(rows, row)
+			cands = append(cands, candidate{row: row})
 			continue
 		}
 		delete(pending, k)
 		if merged, exists := p.Apply(row); exists && q.Match(merged) {
-			rows = append(rows, merged)
+			cands = append(cands, candidate{row: merged, buffered: true})
 		}
 	}
 	// Rows the overlay changes but the database page did not hold may
@@ -111,20 +111,27 @@ func (r *Reader) List(ctx context.Context, q *Query, merge bool) ([]schema.Row, 
 		return nil, "", fmt.Errorf("list %s: %w", q.Table.Name, err)
 	}
 	for k, p := range pending {
-		if merged, exists := p.Apply(bases[k]); exists && q.Match(complete(q.Table, merged)) {
-			rows = append(rows, merged)
+		if len(p) == 1 && p[0].Kind == txn.Insert {
+			if q.Match(p[0].Values) {
+				cands = append(cands, candidate{row: p[0].Values, shared: true, buffered: true})
+			}
+			continue
+		}
+		if merged, exists := p.Apply(bases[k]); exists && q.Match(merged) {
+			cands = append(cands, candidate{row: merged, buffered: true})
 		}
 	}
-	slices.SortFunc(rows, q.Less)
-	rows = rows[:min(len(rows), q.Limit)]
+	cands = least(cands, q.Limit, func(a, b candidate) int { return q.Less(a.row, b.row) })
+	rows := make([]schema.Row, len(cands))
 	fromDB, fromOverlay := false, false
-	for i, row := range rows {
-		rows[i] = complete(q.Table, row)
-		if touched[schema.KeyText(row[key])] {
-			fromOverlay = true
-		} else {
-			fromDB = true
+	for i, c := range cands {
+		row := c.row
+		if c.shared {
+			row = maps.Clone(row)
 		}
+		rows[i] = complete(q.Table, row)
+		fromOverlay = fromOverlay || c.buffered
+		fromDB = fromDB || !c.buffered
 	}
 	src := FromDatabase
 	switch {
@@ -134,6 +141,42 @@ func (r *Reader) List(ctx context.Context, q *Query, merge bool) ([]schema.Row, 
 		src = FromOverlay
 	}
 	return rows, src, nil
+}
+
+// candidate is a row that may make a list's page: a database row, or one
+// the overlay changes (buffered). Shared rows belong to the overlay and
+// are copied before they are returned.
+type candidate struct {
+	row              schema.Row
+	shared, buffered bool
+}
+
+// least returns the k least of cs by cmp, in order. Where k is small
+// beside len(cs) (a page of a large backlog) it keeps the k least seen so
+// far, sorted, and most rows cost one comparison; else it sorts them all.
+func least[T any](cs []T, k int, cmp func(a, b T) int) []T {
+	if k <= 0 {
+		return cs[:0]
+	}
+	if len(cs) <= 8*k {
+		slices.SortFunc(cs, cmp)
+		return cs[:min(len(cs), k)]
+	}
+	best := make([]T, 0, k+1)
+	for _, c := range cs {
+		if len(best) == k && cmp(c, best[k-1]) >= 0 {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(best, c, cmp)
+		for i < len(best) && cmp(best[i], c) == 0 {
+			i++ // after its equals, as a stable sort would put it
+		}
+		best = slices.Insert(best, i, c)
+		if len(best) > k {
+			best = best[:k]
+		}
+	}
+	return best
 }
 
 // page reads the database's rows for q: enough of them that q.Limit rows
