@@ -33,10 +33,7 @@ func (b *bench) drain(ctx context.Context) error {
 	}
 	n := int(seq.Load())
 	var rate float64
-	proc := d.api
-	if !d.split {
-		proc = nil // the applier's process is profiled only once it runs alone
-	}
+	proc := d.api // embedded: one process, which only drains from here on
 	if err := d.release(ctx); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/spoolgw/spool/internal/schema"
@@ -60,8 +61,9 @@ func (b *batchRun) runCoalesced(ctx context.Context, batch []*txn.Transaction) (
 	if !b.s.noCoalesce {
 		plan = store.Coalesce(ops, rules)
 	}
-	for _, m := range plan {
-		err := b.op(ctx, from[m.Steps[0]], m.Op)
+	for k := 0; k < len(plan); {
+		n, err := b.runGroup(ctx, plan[k:], from)
+		k += n
 		var ae *store.ApplyError
 		if errors.As(err, &ae) {
 			if _, err := b.exec(ctx, sqlBatchRollback); err != nil {
@@ -77,10 +79,8 @@ func (b *batchRun) runCoalesced(ctx context.Context, batch []*txn.Transaction) (
 			return nil, false, err
 		}
 	}
-	for _, t := range run {
-		if err := b.recordApplied(ctx, t); err != nil {
-			return nil, false, fmt.Errorf("transaction %s: %w", t.ID, err)
-		}
+	if err := b.recordAllApplied(ctx, run); err != nil {
+		return nil, false, err
 	}
 	if _, err := b.exec(ctx, sqlBatchRelease); err != nil {
 		return nil, false, fmt.Errorf("release savepoint: %w", err)
@@ -170,4 +170,89 @@ func (b *batchRun) mergeRules(ctx context.Context) (func(string) *store.MergeRul
 func fits(c *schema.Column, v any) bool {
 	_, err := bindColumn(c, v)
 	return err == nil
+}
+
+// Bounds of a multi-row statement of the coalesced run: enough rows that
+// one statement carries a batch's inserts into a table, few enough
+// parameters for any SQLite build (SQLITE_MAX_VARIABLE_NUMBER is 32766
+// since 3.32).
+const (
+	maxGroupRows   = 500
+	maxGroupParams = 30000
+)
+
+// runGroup runs the first of plan and returns how many of plan it ran:
+// successive plain inserts into one table naming the same columns run as
+// one multi-row INSERT, as many a batch holds; anything else runs alone.
+// A failed group is a failure of its first operation: the caller then
+// runs the batch one transaction at a time, which names the culprit.
+func (b *batchRun) runGroup(ctx context.Context, plan []store.Merged, from []int) (int, error) {
+	first := plan[0]
+	i := from[first.Steps[0]]
+	if first.Op.Op != txn.Insert {
+		return 1, b.op(ctx, i, first.Op)
+	}
+	p, err := b.prepare(ctx, i, first.Op)
+	if err != nil {
+		return 1, err
+	}
+	args := p.args
+	n := 1
+	for n < len(plan) && n < maxGroupRows && len(args)+len(p.names) <= maxGroupParams {
+		m := plan[n]
+		if m.Op.Op != txn.Insert || m.Op.Table != first.Op.Table || len(m.Op.Values) != len(first.Op.Values) {
+			break
+		}
+		q, err := b.prepare(ctx, from[m.Steps[0]], m.Op)
+		if err != nil || !slices.Equal(q.names, p.names) {
+			break // it runs (and fails, if it must) in a group of its own
+		}
+		args = append(args, q.args...)
+		n++
+	}
+	if n == 1 {
+		return 1, b.op(ctx, i, first.Op)
+	}
+	if _, err := b.exec(ctx, multiInsertSQL(p.t, p.names, n), args...); err != nil {
+		return n, b.dbError(ctx, i, first.Op, err)
+	}
+	return n, nil
+}
+
+// multiInsertSQL is INSERT INTO "t" ("a","b") VALUES (?,?), (?,?), … with
+// rows rows.
+func multiInsertSQL(t *schema.Table, names []string, rows int) string {
+	one := "(" + strings.Repeat("?, ", len(names)-1) + "?)"
+	var sb strings.Builder
+	sb.WriteString(insertSQL(t, names, false))
+	for range rows - 1 {
+		sb.WriteString(", ")
+		sb.WriteString(one)
+	}
+	return sb.String()
+}
+
+// recordAllApplied records the transactions of a coalesced run in
+// spool_applied, many rows per statement, and links the dead letters that
+// retries among them retry.
+func (b *batchRun) recordAllApplied(ctx context.Context, run []*txn.Transaction) error {
+	for chunk := range slices.Chunk(run, maxGroupRows) {
+		args := make([]any, 0, 2*len(chunk))
+		for _, t := range chunk {
+			args = append(args, t.ID, b.now)
+		}
+		text := sqlMarkApplied + strings.Repeat(", (?, ?)", len(chunk)-1)
+		if _, err := b.exec(ctx, text, args...); err != nil {
+			return fmt.Errorf("record applied: %w", err)
+		}
+	}
+	for _, t := range run {
+		if t.RetryOf == "" {
+			continue
+		}
+		if _, err := b.exec(ctx, sqlMarkRetried, t.ID, t.RetryOf); err != nil {
+			return fmt.Errorf("transaction %s: record retry: %w", t.ID, err)
+		}
+	}
+	return nil
 }

@@ -13,9 +13,55 @@ import (
 	"github.com/spoolgw/spool/internal/txn"
 )
 
-// op runs operation i of a transaction. A permanent failure comes back as a
+// op runs operation i of a transaction. A permanent failure is an
 // *store.ApplyError; any other error is transient.
 func (b *batchRun) op(ctx context.Context, i int, op txn.Operation) error {
+	p, err := b.prepare(ctx, i, op)
+	if err != nil {
+		return err
+	}
+	st, err := b.opStmt(ctx, p.t, p.kind, p.names)
+	if err != nil {
+		return b.dbError(ctx, i, op, err)
+	}
+	wantsRow := op.Op == txn.Update || op.Op == txn.Delete // 0 rows affected: the row does not exist
+	var found bool
+	if p.kind == exists {
+		var one int
+		err = st.QueryRowContext(ctx, p.args...).Scan(&one)
+		found = err == nil
+		if errors.Is(err, sql.ErrNoRows) {
+			err = nil
+		}
+	} else {
+		var res sql.Result
+		if res, err = st.ExecContext(ctx, p.args...); err == nil && wantsRow {
+			var n int64
+			n, err = res.RowsAffected()
+			found = n > 0
+		}
+	}
+	if err != nil {
+		return b.dbError(ctx, i, op, err)
+	}
+	if wantsRow && !found {
+		return &store.ApplyError{Op: i, Table: op.Table, Msg: fmt.Sprintf("%s of %s: %v", op.Op, op.ID, store.ErrMissingRow), Err: store.ErrMissingRow}
+	}
+	return nil
+}
+
+// prepared is an operation checked against its table and bound: the
+// statement's kind, its column names in order, and its arguments.
+type prepared struct {
+	t     *schema.Table
+	kind  txn.Kind
+	names []string
+	args  []any
+}
+
+// prepare checks operation i against its table and binds its values. A
+// value or name the table cannot take is an *store.ApplyError.
+func (b *batchRun) prepare(ctx context.Context, i int, op txn.Operation) (prepared, error) {
 	permanent := func(code, msg string, err error) error {
 		return &store.ApplyError{Op: i, Table: op.Table, Code: code, Msg: msg, Err: err}
 	}
@@ -25,19 +71,19 @@ func (b *batchRun) op(ctx context.Context, i int, op txn.Operation) error {
 	}
 	t, err := b.s.table(ctx, b.tx, op.Table, values)
 	if errors.Is(err, schema.ErrUnknownTable) {
-		return permanent("", err.Error(), err)
+		return prepared{}, permanent("", err.Error(), err)
 	}
 	if err != nil {
-		return err
+		return prepared{}, err
 	}
 	if err := t.Writable(); err != nil {
-		return permanent("", err.Error(), err)
+		return prepared{}, permanent("", err.Error(), err)
 	}
 	names := make([]string, 0, len(values)+1)
 	for name := range values {
 		if t.Column(name) == nil {
 			err := fmt.Errorf("no such column %q", name)
-			return permanent("", err.Error(), err)
+			return prepared{}, permanent("", err.Error(), err)
 		}
 		names = append(names, name)
 	}
@@ -46,16 +92,15 @@ func (b *batchRun) op(ctx context.Context, i int, op txn.Operation) error {
 	for _, name := range names {
 		v, err := bindColumn(t.Column(name), values[name])
 		if err != nil {
-			return permanent("", err.Error(), err)
+			return prepared{}, permanent("", err.Error(), err)
 		}
 		args = append(args, v)
 	}
 	key, err := bindColumn(t.Key, t.Key.KeyValue(op.ID))
 	if err != nil {
 		err = fmt.Errorf("key %q: %w", op.ID, err)
-		return permanent("", err.Error(), err)
+		return prepared{}, permanent("", err.Error(), err)
 	}
-
 	kind := op.Op
 	switch op.Op {
 	case txn.Insert, txn.Upsert:
@@ -72,37 +117,9 @@ func (b *batchRun) op(ctx context.Context, i int, op txn.Operation) error {
 		args = append(args, key)
 	default:
 		err := fmt.Errorf("unknown operation %q", op.Op)
-		return permanent("", err.Error(), err)
+		return prepared{}, permanent("", err.Error(), err)
 	}
-	wantsRow := op.Op == txn.Update || op.Op == txn.Delete // 0 rows affected: the row does not exist
-
-	st, err := b.opStmt(ctx, t, kind, names)
-	if err != nil {
-		return b.dbError(ctx, i, op, err)
-	}
-	var found bool
-	if kind == exists {
-		var one int
-		err = st.QueryRowContext(ctx, args...).Scan(&one)
-		found = err == nil
-		if errors.Is(err, sql.ErrNoRows) {
-			err = nil
-		}
-	} else {
-		var res sql.Result
-		if res, err = st.ExecContext(ctx, args...); err == nil && wantsRow {
-			var n int64
-			n, err = res.RowsAffected()
-			found = n > 0
-		}
-	}
-	if err != nil {
-		return b.dbError(ctx, i, op, err)
-	}
-	if wantsRow && !found {
-		return permanent("", fmt.Sprintf("%s of %s: %v", op.Op, op.ID, store.ErrMissingRow), store.ErrMissingRow)
-	}
-	return nil
+	return prepared{t: t, kind: kind, names: names, args: args}, nil
 }
 
 // dbError classifies an error the database returned for operation i.
