@@ -105,3 +105,48 @@ func BenchmarkDrainUpdateHeavy(b *testing.B) {
 	b.ReportMetric(off.Seconds()/on.Seconds(), "coalesced/uncoalesced")
 	b.ReportMetric(0, "ns/op")
 }
+
+// TestGroupedInsertFallsBack: ten inserts into one table run as one
+// multi-row INSERT; one of them reuses a key the table has, so the
+// statement fails, the batch runs again one transaction at a time, and
+// only that one is dead-lettered.
+func TestGroupedInsertFallsBack(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t, options{busyTimeout: BusyTimeout})
+	ctx := t.Context()
+	if err := s.Exec(ctx, storetest.TallySchema); err != nil {
+		t.Fatal(err)
+	}
+	taken := txn.NewID()
+	insert := func(id string) *txn.Transaction {
+		return &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "tallies", ID: id,
+			Values: map[string]any{"id": id, "label": "l", "hits": int64(1)}}}}
+	}
+	if _, err := s.ApplyBatch(ctx, []*txn.Transaction{insert(taken)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var batch []*txn.Transaction
+	for i := range 10 {
+		id := txn.NewID()
+		if i == 5 {
+			id = taken
+		}
+		batch = append(batch, insert(id))
+	}
+	out, err := s.ApplyBatch(ctx, batch, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range out {
+		if (o.Err != nil) != (i == 5) {
+			t.Errorf("transaction %d: %+v; want only transaction 5 to fail", i, o)
+		}
+	}
+	var rows int
+	if err := s.wdb.QueryRowContext(ctx, `select count(*) from tallies`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 10 {
+		t.Errorf("%d rows in tallies, want 10 (1 before, 9 of the batch)", rows)
+	}
+}
