@@ -274,12 +274,16 @@ func (a *Applier) pause(ctx context.Context, attempt int, err error) {
 }
 
 // term applies batches until ctx ends (a stop, or the lease lost) or the
-// store fences this applier out. A batch claimed when a stop arrives is
-// still finished, on a detached context with a deadline; one claimed when
-// the lease is lost is left to the next holder.
+// store fences this applier out. The next batch is claimed while one
+// applies (claimAhead): reading and decoding it overlaps the database's
+// work. A batch claimed when a stop arrives is still finished, with the
+// one claimed behind it, on a detached context with a deadline; batches
+// claimed when the lease is lost are left to the next holder.
 func (a *Applier) term(ctx context.Context, token int64) error {
+	next := a.claimAhead(ctx)
+	defer func() { next.abandon() }()
 	for attempt := 1; ; attempt++ {
-		entries, err := a.claim(ctx)
+		entries, err := next.wait()
 		if err != nil {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
@@ -288,9 +292,11 @@ func (a *Applier) term(ctx context.Context, token int64) error {
 				return err
 			}
 			a.pause(ctx, attempt, fmt.Errorf("claim: %w", err))
+			next = a.claimAhead(ctx)
 			continue
 		}
 		attempt = 0
+		next = a.claimAhead(ctx)
 		err = a.apply(ctx, entries, token)
 		switch {
 		case err == nil:
@@ -300,12 +306,51 @@ func (a *Applier) term(ctx context.Context, token int64) error {
 		}
 		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.FinalFlush)
 		err = a.apply(flushCtx, entries, token)
+		if behind, _ := next.wait(); err == nil && len(behind) > 0 {
+			err = a.apply(flushCtx, behind, token)
+			entries = append(entries, behind...)
+		}
 		cancel()
 		if err != nil {
 			a.logger.Warn("applier: batch left in the log for the next start", "transactions", len(entries), "err", err)
 		}
 		return context.Cause(ctx)
 	}
+}
+
+// claiming is a claim running in the background.
+type claiming struct {
+	done    chan struct{}
+	cancel  context.CancelFunc
+	entries []txlog.Entry
+	err     error
+}
+
+// claimAhead starts claiming the next batch. The claim ends with ctx, or
+// earlier by abandon.
+func (a *Applier) claimAhead(ctx context.Context) *claiming {
+	ctx, cancel := context.WithCancel(ctx)
+	c := &claiming{done: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(c.done)
+		c.entries, c.err = a.claim(ctx)
+	}()
+	return c
+}
+
+// wait returns the claimed batch, once the claim has ended.
+func (c *claiming) wait() ([]txlog.Entry, error) {
+	<-c.done
+	c.cancel()
+	return c.entries, c.err
+}
+
+// abandon stops the claim and waits for it, so that no claim of this term
+// runs on into the next. What it claimed stays claimed and unacknowledged:
+// the log delivers it again (after a restart, or to the next lease holder).
+func (c *claiming) abandon() {
+	c.cancel()
+	<-c.done
 }
 
 // claim waits for a first entry, then up to BatchTimeout for the batch to fill.

@@ -31,6 +31,8 @@ type Log interface {
 	Claim(ctx context.Context, max int) ([]Entry, error)
 	// Ack acknowledges claimed entries, which were applied; their space is
 	// reclaimed. Entries are acknowledged in the order they were claimed.
+	// An Ack may run while a Claim of later entries waits, and must not
+	// wait for it: the applier claims the next batch while one applies.
 	Ack(ctx context.Context, entries []Entry) error
 	// Pending calls fn for every entry not yet acknowledged, in log order.
 	Pending(ctx context.Context, fn func(Entry) error) error

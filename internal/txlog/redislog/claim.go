@@ -289,8 +289,8 @@ func (l *Log) Ack(ctx context.Context, entries []txlog.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redislog: ack: %w", err)
 	}
-	l.claimMu.Lock()
-	defer l.claimMu.Unlock()
+	l.ackMu.Lock()
+	defer l.ackMu.Unlock()
 	if l.isClosing() {
 		return fmt.Errorf("redislog: ack: %w", txlog.ErrClosed)
 	}

@@ -51,8 +51,13 @@ type Log struct {
 	calls    atomic.Int64 // append script calls, for tests and benchmarks
 	appended atomic.Int64 // transactions those calls appended
 
-	claimMu sync.Mutex // serialises Claim and Ack
-	claim   claimState
+	claimMu sync.Mutex // serialises Claim and Takeover
+	// ackMu serialises Acks. It is not claimMu: the applier acknowledges a
+	// batch while the next one is being claimed, and a Claim waiting for
+	// new entries holds claimMu for up to ClaimBlock. An ack touches
+	// nothing of claimState: XACK and XDEL of entries already delivered.
+	ackMu sync.Mutex
+	claim claimState
 	// restartClaim is set by Lease.Acquire: the next Claim starts over.
 	restartClaim atomic.Bool
 
@@ -357,8 +362,10 @@ func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.closing)
 		<-l.writerDone
-		l.claimMu.Lock() // waits out a Claim or Ack under way
+		l.claimMu.Lock() // waits out a Claim under way
 		defer l.claimMu.Unlock()
+		l.ackMu.Lock() // and an Ack
+		defer l.ackMu.Unlock()
 		l.bgMu.Lock()
 		l.bgClosed = true
 		l.bgMu.Unlock()

@@ -184,3 +184,37 @@ func testCloseUnblocksClaim(t *testing.T, f *fixture) {
 		t.Fatalf("claim blocked while the log closes: %d entries, err %v; want txlog.ErrClosed", len(r.entries), r.err)
 	}
 }
+
+// testAckWhileClaimWaits: the applier acknowledges a batch while the next
+// Claim waits for entries; the Ack must not wait for that Claim (which
+// waits until an append, however long that takes).
+func testAckWhileClaimWaits(t *testing.T, f *fixture) {
+	f.appendN(1)
+	claimed := f.claimN(1)
+	ctx, cancel := context.WithCancel(f.ctx())
+	defer cancel()
+	waiting := goClaim(ctx, f.log, 10)
+	time.Sleep(50 * time.Millisecond) // let it block, if it is going to
+	acked := make(chan error, 1)
+	go func() { acked <- f.log.Ack(f.ctx(), claimed) }()
+	select {
+	case err := <-acked:
+		if err != nil {
+			t.Fatalf("ack while a claim waits: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("ack while a claim waits: no answer after %v (it waits for the claim)", waitTimeout)
+	}
+	select {
+	case r := <-waiting:
+		t.Fatalf("the waiting claim returned %d entries, err %v, with nothing appended", len(r.entries), r.err)
+	default:
+	}
+	cancel()
+	if r := wait(t, "the waiting claim, cancelled", waiting); !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("the waiting claim, cancelled: %d entries, err %v", len(r.entries), r.err)
+	}
+	if d := f.depth(); d != 0 {
+		t.Fatalf("depth %d after the ack, want 0", d)
+	}
+}

@@ -44,6 +44,7 @@ func Run(t *testing.T, h Harness) {
 		{"ClaimWaitsForAppend", testClaimWaitsForAppend},
 		{"ClaimContextCancelled", testClaimContextCancelled},
 		{"ClaimContextDeadline", testClaimContextDeadline},
+		{"AckWhileClaimWaits", testAckWhileClaimWaits},
 		{"ConcurrentAppends", testConcurrentAppends},
 		{"DurableAcrossReopen", testDurableAcrossReopen},
 		{"ClaimedNotAckedComeAgain", testClaimedNotAckedComeAgain},
