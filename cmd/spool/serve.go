@@ -18,6 +18,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/gateway"
@@ -200,6 +204,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 		return err
 	}
 	stats := map[string]func() any{}
+	metrics := &collector{gw: gw, logger: logger}
 	var health api.Health = logHealth{lg}
 	var ap *applier.Applier
 	if c.role != roleAPI {
@@ -208,6 +213,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 			return err
 		}
 		gw.SetApplier(ap)
+		metrics.applier = ap
 		health = api.WithChecks(ap, logHealth{lg}.Healthy)
 		if len(replicas) > 0 {
 			w, err := startWatcher(ctx, c, st, replicas, gw, logger)
@@ -218,6 +224,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 			gw.SetReplication(w)
 			health = api.WithChecks(health, func(context.Context) error { return w.Degraded() })
 			stats["replication"] = func() any { return w.Status() }
+			metrics.replication = w
 		}
 		// The applier runs on its own context: a signal stops intake
 		// first, then the drain below, then the applier.
@@ -233,6 +240,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	if tel != nil {
 		defer tel.Stop()
 		stats["telemetry"] = func() any { return tel.Status() }
+		metrics.telemetry = tel
 	}
 
 	if c.pprofListen != "" {
@@ -243,7 +251,10 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 		defer stopPprof()
 	}
 
-	apiServer := api.New(gw, health, api.Config{RateLimit: api.RateLimit{Rate: c.rateLimit, Burst: c.rateBurst}, Stats: stats}, logger)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), metrics)
+	apiServer := api.New(gw, health, api.Config{RateLimit: api.RateLimit{Rate: c.rateLimit, Burst: c.rateBurst}, Stats: stats, Metrics: reg}, logger)
+	apiServer.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}))
 	if tel != nil {
 		tel.Routes(apiServer)
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/query"
 	"github.com/spoolgw/spool/internal/schema"
@@ -42,6 +44,10 @@ type Config struct {
 	RateLimit RateLimit
 	// Stats adds sections to GET /v1/stats (replication, telemetry).
 	Stats map[string]func() any
+	// Metrics, when set, gets the request durations by route and status
+	// (spool_http_request_duration_seconds); serve it with GET /metrics.
+	// New panics if they are registered there already.
+	Metrics prometheus.Registerer
 }
 
 // Server serves spool's HTTP API.
@@ -54,6 +60,7 @@ type Server struct {
 	extra   map[string]func() any
 	start   time.Time
 	refused refusals
+	metrics *httpMetrics // nil without Config.Metrics
 }
 
 // New returns the API over a gateway.
@@ -63,16 +70,21 @@ func New(gw *gateway.Gateway, health Health, cfg Config, logger *slog.Logger) *S
 	}
 	s := &Server{gw: gw, health: health, logger: logger, mux: http.NewServeMux(), start: time.Now(), limiter: newLimiter(cfg.RateLimit), extra: cfg.Stats}
 	s.refused.logger = logger
+	if cfg.Metrics != nil {
+		s.metrics = newHTTPMetrics(cfg.Metrics)
+	}
 	s.routes()
 	return s
 }
 
-// Handle mounts another handler (the telemetry lane, the dashboard) on the
-// API's mux.
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// Handle mounts another handler (the telemetry lane, /metrics) on the
+// API's mux, timed like the API's own routes.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, s.metrics.observe(pattern, h))
+}
 
 func (s *Server) routes() {
-	h := func(pattern string, fn handlerFunc) { s.mux.Handle(pattern, s.wrap(fn)) }
+	h := func(pattern string, fn handlerFunc) { s.Handle(pattern, s.wrap(fn)) }
 	h("POST /v1/transactions", s.limitWrites(s.postTransaction))
 	h("GET /v1/transactions/{id}", s.getTransaction)
 	h("GET /v1/tables", s.listTables)
@@ -92,7 +104,7 @@ func (s *Server) routes() {
 	h("GET /stats", s.seedStats)
 	h("GET /health", s.healthz)
 	h("GET /readyz", s.readyz)
-	s.mux.Handle("/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
+	s.Handle("/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
 	}))
 }

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+
+	"github.com/prometheus/common/expfmt"
+)
+
+// writeRoute is the route the ingest scenarios write through, as spool's
+// request histogram names it.
+const writeRoute = "POST /v1/tables/{table}"
+
+// buckets is a snapshot of a cumulative histogram: upper bounds in seconds
+// and the count at or below each.
+type buckets struct {
+	le    []float64
+	count []uint64
+}
+
+// serverLatency reads the server's request histogram of the write route's
+// acknowledged writes (201) from GET /metrics.
+func serverLatency(ctx context.Context, base string) (buckets, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return buckets{}, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return buckets{}, fmt.Errorf("bench: GET /metrics: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return buckets{}, fmt.Errorf("bench: GET /metrics: %s", res.Status)
+	}
+	var p expfmt.TextParser
+	families, err := p.TextToMetricFamilies(res.Body)
+	if err != nil {
+		return buckets{}, fmt.Errorf("bench: parse /metrics: %w", err)
+	}
+	var b buckets
+	for _, m := range families["spool_http_request_duration_seconds"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["route"] != writeRoute || labels["code"] != "201" {
+			continue
+		}
+		for _, bk := range m.GetHistogram().GetBucket() {
+			b.le = append(b.le, bk.GetUpperBound())
+			b.count = append(b.count, bk.GetCumulativeCount())
+		}
+	}
+	return b, nil
+}
+
+// quantile is the upper bound of the bucket that holds quantile q of the
+// writes between before and b, in milliseconds: the server's own latency,
+// to the resolution of its buckets. NaN if no write was counted.
+func (b buckets) quantile(before buckets, q float64) float64 {
+	delta := func(i int) uint64 {
+		if i < len(before.count) {
+			return b.count[i] - before.count[i]
+		}
+		return b.count[i]
+	}
+	if len(b.count) == 0 || delta(len(b.count)-1) == 0 {
+		return math.NaN()
+	}
+	total := delta(len(b.count) - 1)
+	want := uint64(math.Ceil(q * float64(total)))
+	for i := range b.count {
+		if delta(i) >= want {
+			return b.le[i] * 1000
+		}
+	}
+	return math.Inf(1)
+}
