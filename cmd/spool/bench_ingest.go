@@ -91,7 +91,7 @@ func (b *bench) ingestOpen(ctx context.Context, lg, base *loadgen, target, ceili
 	spool := strings.TrimSuffix(target, "/v1/tables/observations")
 	// A spool the bench did not start (--url) may not serve /metrics:
 	// then the server-side figures are left out.
-	before, err := serverLatency(ctx, spool)
+	before, err := serverLatency(ctx, spool, writeRoute, "201")
 	serverSide := err == nil
 	if err != nil && b.cfg.url == "" {
 		return err
@@ -109,7 +109,7 @@ func (b *bench) ingestOpen(ctx context.Context, lg, base *loadgen, target, ceili
 	if !serverSide {
 		return nil
 	}
-	after, err := serverLatency(ctx, spool)
+	after, err := serverLatency(ctx, spool, writeRoute, "201")
 	if err != nil {
 		return err
 	}

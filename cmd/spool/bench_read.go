@@ -96,13 +96,18 @@ func (b *bench) readOnce(ctx context.Context, lg *loadgen, url string, n int, id
 	}
 	var i atomic.Int64
 	var get, list *result
+	var getServer, listServer serverSide
 	err := b.prof.around(ctx, proc, fmt.Sprintf("read-%d", n), 2*b.cfg.duration, func() {
+		getServer.start(ctx, url, getRoute)
 		get = closedFn(ctx, 8, b.cfg.duration, func(ctx context.Context) error {
 			return lg.get(ctx, url+"/v1/tables/observations/"+ids[int(i.Add(1))%len(ids)])
 		})
+		getServer.stop(ctx)
+		listServer.start(ctx, url, listRoute)
 		list = closedFn(ctx, 8, b.cfg.duration, func(ctx context.Context) error {
 			return lg.get(ctx, url+readList)
 		})
+		listServer.stop(ctx)
 	})
 	if err != nil {
 		return err
@@ -114,6 +119,8 @@ func (b *bench) readOnce(ctx context.Context, lg *loadgen, url string, n int, id
 		return err
 	}
 	b.out.percentiles("read", fmt.Sprintf("get by id, %d buffered", n), []int{50, 99}, get, "", nil)
+	getServer.print(b.out, "read", fmt.Sprintf("get by id, %d buffered", n))
 	b.out.percentiles("read", fmt.Sprintf("list of 50, %d buffered", n), []int{50, 99}, list, "", nil)
+	listServer.print(b.out, "read", fmt.Sprintf("list of 50, %d buffered", n))
 	return nil
 }

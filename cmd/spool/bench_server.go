@@ -9,9 +9,12 @@ import (
 	"github.com/prometheus/common/expfmt"
 )
 
-// writeRoute is the route the ingest scenarios write through, as spool's
-// request histogram names it.
-const writeRoute = "POST /v1/tables/{table}"
+// The routes the scenarios use, as spool's request histogram names them.
+const (
+	writeRoute = "POST /v1/tables/{table}"
+	getRoute   = "GET /v1/tables/{table}/{id}"
+	listRoute  = "GET /v1/tables/{table}"
+)
 
 // buckets is a snapshot of a cumulative histogram: upper bounds in seconds
 // and the count at or below each.
@@ -20,9 +23,9 @@ type buckets struct {
 	count []uint64
 }
 
-// serverLatency reads the server's request histogram of the write route's
-// acknowledged writes (201) from GET /metrics.
-func serverLatency(ctx context.Context, base string) (buckets, error) {
+// serverLatency reads the server's request histogram of route's answers
+// with status code from GET /metrics.
+func serverLatency(ctx context.Context, base, route, code string) (buckets, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
 		return buckets{}, err
@@ -46,7 +49,7 @@ func serverLatency(ctx context.Context, base string) (buckets, error) {
 		for _, l := range m.GetLabel() {
 			labels[l.GetName()] = l.GetValue()
 		}
-		if labels["route"] != writeRoute || labels["code"] != "201" {
+		if labels["route"] != route || labels["code"] != code {
 			continue
 		}
 		for _, bk := range m.GetHistogram().GetBucket() {
@@ -78,4 +81,42 @@ func (b buckets) quantile(before buckets, q float64) float64 {
 		}
 	}
 	return math.Inf(1)
+}
+
+// serverSide measures one route's server-side latency across a
+// measurement: start and stop read the histogram; a spool without
+// /metrics (an older one, with --url) leaves the figures out.
+type serverSide struct {
+	base, route   string
+	before, after buckets
+	ok            bool
+}
+
+func (s *serverSide) start(ctx context.Context, base, route string) {
+	s.base, s.route = base, route
+	var err error
+	s.before, err = serverLatency(ctx, base, route, "200")
+	s.ok = err == nil
+}
+
+func (s *serverSide) stop(ctx context.Context) {
+	if !s.ok {
+		return
+	}
+	var err error
+	s.after, err = serverLatency(ctx, s.base, s.route, "200")
+	s.ok = err == nil
+}
+
+// print reports p50 and p99 as the bounds of the buckets they fall in.
+func (s *serverSide) print(out *reporter, scenario, what string) {
+	if !s.ok {
+		return
+	}
+	for _, q := range []struct {
+		name string
+		q    float64
+	}{{"p50", .5}, {"p99", .99}} {
+		out.print(figure{Scenario: scenario, Figure: fmt.Sprintf("%s %s, server-side (bucket bound)", what, q.name), Value: s.after.quantile(s.before, q.q), Unit: "ms"})
+	}
 }
