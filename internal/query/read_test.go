@@ -28,6 +28,39 @@ func (l *limits) Query(ctx context.Context, q *query.Query, limit int) ([]schema
 	return l.Store.Query(ctx, q, limit)
 }
 
+// itemsTable opens a SQLite store in a temporary directory with the table
+// items (id text key, n integer, tag text), fills it with rows (VALUES
+// text, or none), and returns the store and the table. The store closes
+// when the test ends.
+func itemsTable(tb testing.TB, rows string) (*sqlite.Store, *schema.Table) {
+	tb.Helper()
+	ctx := tb.Context()
+	st, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "read.db"), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	ddl := "create table items (id text primary key, n integer not null, tag text)"
+	if rows != "" {
+		ddl += "; insert into items values " + rows
+	}
+	if err := st.Exec(ctx, ddl); err != nil {
+		tb.Fatal(err)
+	}
+	cat, err := st.Catalog(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	items, err := cat.Table("items")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st, items
+}
+
 // TestListMergesLikeApplyingEverything compares smart lists, on a real
 // SQLite database under an overlay of random pending inserts (of new keys
 // and of keys the database has), updates and deletes, with the answer of
@@ -35,34 +68,13 @@ func (l *limits) Query(ctx context.Context, q *query.Query, limit int) ([]schema
 // sorting and cutting: the same rows, in the same order.
 func TestListMergesLikeApplyingEverything(t *testing.T) {
 	ctx := t.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "read.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Exec(ctx, "create table items (id text primary key, n integer not null, tag text)"); err != nil {
-		t.Fatal(err)
-	}
-	cat, err := st.Catalog(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	items, err := cat.Table("items")
-	if err != nil {
-		t.Fatal(err)
-	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	tags := []string{"a", "b"}
 	var ins []string
 	for i := range 60 {
 		ins = append(ins, fmt.Sprintf("('k%02d', %d, '%s')", i, rng.IntN(40), tags[rng.IntN(2)]))
 	}
-	if err := st.Exec(ctx, "insert into items values "+strings.Join(ins, ",")); err != nil {
-		t.Fatal(err)
-	}
+	st, items := itemsTable(t, strings.Join(ins, ","))
 	db := &limits{Store: st}
 	for trial := range 200 {
 		ov := overlay.New()
@@ -143,25 +155,7 @@ func applyEverything(t *testing.T, ctx context.Context, st *sqlite.Store, ov *ov
 // make a list read that many more database rows.
 func TestListBacklogOfInserts(t *testing.T) {
 	ctx := t.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "read.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Exec(ctx, "create table items (id text primary key, n integer not null, tag text); insert into items values ('a', 1, 'x'), ('b', 2, 'x')"); err != nil {
-		t.Fatal(err)
-	}
-	cat, err := st.Catalog(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	items, err := cat.Table("items")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, items := itemsTable(t, "('a', 1, 'x'), ('b', 2, 'x')")
 	ov := overlay.New()
 	for i := range 1000 {
 		key := fmt.Sprintf("new%04d", i)
@@ -190,29 +184,11 @@ func TestListBacklogOfInserts(t *testing.T) {
 // the same run (the database alone, through the same reader).
 func BenchmarkList(b *testing.B) {
 	ctx := b.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "read.db"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
 	var ins []string
 	for i := range 1000 {
 		ins = append(ins, fmt.Sprintf("('db%04d', %d, '%s')", i, i, []string{"a", "b"}[i%2]))
 	}
-	if err := st.Exec(ctx, "create table items (id text primary key, n integer not null, tag text); insert into items values "+strings.Join(ins, ",")); err != nil {
-		b.Fatal(err)
-	}
-	cat, err := st.Catalog(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	items, err := cat.Table("items")
-	if err != nil {
-		b.Fatal(err)
-	}
+	st, items := itemsTable(b, strings.Join(ins, ","))
 	q, err := query.Parse(items, url.Values{"tag": {"eq.a"}, "order": {"n.desc"}, "limit": {"50"}})
 	if err != nil {
 		b.Fatal(err)
