@@ -101,6 +101,9 @@ type Gateway struct {
 	// transaction; set by SetApplier.
 	depends   func(op txn.Operation) (string, bool)
 	forgiveFn func(id string)
+	// overlayNormalizes is set when the shared overlay normalises values
+	// itself (a normalizer): what it returns must not be changed.
+	overlayNormalizes bool
 }
 
 // New returns a gateway over an open log and store.
@@ -117,6 +120,13 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if g.overlay == nil {
 		g.local = overlay.New()
 		g.overlay = g.local
+	} else if n, ok := g.overlay.(normalizer); ok {
+		n.SetNormalize(func(table string, values map[string]any) {
+			if t, err := g.catalog.Load().Table(table); err == nil {
+				normalizeValues(t, values)
+			}
+		})
+		g.overlayNormalizes = true
 	}
 	g.primary = &query.Reader{DB: cfg.Store, Overlay: normalizing{g}}
 	g.reader = g.primary
@@ -149,13 +159,21 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	return g, nil
 }
 
+// normalizer is a shared overlay that normalises what it decodes itself,
+// with the gateway's catalog (and so may keep decoded changes between
+// reads: the Redis overlay).
+type normalizer interface {
+	SetNormalize(fn func(table string, values map[string]any))
+}
+
 // normalizing restores canonical values in what a shared overlay returns
-// (it went through JSON); the in-memory overlay holds them already.
+// (it went through JSON); the in-memory overlay holds them already, and a
+// normalizer does it itself.
 type normalizing struct{ g *Gateway }
 
 func (n normalizing) Row(ctx context.Context, table, key string) (overlay.Pending, error) {
 	p, err := n.g.overlay.Row(ctx, table, key)
-	if err == nil && n.g.local == nil {
+	if err == nil && n.g.local == nil && !n.g.overlayNormalizes {
 		n.g.normalizePending(table, p)
 	}
 	return p, err
@@ -163,7 +181,7 @@ func (n normalizing) Row(ctx context.Context, table, key string) (overlay.Pendin
 
 func (n normalizing) Table(ctx context.Context, table string) (map[string]overlay.Pending, error) {
 	rows, err := n.g.overlay.Table(ctx, table)
-	if err == nil && n.g.local == nil {
+	if err == nil && n.g.local == nil && !n.g.overlayNormalizes {
 		for _, p := range rows {
 			n.g.normalizePending(table, p)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 
@@ -25,6 +26,22 @@ var _ gateway.Overlay = (*Overlay)(nil)
 // json.Number); the gateway normalises them against the catalog.
 type Overlay struct {
 	l *Log
+	// normalize, set by SetNormalize before any read, restores canonical
+	// values; with it, Table keeps what it decoded (see SetNormalize).
+	normalize func(table string, values map[string]any)
+	mu        sync.Mutex
+	decoded   map[string]map[string]overlay.Op // table → raw entry → its change, decoded and normalised
+}
+
+// SetNormalize makes Row and Table return values normalised by fn (the
+// gateway's catalog), and lets Table keep every change it decoded until
+// the change leaves the overlay: an entry never changes once appended, so
+// a list of a table with a backlog decodes the backlog once, not at every
+// read. The changes returned then share their values with that cache, and
+// callers must not modify them. Call it before any read.
+func (o *Overlay) SetNormalize(fn func(table string, values map[string]any)) {
+	o.normalize = fn
+	o.decoded = map[string]map[string]overlay.Op{}
 }
 
 // evictBatch is how many transactions one evict script call removes: a
@@ -41,7 +58,13 @@ func (o *Overlay) Row(ctx context.Context, table, key string) (overlay.Pending, 
 	if err != nil {
 		return nil, o.l.fail("overlay row", err)
 	}
-	return decodePending(entries)
+	p, err := decodePending(entries)
+	if err == nil && o.normalize != nil {
+		for _, op := range p {
+			o.normalize(table, op.Values)
+		}
+	}
+	return p, err
 }
 
 // Table returns the pending changes to every row of table, in two round
@@ -68,15 +91,44 @@ func (o *Overlay) Table(ctx context.Context, table string) (map[string]overlay.P
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, o.l.fail("overlay table", err)
 	}
-	for i, k := range rowKeys {
-		p, err := decodePending(cmds[i].Val())
-		if err != nil {
-			return nil, fmt.Errorf("redislog: overlay table %q row %q: %w", table, k, err)
+	if o.normalize == nil {
+		for i, k := range rowKeys {
+			p, err := decodePending(cmds[i].Val())
+			if err != nil {
+				return nil, fmt.Errorf("redislog: overlay table %q row %q: %w", table, k, err)
+			}
+			if len(p) > 0 {
+				out[k] = p
+			}
 		}
-		if len(p) > 0 {
-			out[k] = p
-		}
+		return out, nil
 	}
+	o.mu.Lock()
+	known := o.decoded[table]
+	o.mu.Unlock()
+	seen := make(map[string]overlay.Op, len(known))
+	for i, k := range rowKeys {
+		entries := cmds[i].Val()
+		if len(entries) == 0 {
+			continue
+		}
+		p := make(overlay.Pending, len(entries))
+		for j, s := range entries {
+			op, ok := known[s]
+			if !ok {
+				if op, err = decodeChange(s); err != nil {
+					return nil, fmt.Errorf("redislog: overlay table %q row %q: %w", table, k, err)
+				}
+				o.normalize(table, op.Values)
+			}
+			p[j], seen[s] = op, op
+		}
+		out[k] = p
+	}
+	// What this read did not see has left the overlay: drop it.
+	o.mu.Lock()
+	o.decoded[table] = seen
+	o.mu.Unlock()
 	return out, nil
 }
 
@@ -86,13 +138,22 @@ func decodePending(entries []string) (overlay.Pending, error) {
 	}
 	p := make(overlay.Pending, len(entries))
 	for i, s := range entries {
-		e, err := decodeOp(s)
+		op, err := decodeChange(s)
 		if err != nil {
 			return nil, err
 		}
-		p[i] = overlay.Op{Tx: e.Tx, Kind: txn.Kind(e.Kind), Values: schema.Row(e.Values)}
+		p[i] = op
 	}
 	return p, nil
+}
+
+// decodeChange decodes one entry of a row's list of pending changes.
+func decodeChange(s string) (overlay.Op, error) {
+	e, err := decodeOp(s)
+	if err != nil {
+		return overlay.Op{}, err
+	}
+	return overlay.Op{Tx: e.Tx, Kind: txn.Kind(e.Kind), Values: schema.Row(e.Values)}, nil
 }
 
 // Evict removes the changes of transactions ids; rows left with no pending

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -438,5 +439,71 @@ func TestLargeTransaction(t *testing.T) {
 	}
 	if st, _ := o.Stats(ctx); st != (overlay.Stats{}) {
 		t.Fatalf("stats after evicting it: %+v", st)
+	}
+}
+
+// TestTableDecodesOnce: with a normaliser set, Table decodes (and
+// normalises) each pending change once, however often the table is read,
+// returns the same changes as without, and forgets what was evicted.
+func TestTableDecodesOnce(t *testing.T) {
+	t.Parallel()
+	l := openLog(t, Config{})
+	o := l.Overlay()
+	ctx := testCtx(t)
+	var normalised atomic.Int64
+	o.SetNormalize(func(table string, values map[string]any) {
+		normalised.Add(1)
+		if n, ok := values["v"].(json.Number); ok {
+			values["v"], _ = n.Int64()
+		}
+	})
+	t1 := newTxn(op(txn.Insert, "t", "1", map[string]any{"v": 1}), op(txn.Insert, "t", "2", map[string]any{"v": 2}))
+	t2 := newTxn(op(txn.Update, "t", "1", map[string]any{"v": 3}))
+	for _, tx := range []*txn.Transaction{t1, t2} {
+		if _, err := l.Append(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func() map[string]overlay.Pending {
+		t.Helper()
+		tbl, err := o.Table(ctx, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tbl
+	}
+	first := read()
+	if n := normalised.Load(); n != 3 {
+		t.Fatalf("%d changes normalised at the first read, want 3", n)
+	}
+	if v := first["1"][1].Values["v"]; v != int64(3) {
+		t.Fatalf("t/1's update holds %v (%T), want the normalised int64 3", v, v)
+	}
+	second := read()
+	if n := normalised.Load(); n != 3 {
+		t.Fatalf("%d changes normalised after a second read, want still 3 (decoded once)", n)
+	}
+	if pendingJSON(t, second) != pendingJSON(t, first) {
+		t.Fatalf("second read %s, first %s", pendingJSON(t, second), pendingJSON(t, first))
+	}
+	if err := o.Evict(ctx, t2.ID); err != nil {
+		t.Fatal(err)
+	}
+	t3 := newTxn(op(txn.Delete, "t", "2", nil))
+	if _, err := l.Append(ctx, t3); err != nil {
+		t.Fatal(err)
+	}
+	third := read()
+	if n := normalised.Load(); n != 4 {
+		t.Fatalf("%d changes normalised after an append, want 4 (only the new one)", n)
+	}
+	if len(third["1"]) != 1 || len(third["2"]) != 2 || third["2"][1].Kind != txn.Delete {
+		t.Fatalf("after evicting %s and deleting t/2: %s", t2.ID, pendingJSON(t, third))
+	}
+	o.mu.Lock()
+	kept := len(o.decoded["t"])
+	o.mu.Unlock()
+	if kept != 3 {
+		t.Fatalf("%d decoded changes kept, want 3 (the evicted update forgotten)", kept)
 	}
 }
