@@ -115,12 +115,7 @@ func (b *bench) ingestOpen(ctx context.Context, lg, base *loadgen, target, ceili
 	}
 	// The server's own time per write, from its request histogram: what
 	// the loopback and the load generator's scheduling add is left out.
-	for _, q := range []struct {
-		name string
-		q    float64
-	}{{"p50", .5}, {"p99", .99}} {
-		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf(label+" %s, server-side (bucket bound)", rate, q.name), Value: after.quantile(before, q.q), Unit: "ms"})
-	}
+	printServerQuantiles(b.out, "ingest", fmt.Sprintf(label, rate), before, after)
 	return nil
 }
 

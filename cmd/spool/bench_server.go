@@ -110,13 +110,23 @@ func (s *serverSide) stop(ctx context.Context) {
 
 // print reports p50 and p99 as the bounds of the buckets they fall in.
 func (s *serverSide) print(out *reporter, scenario, what string) {
-	if !s.ok {
-		return
+	if s.ok {
+		printServerQuantiles(out, scenario, what, s.before, s.after)
 	}
+}
+
+// printServerQuantiles prints p50 and p99 of the requests counted between
+// before and after, nothing if none was (or one took longer than the
+// last bucket).
+func printServerQuantiles(out *reporter, scenario, what string, before, after buckets) {
 	for _, q := range []struct {
 		name string
 		q    float64
 	}{{"p50", .5}, {"p99", .99}} {
-		out.print(figure{Scenario: scenario, Figure: fmt.Sprintf("%s %s, server-side (bucket bound)", what, q.name), Value: s.after.quantile(s.before, q.q), Unit: "ms"})
+		v := after.quantile(before, q.q)
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		out.print(figure{Scenario: scenario, Figure: fmt.Sprintf("%s %s, server-side (bucket bound)", what, q.name), Value: v, Unit: "ms"})
 	}
 }
