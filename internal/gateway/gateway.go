@@ -498,12 +498,14 @@ func (g *Gateway) LogStats(ctx context.Context) (txlog.Stats, error) { return g.
 func (g *Gateway) SetReplication(t Tracker) { g.replication = t }
 
 // Replicated implements replication.Sink: every replica has these
-// transactions, so readers see them without the overlay.
+// transactions, so readers see them without the overlay. They leave the
+// overlay before their state advances, as in Committed: a client that saw
+// its transaction replicated finds its rows in the database only.
 func (g *Gateway) Replicated(ctx context.Context, ids []string, at time.Time) {
+	g.evict(ctx, ids)
 	for _, id := range ids {
 		g.tracker.Advance(id, txn.Replicated, at, 0, nil, "")
 	}
-	g.evict(ctx, ids)
 }
 
 func (g *Gateway) evict(ctx context.Context, ids []string) {
