@@ -93,6 +93,23 @@ type Merged struct {
 	Steps []int
 }
 
+// Repeats reports whether two of ops name one row by the same table and
+// id: only then can Coalesce merge anything, so a backend need not read
+// its merge rules (a catalog query) for a batch that touches every row
+// once. Ids are compared as written; a row named twice in two spellings
+// only goes unmerged.
+func Repeats(ops []txn.Operation) bool {
+	seen := make(map[[2]string]bool, len(ops))
+	for _, op := range ops {
+		k := [2]string{op.Table, op.ID}
+		if seen[k] {
+			return true
+		}
+		seen[k] = true
+	}
+	return false
+}
+
 // rowID names a row: its table and the canonical text of its key.
 type rowID struct{ table, key string }
 

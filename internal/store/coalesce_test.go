@@ -467,3 +467,19 @@ func (m *model) apply(op txn.Operation) error {
 	}
 	return nil
 }
+
+func TestRepeats(t *testing.T) {
+	op := func(table, id string) txn.Operation { return txn.Operation{Op: txn.Update, Table: table, ID: id} }
+	for _, tc := range []struct {
+		ops  []txn.Operation
+		want bool
+	}{
+		{nil, false},
+		{[]txn.Operation{op("t", "1"), op("t", "2"), op("u", "1")}, false},
+		{[]txn.Operation{op("t", "1"), op("u", "1"), op("t", "1")}, true},
+	} {
+		if got := Repeats(tc.ops); got != tc.want {
+			t.Errorf("Repeats(%v) = %v, want %v", tc.ops, got, tc.want)
+		}
+	}
+}

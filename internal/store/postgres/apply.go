@@ -205,7 +205,9 @@ func (b *batchRun) fence() (log string, token int64, ok bool) {
 }
 
 // start begins the transaction, checks the fence and looks up which
-// transactions earlier runs applied or dead-lettered, in one round trip.
+// transactions earlier runs applied or dead-lettered, in one round trip;
+// on the fast path, when the batch touches a row twice, it also reads the
+// merge facts (see coalesce).
 // It sends the pipeline and returns the function that reads its results:
 // the connection is busy until then.
 func (b *batchRun) start(ctx context.Context, batch []*txn.Transaction) (finish func() error, err error) {
@@ -229,7 +231,7 @@ func (b *batchRun) start(ctx context.Context, batch []*txn.Transaction) (finish 
 		pb.Queue(sqlFence, log, token)
 	}
 	pb.Queue(sqlLookup, idList)
-	coalescing := !b.slow && !b.s.noCoalesce
+	coalescing := !b.slow && !b.s.noCoalesce && repeats(batch)
 	if coalescing {
 		pb.Queue(sqlMergeFacts)
 	}

@@ -132,3 +132,12 @@ func (b *batchRun) coalesce(ctx context.Context, ops []txn.Operation, planned []
 	}
 	return out, nil
 }
+
+// repeats reports whether the batch touches a row twice (store.Repeats).
+func repeats(batch []*txn.Transaction) bool {
+	var ops []txn.Operation
+	for _, t := range batch {
+		ops = append(ops, t.Operations...)
+	}
+	return store.Repeats(ops)
+}

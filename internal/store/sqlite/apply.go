@@ -157,7 +157,7 @@ func (b *batchRun) apply(ctx context.Context, t *txn.Transaction) (store.Outcome
 		b.failed(t, ae)
 		return store.Outcome{Err: ae}, nil
 	}
-	if err := b.recordApplied(ctx, t); err != nil {
+	if err := b.recordApplied(ctx, []*txn.Transaction{t}); err != nil {
 		return store.Outcome{}, err
 	}
 	b.applied[t.ID] = true
@@ -165,20 +165,6 @@ func (b *batchRun) apply(ctx context.Context, t *txn.Transaction) (store.Outcome
 		return store.Outcome{}, fmt.Errorf("release savepoint: %w", err)
 	}
 	return store.Outcome{}, nil
-}
-
-// recordApplied records t in spool_applied, and links the dead letter it
-// retries to it.
-func (b *batchRun) recordApplied(ctx context.Context, t *txn.Transaction) error {
-	if _, err := b.exec(ctx, sqlMarkApplied, t.ID, b.now); err != nil {
-		return fmt.Errorf("record applied: %w", err)
-	}
-	if t.RetryOf != "" {
-		if _, err := b.exec(ctx, sqlMarkRetried, t.ID, t.RetryOf); err != nil {
-			return fmt.Errorf("record retry: %w", err)
-		}
-	}
-	return nil
 }
 
 // judge consults earlier runs and the gate about t: run is true if t is to

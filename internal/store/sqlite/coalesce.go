@@ -27,10 +27,6 @@ const (
 // and the caller runs the transactions one by one. A returned error is
 // transient.
 func (b *batchRun) runCoalesced(ctx context.Context, batch []*txn.Transaction) (out []store.Outcome, ok bool, err error) {
-	rules, err := b.mergeRules(ctx)
-	if err != nil {
-		return nil, false, fmt.Errorf("read merge rules: %w", err)
-	}
 	if _, err := b.exec(ctx, sqlBatchSavepoint); err != nil {
 		return nil, false, fmt.Errorf("savepoint: %w", err)
 	}
@@ -58,7 +54,11 @@ func (b *batchRun) runCoalesced(ctx context.Context, batch []*txn.Transaction) (
 		}
 	}
 	plan := uncoalesced(ops)
-	if !b.s.noCoalesce {
+	if !b.s.noCoalesce && store.Repeats(ops) {
+		rules, err := b.mergeRules(ctx)
+		if err != nil {
+			return nil, false, fmt.Errorf("read merge rules: %w", err)
+		}
 		plan = store.Coalesce(ops, rules)
 	}
 	for k := 0; k < len(plan); {
@@ -79,7 +79,7 @@ func (b *batchRun) runCoalesced(ctx context.Context, batch []*txn.Transaction) (
 			return nil, false, err
 		}
 	}
-	if err := b.recordAllApplied(ctx, run); err != nil {
+	if err := b.recordApplied(ctx, run); err != nil {
 		return nil, false, err
 	}
 	if _, err := b.exec(ctx, sqlBatchRelease); err != nil {
@@ -211,7 +211,7 @@ func (b *batchRun) runGroup(ctx context.Context, plan []store.Merged, from []int
 		n++
 	}
 	if n == 1 {
-		return 1, b.op(ctx, i, first.Op)
+		return 1, b.run(ctx, i, first.Op, p)
 	}
 	if _, err := b.exec(ctx, multiInsertSQL(p.t, p.names, n), args...); err != nil {
 		return n, b.dbError(ctx, i, first.Op, err)
@@ -232,10 +232,9 @@ func multiInsertSQL(t *schema.Table, names []string, rows int) string {
 	return sb.String()
 }
 
-// recordAllApplied records the transactions of a coalesced run in
-// spool_applied, many rows per statement, and links the dead letters that
-// retries among them retry.
-func (b *batchRun) recordAllApplied(ctx context.Context, run []*txn.Transaction) error {
+// recordApplied records the transactions run in spool_applied, many rows
+// per statement, and links the dead letters that retries among them retry.
+func (b *batchRun) recordApplied(ctx context.Context, run []*txn.Transaction) error {
 	for chunk := range slices.Chunk(run, maxGroupRows) {
 		args := make([]any, 0, 2*len(chunk))
 		for _, t := range chunk {

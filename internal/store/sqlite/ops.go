@@ -20,6 +20,11 @@ func (b *batchRun) op(ctx context.Context, i int, op txn.Operation) error {
 	if err != nil {
 		return err
 	}
+	return b.run(ctx, i, op, p)
+}
+
+// run executes operation i, prepared as p.
+func (b *batchRun) run(ctx context.Context, i int, op txn.Operation, p prepared) error {
 	st, err := b.opStmt(ctx, p.t, p.kind, p.names)
 	if err != nil {
 		return b.dbError(ctx, i, op, err)
