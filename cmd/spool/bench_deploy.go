@@ -28,6 +28,15 @@ type deployment struct {
 	lockPath string
 }
 
+// deploy makes a fresh backend for scenario and deploys spool on it.
+func (e *benchEnv) deploy(ctx context.Context, scenario string, holdable bool, extra ...string) (*deployment, error) {
+	be, err := e.backend(ctx, scenario)
+	if err != nil {
+		return nil, err
+	}
+	return be.deploy(ctx, holdable, extra...)
+}
+
 func (b *backend) deploy(ctx context.Context, holdable bool, extra ...string) (*deployment, error) {
 	d := &deployment{be: b, extra: extra, split: holdable && b.env.servers(), lockPath: b.dbURL}
 	if !d.split {

@@ -13,11 +13,7 @@ import (
 // drain pre-fills the log with the drain held, releases it and measures
 // rows/s into the database, beside the same number of rows written raw.
 func (b *bench) drain(ctx context.Context) error {
-	be, err := b.env.backend(ctx, "drain")
-	if err != nil {
-		return err
-	}
-	d, err := be.deploy(ctx, true)
+	d, err := b.env.deploy(ctx, "drain", true)
 	if err != nil {
 		return err
 	}
@@ -49,7 +45,7 @@ func (b *bench) drain(ctx context.Context) error {
 	if err := d.verify(ctx, lg.tag, n); err != nil {
 		return err
 	}
-	return b.drainBaselines(ctx, be, n, rate)
+	return b.drainBaselines(ctx, d.be, n, rate)
 }
 
 // drainRate watches the log's depth once the drain is released: rows/s

@@ -25,16 +25,13 @@ func (b *bench) ingest(ctx context.Context) error {
 	var syncURL string
 	var d *deployment
 	if url == "" {
-		be, err := b.env.backend(ctx, "ingest")
-		if err != nil {
-			return err
-		}
-		if d, err = be.deploy(ctx, false); err != nil {
+		var err error
+		if d, err = b.env.deploy(ctx, "ingest", false); err != nil {
 			return err
 		}
 		defer d.stop()
 		url, proc = d.url(), d.api
-		db, err := be.baselineDB(ctx, "sync")
+		db, err := d.be.baselineDB(ctx, "sync")
 		if err != nil {
 			return err
 		}

@@ -28,11 +28,7 @@ type memSample struct {
 // samples spool's memory and log; then every write must reach the
 // database once it is back.
 func (b *bench) outageScenario(ctx context.Context) error {
-	be, err := b.env.backend(ctx, "outage")
-	if err != nil {
-		return err
-	}
-	d, err := be.deploy(ctx, false)
+	d, err := b.env.deploy(ctx, "outage", false)
 	if err != nil {
 		return err
 	}

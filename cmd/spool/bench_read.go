@@ -23,11 +23,8 @@ func (b *bench) read(ctx context.Context) error {
 	url := b.cfg.url
 	var d *deployment
 	if url == "" {
-		be, err := b.env.backend(ctx, "read")
-		if err != nil {
-			return err
-		}
-		if d, err = be.deploy(ctx, true); err != nil {
+		var err error
+		if d, err = b.env.deploy(ctx, "read", true); err != nil {
 			return err
 		}
 		defer d.stop()

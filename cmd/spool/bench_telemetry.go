@@ -16,11 +16,7 @@ const telemetryBatch = 500
 // telemetry posts NDJSON batches at --telemetry-rate rows/s into the
 // telemetry lane and reports rows/s accepted, dropped and written.
 func (b *bench) telemetry(ctx context.Context) error {
-	be, err := b.env.backend(ctx, "telemetry")
-	if err != nil {
-		return err
-	}
-	d, err := be.deploy(ctx, false, "--telemetry-table", "readings")
+	d, err := b.env.deploy(ctx, "telemetry", false, "--telemetry-table", "readings")
 	if err != nil {
 		return err
 	}

@@ -20,11 +20,7 @@ const visibilitySample = 2000
 // sample of the writes, the time from the acknowledgement to applied and
 // to replicated, beside the raw replica lag measured meanwhile.
 func (b *bench) visibility(ctx context.Context) error {
-	be, err := b.env.backend(ctx, "visibility")
-	if err != nil {
-		return err
-	}
-	d, err := be.deploy(ctx, false)
+	d, err := b.env.deploy(ctx, "visibility", false)
 	if err != nil {
 		return err
 	}
