@@ -3,10 +3,8 @@ package postgres
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/spoolgw/spool/internal/store/storetest"
-	"github.com/spoolgw/spool/internal/txn"
 )
 
 // TestCoalescedWrites shows that the fast path writes each row of an
@@ -52,7 +50,6 @@ func TestCoalescedWrites(t *testing.T) {
 // on the same database, off. It reports both rates in transactions per
 // second and their ratio.
 func BenchmarkDrainUpdateHeavy(b *testing.B) {
-	const rows, updates, batches = 100, 4, 20
 	url := newDatabase(b)
 	s := openStore(b, url)
 	ctx := context.Background()
@@ -60,39 +57,9 @@ func BenchmarkDrainUpdateHeavy(b *testing.B) {
 		b.Fatal(err)
 	}
 	c := connect(b, url)
-	var on, off time.Duration
-	drain := func(noCoalesce bool) time.Duration {
-		b.StopTimer()
+	storetest.BenchDrainUpdateHeavy(b, s, func() {
 		if _, err := run(ctx, c, "truncate tallies, spool_applied"); err != nil {
 			b.Fatal(err)
 		}
-		work := make([][]*txn.Transaction, batches)
-		for i := range work {
-			work[i] = storetest.UpdateHeavy(rows, updates)
-		}
-		s.noCoalesce = noCoalesce
-		b.StartTimer()
-		start := time.Now()
-		for _, batch := range work {
-			out, err := s.ApplyBatch(ctx, batch, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, o := range out {
-				if o.Err != nil || o.Duplicate {
-					b.Fatalf("outcome %+v", o)
-				}
-			}
-		}
-		return time.Since(start)
-	}
-	for b.Loop() {
-		on += drain(false)
-		off += drain(true)
-	}
-	n := float64(b.N * batches * rows * (1 + updates))
-	b.ReportMetric(n/on.Seconds(), "coalesced-txn/s")
-	b.ReportMetric(n/off.Seconds(), "uncoalesced-txn/s")
-	b.ReportMetric(off.Seconds()/on.Seconds(), "coalesced/uncoalesced")
-	b.ReportMetric(0, "ns/op")
+	}, func(on bool) { s.noCoalesce = !on })
 }

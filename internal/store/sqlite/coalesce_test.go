@@ -4,7 +4,6 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/spoolgw/spool/internal/store/storetest"
 	"github.com/spoolgw/spool/internal/txn"
@@ -59,7 +58,6 @@ func TestCoalescedWrites(t *testing.T) {
 // name on SQLite: batches of 500 transactions, 100 rows each inserted and
 // updated four times, coalescing on and off in the same run.
 func BenchmarkDrainUpdateHeavy(b *testing.B) {
-	const rows, updates, batches = 100, 4, 20
 	ctx := context.Background()
 	s, err := open(ctx, filepath.Join(b.TempDir(), "spool.db"), nil, options{busyTimeout: BusyTimeout})
 	if err != nil {
@@ -69,41 +67,11 @@ func BenchmarkDrainUpdateHeavy(b *testing.B) {
 	if err := s.Exec(ctx, storetest.TallySchema); err != nil {
 		b.Fatal(err)
 	}
-	var on, off time.Duration
-	drain := func(noCoalesce bool) time.Duration {
-		b.StopTimer()
+	storetest.BenchDrainUpdateHeavy(b, s, func() {
 		if err := s.Exec(ctx, "delete from tallies; delete from spool_applied;"); err != nil {
 			b.Fatal(err)
 		}
-		work := make([][]*txn.Transaction, batches)
-		for i := range work {
-			work[i] = storetest.UpdateHeavy(rows, updates)
-		}
-		s.noCoalesce = noCoalesce
-		b.StartTimer()
-		start := time.Now()
-		for _, batch := range work {
-			out, err := s.ApplyBatch(ctx, batch, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, o := range out {
-				if o.Err != nil || o.Duplicate {
-					b.Fatalf("outcome %+v", o)
-				}
-			}
-		}
-		return time.Since(start)
-	}
-	for b.Loop() {
-		on += drain(false)
-		off += drain(true)
-	}
-	n := float64(b.N * batches * rows * (1 + updates))
-	b.ReportMetric(n/on.Seconds(), "coalesced-txn/s")
-	b.ReportMetric(n/off.Seconds(), "uncoalesced-txn/s")
-	b.ReportMetric(off.Seconds()/on.Seconds(), "coalesced/uncoalesced")
-	b.ReportMetric(0, "ns/op")
+	}, func(on bool) { s.noCoalesce = !on })
 }
 
 // TestGroupedInsertFallsBack: ten inserts into one table run as one

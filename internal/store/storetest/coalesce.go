@@ -1,9 +1,11 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/store"
@@ -194,4 +196,47 @@ func UpdateHeavy(rows, updates int) []*txn.Transaction {
 		}
 	}
 	return batch
+}
+
+// BenchDrainUpdateHeavy applies batches of UpdateHeavy transactions (100
+// rows, each inserted and updated four times, 20 batches a round) to s,
+// with coalescing on and off in the same run, and reports both rates and
+// their ratio. reset empties tallies and spool_applied; coalesce switches
+// the store's coalescing.
+func BenchDrainUpdateHeavy(b *testing.B, s store.Store, reset func(), coalesce func(on bool)) {
+	const rows, updates, batches = 100, 4, 20
+	ctx := context.Background()
+	var on, off time.Duration
+	drain := func(coalesced bool) time.Duration {
+		b.StopTimer()
+		reset()
+		work := make([][]*txn.Transaction, batches)
+		for i := range work {
+			work[i] = UpdateHeavy(rows, updates)
+		}
+		coalesce(coalesced)
+		b.StartTimer()
+		start := time.Now()
+		for _, batch := range work {
+			out, err := s.ApplyBatch(ctx, batch, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, o := range out {
+				if o.Err != nil || o.Duplicate {
+					b.Fatalf("outcome %+v", o)
+				}
+			}
+		}
+		return time.Since(start)
+	}
+	for b.Loop() {
+		on += drain(true)
+		off += drain(false)
+	}
+	n := float64(b.N * batches * rows * (1 + updates))
+	b.ReportMetric(n/on.Seconds(), "coalesced-txn/s")
+	b.ReportMetric(n/off.Seconds(), "uncoalesced-txn/s")
+	b.ReportMetric(off.Seconds()/on.Seconds(), "coalesced/uncoalesced")
+	b.ReportMetric(0, "ns/op")
 }
