@@ -146,7 +146,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 			return fmt.Errorf("transaction %s in the log: %w", e.Tx.ID, err)
 		}
 		g.local.Add(e.Tx)
-		g.tracker.Queued(e.Tx.ID, e.Tx.CreatedAt)
+		g.tracker.Queued()
 		n++
 		return nil
 	})
@@ -298,7 +298,7 @@ func (g *Gateway) submitTx(ctx context.Context, req *Request, retryOf string) (*
 
 // enqueue makes tx durable in the log and visible in the overlay.
 func (g *Gateway) enqueue(ctx context.Context, tx *txn.Transaction) error {
-	g.tracker.Queued(tx.ID, tx.CreatedAt)
+	g.tracker.Queued()
 	if g.local != nil {
 		g.local.Add(tx)
 	}
@@ -411,6 +411,17 @@ func (g *Gateway) Status(ctx context.Context, id string) (status.Status, bool, e
 	if s, ok := g.tracker.Get(id); ok && (g.local != nil || s.State.Done()) {
 		return s, true, nil
 	}
+	if g.local != nil {
+		// The tracker keeps nothing of a queued transaction: the overlay
+		// tells. Gone from both, it finished long ago (or never was), and
+		// the database tells.
+		if pending, _ := g.local.Has(ctx, id); pending {
+			return queuedStatus(id), true, nil
+		}
+		if s, ok := g.tracker.Get(id); ok {
+			return s, true, nil // it advanced since the first look
+		}
+	}
 	// With a shared log another process applies: ask the database, then
 	// the shared overlay.
 	at, ok, err := g.store.Applied(ctx, id)
@@ -444,9 +455,14 @@ func (g *Gateway) Status(ctx context.Context, id string) (status.Status, bool, e
 		return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
 	}
 	if pending {
-		return status.Status{ID: id, State: txn.Queued}, true, nil
+		return queuedStatus(id), true, nil
 	}
 	return status.Status{}, false, nil
+}
+
+// queuedStatus is the status of a transaction still in the log.
+func queuedStatus(id string) status.Status {
+	return status.Status{ID: id, State: txn.Queued, QueuedAt: txn.IDTime(id)}
 }
 
 // replicatedOnAll reports whether every replica has replayed transaction
@@ -469,7 +485,11 @@ const SharedPoll = 20 * time.Millisecond
 // Wait waits until transaction id reaches state want or ctx ends.
 func (g *Gateway) Wait(ctx context.Context, id string, want txn.State) (status.Status, bool, error) {
 	if g.local != nil {
-		if s, ok := g.tracker.Wait(ctx, id, want); ok {
+		pending := func() bool {
+			ok, _ := g.local.Has(ctx, id) // in memory: cannot fail
+			return ok
+		}
+		if s, ok := g.tracker.Wait(ctx, id, want, pending); ok {
 			return s, true, nil
 		}
 		return g.Status(context.WithoutCancel(ctx), id)

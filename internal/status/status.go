@@ -1,10 +1,14 @@
 // Package status tracks the state of transactions this process has seen, so
 // that a writer can ask where its transaction is and wait for a state.
 //
-// The tracker remembers every transaction still in the log and the most
-// recent finished ones (up to Config.Retain); older answers come from the
-// database (spool_applied, the dead letters), which the api consults when
-// the tracker does not know an id.
+// The tracker keeps nothing for a transaction that is merely queued, so
+// that a backlog of any size (a long database outage) costs it no memory:
+// the overlay knows what is still on its way. It remembers a transaction
+// from the moment it is applied or fails, or from the moment a writer
+// waits for it, and keeps the most recent finished ones (up to the retain
+// of New); older answers come from the database (spool_applied, the dead
+// letters), which the gateway consults when the tracker does not know an
+// id.
 package status
 
 import (
@@ -62,26 +66,29 @@ func New(retain int) *Tracker {
 	return &Tracker{retain: retain, m: make(map[string]*Status)}
 }
 
-// Queued records that id is in the log (or about to be).
-func (t *Tracker) Queued(id string, at time.Time) {
+// Queued counts a transaction that is in the log (or about to be). It
+// keeps nothing of it: see the package documentation.
+func (t *Tracker) Queued() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.m[id]; ok {
-		return
-	}
-	t.m[id] = &Status{ID: id, State: txn.Queued, QueuedAt: at, waiters: make(chan struct{})}
 	t.counts.Queued++
 }
 
-// Forget drops a transaction whose append failed.
+// Forget takes back a transaction whose append failed: it is not counted,
+// and anyone waiting for it stops.
 func (t *Tracker) Forget(id string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.counts.Queued--
 	if s, ok := t.m[id]; ok && s.State == txn.Queued {
 		delete(t.m, id)
-		t.counts.Queued--
 		close(s.waiters)
 	}
+}
+
+// queued returns a new status of id in the queued state.
+func queued(id string) *Status {
+	return &Status{ID: id, State: txn.Queued, QueuedAt: txn.IDTime(id), waiters: make(chan struct{})}
 }
 
 // Advance moves id to state at time at. States only move forward; a
@@ -91,7 +98,7 @@ func (t *Tracker) Advance(id string, state txn.State, at time.Time, lsn txn.LSN,
 	defer t.mu.Unlock()
 	s, ok := t.m[id]
 	if !ok {
-		s = &Status{ID: id, State: txn.Queued, waiters: make(chan struct{})}
+		s = queued(id)
 		t.m[id] = s
 	}
 	if s.State.Done() || (s.State.Reached(state) && state != txn.Failed) {
@@ -150,9 +157,15 @@ func (t *Tracker) Get(id string) (Status, bool) {
 }
 
 // Wait blocks until id reaches want (or fails), ctx is done, or the tracker
-// forgets it, and returns the latest status. ok is false if the tracker does
-// not know id.
-func (t *Tracker) Wait(ctx context.Context, id string, want txn.State) (Status, bool) {
+// forgets it, and returns the latest status. If the tracker does not know
+// id, pending tells whether it is queued (its changes are in the overlay):
+// if so, the tracker follows it from now on; if not, ok is false. pending
+// is called without the tracker's lock, and an Advance that comes in
+// meanwhile is not missed.
+func (t *Tracker) Wait(ctx context.Context, id string, want txn.State, pending func() bool) (Status, bool) {
+	if !t.watch(id, pending) {
+		return Status{}, false
+	}
 	for {
 		t.mu.Lock()
 		s, ok := t.m[id]
@@ -171,6 +184,32 @@ func (t *Tracker) Wait(ctx context.Context, id string, want txn.State) (Status, 
 			return cur, true
 		}
 	}
+}
+
+// watch makes sure the tracker follows id, if it is known or pending, and
+// reports whether it does.
+func (t *Tracker) watch(id string, pending func() bool) bool {
+	t.mu.Lock()
+	_, ok := t.m[id]
+	t.mu.Unlock()
+	if ok {
+		return true
+	}
+	if !pending() {
+		// Gone from the overlay: either the tracker knows it by now (it
+		// advanced after the overlay was emptied of it) or not at all.
+		t.mu.Lock()
+		_, ok = t.m[id]
+		t.mu.Unlock()
+		return ok
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.m[id]; !ok {
+		// Still queued when pending looked: any Advance comes after this.
+		t.m[id] = queued(id)
+	}
+	return true
 }
 
 // Counters returns the totals since start.

@@ -59,6 +59,17 @@ func NewID() string {
 	return uuid.Must(uuid.NewV7()).String()
 }
 
+// IDTime returns the time a transaction was created, to the millisecond,
+// as its id (a UUIDv7) records it; the zero time for any other id.
+func IDTime(id string) time.Time {
+	u, err := uuid.Parse(id)
+	if err != nil || u.Version() != 7 {
+		return time.Time{}
+	}
+	sec, nsec := u.Time().UnixTime()
+	return time.Unix(sec, nsec).UTC()
+}
+
 // ValidID reports whether s is a UUID in its canonical text form.
 func ValidID(s string) bool {
 	if len(s) != 36 {
