@@ -295,6 +295,48 @@ func (l *rowLoad) checkRows(t *testing.T, db string) figures {
 	return f
 }
 
+// rows returns the ids of the rows acknowledged so far.
+func (l *rowLoad) rows() map[string]bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ids := make(map[string]bool, len(l.final))
+	for id := range l.final {
+		ids[id] = true
+	}
+	return ids
+}
+
+// checkReads reads back up to n acknowledged rows (but those in skip)
+// through url and counts those that do not show the writer's last
+// acknowledged value (or a later one of its): a writer must always see its
+// own writes, buffered or not.
+func (l *rowLoad) checkReads(c *http.Client, url string, n int, skip map[string]bool) (reads, stale int, sample string) {
+	l.mu.Lock()
+	want := make(map[string]int64, n)
+	for id, v := range l.final {
+		if len(want) == n {
+			break
+		}
+		if !skip[id] {
+			want[id] = v
+		}
+	}
+	l.mu.Unlock()
+	for id, v := range want {
+		status, row, err := getJSON(c, url+"/v1/tables/observations/"+id)
+		if err != nil {
+			continue
+		}
+		reads++
+		got, _ := row["exposure_s"].(float64)
+		if status != http.StatusOK || got < float64(v) || got > float64(l.updates) {
+			stale++
+			sample = fmt.Sprintf("row %s: %d %v, want exposure_s %d or later", id, status, row, v)
+		}
+	}
+	return reads, stale, sample
+}
+
 // getJSON fetches url and decodes its JSON body into a map.
 func getJSON(c *http.Client, url string) (int, map[string]any, error) {
 	res, err := c.Get(url)

@@ -228,7 +228,9 @@ func TestCrashLoop(t *testing.T) {
 	var acked []ack
 	const rounds = 20
 	for round := range rounds {
-		p := start(t, dir)
+		// A small overlay in memory: backlogs spill to disk, and a kill
+		// leaves the spill file behind for the next start.
+		p := start(t, dir, "--overlay-memory", "50")
 		stop := make(chan struct{})
 		got := make(chan []ack)
 		go func() { got <- load(p.url, 16, round, stop) }()

@@ -28,25 +28,26 @@ type collector struct {
 }
 
 var (
-	descLogDepth    = prometheus.NewDesc("spool_log_depth", "Transactions in the log not yet applied.", nil, nil)
-	descLogBytes    = prometheus.NewDesc("spool_log_bytes", "Bytes the log takes, where the backend knows it.", nil, nil)
-	descOverlayRows = prometheus.NewDesc("spool_overlay_rows", "Rows with pending changes in the overlay.", nil, nil)
-	descOverlayTxns = prometheus.NewDesc("spool_overlay_transactions", "Transactions whose changes the overlay holds.", nil, nil)
-	descAccepted    = prometheus.NewDesc("spool_transactions_accepted_total", "Transactions acknowledged by this process since it started.", nil, nil)
-	descApplied     = prometheus.NewDesc("spool_transactions_applied_total", "Transactions this process saw applied since it started.", nil, nil)
-	descFailed      = prometheus.NewDesc("spool_transactions_dead_lettered_total", "Transactions this process saw dead-lettered since it started.", nil, nil)
-	descBackoff     = prometheus.NewDesc("spool_applier_failed_attempts", "Failed attempts in a row of the applier (0: applying normally).", nil, nil)
-	descReplicaUp   = prometheus.NewDesc("spool_replica_up", "Whether the replica answered its last poll.", []string{"replica"}, nil)
-	descReplicaLag  = prometheus.NewDesc("spool_replica_lag_bytes", "WAL bytes the replica has yet to replay.", []string{"replica"}, nil)
-	descReplWaiting = prometheus.NewDesc("spool_replication_waiting_transactions", "Applied transactions not yet on every replica.", nil, nil)
-	descReplLag     = prometheus.NewDesc("spool_replication_lag_seconds", "How long the oldest applied transaction not yet on every replica has waited.", nil, nil)
-	descRingSize    = prometheus.NewDesc("spool_telemetry_ring_items", "Samples held in the lane's ring.", []string{"table"}, nil)
-	descRingCap     = prometheus.NewDesc("spool_telemetry_ring_capacity", "The lane's ring capacity.", []string{"table"}, nil)
-	descRingAdded   = prometheus.NewDesc("spool_telemetry_samples_total", "Samples put into the lane's ring.", []string{"table"}, nil)
-	descDropped     = prometheus.NewDesc("spool_telemetry_dropped_total", "Samples lost: pushed out of the full ring or dropped at the spill.", []string{"table"}, nil)
-	descWritten     = prometheus.NewDesc("spool_telemetry_written_total", "Samples written to the database, replayed spill included.", []string{"table"}, nil)
-	descRejected    = prometheus.NewDesc("spool_telemetry_rejected_total", "Samples the database refused.", []string{"table"}, nil)
-	descSpilled     = prometheus.NewDesc("spool_telemetry_spill_pending", "Samples in spill files waiting for the database.", []string{"table"}, nil)
+	descLogDepth     = prometheus.NewDesc("spool_log_depth", "Transactions in the log not yet applied.", nil, nil)
+	descLogBytes     = prometheus.NewDesc("spool_log_bytes", "Bytes the log takes, where the backend knows it.", nil, nil)
+	descOverlayRows  = prometheus.NewDesc("spool_overlay_rows", "Rows with pending changes in the overlay.", nil, nil)
+	descOverlayTxns  = prometheus.NewDesc("spool_overlay_transactions", "Transactions whose changes the overlay holds.", nil, nil)
+	descOverlaySpill = prometheus.NewDesc("spool_overlay_spilled_operations", "Pending changes the overlay of a local log holds on disk, past --overlay-memory.", nil, nil)
+	descAccepted     = prometheus.NewDesc("spool_transactions_accepted_total", "Transactions acknowledged by this process since it started.", nil, nil)
+	descApplied      = prometheus.NewDesc("spool_transactions_applied_total", "Transactions this process saw applied since it started.", nil, nil)
+	descFailed       = prometheus.NewDesc("spool_transactions_dead_lettered_total", "Transactions this process saw dead-lettered since it started.", nil, nil)
+	descBackoff      = prometheus.NewDesc("spool_applier_failed_attempts", "Failed attempts in a row of the applier (0: applying normally).", nil, nil)
+	descReplicaUp    = prometheus.NewDesc("spool_replica_up", "Whether the replica answered its last poll.", []string{"replica"}, nil)
+	descReplicaLag   = prometheus.NewDesc("spool_replica_lag_bytes", "WAL bytes the replica has yet to replay.", []string{"replica"}, nil)
+	descReplWaiting  = prometheus.NewDesc("spool_replication_waiting_transactions", "Applied transactions not yet on every replica.", nil, nil)
+	descReplLag      = prometheus.NewDesc("spool_replication_lag_seconds", "How long the oldest applied transaction not yet on every replica has waited.", nil, nil)
+	descRingSize     = prometheus.NewDesc("spool_telemetry_ring_items", "Samples held in the lane's ring.", []string{"table"}, nil)
+	descRingCap      = prometheus.NewDesc("spool_telemetry_ring_capacity", "The lane's ring capacity.", []string{"table"}, nil)
+	descRingAdded    = prometheus.NewDesc("spool_telemetry_samples_total", "Samples put into the lane's ring.", []string{"table"}, nil)
+	descDropped      = prometheus.NewDesc("spool_telemetry_dropped_total", "Samples lost: pushed out of the full ring or dropped at the spill.", []string{"table"}, nil)
+	descWritten      = prometheus.NewDesc("spool_telemetry_written_total", "Samples written to the database, replayed spill included.", []string{"table"}, nil)
+	descRejected     = prometheus.NewDesc("spool_telemetry_rejected_total", "Samples the database refused.", []string{"table"}, nil)
+	descSpilled      = prometheus.NewDesc("spool_telemetry_spill_pending", "Samples in spill files waiting for the database.", []string{"table"}, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -72,6 +73,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if ov, err := c.gw.Overlay().Stats(ctx); err == nil {
 		gauge(descOverlayRows, float64(ov.Rows))
 		gauge(descOverlayTxns, float64(ov.Transactions))
+		gauge(descOverlaySpill, float64(ov.SpilledOps))
 	} else {
 		c.logger.Debug("metrics: overlay stats", "err", err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/overlay"
 	"github.com/spoolgw/spool/internal/replication"
 	"github.com/spoolgw/spool/internal/store"
 	"github.com/spoolgw/spool/internal/store/postgres"
@@ -58,6 +59,7 @@ type serveConfig struct {
 	replicaPoll     time.Duration
 	telemetryLanes  []telemetry.LaneConfig
 	pprofListen     string
+	overlayMemory   int
 }
 
 // DefaultShutdownTimeout bounds the drain at shutdown: long enough to apply
@@ -80,6 +82,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.DurationVar(&c.batchTimeout, "batch-timeout", applier.DefaultBatchTimeout, "how long a partial batch waits for more after its first transaction")
 	fs.DurationVar(&c.applyTimeout, "apply-timeout", applier.DefaultAttemptTimeout, "how long one attempt at a batch may take before it is cut off and retried (a database that stopped answering)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long shutdown waits to drain the log into the database")
+	fs.IntVar(&c.overlayMemory, "overlay-memory", overlay.DefaultMaxOps, "pending changes the overlay of a local log holds in memory; those beyond go to DATA-DIR/overlay-spill.db until the backlog drains, so a long database outage costs a bounded heap (0: no bound, all in memory)")
 	fs.Int64Var(&c.highMark, "log-high-mark", 0, "`bytes` of buffered log over which writes get 503 until it drains below --log-low-mark (0: no limit)")
 	fs.Int64Var(&c.lowMark, "log-low-mark", 0, "`bytes` below which intake resumes after --log-high-mark (default: 80% of the high mark)")
 	fs.Float64Var(&c.rateLimit, "rate-limit", 0, "writes per second allowed to each client address; more get 429 (0: no limit)")
@@ -178,6 +181,14 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 		return err
 	}
 	defer lg.Close()
+	var local *overlay.Overlay
+	if ov == nil && c.overlayMemory > 0 {
+		// Closed after everything that uses it: intake, the applier.
+		if local, err = overlay.Open(ctx, filepath.Join(c.dataDir, "overlay-spill.db"), c.overlayMemory); err != nil {
+			return err
+		}
+		defer local.Close()
+	}
 
 	var tables []string
 	if c.tables != "" {
@@ -198,7 +209,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	for _, r := range replicas {
 		readers = append(readers, r)
 	}
-	gw, err := gateway.New(ctx, gateway.Config{Log: lg, Store: st, Overlay: ov, Tables: tables, Logger: logger, Replicas: readers,
+	gw, err := gateway.New(ctx, gateway.Config{Log: lg, Store: st, Overlay: ov, Local: local, Tables: tables, Logger: logger, Replicas: readers,
 		Backpressure: gateway.Backpressure{High: c.highMark, Low: c.lowMark}})
 	if err != nil {
 		return err

@@ -170,6 +170,10 @@ func (s *Server) wrap(fn handlerFunc) http.Handler {
 			s.refused.refused(r.URL.Path, err)
 		case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 			return // the client went away
+		case errors.Is(err, query.ErrDatabase):
+			status, body["error"] = http.StatusServiceUnavailable, "the database cannot be read right now (a row whose insert or delete is still buffered can be); retry later"
+			w.Header().Set("Retry-After", "1")
+			s.logger.Debug("read failed: the database did not answer", "method", r.Method, "path", r.URL.Path, "err", err)
 		default:
 			body["error"] = "internal error"
 			s.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -49,9 +49,12 @@ type Config struct {
 	Log   txlog.Log
 	Store store.Store
 	// Overlay is a shared overlay that Log fills with each append; nil
-	// means an in-memory overlay this gateway fills before each append and
+	// means a local overlay this gateway fills before each append and
 	// rebuilds from the log at start.
 	Overlay Overlay
+	// Local is that local overlay, empty (overlay.Open bounds its memory);
+	// nil means a new one held in memory alone. The caller closes it.
+	Local *overlay.Overlay
 	// Replicas are the read replicas smart reads and consistency=database
 	// reads go to, in turn; empty means reads go to Store.
 	Replicas []Replica
@@ -118,14 +121,14 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("backpressure: low mark %d must be above 0 and at most the high mark %d", b.Low, b.High)
 	}
 	if g.overlay == nil {
-		g.local = overlay.New()
+		g.local = cfg.Local
+		if g.local == nil {
+			g.local = overlay.New()
+		}
+		g.local.SetNormalize(g.normalizeTable)
 		g.overlay = g.local
 	} else if n, ok := g.overlay.(normalizer); ok {
-		n.SetNormalize(func(table string, values map[string]any) {
-			if t, err := g.catalog.Load().Table(table); err == nil {
-				normalizeValues(t, values)
-			}
-		})
+		n.SetNormalize(g.normalizeTable)
 		g.overlayNormalizes = true
 	}
 	g.primary = &query.Reader{DB: cfg.Store, Overlay: normalizing{g}}
@@ -145,7 +148,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		if err := g.normalize(e.Tx); err != nil {
 			return fmt.Errorf("transaction %s in the log: %w", e.Tx.ID, err)
 		}
-		g.local.Add(e.Tx)
+		if err := g.local.Add(ctx, e.Tx); err != nil {
+			return err
+		}
 		g.tracker.Queued()
 		n++
 		return nil
@@ -196,6 +201,14 @@ func (g *Gateway) normalizePending(table string, p overlay.Pending) {
 	}
 	for _, op := range p {
 		normalizeValues(t, op.Values)
+	}
+}
+
+// normalizeTable restores canonical values of a row of table; see
+// normalizeValues.
+func (g *Gateway) normalizeTable(table string, values map[string]any) {
+	if t, err := g.catalog.Load().Table(table); err == nil {
+		normalizeValues(t, values)
 	}
 }
 
@@ -298,13 +311,17 @@ func (g *Gateway) submitTx(ctx context.Context, req *Request, retryOf string) (*
 
 // enqueue makes tx durable in the log and visible in the overlay.
 func (g *Gateway) enqueue(ctx context.Context, tx *txn.Transaction) error {
-	g.tracker.Queued()
 	if g.local != nil {
-		g.local.Add(tx)
+		if err := g.local.Add(ctx, tx); err != nil {
+			return fmt.Errorf("%w: overlay: %w", ErrUnavailable, err)
+		}
 	}
+	g.tracker.Queued()
 	if _, err := g.log.Append(ctx, tx); err != nil {
 		if g.local != nil {
-			_ = g.local.Evict(ctx, tx.ID) // in memory: cannot fail
+			if err := g.local.Evict(context.WithoutCancel(ctx), tx.ID); err != nil {
+				g.logger.Error("withdraw a refused write from the overlay; reads show it until spool restarts", "txn", tx.ID, "err", err)
+			}
 		}
 		g.tracker.Forget(tx.ID)
 		return fmt.Errorf("%w: append: %w", ErrUnavailable, err)
@@ -415,7 +432,11 @@ func (g *Gateway) Status(ctx context.Context, id string) (status.Status, bool, e
 		// The tracker keeps nothing of a queued transaction: the overlay
 		// tells. Gone from both, it finished long ago (or never was), and
 		// the database tells.
-		if pending, _ := g.local.Has(ctx, id); pending {
+		pending, err := g.local.Has(ctx, id)
+		if err != nil {
+			return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
+		}
+		if pending {
 			return queuedStatus(id), true, nil
 		}
 		if s, ok := g.tracker.Get(id); ok {
@@ -486,8 +507,8 @@ const SharedPoll = 20 * time.Millisecond
 func (g *Gateway) Wait(ctx context.Context, id string, want txn.State) (status.Status, bool, error) {
 	if g.local != nil {
 		pending := func() bool {
-			ok, _ := g.local.Has(ctx, id) // in memory: cannot fail
-			return ok
+			ok, err := g.local.Has(ctx, id)
+			return ok && err == nil // on an error, Status below reports it
 		}
 		if s, ok := g.tracker.Wait(ctx, id, want, pending); ok {
 			return s, true, nil

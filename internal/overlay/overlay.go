@@ -7,10 +7,18 @@
 // be evicted before its overlay entry exists. It is emptied per transaction
 // by Evict once readers see the transaction in the database, or when it
 // fails.
+//
+// An overlay made by Open holds a bounded number of changes in memory;
+// changes that come while that tier is full go to a tier on disk (a
+// scratch SQLite file), and keep going there until it is empty again, so
+// that every change in memory is older than every change on disk. A
+// backlog of any size (a database down for hours) then costs a bounded
+// heap; reads of rows on disk cost a query each.
 package overlay
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -60,28 +68,91 @@ func (p Pending) Apply(base schema.Row) (schema.Row, bool) {
 	return row, exists
 }
 
-type rowRef struct{ table, key string }
-
-// Overlay is the in-memory overlay of one spool process (local log).
-type Overlay struct {
-	mu     sync.RWMutex
-	tables map[string]map[string]Pending
-	// txns lists the rows each pending transaction touches, for Evict.
-	txns map[string][]rowRef
-	ops  int
+// Decides reports whether the row p leads to does not depend on the
+// database's: an insert or a delete is among the changes, and Apply starts
+// afresh from the last of them.
+func (p Pending) Decides() bool {
+	for _, op := range p {
+		if op.Kind == txn.Insert || op.Kind == txn.Delete {
+			return true
+		}
+	}
+	return false
 }
 
-// New returns an empty overlay.
+type rowRef struct{ table, key string }
+
+// DefaultMaxOps is how many changes an overlay made by Open holds in
+// memory by default: a backlog of tens of seconds at the rates the local
+// log takes, some tens of MiB.
+const DefaultMaxOps = 20_000
+
+// Overlay is the overlay of one spool process (local log).
+type Overlay struct {
+	mu sync.RWMutex
+	// The tier in memory: tables holds the changes to each row, txns the
+	// rows each transaction touches (for Evict), ops counts the changes.
+	tables map[string]map[string]Pending
+	txns   map[string][]rowRef
+	ops    int
+	// maxOps bounds ops when there is a tier on disk, spill (nil: none).
+	maxOps int
+	spill  *spill
+	// normalize restores canonical values in changes read back from disk.
+	normalize func(table string, values map[string]any)
+}
+
+// New returns an empty overlay held in memory alone, without bound.
 func New() *Overlay {
 	return &Overlay{tables: make(map[string]map[string]Pending), txns: make(map[string][]rowRef)}
 }
 
+// Open returns an empty overlay that holds up to maxOps changes in memory
+// and the rest in a file at path, created anew (what a former run left
+// there is removed). Close it to remove the file.
+func Open(ctx context.Context, path string, maxOps int) (*Overlay, error) {
+	if maxOps < 1 {
+		return nil, fmt.Errorf("overlay: %d changes in memory; at least 1", maxOps)
+	}
+	sp, err := openSpill(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	o := New()
+	o.maxOps, o.spill = maxOps, sp
+	return o, nil
+}
+
+// Close removes the tier on disk, if any.
+func (o *Overlay) Close() error {
+	if o.spill == nil {
+		return nil
+	}
+	return o.spill.close()
+}
+
+// SetNormalize sets the function that restores canonical values (JSON
+// turns integers into numbers and bytes into text) in changes read back
+// from disk; set it before the overlay is used.
+func (o *Overlay) SetNormalize(fn func(table string, values map[string]any)) {
+	o.normalize = fn
+}
+
 // Add records the changes of tx. Adding a transaction twice is a no-op.
-func (o *Overlay) Add(tx *txn.Transaction) {
+// It fails only if the tier on disk does: then nothing of tx is recorded.
+func (o *Overlay) Add(ctx context.Context, tx *txn.Transaction) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if _, ok := o.txns[tx.ID]; ok {
-		return
+		return nil
+	}
+	if sp := o.spill; sp != nil && (sp.ops > 0 || o.ops+len(tx.Operations) > o.maxOps) {
+		if sp.ops > 0 {
+			if has, err := sp.has(ctx, tx.ID); err != nil || has {
+				return err
+			}
+		}
+		return sp.add(ctx, tx)
 	}
 	refs := make([]rowRef, 0, len(tx.Operations))
 	for _, op := range tx.Operations {
@@ -95,28 +166,46 @@ func (o *Overlay) Add(tx *txn.Transaction) {
 		o.ops++
 	}
 	o.txns[tx.ID] = refs
+	return nil
 }
 
 // Evict removes the changes of transactions ids; rows left with no pending
 // change leave the overlay. Evicting an unknown transaction is a no-op.
-func (o *Overlay) Evict(_ context.Context, ids ...string) error {
+func (o *Overlay) Evict(ctx context.Context, ids ...string) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for _, id := range ids {
-		o.evictLocked(id)
-	}
-	return nil
+	return o.evictLocked(ctx, ids)
 }
 
 // Has reports whether transaction id has changes in the overlay.
-func (o *Overlay) Has(_ context.Context, id string) (bool, error) {
+func (o *Overlay) Has(ctx context.Context, id string) (bool, error) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	_, ok := o.txns[id]
-	return ok, nil
+	if _, ok := o.txns[id]; ok {
+		return true, nil
+	}
+	if o.spill == nil || o.spill.ops == 0 {
+		return false, nil
+	}
+	return o.spill.has(ctx, id)
 }
 
-func (o *Overlay) evictLocked(id string) {
+func (o *Overlay) evictLocked(ctx context.Context, ids []string) error {
+	var onDisk []string
+	for _, id := range ids {
+		if _, ok := o.txns[id]; ok {
+			o.evictMemory(id)
+		} else if o.spill != nil && o.spill.ops > 0 {
+			onDisk = append(onDisk, id)
+		}
+	}
+	if len(onDisk) == 0 {
+		return nil
+	}
+	return o.spill.evict(ctx, onDisk)
+}
+
+func (o *Overlay) evictMemory(id string) {
 	for _, ref := range o.txns[id] {
 		rows := o.tables[ref.table]
 		kept := rows[ref.key][:0:0]
@@ -141,40 +230,65 @@ func (o *Overlay) evictLocked(id string) {
 // returns their ids: the transactions that depend on one
 // that failed. Their effects leave the overlay at once; the applier fails
 // them when it reaches them.
-func (o *Overlay) Withdraw(_ context.Context, depends func(table, key string, op Op) bool) ([]string, error) {
+func (o *Overlay) Withdraw(ctx context.Context, depends func(table, key string, op Op) bool) ([]string, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var ids []string
+	consider := func(table, key string, op Op) {
+		if !slices.Contains(ids, op.Tx) && depends(table, key, op) {
+			ids = append(ids, op.Tx)
+		}
+	}
 	for table, rows := range o.tables {
 		for key, p := range rows {
 			for _, op := range p {
-				if !slices.Contains(ids, op.Tx) && depends(table, key, op) {
-					ids = append(ids, op.Tx)
-				}
+				consider(table, key, op)
 			}
 		}
 	}
-	for _, id := range ids {
-		o.evictLocked(id)
+	if o.spill != nil && o.spill.ops > 0 {
+		if err := o.spill.all(ctx, o.normalize, consider); err != nil {
+			return nil, err
+		}
+	}
+	if err := o.evictLocked(ctx, ids); err != nil {
+		return nil, err
 	}
 	return ids, nil
 }
 
 // Row returns a copy of the pending changes to one row, nil if none.
-func (o *Overlay) Row(_ context.Context, table, key string) (Pending, error) {
+func (o *Overlay) Row(ctx context.Context, table, key string) (Pending, error) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	return clonePending(o.tables[table][key]), nil
+	p := clonePending(o.tables[table][key])
+	if o.spill == nil || o.spill.ops == 0 {
+		return p, nil
+	}
+	more, err := o.spill.row(ctx, table, key, o.normalize)
+	if err != nil {
+		return nil, err
+	}
+	return append(p, more...), nil
 }
 
 // Table returns a copy of the pending changes to every row of table.
-func (o *Overlay) Table(_ context.Context, table string) (map[string]Pending, error) {
+func (o *Overlay) Table(ctx context.Context, table string) (map[string]Pending, error) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
 	rows := o.tables[table]
 	out := make(map[string]Pending, len(rows))
 	for k, p := range rows {
 		out[k] = clonePending(p)
+	}
+	if o.spill == nil || o.spill.ops == 0 {
+		return out, nil
+	}
+	err := o.spill.table(ctx, table, o.normalize, func(key string, op Op) {
+		out[key] = append(out[key], op)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -189,8 +303,12 @@ func clonePending(p Pending) Pending {
 // Stats is the overlay's size.
 type Stats struct {
 	Transactions int `json:"transactions"`
-	Rows         int `json:"rows"`
-	Ops          int `json:"operations"`
+	// Rows counts the rows with pending changes; a row with changes in
+	// memory and on disk counts once in each.
+	Rows int `json:"rows"`
+	Ops  int `json:"operations"`
+	// SpilledOps counts the changes held on disk, part of Ops.
+	SpilledOps int `json:"spilled_operations,omitempty"`
 }
 
 // Stats reports the overlay's size.
@@ -200,6 +318,12 @@ func (o *Overlay) Stats(context.Context) (Stats, error) {
 	s := Stats{Transactions: len(o.txns), Ops: o.ops}
 	for _, rows := range o.tables {
 		s.Rows += len(rows)
+	}
+	if sp := o.spill; sp != nil {
+		s.Transactions += sp.txns
+		s.Rows += sp.rows
+		s.Ops += sp.ops
+		s.SpilledOps = sp.ops
 	}
 	return s, nil
 }

@@ -64,9 +64,9 @@ func TestApply(t *testing.T) {
 func TestAddEvict(t *testing.T) {
 	t.Parallel()
 	o := New()
-	o.Add(tx("t1", op(txn.Insert, "a", schema.Row{"id": "a"}), op(txn.Insert, "b", schema.Row{"id": "b"})))
-	o.Add(tx("t2", op(txn.Update, "a", schema.Row{"x": int64(1)})))
-	o.Add(tx("t2", op(txn.Update, "a", schema.Row{"x": int64(1)}))) // twice: no-op
+	o.Add(ctx, tx("t1", op(txn.Insert, "a", schema.Row{"id": "a"}), op(txn.Insert, "b", schema.Row{"id": "b"})))
+	o.Add(ctx, tx("t2", op(txn.Update, "a", schema.Row{"x": int64(1)})))
+	o.Add(ctx, tx("t2", op(txn.Update, "a", schema.Row{"x": int64(1)}))) // twice: no-op
 	if s, _ := o.Stats(ctx); s.Transactions != 2 || s.Rows != 2 || s.Ops != 3 {
 		t.Fatalf("stats = %+v", s)
 	}
@@ -90,9 +90,9 @@ func TestAddEvict(t *testing.T) {
 func TestWithdraw(t *testing.T) {
 	t.Parallel()
 	o := New()
-	o.Add(tx("t1", op(txn.Insert, "a", schema.Row{"id": "a"})))
-	o.Add(tx("t2", op(txn.Update, "a", schema.Row{"x": int64(1)}), op(txn.Insert, "c", schema.Row{"id": "c"})))
-	o.Add(tx("t3", op(txn.Insert, "d", schema.Row{"id": "d"})))
+	o.Add(ctx, tx("t1", op(txn.Insert, "a", schema.Row{"id": "a"})))
+	o.Add(ctx, tx("t2", op(txn.Update, "a", schema.Row{"x": int64(1)}), op(txn.Insert, "c", schema.Row{"id": "c"})))
+	o.Add(ctx, tx("t3", op(txn.Insert, "d", schema.Row{"id": "d"})))
 	o.Evict(ctx, "t1") // t1 failed
 	ids, _ := o.Withdraw(ctx, func(table, key string, op Op) bool { return key == "a" })
 	if len(ids) != 1 || ids[0] != "t2" {
@@ -106,7 +106,7 @@ func TestWithdraw(t *testing.T) {
 func BenchmarkMergeTable(b *testing.B) {
 	o := New()
 	for i := range 1000 {
-		o.Add(tx(fmt.Sprint("t", i), op(txn.Insert, fmt.Sprint(i), schema.Row{"id": fmt.Sprint(i), "x": int64(i)}), op(txn.Update, fmt.Sprint(i/2), schema.Row{"y": "u"})))
+		o.Add(ctx, tx(fmt.Sprint("t", i), op(txn.Insert, fmt.Sprint(i), schema.Row{"id": fmt.Sprint(i), "x": int64(i)}), op(txn.Update, fmt.Sprint(i/2), schema.Row{"y": "u"})))
 	}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -20,6 +21,10 @@ const (
 	FromOverlay  Source = "overlay"
 	FromMerged   Source = "merged"
 )
+
+// ErrDatabase marks a read that failed because the database did not
+// answer (down, unreachable, locked for too long).
+var ErrDatabase = errors.New("the database did not answer")
 
 // Database is what a smart read needs of a store.
 type Database interface {
@@ -51,9 +56,15 @@ func (r *Reader) Get(ctx context.Context, t *schema.Table, key string, merge boo
 			return nil, "", false, fmt.Errorf("read overlay %s/%s: %w", t.Name, key, err)
 		}
 	}
+	if pending.Decides() {
+		// An insert or delete is pending: the database row cannot change
+		// what readers see, so it is not read (the database may be down).
+		row, exists := pending.Apply(nil)
+		return complete(t, row), FromOverlay, exists, nil
+	}
 	base, found, err := r.DB.Get(ctx, t, key)
 	if err != nil {
-		return nil, "", false, fmt.Errorf("read %s/%s: %w", t.Name, key, err)
+		return nil, "", false, fmt.Errorf("read %s/%s: %w: %w", t.Name, key, ErrDatabase, err)
 	}
 	if len(pending) == 0 {
 		return complete(t, base), FromDatabase, found, nil
@@ -78,7 +89,7 @@ func (r *Reader) List(ctx context.Context, q *Query, merge bool) ([]schema.Row, 
 	}
 	dbRows, err := r.page(ctx, q, pending)
 	if err != nil {
-		return nil, "", fmt.Errorf("list %s: %w", q.Table.Name, err)
+		return nil, "", fmt.Errorf("list %s: %w: %w", q.Table.Name, ErrDatabase, err)
 	}
 	if len(pending) == 0 {
 		for i, row := range dbRows {
@@ -229,11 +240,11 @@ func complete(t *schema.Table, row schema.Row) schema.Row {
 }
 
 // bases reads the database rows that pending changes apply to, skipping
-// rows whose first pending change is an insert (it replaces the row whole).
+// rows whose pending changes decide them alone (see overlay.Pending.Decides).
 func (r *Reader) bases(ctx context.Context, t *schema.Table, pending map[string]overlay.Pending) (map[string]schema.Row, error) {
 	var keys []any
 	for k, p := range pending {
-		if p[0].Kind != txn.Insert {
+		if !p.Decides() {
 			keys = append(keys, t.Key.KeyValue(k))
 		}
 	}
@@ -242,7 +253,7 @@ func (r *Reader) bases(ctx context.Context, t *schema.Table, pending map[string]
 		q := &Query{Table: t, Conds: []Cond{{Column: t.Key, Op: In, Values: chunk}}, Order: []Order{{Column: t.Key}}, Limit: len(chunk)}
 		rows, err := r.DB.Query(ctx, q, len(chunk))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", ErrDatabase, err)
 		}
 		for _, row := range rows {
 			out[schema.KeyText(row[t.Key.Name])] = row

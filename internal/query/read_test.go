@@ -2,6 +2,7 @@ package query_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -91,7 +92,7 @@ func TestListMergesLikeApplyingEverything(t *testing.T) {
 			default:
 				op.Op = txn.Delete
 			}
-			ov.Add(&txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{op}})
+			ov.Add(ctx, &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{op}})
 		}
 		params := url.Values{"order": {"n.desc"}, "limit": {fmt.Sprint(1 + rng.IntN(15))}}
 		if rng.IntN(2) == 0 {
@@ -159,7 +160,7 @@ func TestListBacklogOfInserts(t *testing.T) {
 	ov := overlay.New()
 	for i := range 1000 {
 		key := fmt.Sprintf("new%04d", i)
-		ov.Add(&txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "items", ID: key,
+		ov.Add(ctx, &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "items", ID: key,
 			Values: map[string]any{"id": key, "n": int64(i), "tag": "x"}}}})
 	}
 	db := &limits{Store: st}
@@ -197,7 +198,7 @@ func BenchmarkList(b *testing.B) {
 		ov := overlay.New()
 		for i := range buffered {
 			key := fmt.Sprintf("ov%05d", i)
-			ov.Add(&txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "items", ID: key,
+			ov.Add(ctx, &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "items", ID: key,
 				Values: map[string]any{"id": key, "n": int64(i), "tag": []string{"a", "b"}[i%2]}}}})
 		}
 		r := &query.Reader{DB: st, Overlay: ov}
@@ -208,5 +209,46 @@ func BenchmarkList(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// With the database gone, a row whose insert or delete is buffered still
+// reads (from the overlay alone); any other read fails with ErrDatabase.
+func TestGetWithoutDatabase(t *testing.T) {
+	ctx := t.Context()
+	st, items := itemsTable(t, "('old', 1, 'a')")
+	ov := overlay.New()
+	add := func(op txn.Operation) {
+		op.Table = "items"
+		if err := ov.Add(ctx, &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{op}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(txn.Operation{Op: txn.Insert, ID: "new", Values: map[string]any{"id": "new", "n": int64(5), "tag": "b"}})
+	add(txn.Operation{Op: txn.Update, ID: "new", Values: map[string]any{"n": int64(6)}})
+	add(txn.Operation{Op: txn.Delete, ID: "gone"})
+	add(txn.Operation{Op: txn.Update, ID: "old", Values: map[string]any{"n": int64(2)}})
+	r := &query.Reader{DB: st, Overlay: ov}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	row, src, found, err := r.Get(ctx, items, "new", true)
+	if err != nil || !found || src != query.FromOverlay || row["n"] != int64(6) || row["tag"] != "b" {
+		t.Fatalf("Get(new) = %v, %s, %v, %v; want n 6 from the overlay", row, src, found, err)
+	}
+	if _, _, found, err := r.Get(ctx, items, "gone", true); err != nil || found {
+		t.Fatalf("Get(gone) = found %v, %v; want not found, without the database", found, err)
+	}
+	for _, key := range []string{"old", "absent"} {
+		if _, _, _, err := r.Get(ctx, items, key, true); !errors.Is(err, query.ErrDatabase) {
+			t.Fatalf("Get(%s) with the database closed: %v, want ErrDatabase", key, err)
+		}
+	}
+	q, err := query.Parse(items, url.Values{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.List(ctx, q, true); !errors.Is(err, query.ErrDatabase) {
+		t.Fatalf("List with the database closed: %v, want ErrDatabase", err)
 	}
 }

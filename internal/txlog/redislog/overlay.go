@@ -37,12 +37,16 @@ type Overlay struct {
 // gateway's catalog), and lets Table keep every change it decoded until
 // the change leaves the overlay: an entry never changes once appended, so
 // a list of a table with a backlog decodes the backlog once, not at every
-// read. The changes returned then share their values with that cache, and
+// read (up to MaxDecoded changes of a table; past that, at every read). The changes returned then share their values with that cache, and
 // callers must not modify them. Call it before any read.
 func (o *Overlay) SetNormalize(fn func(table string, values map[string]any)) {
 	o.normalize = fn
 	o.decoded = map[string]map[string]overlay.Op{}
 }
+
+// MaxDecoded bounds the changes of one table that Table keeps decoded
+// between reads (see SetNormalize).
+const MaxDecoded = overlay.DefaultMaxOps
 
 // evictBatch is how many transactions one evict script call removes: a
 // committed batch of the applier is usually one call, while one call keeps
@@ -125,7 +129,12 @@ func (o *Overlay) Table(ctx context.Context, table string) (map[string]overlay.P
 		}
 		out[k] = p
 	}
-	// What this read did not see has left the overlay: drop it.
+	// What this read did not see has left the overlay: drop it. A backlog
+	// past the bound is decoded at every read instead of kept: the heap
+	// must not grow with a long outage.
+	if len(seen) > MaxDecoded {
+		seen = nil
+	}
 	o.mu.Lock()
 	o.decoded[table] = seen
 	o.mu.Unlock()

@@ -335,7 +335,7 @@ func TestOverlayMatchesInMemory(t *testing.T) {
 				ops = append(ops, op(k, tables[rng.IntN(len(tables))], keys[rng.IntN(len(keys))], v))
 			}
 			tx := newTxn(ops...)
-			mem.Add(tx)
+			mem.Add(ctx, tx)
 			if _, err := l.Append(ctx, tx); err != nil {
 				t.Fatal(err)
 			}

@@ -1,0 +1,317 @@
+package overlay
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// spill is the overlay's tier on disk: the pending changes that came while
+// the tier in memory was full, in a SQLite file of their own. The file is
+// scratch: the log holds every transaction, and the gateway rebuilds the
+// overlay from it at start, so nothing here is ever synced, and Open
+// starts it empty. SQLite keeps its pages outside the Go heap, in a cache
+// of bounded size.
+type spill struct {
+	db   *sql.DB
+	path string
+	// Prepared statements of the hot paths.
+	insert, rowExists, rowOps, txExists, deleteTx *sql.Stmt
+	// ops, rows and txns count what the tier holds (see Stats).
+	ops, rows, txns int
+}
+
+const spillSchema = `
+create table ops (
+	seq  integer primary key, -- the order changes were added in
+	tx   text not null,
+	tbl  text not null,
+	key  text not null,
+	kind text not null,
+	vals blob                 -- the values, as JSON
+);
+create index ops_row on ops (tbl, key);
+create index ops_tx on ops (tx);`
+
+// openSpill creates the tier's file at path, replacing what an earlier
+// run left there.
+func openSpill(ctx context.Context, path string) (*spill, error) {
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("overlay spill: path %q must be a plain file path", path)
+	}
+	for _, p := range []string{path, path + "-journal"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("overlay spill: remove the last run's file: %w", err)
+		}
+	}
+	// Rollback journal in memory (a failed add is rolled back), no syncs,
+	// the file this process's alone, a cache of 8 MiB.
+	db, err := sql.Open("sqlite", path+"?_pragma=journal_mode(MEMORY)&_pragma=synchronous(OFF)"+
+		"&_pragma=locking_mode(EXCLUSIVE)&_pragma=cache_size(-8192)&_pragma=temp_store(MEMORY)")
+	if err != nil {
+		return nil, fmt.Errorf("overlay spill %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	s := &spill{db: db, path: path}
+	if _, err := db.ExecContext(ctx, spillSchema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("overlay spill %s: create: %w", path, err)
+	}
+	for _, p := range []struct {
+		st  **sql.Stmt
+		sql string
+	}{
+		{&s.insert, `insert into ops (tx, tbl, key, kind, vals) values (?, ?, ?, ?, ?)`},
+		{&s.rowExists, `select exists (select 1 from ops where tbl = ? and key = ?)`},
+		{&s.rowOps, `select tx, kind, vals from ops where tbl = ? and key = ? order by seq`},
+		{&s.txExists, `select exists (select 1 from ops where tx = ?)`},
+		{&s.deleteTx, `delete from ops where tx = ? returning tbl, key`},
+	} {
+		if *p.st, err = db.PrepareContext(ctx, p.sql); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("overlay spill %s: prepare: %w", path, err)
+		}
+	}
+	return s, nil
+}
+
+// close closes the file and removes it.
+func (s *spill) close() error {
+	err := s.db.Close()
+	if rmErr := os.Remove(s.path); err == nil && !errors.Is(rmErr, os.ErrNotExist) {
+		err = rmErr
+	}
+	if err != nil {
+		return fmt.Errorf("overlay spill %s: close: %w", s.path, err)
+	}
+	return nil
+}
+
+// add records the changes of tx, all or none.
+func (s *spill) add(ctx context.Context, tx *txn.Transaction) (err error) {
+	sqlTx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("overlay spill: add %s: %w", tx.ID, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = sqlTx.Rollback()
+			err = fmt.Errorf("overlay spill: add %s: %w", tx.ID, err)
+		}
+	}()
+	insert, rowExists := sqlTx.StmtContext(ctx, s.insert), sqlTx.StmtContext(ctx, s.rowExists)
+	newRows := 0
+	for _, op := range tx.Operations {
+		var vals []byte
+		if op.Values != nil {
+			if vals, err = json.Marshal(op.Values); err != nil {
+				return err
+			}
+		}
+		var exists bool
+		if err = rowExists.QueryRowContext(ctx, op.Table, op.ID).Scan(&exists); err != nil {
+			return err
+		}
+		if _, err = insert.ExecContext(ctx, tx.ID, op.Table, op.ID, string(op.Op), vals); err != nil {
+			return err
+		}
+		if !exists {
+			newRows++
+		}
+	}
+	if err = sqlTx.Commit(); err != nil {
+		return err
+	}
+	s.ops += len(tx.Operations)
+	s.rows += newRows
+	s.txns++
+	return nil
+}
+
+// has reports whether transaction id has changes in the tier.
+func (s *spill) has(ctx context.Context, id string) (bool, error) {
+	var ok bool
+	if err := s.txExists.QueryRowContext(ctx, id).Scan(&ok); err != nil {
+		return false, fmt.Errorf("overlay spill: look up %s: %w", id, err)
+	}
+	return ok, nil
+}
+
+// evict removes the changes of the transactions ids, all or none; ids
+// the tier does not hold are skipped.
+func (s *spill) evict(ctx context.Context, ids []string) error {
+	sqlTx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("overlay spill: evict: %w", err)
+	}
+	defer sqlTx.Rollback() //nolint:errcheck // a no-op after commit
+	del, rowExists := sqlTx.StmtContext(ctx, s.deleteTx), sqlTx.StmtContext(ctx, s.rowExists)
+	ops, rows, txns := 0, 0, 0
+	for _, id := range ids {
+		touched, err := deleteTx(ctx, del, id)
+		if err != nil {
+			return fmt.Errorf("overlay spill: evict %s: %w", id, err)
+		}
+		if len(touched) == 0 {
+			continue
+		}
+		txns++
+		for ref, n := range touched {
+			ops += n
+			var exists bool
+			if err := rowExists.QueryRowContext(ctx, ref.table, ref.key).Scan(&exists); err != nil {
+				return fmt.Errorf("overlay spill: evict %s: %w", id, err)
+			}
+			if !exists {
+				rows++
+			}
+		}
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("overlay spill: evict: %w", err)
+	}
+	s.ops -= ops
+	s.rows -= rows
+	s.txns -= txns
+	return nil
+}
+
+// deleteTx deletes the changes of one transaction and returns the rows
+// they were to, each with its number of changes.
+func deleteTx(ctx context.Context, del *sql.Stmt, id string) (map[rowRef]int, error) {
+	rs, err := del.QueryContext(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	touched := make(map[rowRef]int)
+	for rs.Next() {
+		var ref rowRef
+		if err := rs.Scan(&ref.table, &ref.key); err != nil {
+			return nil, err
+		}
+		touched[ref]++
+	}
+	return touched, rs.Err()
+}
+
+// row returns the changes to one row, in the order they were added.
+func (s *spill) row(ctx context.Context, table, key string, normalize func(string, map[string]any)) (Pending, error) {
+	rs, err := s.rowOps.QueryContext(ctx, table, key)
+	if err != nil {
+		return nil, fmt.Errorf("overlay spill: read %s %s: %w", table, key, err)
+	}
+	var p Pending
+	err = scanOps(rs, func(_ string, op Op) {
+		if normalize != nil && op.Values != nil {
+			normalize(table, op.Values)
+		}
+		p = append(p, op)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("overlay spill: read %s %s: %w", table, key, err)
+	}
+	return p, nil
+}
+
+// table calls fn for every change to a row of table, the changes of each
+// row in the order they were added.
+func (s *spill) table(ctx context.Context, table string, normalize func(string, map[string]any), fn func(key string, op Op)) error {
+	rs, err := s.db.QueryContext(ctx, `select key, tx, kind, vals from ops where tbl = ? order by key, seq`, table)
+	if err != nil {
+		return fmt.Errorf("overlay spill: read %s: %w", table, err)
+	}
+	err = scanOps(rs, func(key string, op Op) {
+		if normalize != nil && op.Values != nil {
+			normalize(table, op.Values)
+		}
+		fn(key, op)
+	})
+	if err != nil {
+		return fmt.Errorf("overlay spill: read %s: %w", table, err)
+	}
+	return nil
+}
+
+// all calls fn for every change the tier holds.
+func (s *spill) all(ctx context.Context, normalize func(string, map[string]any), fn func(table, key string, op Op)) error {
+	rs, err := s.db.QueryContext(ctx, `select tbl, key, tx, kind, vals from ops order by seq`)
+	if err != nil {
+		return fmt.Errorf("overlay spill: read: %w", err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var table, key string
+		var op Op
+		var vals []byte
+		if err := rs.Scan(&table, &key, &op.Tx, &op.Kind, &vals); err != nil {
+			return fmt.Errorf("overlay spill: read: %w", err)
+		}
+		if op.Values, err = decodeValues(vals); err != nil {
+			return fmt.Errorf("overlay spill: read %s %s: %w", table, key, err)
+		}
+		if normalize != nil && op.Values != nil {
+			normalize(table, op.Values)
+		}
+		fn(table, key, op)
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("overlay spill: read: %w", err)
+	}
+	return nil
+}
+
+// scanOps reads rows of (key,) tx, kind, vals: with a key column when the
+// query has four.
+func scanOps(rs *sql.Rows, fn func(key string, op Op)) error {
+	defer rs.Close()
+	cols, err := rs.Columns()
+	if err != nil {
+		return err
+	}
+	for rs.Next() {
+		var key string
+		var op Op
+		var vals []byte
+		dest := []any{&op.Tx, &op.Kind, &vals}
+		if len(cols) == 4 {
+			dest = append([]any{&key}, dest...)
+		}
+		if err := rs.Scan(dest...); err != nil {
+			return err
+		}
+		if op.Values, err = decodeValues(vals); err != nil {
+			return err
+		}
+		fn(key, op)
+	}
+	return rs.Err()
+}
+
+// decodeValues decodes values as the log's replay does: numbers as
+// json.Number, for the normalizer to make canonical again.
+func decodeValues(vals []byte) (schema.Row, error) {
+	if vals == nil {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(vals))
+	dec.UseNumber()
+	var row schema.Row
+	if err := dec.Decode(&row); err != nil {
+		return nil, fmt.Errorf("decode values: %w", err)
+	}
+	return row, nil
+}

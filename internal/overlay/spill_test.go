@@ -1,0 +1,232 @@
+package overlay
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// normalizeX makes the test table's values canonical again after JSON, as
+// the gateway's normalizer does: x is an integer column.
+func normalizeX(table string, values map[string]any) {
+	if n, ok := values["x"].(json.Number); ok {
+		if i, err := n.Int64(); err == nil {
+			values["x"] = i
+		}
+	}
+}
+
+func openSpilling(t *testing.T, maxOps int) *Overlay {
+	t.Helper()
+	o, err := Open(ctx, filepath.Join(t.TempDir(), "spill.db"), maxOps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.SetNormalize(normalizeX)
+	t.Cleanup(func() { o.Close() })
+	return o
+}
+
+// An overlay that spills answers every read exactly as one held in memory
+// alone, through any sequence of adds, evictions and withdrawals.
+func TestSpillMatchesMemory(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(8) {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(seed, 1))
+			mem, sp := New(), openSpilling(t, 1+rng.IntN(6))
+			var live []string // ids added and not yet evicted, oldest first
+			spilled := false
+			for step := range 400 {
+				switch r := rng.IntN(10); {
+				case r < 6: // add a transaction of 1 to 3 changes to 8 rows
+					id := fmt.Sprintf("t%d", step)
+					var ops []txn.Operation
+					for range 1 + rng.IntN(3) {
+						key := fmt.Sprint(rng.IntN(8))
+						kinds := []txn.Kind{txn.Insert, txn.Update, txn.Upsert, txn.Delete}
+						k := kinds[rng.IntN(len(kinds))]
+						var v schema.Row
+						if k != txn.Delete {
+							v = schema.Row{"id": key, "x": int64(rng.IntN(1 << 60)), "y": fmt.Sprint(step)}
+						}
+						ops = append(ops, txn.Operation{Op: k, Table: "t", ID: key, Values: v})
+					}
+					for _, o := range []*Overlay{mem, sp} {
+						if err := o.Add(ctx, tx(id, ops...)); err != nil {
+							t.Fatal(err)
+						}
+					}
+					live = append(live, id)
+				case r < 9 && len(live) > 0: // evict the oldest few, as the applier does
+					n := 1 + rng.IntN(min(3, len(live)))
+					ids := append([]string{"unknown"}, live[:n]...)
+					for _, o := range []*Overlay{mem, sp} {
+						if err := o.Evict(ctx, ids...); err != nil {
+							t.Fatal(err)
+						}
+					}
+					live = live[n:]
+				default: // withdraw whatever touches one row
+					key := fmt.Sprint(rng.IntN(8))
+					dep := func(_, k string, _ Op) bool { return k == key }
+					a, err := mem.Withdraw(ctx, dep)
+					if err != nil {
+						t.Fatal(err)
+					}
+					b, err := sp.Withdraw(ctx, dep)
+					if err != nil {
+						t.Fatal(err)
+					}
+					slices.Sort(a)
+					slices.Sort(b)
+					if !slices.Equal(a, b) {
+						t.Fatalf("step %d: Withdraw = %v, want %v", step, b, a)
+					}
+					live = slices.DeleteFunc(live, func(id string) bool { return slices.Contains(a, id) })
+				}
+				compare(t, step, mem, sp)
+				s, _ := sp.Stats(ctx)
+				spilled = spilled || s.SpilledOps > 0
+			}
+			if !spilled {
+				t.Fatal("nothing was ever spilled: the test proves nothing")
+			}
+		})
+	}
+}
+
+func compare(t *testing.T, step int, mem, sp *Overlay) {
+	t.Helper()
+	want, _ := mem.Table(ctx, "t")
+	got, err := sp.Table(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("step %d: Table =\n%v\nwant\n%v", step, got, want)
+	}
+	for key := range 8 {
+		w, _ := mem.Row(ctx, "t", fmt.Sprint(key))
+		g, err := sp.Row(ctx, "t", fmt.Sprint(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(g, w) {
+			t.Fatalf("step %d: Row(%d) = %v, want %v", step, key, g, w)
+		}
+	}
+	ws, _ := mem.Stats(ctx)
+	gs, _ := sp.Stats(ctx)
+	if gs.Ops != ws.Ops || gs.Transactions != ws.Transactions || gs.Rows < ws.Rows {
+		t.Fatalf("step %d: Stats = %+v, want %+v", step, gs, ws)
+	}
+	for id := range step + 1 {
+		id := fmt.Sprintf("t%d", id)
+		w, _ := mem.Has(ctx, id)
+		g, err := sp.Has(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g != w {
+			t.Fatalf("step %d: Has(%s) = %v, want %v", step, id, g, w)
+		}
+	}
+}
+
+// The tier in memory holds at most its bound; the rest goes to disk, and
+// back to memory once the disk is empty.
+func TestSpillBoundsMemory(t *testing.T) {
+	t.Parallel()
+	o := openSpilling(t, 10)
+	for i := range 100 {
+		if err := o.Add(ctx, tx(fmt.Sprint("t", i), op(txn.Insert, fmt.Sprint(i), schema.Row{"id": fmt.Sprint(i)}))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, _ := o.Stats(ctx); s.Ops != 100 || s.SpilledOps != 90 || len(o.txns) != 10 {
+		t.Fatalf("Stats = %+v with %d in memory; want 100 changes, 90 on disk, 10 in memory", s, len(o.txns))
+	}
+	// Memory drains first; while the disk holds changes, new ones go there.
+	for i := range 10 {
+		o.Evict(ctx, fmt.Sprint("t", i))
+	}
+	o.Add(ctx, tx("late", op(txn.Insert, "late", schema.Row{"id": "late"})))
+	if s, _ := o.Stats(ctx); s.SpilledOps != 91 || len(o.txns) != 0 {
+		t.Fatalf("Stats = %+v with %d in memory; want 91 on disk, none in memory", s, len(o.txns))
+	}
+	ids := []string{"late"}
+	for i := 10; i < 100; i++ {
+		ids = append(ids, fmt.Sprint("t", i))
+	}
+	if err := o.Evict(ctx, ids...); err != nil {
+		t.Fatal(err)
+	}
+	o.Add(ctx, tx("next", op(txn.Insert, "next", schema.Row{"id": "next"})))
+	if s, _ := o.Stats(ctx); s.SpilledOps != 0 || s.Rows != 1 || len(o.txns) != 1 {
+		t.Fatalf("Stats = %+v with %d in memory; want the one change back in memory", s, len(o.txns))
+	}
+}
+
+// An add that fails part-way leaves nothing of its transaction behind.
+func TestSpillAddAllOrNothing(t *testing.T) {
+	t.Parallel()
+	o := openSpilling(t, 1)
+	o.Add(ctx, tx("t0", op(txn.Insert, "a", schema.Row{"id": "a"})))
+	bad := tx("t1", op(txn.Insert, "b", schema.Row{"id": "b"}), op(txn.Insert, "c", schema.Row{"id": "c", "x": math.Inf(1)}))
+	if err := o.Add(ctx, bad); err == nil {
+		t.Fatal("Add of a value JSON cannot hold succeeded")
+	}
+	if has, _ := o.Has(ctx, "t1"); has || row(o, "b") != nil {
+		t.Fatal("a failed add left part of its transaction in the overlay")
+	}
+	if s, _ := o.Stats(ctx); s.Ops != 1 || s.SpilledOps != 0 || s.Transactions != 1 {
+		t.Fatalf("Stats = %+v after a failed add, want the one change before it", s)
+	}
+	// The tier on disk failing outright fails the add, and the read.
+	o.Add(ctx, tx("t2", op(txn.Insert, "d", schema.Row{"id": "d"})))
+	o.spill.db.Close()
+	if err := o.Add(ctx, tx("t3", op(txn.Insert, "e", schema.Row{"id": "e"}))); err == nil {
+		t.Fatal("Add succeeded with the spill file closed")
+	}
+	if _, err := o.Row(ctx, "t", "d"); err == nil {
+		t.Fatal("Row succeeded with the spill file closed")
+	}
+}
+
+func TestSpillFileLifetime(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "spill.db")
+	if err := os.WriteFile(path, []byte("left by a crashed run"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := Open(ctx, path, 1)
+	if err != nil {
+		t.Fatalf("Open over a former run's file: %v", err)
+	}
+	o.Add(ctx, tx("t0", op(txn.Insert, "a", schema.Row{"id": "a"})))
+	o.Add(ctx, tx("t1", op(txn.Insert, "b", schema.Row{"id": "b"})))
+	if s, _ := o.Stats(ctx); s.SpilledOps != 1 {
+		t.Fatalf("Stats = %+v, want one change on disk", s)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the spill file is still there after Close: %v", err)
+	}
+	if _, err := Open(ctx, filepath.Join(t.TempDir(), "spill.db"), 0); err == nil {
+		t.Fatal("Open with no room in memory succeeded")
+	}
+}
