@@ -32,8 +32,9 @@ Scenarios (default: ingest read):
               PostgreSQL server); then an open loop (fixed arrival rate,
               latency from each request's scheduled time) at half the highest
               rate measured, or at --rate, with the server's own p50/p99
-              from its request histogram (GET /metrics; to the bound of the
-              bucket they fall in)
+              from its request histogram and, on the local log, those of its
+              fdatasyncs meanwhile (GET /metrics; to the bound of the bucket
+              they fall in)
   drain       pre-fills the log with the drain held, then rows/s into the
               database once it drains, beside the same number of rows written
               raw in batches of 500 (COPY on PostgreSQL, one multi-row INSERT

@@ -93,6 +93,7 @@ func (b *bench) ingestOpen(ctx context.Context, lg, base *loadgen, target, ceili
 	if err != nil && b.cfg.url == "" {
 		return err
 	}
+	syncsBefore, _ := logSyncs(ctx, spool)
 	var got *result
 	if err := b.prof.around(ctx, proc, "ingest-open", b.cfg.duration, func() {
 		got = lg.open(ctx, target, rate, b.cfg.duration, http.StatusCreated, seq)
@@ -113,6 +114,11 @@ func (b *bench) ingestOpen(ctx context.Context, lg, base *loadgen, target, ceili
 	// The server's own time per write, from its request histogram: what
 	// the loopback and the load generator's scheduling add is left out.
 	printServerQuantiles(b.out, "ingest", fmt.Sprintf(label, rate), before, after)
+	// Beside it, the local log's fdatasyncs in the same interval: a write
+	// waits for the one in flight when it arrives, then for its own.
+	if syncsAfter, err := logSyncs(ctx, spool); err == nil {
+		printServerQuantiles(b.out, "ingest", fmt.Sprintf("open %.0f/s log fdatasync", rate), syncsBefore, syncsAfter)
+	}
 	return nil
 }
 

@@ -26,6 +26,18 @@ type buckets struct {
 // serverLatency reads the server's request histogram of route's answers
 // with status code from GET /metrics.
 func serverLatency(ctx context.Context, base, route, code string) (buckets, error) {
+	return serverHistogram(ctx, base, "spool_http_request_duration_seconds", map[string]string{"route": route, "code": code})
+}
+
+// logSyncs reads the histogram of the local log's fdatasyncs from GET
+// /metrics; empty for a shared log.
+func logSyncs(ctx context.Context, base string) (buckets, error) {
+	return serverHistogram(ctx, base, "spool_log_sync_duration_seconds", nil)
+}
+
+// serverHistogram reads the histogram family of GET /metrics whose labels
+// hold every one of labels.
+func serverHistogram(ctx context.Context, base, family string, labels map[string]string) (buckets, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
 		return buckets{}, err
@@ -44,12 +56,16 @@ func serverLatency(ctx context.Context, base, route, code string) (buckets, erro
 		return buckets{}, fmt.Errorf("bench: parse /metrics: %w", err)
 	}
 	var b buckets
-	for _, m := range families["spool_http_request_duration_seconds"].GetMetric() {
-		labels := map[string]string{}
+	for _, m := range families[family].GetMetric() {
+		has := map[string]string{}
 		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
+			has[l.GetName()] = l.GetValue()
 		}
-		if labels["route"] != route || labels["code"] != code {
+		matches := true
+		for k, v := range labels {
+			matches = matches && has[k] == v
+		}
+		if !matches {
 			continue
 		}
 		for _, bk := range m.GetHistogram().GetBucket() {

@@ -11,6 +11,7 @@ import (
 	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/replication"
 	"github.com/spoolgw/spool/internal/telemetry"
+	"github.com/spoolgw/spool/internal/txlog/filelog"
 )
 
 // scrapeTimeout bounds the reads of one scrape (the Redis log's size).
@@ -21,6 +22,7 @@ const scrapeTimeout = 2 * time.Second
 // the write path counts twice. Parts a process does not run are nil.
 type collector struct {
 	gw          *gateway.Gateway
+	syncs       func() filelog.SyncHistogram // the local log's, nil for a shared one
 	applier     *applier.Applier
 	replication *replication.Watcher
 	telemetry   *telemetry.Service
@@ -32,6 +34,7 @@ var (
 	descLogBytes     = prometheus.NewDesc("spool_log_bytes", "Bytes the log takes, where the backend knows it.", nil, nil)
 	descOverlayRows  = prometheus.NewDesc("spool_overlay_rows", "Rows with pending changes in the overlay.", nil, nil)
 	descOverlayTxns  = prometheus.NewDesc("spool_overlay_transactions", "Transactions whose changes the overlay holds.", nil, nil)
+	descLogSync      = prometheus.NewDesc("spool_log_sync_duration_seconds", "How long each fdatasync of the local log took; every acknowledged write waited for one.", nil, nil)
 	descOverlaySpill = prometheus.NewDesc("spool_overlay_spilled_operations", "Pending changes the overlay of a local log holds on disk, past --overlay-memory.", nil, nil)
 	descAccepted     = prometheus.NewDesc("spool_transactions_accepted_total", "Transactions acknowledged by this process since it started.", nil, nil)
 	descApplied      = prometheus.NewDesc("spool_transactions_applied_total", "Transactions this process saw applied since it started.", nil, nil)
@@ -69,6 +72,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descLogBytes, float64(ls.Bytes))
 	} else {
 		c.logger.Debug("metrics: log stats", "err", err)
+	}
+	if c.syncs != nil {
+		h := c.syncs()
+		b := make(map[float64]uint64, len(h.Cumulative))
+		for i, n := range h.Cumulative {
+			b[filelog.SyncBounds[i].Seconds()] = n
+		}
+		ch <- prometheus.MustNewConstHistogram(descLogSync, h.Count, h.Sum.Seconds(), b)
 	}
 	if ov, err := c.gw.Overlay().Stats(ctx); err == nil {
 		gauge(descOverlayRows, float64(ov.Rows))

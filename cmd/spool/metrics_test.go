@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -48,6 +49,8 @@ func TestMetrics(t *testing.T) {
 		`spool_http_request_duration_seconds_bucket{code="201",route="POST /v1/tables/{table}",le="+Inf"} 3`,
 		"spool_log_depth 0",
 		"spool_overlay_rows 0",
+		"spool_overlay_spilled_operations 0",
+		`spool_log_sync_duration_seconds_bucket{le="1"} `,
 		"spool_transactions_accepted_total 3",
 		"spool_transactions_applied_total 3",
 		"spool_transactions_dead_lettered_total 0",
@@ -59,6 +62,13 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("GET /metrics lacks %q", want)
 		}
+	}
+	// Three writes one after the other: three syncs at least.
+	var syncs int
+	if _, rest, ok := strings.Cut(string(body), "\nspool_log_sync_duration_seconds_count "); !ok {
+		t.Error("GET /metrics lacks spool_log_sync_duration_seconds_count")
+	} else if _, err := fmt.Sscan(rest, &syncs); err != nil || syncs < 3 {
+		t.Errorf("spool_log_sync_duration_seconds_count %d (%v), want 3 or more", syncs, err)
 	}
 	if t.Failed() {
 		t.Logf("GET /metrics:\n%s", body)

@@ -216,6 +216,9 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	}
 	stats := map[string]func() any{}
 	metrics := &collector{gw: gw, logger: logger}
+	if fl, ok := lg.(*filelog.Log); ok {
+		metrics.syncs = fl.Syncs
+	}
 	var health api.Health = logHealth{lg}
 	var ap *applier.Applier
 	if c.role != roleAPI {

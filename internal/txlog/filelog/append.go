@@ -222,9 +222,11 @@ func (l *Log) flush(reqs []*appendReq) error {
 		return err
 	}
 	w.size += int64(len(w.buf))
+	start := time.Now()
 	if err := w.sync(w.f); err != nil {
 		return fmt.Errorf("filelog: sync segment: %w", err)
 	}
+	l.syncTimes.add(time.Since(start))
 	l.syncs.Add(1)
 	l.mu.Lock()
 	w.seg.size = w.size

@@ -57,6 +57,7 @@ type Log struct {
 	closeErr   error
 	failed     atomic.Pointer[error] // set once, by the writer
 	syncs      atomic.Int64          // group commits synced, for tests and benchmarks
+	syncTimes  syncTimes             // how long they took (Syncs)
 
 	w writer // owned by the writer goroutine
 

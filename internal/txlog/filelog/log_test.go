@@ -253,3 +253,21 @@ func TestReadAcrossBuffers(t *testing.T) {
 	}
 	check("pending after reopen", pending)
 }
+
+func TestSyncsCountsEveryGroup(t *testing.T) {
+	l := openLog(t, t.TempDir(), Config{}, nil)
+	before := l.Syncs()
+	appendN(t, l, 5) // one after the other: a group each
+	h := l.Syncs()
+	if got := h.Count - before.Count; got != 5 || uint64(l.syncs.Load()) != h.Count {
+		t.Fatalf("Syncs counted %d syncs for 5 lone appends (%d in all, the writer synced %d times)", got, h.Count, l.syncs.Load())
+	}
+	if h.Sum <= 0 || h.Cumulative[len(h.Cumulative)-1] > h.Count {
+		t.Fatalf("Syncs = %+v: no time summed, or a bucket counts more than all", h)
+	}
+	for i := 1; i < len(h.Cumulative); i++ {
+		if h.Cumulative[i] < h.Cumulative[i-1] {
+			t.Fatalf("Syncs = %+v: buckets not cumulative", h)
+		}
+	}
+}
