@@ -230,3 +230,63 @@ func TestSpillFileLifetime(t *testing.T) {
 		t.Fatal("Open with no room in memory succeeded")
 	}
 }
+
+// BenchmarkAdd: one transaction of two changes into the tier in memory,
+// and into the tier on disk (what each write costs during a long outage).
+func BenchmarkAdd(b *testing.B) {
+	for _, tier := range []string{"memory", "disk"} {
+		b.Run(tier, func(b *testing.B) {
+			o := New()
+			if tier == "disk" {
+				var err error
+				if o, err = Open(ctx, filepath.Join(b.TempDir(), "spill.db"), 1); err != nil {
+					b.Fatal(err)
+				}
+				defer o.Close()
+				o.Add(ctx, tx("fill", op(txn.Insert, "fill", schema.Row{"id": "fill"})))
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				key := fmt.Sprint(i)
+				err := o.Add(ctx, tx(fmt.Sprint("t", i),
+					op(txn.Insert, key, schema.Row{"id": key, "x": int64(i), "y": "some text of a row"}),
+					op(txn.Update, fmt.Sprint(i/2), schema.Row{"y": "u"})))
+				if err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkRow reads one row's pending changes among 10,000 buffered, in
+// memory and on disk.
+func BenchmarkRow(b *testing.B) {
+	for _, tier := range []string{"memory", "disk"} {
+		b.Run(tier, func(b *testing.B) {
+			o := New()
+			if tier == "disk" {
+				var err error
+				if o, err = Open(ctx, filepath.Join(b.TempDir(), "spill.db"), 1); err != nil {
+					b.Fatal(err)
+				}
+				defer o.Close()
+				o.SetNormalize(normalizeX)
+			}
+			for i := range 10_000 {
+				key := fmt.Sprint(i)
+				o.Add(ctx, tx(fmt.Sprint("t", i), op(txn.Insert, key, schema.Row{"id": key, "x": int64(i), "y": "some text of a row"})))
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if p, err := o.Row(ctx, "t", fmt.Sprint(i%10_000)); err != nil || len(p) != 1 {
+					b.Fatalf("Row = %v, %v", p, err)
+				}
+				i++
+			}
+		})
+	}
+}
