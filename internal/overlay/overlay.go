@@ -272,20 +272,25 @@ func (o *Overlay) Row(ctx context.Context, table, key string) (Pending, error) {
 	return append(p, more...), nil
 }
 
-// Table returns a copy of the pending changes to every row of table.
+// Table returns the pending changes to every row of table, in a map of
+// the caller's. The lists share their memory with the overlay (a list of
+// a thousand rows is not copied at every read): callers must not modify
+// them, nor the values of their changes.
 func (o *Overlay) Table(ctx context.Context, table string) (map[string]Pending, error) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	rows := o.tables[table]
-	out := make(map[string]Pending, len(rows))
-	for k, p := range rows {
-		out[k] = clonePending(p)
+	// A list is never written in place once the lock is released: Add
+	// appends past the length a reader holds, evictMemory makes new lists.
+	out := maps.Clone(o.tables[table])
+	if out == nil {
+		out = make(map[string]Pending)
 	}
 	if o.spill == nil || o.spill.ops == 0 {
 		return out, nil
 	}
 	err := o.spill.table(ctx, table, o.normalize, func(key string, op Op) {
-		out[key] = append(out[key], op)
+		// Clipped: appending must not write into the overlay's list.
+		out[key] = append(slices.Clip(out[key]), op)
 	})
 	if err != nil {
 		return nil, err

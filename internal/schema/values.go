@@ -310,6 +310,10 @@ func Compare(a, b any) int {
 		return 1
 	}
 	switch x := a.(type) {
+	case string: // text, and the canonical text of uuid, numeric, timestamp
+		if y, ok := b.(string); ok {
+			return strings.Compare(x, y)
+		}
 	case int64:
 		switch y := b.(type) {
 		case int64:
