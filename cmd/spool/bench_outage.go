@@ -136,9 +136,12 @@ func (b *bench) outageReport(load *result, samples []memSample) {
 	b.out.print(figure{Scenario: "outage", Figure: "writes buffered at the end", Value: float64(end.depth), Unit: "rows", Baseline: "buffered " + at, BaselineValue: float64(early.depth)})
 }
 
-// heapAlloc reads the Go heap in use from the heap profile's text form.
+// heapAlloc reads the live Go heap from the heap profile's text form,
+// asking for a collection first (gc=1): without it, HeapAlloc also counts
+// garbage not yet collected, and two samples differ by where they fall in
+// the collector's cycle.
 func heapAlloc(ctx context.Context, pprofURL string) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, pprofURL+"/debug/pprof/heap?debug=1", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, pprofURL+"/debug/pprof/heap?gc=1&debug=1", nil)
 	if err != nil {
 		return 0, err
 	}
