@@ -48,9 +48,10 @@ Scenarios (default: ingest read):
               1k and 10k rows buffered in the overlay (drain held)
   outage      writes at --outage-rate while the database is down for
               --outage (PostgreSQL stopped; embedded: SQLite's write lock
-              held by another connection); spool's live heap (after a collection) and RSS and the log's
-              size sampled every --sample; heap at a tenth of the outage
-              against the end; then every write must reach the database
+              held by another connection); spool's live heap (after a
+              collection), RSS and log size sampled every --sample; heap at
+              a tenth of the outage against the end; then every write must
+              reach the database
   telemetry   NDJSON batches at --telemetry-rate rows/s into the telemetry
               lane (serve --telemetry-table readings): rows/s accepted,
               dropped and written
