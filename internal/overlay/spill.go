@@ -215,13 +215,7 @@ func (s *spill) row(ctx context.Context, table, key string, normalize func(strin
 		return nil, fmt.Errorf("overlay spill: read %s %s: %w", table, key, err)
 	}
 	var p Pending
-	err = scanOps(rs, func(_ string, op Op) {
-		if normalize != nil && op.Values != nil {
-			normalize(table, op.Values)
-		}
-		p = append(p, op)
-	})
-	if err != nil {
+	if err := scanOps(rs, table, normalize, func(_, _ string, op Op) { p = append(p, op) }); err != nil {
 		return nil, fmt.Errorf("overlay spill: read %s %s: %w", table, key, err)
 	}
 	return p, nil
@@ -231,15 +225,9 @@ func (s *spill) row(ctx context.Context, table, key string, normalize func(strin
 // row in the order they were added.
 func (s *spill) table(ctx context.Context, table string, normalize func(string, map[string]any), fn func(key string, op Op)) error {
 	rs, err := s.db.QueryContext(ctx, `select key, tx, kind, vals from ops where tbl = ? order by key, seq`, table)
-	if err != nil {
-		return fmt.Errorf("overlay spill: read %s: %w", table, err)
+	if err == nil {
+		err = scanOps(rs, table, normalize, func(_, key string, op Op) { fn(key, op) })
 	}
-	err = scanOps(rs, func(key string, op Op) {
-		if normalize != nil && op.Values != nil {
-			normalize(table, op.Values)
-		}
-		fn(key, op)
-	})
 	if err != nil {
 		return fmt.Errorf("overlay spill: read %s: %w", table, err)
 	}
@@ -249,54 +237,45 @@ func (s *spill) table(ctx context.Context, table string, normalize func(string, 
 // all calls fn for every change the tier holds.
 func (s *spill) all(ctx context.Context, normalize func(string, map[string]any), fn func(table, key string, op Op)) error {
 	rs, err := s.db.QueryContext(ctx, `select tbl, key, tx, kind, vals from ops order by seq`)
+	if err == nil {
+		err = scanOps(rs, "", normalize, fn)
+	}
 	if err != nil {
-		return fmt.Errorf("overlay spill: read: %w", err)
-	}
-	defer rs.Close()
-	for rs.Next() {
-		var table, key string
-		var op Op
-		var vals []byte
-		if err := rs.Scan(&table, &key, &op.Tx, &op.Kind, &vals); err != nil {
-			return fmt.Errorf("overlay spill: read: %w", err)
-		}
-		if op.Values, err = decodeValues(vals); err != nil {
-			return fmt.Errorf("overlay spill: read %s %s: %w", table, key, err)
-		}
-		if normalize != nil && op.Values != nil {
-			normalize(table, op.Values)
-		}
-		fn(table, key, op)
-	}
-	if err := rs.Err(); err != nil {
 		return fmt.Errorf("overlay spill: read: %w", err)
 	}
 	return nil
 }
 
-// scanOps reads rows of (key,) tx, kind, vals: with a key column when the
-// query has four.
-func scanOps(rs *sql.Rows, fn func(key string, op Op)) error {
+// scanOps reads changes from rows whose columns are tx, kind and vals,
+// after key, or after tbl and key; a query without tbl reads table's.
+// It makes their values canonical with normalize, if set, and closes rs.
+func scanOps(rs *sql.Rows, table string, normalize func(string, map[string]any), fn func(table, key string, op Op)) error {
 	defer rs.Close()
 	cols, err := rs.Columns()
 	if err != nil {
 		return err
 	}
 	for rs.Next() {
-		var key string
+		tbl, key := table, ""
 		var op Op
 		var vals []byte
 		dest := []any{&op.Tx, &op.Kind, &vals}
-		if len(cols) == 4 {
+		switch len(cols) {
+		case 4:
 			dest = append([]any{&key}, dest...)
+		case 5:
+			dest = append([]any{&tbl, &key}, dest...)
 		}
 		if err := rs.Scan(dest...); err != nil {
 			return err
 		}
 		if op.Values, err = decodeValues(vals); err != nil {
-			return err
+			return fmt.Errorf("%s %s: %w", tbl, key, err)
 		}
-		fn(key, op)
+		if normalize != nil && op.Values != nil {
+			normalize(tbl, op.Values)
+		}
+		fn(tbl, key, op)
 	}
 	return rs.Err()
 }

@@ -236,15 +236,7 @@ func TestSpillFileLifetime(t *testing.T) {
 func BenchmarkAdd(b *testing.B) {
 	for _, tier := range []string{"memory", "disk"} {
 		b.Run(tier, func(b *testing.B) {
-			o := New()
-			if tier == "disk" {
-				var err error
-				if o, err = Open(ctx, filepath.Join(b.TempDir(), "spill.db"), 1); err != nil {
-					b.Fatal(err)
-				}
-				defer o.Close()
-				o.Add(ctx, tx("fill", op(txn.Insert, "fill", schema.Row{"id": "fill"})))
-			}
+			o := benchOverlay(b, tier)
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
@@ -266,15 +258,7 @@ func BenchmarkAdd(b *testing.B) {
 func BenchmarkRow(b *testing.B) {
 	for _, tier := range []string{"memory", "disk"} {
 		b.Run(tier, func(b *testing.B) {
-			o := New()
-			if tier == "disk" {
-				var err error
-				if o, err = Open(ctx, filepath.Join(b.TempDir(), "spill.db"), 1); err != nil {
-					b.Fatal(err)
-				}
-				defer o.Close()
-				o.SetNormalize(normalizeX)
-			}
+			o := benchOverlay(b, tier)
 			for i := range 10_000 {
 				key := fmt.Sprint(i)
 				o.Add(ctx, tx(fmt.Sprint("t", i), op(txn.Insert, key, schema.Row{"id": key, "x": int64(i), "y": "some text of a row"})))
@@ -289,4 +273,20 @@ func BenchmarkRow(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchOverlay returns an overlay whose changes go to memory, or (after a
+// first one) to disk.
+func benchOverlay(b *testing.B, tier string) *Overlay {
+	if tier == "memory" {
+		return New()
+	}
+	o, err := Open(ctx, filepath.Join(b.TempDir(), "spill.db"), 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { o.Close() })
+	o.SetNormalize(normalizeX)
+	o.Add(ctx, tx("fill", op(txn.Insert, "fill", schema.Row{"id": "fill"})))
+	return o
 }
