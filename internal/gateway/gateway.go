@@ -142,19 +142,30 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if g.local == nil {
 		return g, nil
 	}
-	// Rebuild the overlay and the queued states from the log.
+	// Rebuild the overlay and the queued states from the log, a chunk at
+	// a time (a backlog that spills goes to disk in a write per chunk).
 	n := 0
+	var chunk []*txn.Transaction
+	flush := func() error {
+		err := g.local.Rebuild(ctx, chunk)
+		chunk = chunk[:0]
+		return err
+	}
 	err := cfg.Log.Pending(ctx, func(e txlog.Entry) error {
 		if err := g.normalize(e.Tx); err != nil {
 			return fmt.Errorf("transaction %s in the log: %w", e.Tx.ID, err)
 		}
-		if err := g.local.Add(ctx, e.Tx); err != nil {
-			return err
-		}
+		chunk = append(chunk, e.Tx)
 		g.tracker.Queued()
 		n++
+		if len(chunk) == rebuildChunk {
+			return flush()
+		}
 		return nil
 	})
+	if err == nil {
+		err = flush()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("rebuild overlay from log: %w", err)
 	}
@@ -163,6 +174,10 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	return g, nil
 }
+
+// rebuildChunk is how many transactions of the log the overlay takes in
+// one Rebuild at start.
+const rebuildChunk = 1000
 
 // normalizer is a shared overlay that normalises what it decodes itself,
 // with the gateway's catalog (and so may keep decoded changes between

@@ -100,44 +100,46 @@ func (s *spill) close() error {
 	return nil
 }
 
-// add records the changes of tx, all or none.
-func (s *spill) add(ctx context.Context, tx *txn.Transaction) (err error) {
+// add records the changes of txs in one SQLite transaction, all or none.
+func (s *spill) add(ctx context.Context, txs ...*txn.Transaction) (err error) {
 	sqlTx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("overlay spill: add %s: %w", tx.ID, err)
+		return fmt.Errorf("overlay spill: add: %w", err)
 	}
 	defer func() {
 		if err != nil {
 			_ = sqlTx.Rollback()
-			err = fmt.Errorf("overlay spill: add %s: %w", tx.ID, err)
 		}
 	}()
 	insert, rowExists := sqlTx.StmtContext(ctx, s.insert), sqlTx.StmtContext(ctx, s.rowExists)
-	newRows := 0
-	for _, op := range tx.Operations {
-		var vals []byte
-		if op.Values != nil {
-			if vals, err = json.Marshal(op.Values); err != nil {
-				return err
+	ops, newRows := 0, 0
+	for _, tx := range txs {
+		for _, op := range tx.Operations {
+			var vals []byte
+			if op.Values != nil {
+				if vals, err = json.Marshal(op.Values); err != nil {
+					return fmt.Errorf("overlay spill: add %s: %w", tx.ID, err)
+				}
+			}
+			var exists bool
+			if err = rowExists.QueryRowContext(ctx, op.Table, op.ID).Scan(&exists); err != nil {
+				return fmt.Errorf("overlay spill: add %s: %w", tx.ID, err)
+			}
+			if _, err = insert.ExecContext(ctx, tx.ID, op.Table, op.ID, string(op.Op), vals); err != nil {
+				return fmt.Errorf("overlay spill: add %s: %w", tx.ID, err)
+			}
+			if !exists {
+				newRows++
 			}
 		}
-		var exists bool
-		if err = rowExists.QueryRowContext(ctx, op.Table, op.ID).Scan(&exists); err != nil {
-			return err
-		}
-		if _, err = insert.ExecContext(ctx, tx.ID, op.Table, op.ID, string(op.Op), vals); err != nil {
-			return err
-		}
-		if !exists {
-			newRows++
-		}
+		ops += len(tx.Operations)
 	}
 	if err = sqlTx.Commit(); err != nil {
-		return err
+		return fmt.Errorf("overlay spill: add: %w", err)
 	}
-	s.ops += len(tx.Operations)
+	s.ops += ops
 	s.rows += newRows
-	s.txns++
+	s.txns += len(txs)
 	return nil
 }
 

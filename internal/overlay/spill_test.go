@@ -145,6 +145,41 @@ func compare(t *testing.T, step int, mem, sp *Overlay) {
 	}
 }
 
+// Rebuild in chunks gives the overlay that one Add per transaction gives.
+func TestRebuildMatchesAdd(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(7, 7))
+	var txs []*txn.Transaction
+	for i := range 300 {
+		var ops []txn.Operation
+		for range 1 + rng.IntN(3) {
+			key := fmt.Sprint(rng.IntN(8))
+			ops = append(ops, txn.Operation{Op: txn.Upsert, Table: "t", ID: key, Values: schema.Row{"id": key, "x": int64(i)}})
+		}
+		txs = append(txs, tx(fmt.Sprintf("t%d", i), ops...))
+	}
+	added, rebuilt := openSpilling(t, 50), openSpilling(t, 50)
+	for _, tx := range txs {
+		if err := added.Add(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for c := range slices.Chunk(txs, 64) {
+		if err := rebuilt.Rebuild(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, _ := rebuilt.Stats(ctx); s.SpilledOps == 0 || len(rebuilt.txns) == 0 {
+		t.Fatalf("Stats = %+v: the rebuild should fill memory and spill the rest", s)
+	}
+	compare(t, len(txs)-1, added, rebuilt)
+	ws, _ := added.Stats(ctx)
+	gs, _ := rebuilt.Stats(ctx)
+	if gs != ws {
+		t.Fatalf("Stats after Rebuild = %+v, after Add = %+v", gs, ws)
+	}
+}
+
 // The tier in memory holds at most its bound; the rest goes to disk, and
 // back to memory once the disk is empty.
 func TestSpillBoundsMemory(t *testing.T) {
@@ -248,6 +283,35 @@ func BenchmarkAdd(b *testing.B) {
 					b.Fatal(err)
 				}
 				i++
+			}
+		})
+	}
+}
+
+// BenchmarkRebuild: a start with a backlog on disk, a transaction of one
+// change at a time, by Add and by Rebuild in chunks of 1,000.
+func BenchmarkRebuild(b *testing.B) {
+	for _, how := range []string{"add", "rebuild"} {
+		b.Run(how, func(b *testing.B) {
+			o := benchOverlay(b, "disk")
+			var chunk []*txn.Transaction
+			i := 0
+			for b.Loop() {
+				key := fmt.Sprint(i)
+				t := tx(fmt.Sprint("t", i), op(txn.Insert, key, schema.Row{"id": key, "x": int64(i), "y": "some text of a row"}))
+				i++
+				if how == "add" {
+					if err := o.Add(ctx, t); err != nil {
+						b.Fatal(err)
+					}
+					continue
+				}
+				if chunk = append(chunk, t); len(chunk) == 1000 {
+					if err := o.Rebuild(ctx, chunk); err != nil {
+						b.Fatal(err)
+					}
+					chunk = chunk[:0]
+				}
 			}
 		})
 	}
