@@ -568,7 +568,8 @@ func (g *Gateway) evict(ctx context.Context, ids []string) {
 	if len(ids) == 0 {
 		return
 	}
-	if err := g.overlay.Evict(ctx, ids...); err != nil {
+	// Not cut short by a stop: what the database has must leave the overlay.
+	if err := g.overlay.Evict(context.WithoutCancel(ctx), ids...); err != nil {
 		// The rows stay in the overlay until a later eviction or restart;
 		// reads stay correct (the same values are in the database).
 		g.logger.Error("evict transactions from the overlay", "transactions", len(ids), "err", err)
