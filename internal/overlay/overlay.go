@@ -147,7 +147,7 @@ func (o *Overlay) Add(ctx context.Context, tx *txn.Transaction) error {
 		return nil
 	}
 	if o.spilling(tx) {
-		if o.spill.ops > 0 {
+		if o.onDisk() {
 			if has, err := o.spill.has(ctx, tx.ID); err != nil || has {
 				return err
 			}
@@ -178,7 +178,12 @@ func (o *Overlay) Rebuild(ctx context.Context, txs []*txn.Transaction) error {
 // spilling reports whether tx goes to the tier on disk: there is one, and
 // it holds changes already or the tier in memory has no room for tx's.
 func (o *Overlay) spilling(tx *txn.Transaction) bool {
-	return o.spill != nil && (o.spill.ops > 0 || o.ops+len(tx.Operations) > o.maxOps)
+	return o.onDisk() || (o.spill != nil && o.ops+len(tx.Operations) > o.maxOps)
+}
+
+// onDisk reports whether the tier on disk holds changes.
+func (o *Overlay) onDisk() bool {
+	return o.spill != nil && o.spill.ops > 0
 }
 
 func (o *Overlay) addMemory(tx *txn.Transaction) {
@@ -211,25 +216,25 @@ func (o *Overlay) Has(ctx context.Context, id string) (bool, error) {
 	if _, ok := o.txns[id]; ok {
 		return true, nil
 	}
-	if o.spill == nil || o.spill.ops == 0 {
+	if !o.onDisk() {
 		return false, nil
 	}
 	return o.spill.has(ctx, id)
 }
 
 func (o *Overlay) evictLocked(ctx context.Context, ids []string) error {
-	var onDisk []string
+	var spilled []string
 	for _, id := range ids {
 		if _, ok := o.txns[id]; ok {
 			o.evictMemory(id)
-		} else if o.spill != nil && o.spill.ops > 0 {
-			onDisk = append(onDisk, id)
+		} else if o.onDisk() {
+			spilled = append(spilled, id)
 		}
 	}
-	if len(onDisk) == 0 {
+	if len(spilled) == 0 {
 		return nil
 	}
-	return o.spill.evict(ctx, onDisk)
+	return o.spill.evict(ctx, spilled)
 }
 
 func (o *Overlay) evictMemory(id string) {
@@ -273,7 +278,7 @@ func (o *Overlay) Withdraw(ctx context.Context, depends func(table, key string, 
 			}
 		}
 	}
-	if o.spill != nil && o.spill.ops > 0 {
+	if o.onDisk() {
 		if err := o.spill.all(ctx, o.normalize, consider); err != nil {
 			return nil, err
 		}
@@ -289,7 +294,7 @@ func (o *Overlay) Row(ctx context.Context, table, key string) (Pending, error) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
 	p := clonePending(o.tables[table][key])
-	if o.spill == nil || o.spill.ops == 0 {
+	if !o.onDisk() {
 		return p, nil
 	}
 	more, err := o.spill.row(ctx, table, key, o.normalize)
@@ -312,7 +317,7 @@ func (o *Overlay) Table(ctx context.Context, table string) (map[string]Pending, 
 	if out == nil {
 		out = make(map[string]Pending)
 	}
-	if o.spill == nil || o.spill.ops == 0 {
+	if !o.onDisk() {
 		return out, nil
 	}
 	err := o.spill.table(ctx, table, o.normalize, func(key string, op Op) {
@@ -344,18 +349,22 @@ type Stats struct {
 }
 
 // Stats reports the overlay's size.
-func (o *Overlay) Stats(context.Context) (Stats, error) {
+func (o *Overlay) Stats(ctx context.Context) (Stats, error) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
 	s := Stats{Transactions: len(o.txns), Ops: o.ops}
 	for _, rows := range o.tables {
 		s.Rows += len(rows)
 	}
-	if sp := o.spill; sp != nil {
-		s.Transactions += sp.txns
-		s.Rows += sp.rows
-		s.Ops += sp.ops
-		s.SpilledOps = sp.ops
+	if o.onDisk() {
+		rows, err := o.spill.rowCount(ctx)
+		if err != nil {
+			return Stats{}, err
+		}
+		s.Transactions += o.spill.txns
+		s.Rows += rows
+		s.Ops += o.spill.ops
+		s.SpilledOps = o.spill.ops
 	}
 	return s, nil
 }

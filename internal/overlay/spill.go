@@ -26,9 +26,10 @@ type spill struct {
 	db   *sql.DB
 	path string
 	// Prepared statements of the hot paths.
-	insert, rowExists, rowOps, txExists, deleteTx *sql.Stmt
-	// ops, rows and txns count what the tier holds (see Stats).
-	ops, rows, txns int
+	insert, rowOps, txExists, deleteTx *sql.Stmt
+	// ops and txns count what the tier holds: Add asks ops at every
+	// write. The rows it holds are counted when Stats asks (rowCount).
+	ops, txns int
 }
 
 const spillSchema = `
@@ -75,10 +76,9 @@ func openSpill(ctx context.Context, path string) (*spill, error) {
 		sql string
 	}{
 		{&s.insert, `insert into ops (tx, tbl, key, kind, vals) values (?, ?, ?, ?, ?)`},
-		{&s.rowExists, `select exists (select 1 from ops where tbl = ? and key = ?)`},
 		{&s.rowOps, `select tx, kind, vals from ops where tbl = ? and key = ? order by seq`},
 		{&s.txExists, `select exists (select 1 from ops where tx = ?)`},
-		{&s.deleteTx, `delete from ops where tx = ? returning tbl, key`},
+		{&s.deleteTx, `delete from ops where tx = ?`},
 	} {
 		if *p.st, err = db.PrepareContext(ctx, p.sql); err != nil {
 			db.Close()
@@ -111,8 +111,8 @@ func (s *spill) add(ctx context.Context, txs ...*txn.Transaction) (err error) {
 			_ = sqlTx.Rollback()
 		}
 	}()
-	insert, rowExists := sqlTx.StmtContext(ctx, s.insert), sqlTx.StmtContext(ctx, s.rowExists)
-	ops, newRows := 0, 0
+	insert := sqlTx.StmtContext(ctx, s.insert)
+	ops := 0
 	for _, tx := range txs {
 		for _, op := range tx.Operations {
 			var vals []byte
@@ -121,15 +121,8 @@ func (s *spill) add(ctx context.Context, txs ...*txn.Transaction) (err error) {
 					return fmt.Errorf("overlay spill: add %s: %w", tx.ID, err)
 				}
 			}
-			var exists bool
-			if err = rowExists.QueryRowContext(ctx, op.Table, op.ID).Scan(&exists); err != nil {
-				return fmt.Errorf("overlay spill: add %s: %w", tx.ID, err)
-			}
 			if _, err = insert.ExecContext(ctx, tx.ID, op.Table, op.ID, string(op.Op), vals); err != nil {
 				return fmt.Errorf("overlay spill: add %s: %w", tx.ID, err)
-			}
-			if !exists {
-				newRows++
 			}
 		}
 		ops += len(tx.Operations)
@@ -138,7 +131,6 @@ func (s *spill) add(ctx context.Context, txs ...*txn.Transaction) (err error) {
 		return fmt.Errorf("overlay spill: add: %w", err)
 	}
 	s.ops += ops
-	s.rows += newRows
 	s.txns += len(txs)
 	return nil
 }
@@ -160,54 +152,37 @@ func (s *spill) evict(ctx context.Context, ids []string) error {
 		return fmt.Errorf("overlay spill: evict: %w", err)
 	}
 	defer sqlTx.Rollback() //nolint:errcheck // a no-op after commit
-	del, rowExists := sqlTx.StmtContext(ctx, s.deleteTx), sqlTx.StmtContext(ctx, s.rowExists)
-	ops, rows, txns := 0, 0, 0
+	del := sqlTx.StmtContext(ctx, s.deleteTx)
+	ops, txns := 0, 0
 	for _, id := range ids {
-		touched, err := deleteTx(ctx, del, id)
+		res, err := del.ExecContext(ctx, id)
 		if err != nil {
 			return fmt.Errorf("overlay spill: evict %s: %w", id, err)
 		}
-		if len(touched) == 0 {
-			continue
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("overlay spill: evict %s: %w", id, err)
 		}
-		txns++
-		for ref, n := range touched {
-			ops += n
-			var exists bool
-			if err := rowExists.QueryRowContext(ctx, ref.table, ref.key).Scan(&exists); err != nil {
-				return fmt.Errorf("overlay spill: evict %s: %w", id, err)
-			}
-			if !exists {
-				rows++
-			}
+		if n > 0 {
+			ops, txns = ops+int(n), txns+1
 		}
 	}
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("overlay spill: evict: %w", err)
 	}
 	s.ops -= ops
-	s.rows -= rows
 	s.txns -= txns
 	return nil
 }
 
-// deleteTx deletes the changes of one transaction and returns the rows
-// they were to, each with its number of changes.
-func deleteTx(ctx context.Context, del *sql.Stmt, id string) (map[rowRef]int, error) {
-	rs, err := del.QueryContext(ctx, id)
-	if err != nil {
-		return nil, err
+// rowCount counts the rows the tier holds changes to: a scan of its row
+// index, done when Stats asks rather than kept up at every write.
+func (s *spill) rowCount(ctx context.Context) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `select count(*) from (select 1 from ops group by tbl, key)`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("overlay spill: count rows: %w", err)
 	}
-	defer rs.Close()
-	touched := make(map[rowRef]int)
-	for rs.Next() {
-		var ref rowRef
-		if err := rs.Scan(&ref.table, &ref.key); err != nil {
-			return nil, err
-		}
-		touched[ref]++
-	}
-	return touched, rs.Err()
+	return n, nil
 }
 
 // row returns the changes to one row, in the order they were added.

@@ -354,3 +354,22 @@ func benchOverlay(b *testing.B, tier string) *Overlay {
 	o.Add(ctx, tx("fill", op(txn.Insert, "fill", schema.Row{"id": "fill"})))
 	return o
 }
+
+// BenchmarkStats: the overlay's size with 100,000 changes on disk (the
+// rows are counted when asked).
+func BenchmarkStats(b *testing.B) {
+	o := benchOverlay(b, "disk")
+	var txs []*txn.Transaction
+	for i := range 100_000 {
+		key := fmt.Sprint(i % 50_000)
+		txs = append(txs, tx(fmt.Sprint("t", i), op(txn.Upsert, key, schema.Row{"id": key, "x": int64(i)})))
+	}
+	if err := o.Rebuild(ctx, txs); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if s, err := o.Stats(ctx); err != nil || s.Rows != 50_001 {
+			b.Fatalf("Stats = %+v, %v; want 50,001 rows", s, err)
+		}
+	}
+}
