@@ -40,6 +40,10 @@ type Overlay interface {
 	// Has reports whether a transaction still has changes pending.
 	Has(ctx context.Context, id string) (bool, error)
 	Stats(ctx context.Context) (overlay.Stats, error)
+	// SetNormalize gives the overlay the catalog's normaliser, for the
+	// changes it reads back through JSON (from disk, from Redis): Row and
+	// Table return canonical values.
+	SetNormalize(fn func(table string, values map[string]any))
 }
 
 var _ Overlay = (*overlay.Overlay)(nil)
@@ -104,9 +108,6 @@ type Gateway struct {
 	// transaction; set by SetApplier.
 	depends   func(op txn.Operation) (string, bool)
 	forgiveFn func(id string)
-	// overlayNormalizes is set when the shared overlay normalises values
-	// itself (a normalizer): what it returns must not be changed.
-	overlayNormalizes bool
 }
 
 // New returns a gateway over an open log and store.
@@ -125,16 +126,13 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		if g.local == nil {
 			g.local = overlay.New()
 		}
-		g.local.SetNormalize(g.normalizeTable)
 		g.overlay = g.local
-	} else if n, ok := g.overlay.(normalizer); ok {
-		n.SetNormalize(g.normalizeTable)
-		g.overlayNormalizes = true
 	}
-	g.primary = &query.Reader{DB: cfg.Store, Overlay: normalizing{g}}
+	g.overlay.SetNormalize(g.normalizeTable)
+	g.primary = &query.Reader{DB: cfg.Store, Overlay: g.overlay}
 	g.reader = g.primary
 	if len(cfg.Replicas) > 0 {
-		g.reader = &query.Reader{DB: &roundRobin{replicas: cfg.Replicas, primary: cfg.Store}, Overlay: normalizing{g}}
+		g.reader = &query.Reader{DB: &roundRobin{replicas: cfg.Replicas, primary: cfg.Store}, Overlay: g.overlay}
 	}
 	if err := g.RefreshCatalog(ctx); err != nil {
 		return nil, err
@@ -178,46 +176,6 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 // rebuildChunk is how many transactions of the log the overlay takes in
 // one Rebuild at start.
 const rebuildChunk = 1000
-
-// normalizer is a shared overlay that normalises what it decodes itself,
-// with the gateway's catalog (and so may keep decoded changes between
-// reads: the Redis overlay).
-type normalizer interface {
-	SetNormalize(fn func(table string, values map[string]any))
-}
-
-// normalizing restores canonical values in what a shared overlay returns
-// (it went through JSON); the in-memory overlay holds them already, and a
-// normalizer does it itself.
-type normalizing struct{ g *Gateway }
-
-func (n normalizing) Row(ctx context.Context, table, key string) (overlay.Pending, error) {
-	p, err := n.g.overlay.Row(ctx, table, key)
-	if err == nil && n.g.local == nil && !n.g.overlayNormalizes {
-		n.g.normalizePending(table, p)
-	}
-	return p, err
-}
-
-func (n normalizing) Table(ctx context.Context, table string) (map[string]overlay.Pending, error) {
-	rows, err := n.g.overlay.Table(ctx, table)
-	if err == nil && n.g.local == nil && !n.g.overlayNormalizes {
-		for _, p := range rows {
-			n.g.normalizePending(table, p)
-		}
-	}
-	return rows, err
-}
-
-func (g *Gateway) normalizePending(table string, p overlay.Pending) {
-	t, err := g.catalog.Load().Table(table)
-	if err != nil {
-		return
-	}
-	for _, op := range p {
-		normalizeValues(t, op.Values)
-	}
-}
 
 // normalizeTable restores canonical values of a row of table; see
 // normalizeValues.
@@ -444,22 +402,14 @@ func (g *Gateway) Status(ctx context.Context, id string) (status.Status, bool, e
 		return s, true, nil
 	}
 	if g.local != nil {
-		// The tracker keeps nothing of a queued transaction: the overlay
-		// tells. Gone from both, it finished long ago (or never was), and
-		// the database tells.
-		pending, err := g.local.Has(ctx, id)
-		if err != nil {
-			return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
-		}
-		if pending {
-			return queuedStatus(id), true, nil
-		}
-		if s, ok := g.tracker.Get(id); ok {
-			return s, true, nil // it advanced since the first look
+		// What this process knows first; gone from the overlay and the
+		// tracker, it finished long ago (or never was): the database tells.
+		if s, ok, err := g.known(ctx, id); ok || err != nil {
+			return s, ok, err
 		}
 	}
 	// With a shared log another process applies: ask the database, then
-	// the shared overlay.
+	// what this process knows.
 	at, ok, err := g.store.Applied(ctx, id)
 	if err != nil {
 		return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
@@ -483,22 +433,27 @@ func (g *Gateway) Status(ctx context.Context, id string) (status.Status, bool, e
 	case !errors.Is(err, store.ErrNotFound):
 		return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
 	}
-	if s, ok := g.tracker.Get(id); ok {
-		return s, true, nil
+	if g.local != nil {
+		return status.Status{}, false, nil // asked above
 	}
+	return g.known(ctx, id)
+}
+
+// known tells what this process knows of transaction id without the
+// database: queued while the overlay holds its changes (the tracker keeps
+// nothing of a queued transaction), else what the tracker remembers. The
+// overlay is asked first: a transaction leaves it before its state
+// advances, so it cannot fall between the two.
+func (g *Gateway) known(ctx context.Context, id string) (status.Status, bool, error) {
 	pending, err := g.overlay.Has(ctx, id)
 	if err != nil {
 		return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
 	}
 	if pending {
-		return queuedStatus(id), true, nil
+		return status.Status{ID: id, State: txn.Queued, QueuedAt: txn.IDTime(id)}, true, nil
 	}
-	return status.Status{}, false, nil
-}
-
-// queuedStatus is the status of a transaction still in the log.
-func queuedStatus(id string) status.Status {
-	return status.Status{ID: id, State: txn.Queued, QueuedAt: txn.IDTime(id)}
+	s, ok := g.tracker.Get(id)
+	return s, ok, nil
 }
 
 // replicatedOnAll reports whether every replica has replayed transaction

@@ -189,27 +189,20 @@ func (t *Tracker) Wait(ctx context.Context, id string, want txn.State, pending f
 // watch makes sure the tracker follows id, if it is known or pending, and
 // reports whether it does.
 func (t *Tracker) watch(id string, pending func() bool) bool {
-	t.mu.Lock()
-	_, ok := t.m[id]
-	t.mu.Unlock()
-	if ok {
+	if _, ok := t.Get(id); ok {
 		return true
 	}
-	if !pending() {
-		// Gone from the overlay: either the tracker knows it by now (it
-		// advanced after the overlay was emptied of it) or not at all.
-		t.mu.Lock()
-		_, ok = t.m[id]
-		t.mu.Unlock()
-		return ok
-	}
+	still := pending()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.m[id]; !ok {
-		// Still queued when pending looked: any Advance comes after this.
+	if _, ok := t.m[id]; ok {
+		return true // it advanced while pending looked
+	}
+	if still {
+		// Queued when pending looked: any Advance comes after this.
 		t.m[id] = queued(id)
 	}
-	return true
+	return still
 }
 
 // Counters returns the totals since start.
