@@ -88,15 +88,16 @@ func (b *bench) ingestOpen(ctx context.Context, lg, base *loadgen, target, ceili
 	spool := strings.TrimSuffix(target, "/v1/tables/observations")
 	// A spool the bench did not start (--url) may not serve /metrics:
 	// then the server-side figures are left out.
-	before, err := serverLatency(ctx, spool, writeRoute, "201")
-	serverSide := err == nil
-	if err != nil && b.cfg.url == "" {
+	var writes, syncs serverSide
+	if err := writes.start(ctx, requests(spool, writeRoute, "201")); err != nil && b.cfg.url == "" {
 		return err
 	}
-	syncsBefore, _ := logSyncs(ctx, spool)
+	syncs.start(ctx, logSyncs(spool)) //nolint:errcheck // left out like the writes'
 	var got *result
 	if err := b.prof.around(ctx, proc, "ingest-open", b.cfg.duration, func() {
 		got = lg.open(ctx, target, rate, b.cfg.duration, http.StatusCreated, seq)
+		writes.stop(ctx)
+		syncs.stop(ctx)
 	}); err != nil {
 		return err
 	}
@@ -104,21 +105,12 @@ func (b *bench) ingestOpen(ctx context.Context, lg, base *loadgen, target, ceili
 		return err
 	}
 	b.out.percentiles("ingest", fmt.Sprintf(label, rate), []int{50, 99, 999}, got, "no-op", ceil)
-	if !serverSide {
-		return nil
-	}
-	after, err := serverLatency(ctx, spool, writeRoute, "201")
-	if err != nil {
-		return err
-	}
 	// The server's own time per write, from its request histogram: what
 	// the loopback and the load generator's scheduling add is left out.
-	printServerQuantiles(b.out, "ingest", fmt.Sprintf(label, rate), before, after)
+	writes.print(b.out, "ingest", fmt.Sprintf(label, rate))
 	// Beside it, the local log's fdatasyncs in the same interval: a write
 	// waits for the one in flight when it arrives, then for its own.
-	if syncsAfter, err := logSyncs(ctx, spool); err == nil {
-		printServerQuantiles(b.out, "ingest", fmt.Sprintf("open %.0f/s log fdatasync", rate), syncsBefore, syncsAfter)
-	}
+	syncs.print(b.out, "ingest", fmt.Sprintf("open %.0f/s log fdatasync", rate))
 	return nil
 }
 

@@ -95,12 +95,12 @@ func (b *bench) readOnce(ctx context.Context, lg *loadgen, url string, n int, id
 	var get, list *result
 	var getServer, listServer serverSide
 	err := b.prof.around(ctx, proc, fmt.Sprintf("read-%d", n), 2*b.cfg.duration, func() {
-		getServer.start(ctx, url, getRoute)
+		getServer.start(ctx, requests(url, getRoute, "200")) //nolint:errcheck // figures left out
 		get = closedFn(ctx, 8, b.cfg.duration, func(ctx context.Context) error {
 			return lg.get(ctx, url+"/v1/tables/observations/"+ids[int(i.Add(1))%len(ids)])
 		})
 		getServer.stop(ctx)
-		listServer.start(ctx, url, listRoute)
+		listServer.start(ctx, requests(url, listRoute, "200")) //nolint:errcheck // figures left out
 		list = closedFn(ctx, 8, b.cfg.duration, func(ctx context.Context) error {
 			return lg.get(ctx, url+readList)
 		})

@@ -23,16 +23,22 @@ type buckets struct {
 	count []uint64
 }
 
-// serverLatency reads the server's request histogram of route's answers
-// with status code from GET /metrics.
-func serverLatency(ctx context.Context, base, route, code string) (buckets, error) {
-	return serverHistogram(ctx, base, "spool_http_request_duration_seconds", map[string]string{"route": route, "code": code})
+// histogram reads one histogram of a spool's GET /metrics.
+type histogram func(ctx context.Context) (buckets, error)
+
+// requests is the request histogram of route's answers with status code.
+func requests(base, route, code string) histogram {
+	return func(ctx context.Context) (buckets, error) {
+		return serverHistogram(ctx, base, "spool_http_request_duration_seconds", map[string]string{"route": route, "code": code})
+	}
 }
 
-// logSyncs reads the histogram of the local log's fdatasyncs from GET
-// /metrics; empty for a shared log.
-func logSyncs(ctx context.Context, base string) (buckets, error) {
-	return serverHistogram(ctx, base, "spool_log_sync_duration_seconds", nil)
+// logSyncs is the histogram of the local log's fdatasyncs; empty for a
+// shared log.
+func logSyncs(base string) histogram {
+	return func(ctx context.Context) (buckets, error) {
+		return serverHistogram(ctx, base, "spool_log_sync_duration_seconds", nil)
+	}
 }
 
 // serverHistogram reads the histogram family of GET /metrics whose labels
@@ -99,20 +105,22 @@ func (b buckets) quantile(before buckets, q float64) float64 {
 	return math.Inf(1)
 }
 
-// serverSide measures one route's server-side latency across a
-// measurement: start and stop read the histogram; a spool without
-// /metrics (an older one, with --url) leaves the figures out.
+// serverSide measures a server-side histogram across a measurement:
+// start and stop read it; a spool without it (an older one, with --url)
+// leaves the figures out.
 type serverSide struct {
-	base, route   string
+	read          histogram
 	before, after buckets
 	ok            bool
 }
 
-func (s *serverSide) start(ctx context.Context, base, route string) {
-	s.base, s.route = base, route
+// start reads the histogram before the measurement.
+func (s *serverSide) start(ctx context.Context, read histogram) error {
+	s.read = read
 	var err error
-	s.before, err = serverLatency(ctx, base, route, "200")
+	s.before, err = read(ctx)
 	s.ok = err == nil
+	return err
 }
 
 func (s *serverSide) stop(ctx context.Context) {
@@ -120,26 +128,22 @@ func (s *serverSide) stop(ctx context.Context) {
 		return
 	}
 	var err error
-	s.after, err = serverLatency(ctx, s.base, s.route, "200")
+	s.after, err = s.read(ctx)
 	s.ok = err == nil
 }
 
-// print reports p50 and p99 as the bounds of the buckets they fall in.
+// print reports p50 and p99 of what was counted between start and stop,
+// as the bounds of the buckets they fall in; nothing if none was (or one
+// took longer than the last bucket).
 func (s *serverSide) print(out *reporter, scenario, what string) {
-	if s.ok {
-		printServerQuantiles(out, scenario, what, s.before, s.after)
+	if !s.ok {
+		return
 	}
-}
-
-// printServerQuantiles prints p50 and p99 of the requests counted between
-// before and after, nothing if none was (or one took longer than the
-// last bucket).
-func printServerQuantiles(out *reporter, scenario, what string, before, after buckets) {
 	for _, q := range []struct {
 		name string
 		q    float64
 	}{{"p50", .5}, {"p99", .99}} {
-		v := after.quantile(before, q.q)
+		v := s.after.quantile(s.before, q.q)
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			continue
 		}
