@@ -363,7 +363,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// logLines returns the first n lines of p's log that hold text.
 // exposures reads exposure_s of the observations matching where, by id.
 func exposures(t *testing.T, conn *pgx.Conn, where string, args ...any) map[string]float64 {
 	t.Helper()
@@ -386,6 +385,7 @@ func exposures(t *testing.T, conn *pgx.Conn, where string, args ...any) map[stri
 	return got
 }
 
+// logLines returns the first n lines of p's log that hold text.
 func logLines(p *proc, text string, n int) string {
 	var out []string
 	for line := range strings.Lines(p.stderr.String()) {

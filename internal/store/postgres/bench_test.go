@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/spoolgw/spool/internal/store/storetest"
 	"github.com/spoolgw/spool/internal/txn"
 )
 
@@ -79,15 +80,7 @@ func benchDrain(b *testing.B, batchSize int) {
 
 		start := time.Now()
 		for _, batch := range batches {
-			out, err := s.ApplyBatch(ctx, batch, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, o := range out {
-				if o.Err != nil || o.Duplicate {
-					b.Fatalf("outcome %+v", o)
-				}
-			}
+			storetest.MustApply(b, s, batch)
 		}
 		drainTime += time.Since(start)
 

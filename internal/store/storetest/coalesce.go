@@ -198,6 +198,21 @@ func UpdateHeavy(rows, updates int) []*txn.Transaction {
 	return batch
 }
 
+// MustApply applies a batch every transaction of which must be applied
+// (not failed, not a duplicate).
+func MustApply(tb testing.TB, s store.Store, batch []*txn.Transaction) {
+	tb.Helper()
+	out, err := s.ApplyBatch(context.Background(), batch, nil)
+	if err != nil {
+		tb.Fatalf("apply batch: %v", err)
+	}
+	for i, o := range out {
+		if o.Err != nil || o.Duplicate {
+			tb.Fatalf("transaction %d: outcome %+v, want applied", i, o)
+		}
+	}
+}
+
 // BenchDrainUpdateHeavy applies batches of UpdateHeavy transactions (100
 // rows, each inserted and updated four times, 20 batches a round) to s,
 // with coalescing on and off in the same run, and reports both rates and
@@ -205,7 +220,6 @@ func UpdateHeavy(rows, updates int) []*txn.Transaction {
 // the store's coalescing.
 func BenchDrainUpdateHeavy(b *testing.B, s store.Store, reset func(), coalesce func(on bool)) {
 	const rows, updates, batches = 100, 4, 20
-	ctx := context.Background()
 	var on, off time.Duration
 	drain := func(coalesced bool) time.Duration {
 		b.StopTimer()
@@ -218,15 +232,7 @@ func BenchDrainUpdateHeavy(b *testing.B, s store.Store, reset func(), coalesce f
 		b.StartTimer()
 		start := time.Now()
 		for _, batch := range work {
-			out, err := s.ApplyBatch(ctx, batch, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, o := range out {
-				if o.Err != nil || o.Duplicate {
-					b.Fatalf("outcome %+v", o)
-				}
-			}
+			MustApply(b, s, batch)
 		}
 		return time.Since(start)
 	}

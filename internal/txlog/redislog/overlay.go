@@ -37,7 +37,8 @@ type Overlay struct {
 // gateway's catalog), and lets Table keep every change it decoded until
 // the change leaves the overlay: an entry never changes once appended, so
 // a list of a table with a backlog decodes the backlog once, not at every
-// read (up to MaxDecoded changes of a table; past that, at every read). The changes returned then share their values with that cache, and
+// read (up to MaxDecoded changes of a table; past that, at every read).
+// The changes returned then share their values with that cache, and
 // callers must not modify them. Call it before any read.
 func (o *Overlay) SetNormalize(fn func(table string, values map[string]any)) {
 	o.normalize = fn
