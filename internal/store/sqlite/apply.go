@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spoolgw/spool/internal/schema"
@@ -53,6 +52,7 @@ func (s *Store) ApplyBatch(ctx context.Context, batch []*txn.Transaction, gate s
 		stmts:   make(map[string]*sql.Stmt),
 		opStmts: make(map[stmtKey]*sql.Stmt),
 	}
+	defer s.stmts.fill(context.WithoutCancel(ctx)) // once close has ended tx
 	defer b.close()
 	if err := b.fence(ctx); err != nil {
 		return nil, fmt.Errorf("apply batch: %w", err)
@@ -95,25 +95,30 @@ type batchRun struct {
 	dead    map[string]error
 }
 
-// close rolls back unless committed (a no-op then) and frees the statements.
+// close rolls back unless committed (a no-op then) and frees the statements
+// (opStmts are some of stmts).
 func (b *batchRun) close() {
 	for _, st := range b.stmts {
-		st.Close()
-	}
-	for _, st := range b.opStmts {
 		st.Close()
 	}
 	b.tx.Rollback() //nolint:errcheck // ErrTxDone after Commit; a failed rollback is reported by the error already returned
 }
 
-// stmt returns the statement for text, prepared once per batch.
+// stmt returns the statement for text on the batch's transaction: the
+// one the store keeps prepared, or else prepared now, once per batch.
 func (b *batchRun) stmt(ctx context.Context, text string) (*sql.Stmt, error) {
 	if st, ok := b.stmts[text]; ok {
 		return st, nil
 	}
-	st, err := b.tx.PrepareContext(ctx, text)
-	if err != nil {
-		return nil, err
+	var st *sql.Stmt
+	if kept := b.s.stmts.get(text); kept != nil {
+		st = b.tx.StmtContext(ctx, kept)
+	} else {
+		var err error
+		if st, err = b.tx.PrepareContext(ctx, text); err != nil {
+			return nil, err
+		}
+		b.s.stmts.miss(text)
 	}
 	b.stmts[text] = st
 	return st, nil
@@ -207,50 +212,49 @@ func (e *priorFailure) Error() string {
 	return fmt.Sprintf("transaction %s was dead-lettered earlier: %s", e.id, e.msg)
 }
 
-// lookupChunk bounds the ids of one lookup query, well under SQLite's limit
-// of 32766 bound parameters.
-const lookupChunk = 500
+// sqlLookup finds which of the ids in the JSON array ?1 an earlier run
+// applied (error null) or dead-lettered: one text for every batch, kept
+// prepared, where a list of parameters would be a new text per batch size.
+const sqlLookup = `select txn_id, null from spool_applied where txn_id in (select value from json_each(?1))
+	union all select txn_id, error from spool_dead_letters where txn_id in (select value from json_each(?1))`
 
 // lookup finds which transactions of the batch an earlier run applied or
-// dead-lettered, in a few queries for the whole batch.
+// dead-lettered, in one query for the whole batch.
 func (b *batchRun) lookup(ctx context.Context, batch []*txn.Transaction) error {
 	b.applied = make(map[string]bool)
 	b.dead = make(map[string]error)
-	for start := 0; start < len(batch); start += lookupChunk {
-		chunk := batch[start:min(start+lookupChunk, len(batch))]
-		args := make([]any, len(chunk))
-		for i, t := range chunk {
-			args[i] = t.ID
-		}
-		in := "(?" + strings.Repeat(", ?", len(args)-1) + ")"
-		rows, err := b.tx.QueryContext(ctx, `select txn_id, null from spool_applied where txn_id in `+in+`
-			union all select txn_id, error from spool_dead_letters where txn_id in `+in, append(args, args...)...)
-		if err != nil {
+	ids := make([]string, len(batch))
+	for i, t := range batch {
+		ids[i] = t.ID
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	st, err := b.stmt(ctx, sqlLookup)
+	if err != nil {
+		return err
+	}
+	rows, err := st.QueryContext(ctx, string(list))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id  string
+			msg sql.NullString
+		)
+		if err := rows.Scan(&id, &msg); err != nil {
 			return err
 		}
-		for rows.Next() {
-			var (
-				id  string
-				msg sql.NullString
-			)
-			if err := rows.Scan(&id, &msg); err != nil {
-				rows.Close()
-				return err
-			}
-			if msg.Valid {
-				b.dead[id] = &priorFailure{id: id, msg: msg.String}
-			} else {
-				b.applied[id] = true
-			}
-		}
-		if err := rows.Close(); err != nil {
-			return err
-		}
-		if err := rows.Err(); err != nil {
-			return err
+		if msg.Valid {
+			b.dead[id] = &priorFailure{id: id, msg: msg.String}
+		} else {
+			b.applied[id] = true
 		}
 	}
-	return nil
+	return rows.Err()
 }
 
 // deadLetter records t as failed with cause, in the batch's transaction.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/bits"
 	"slices"
 	"strings"
 
@@ -197,8 +198,8 @@ func (b *batchRun) runGroup(ctx context.Context, plan []store.Merged, from []int
 		return 1, err
 	}
 	args := p.args
-	n := 1
-	for n < len(plan) && n < maxGroupRows && len(args)+len(p.names) <= maxGroupParams {
+	n, most := 1, groupRows(min(len(plan), maxGroupRows, maxGroupParams/max(1, len(p.names))))
+	for n < most {
 		m := plan[n]
 		if m.Op.Op != txn.Insert || m.Op.Table != first.Op.Table || len(m.Op.Values) != len(first.Op.Values) {
 			break
@@ -210,13 +211,25 @@ func (b *batchRun) runGroup(ctx context.Context, plan []store.Merged, from []int
 		args = append(args, q.args...)
 		n++
 	}
-	if n == 1 {
+	if n = groupRows(n); n == 1 {
 		return 1, b.run(ctx, i, first.Op, p)
 	}
+	args = args[:n*len(p.names)]
 	if _, err := b.exec(ctx, multiInsertSQL(p.t, p.names, n), args...); err != nil {
 		return n, b.dbError(ctx, i, first.Op, err)
 	}
 	return n, nil
+}
+
+// groupRows returns how many of n rows (n ≥ 1) a multi-row statement
+// takes: all of a full group, else the largest power of two, so that a
+// handful of texts serve every batch and stay prepared (stmtCache). The
+// rest of the rows go in the next statements.
+func groupRows(n int) int {
+	if n >= maxGroupRows {
+		return maxGroupRows
+	}
+	return 1 << (bits.Len(uint(n)) - 1)
 }
 
 // multiInsertSQL is INSERT INTO "t" ("a","b") VALUES (?,?), (?,?), … with
@@ -235,8 +248,11 @@ func multiInsertSQL(t *schema.Table, names []string, rows int) string {
 // recordApplied records the transactions run in spool_applied, many rows
 // per statement, and links the dead letters that retries among them retry.
 func (b *batchRun) recordApplied(ctx context.Context, run []*txn.Transaction) error {
-	for chunk := range slices.Chunk(run, maxGroupRows) {
-		args := make([]any, 0, 2*len(chunk))
+	args := make([]any, 0, 2*min(len(run), maxGroupRows))
+	for rest := run; len(rest) > 0; {
+		chunk := rest[:groupRows(len(rest))]
+		rest = rest[len(chunk):]
+		args = args[:0]
 		for _, t := range chunk {
 			args = append(args, t.ID, b.now)
 		}

@@ -166,7 +166,7 @@ func (b *batchRun) opStmt(ctx context.Context, t *schema.Table, op txn.Kind, nam
 	case txn.Delete:
 		text = "delete from " + quote(t.Name) + " where " + quote(t.Key.Name) + " = ?"
 	}
-	st, err := b.tx.PrepareContext(ctx, text)
+	st, err := b.stmt(ctx, text)
 	if err != nil {
 		return nil, err
 	}

@@ -44,6 +44,8 @@ type Store struct {
 	// writeMu serialises batches, so a batch never waits inside database/sql
 	// for the one write connection while holding nothing.
 	writeMu sync.Mutex
+	// stmts keeps the batches' statements prepared; under writeMu.
+	stmts *stmtCache
 
 	cat atomic.Pointer[schema.Catalog]
 	// noCoalesce turns write coalescing off (the benchmark's baseline).
@@ -96,7 +98,7 @@ func open(ctx context.Context, path string, logger *slog.Logger, opt options) (*
 	}
 	rdb.SetMaxOpenConns(ReadConns)
 	rdb.SetMaxIdleConns(ReadConns)
-	s := &Store{path: path, logger: logger, wdb: wdb, rdb: rdb}
+	s := &Store{path: path, logger: logger, wdb: wdb, rdb: rdb, stmts: newStmtCache(wdb)}
 	if err := s.Migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -114,6 +116,7 @@ func open(ctx context.Context, path string, logger *slog.Logger, opt options) (*
 func (s *Store) Exec(ctx context.Context, text string) error {
 	s.writeMu.Lock()
 	_, err := s.wdb.ExecContext(ctx, text)
+	s.stmts.reset() // what they name may have changed or gone
 	s.writeMu.Unlock()
 	// Statements before a failing one have run: read the catalog either way.
 	_, catErr := s.Catalog(ctx)
@@ -126,6 +129,9 @@ func (s *Store) Exec(ctx context.Context, text string) error {
 // Close closes both pools. It is safe to call twice.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.writeMu.Lock()
+		s.stmts.reset()
+		s.writeMu.Unlock()
 		s.closeErr = errors.Join(s.rdb.Close(), s.wdb.Close())
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("close sqlite %s: %w", s.path, s.closeErr)

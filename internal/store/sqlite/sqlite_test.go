@@ -274,3 +274,59 @@ func TestClosed(t *testing.T) {
 		t.Fatalf("apply on a closed store: %+v, no error", out)
 	}
 }
+
+// TestStatementsKeptAcrossBatches: batches of an odd size reuse the
+// statements the first prepared (multi-row inserts of power-of-two sizes),
+// every row lands, and kept statements follow the table when it changes
+// behind the store's back.
+func TestStatementsKeptAcrossBatches(t *testing.T) {
+	t.Parallel()
+	s, path := setup(t, options{busyTimeout: BusyTimeout})
+	ctx := t.Context()
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	total := 0
+	apply := func(kv ...string) {
+		t.Helper()
+		batch := make([]*txn.Transaction, 37) // 32 + 4 + 1
+		for i := range batch {
+			batch[i] = obsTx(txn.NewID(), kv...)
+		}
+		out, err := s.ApplyBatch(ctx, batch, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, o := range out {
+			if o.Err != nil || o.Duplicate {
+				t.Fatalf("transaction %d: %+v", i, o)
+			}
+		}
+		total += len(batch)
+		var n int
+		if err := other.QueryRowContext(ctx, "select count(*) from obs").Scan(&n); err != nil || n != total {
+			t.Fatalf("%d rows in obs (%v), want %d", n, err, total)
+		}
+	}
+	apply()
+	kept := len(s.stmts.stmts)
+	if kept == 0 {
+		t.Fatal("no statement kept after a batch")
+	}
+	apply()
+	if len(s.stmts.stmts) != kept {
+		t.Fatalf("%d statements kept after a second batch of the same shape, want the first's %d", len(s.stmts.stmts), kept)
+	}
+	if _, err := other.ExecContext(ctx, "alter table obs add column note text"); err != nil {
+		t.Fatal(err)
+	}
+	apply()
+	apply("note", "x")
+	if _, err := other.ExecContext(ctx, "delete from obs; drop table obs; create table obs (id text primary key, target text)"); err != nil {
+		t.Fatal(err)
+	}
+	total = 0
+	apply()
+}
