@@ -10,6 +10,9 @@ import (
 	"github.com/spoolgw/spool/internal/applier"
 )
 
+// drainMinRows is the least the drain scenario fills the log with.
+const drainMinRows = 4 * applier.DefaultBatchSize
+
 // drain pre-fills the log with the drain held, releases it and measures
 // rows/s into the database, beside the same number of rows written raw.
 func (b *bench) drain(ctx context.Context) error {
@@ -23,9 +26,14 @@ func (b *bench) drain(ctx context.Context) error {
 	}
 	lg := newLoadgen("drain")
 	var seq atomic.Int64
-	fill := lg.closed(ctx, d.url()+"/v1/tables/observations", 64, b.cfg.duration, http.StatusCreated, &seq)
-	if err := fill.failed("fill the log"); err != nil {
-		return err
+	// The rate is read from the depth between polls, so the fill must span
+	// a few of the applier's batches: one batch drains in one step. A short
+	// --duration on a slow machine fills for longer.
+	for seq.Load() < drainMinRows {
+		fill := lg.closed(ctx, d.url()+"/v1/tables/observations", 64, b.cfg.duration, http.StatusCreated, &seq)
+		if err := fill.failed("fill the log"); err != nil {
+			return err
+		}
 	}
 	n := int(seq.Load())
 	var rate float64

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/spoolgw/spool/internal/txlog"
 	"github.com/spoolgw/spool/internal/txn"
@@ -71,17 +72,26 @@ func (l *Log) claim(n int) ([]txlog.Entry, error) {
 	return entries, nil
 }
 
+// checkpointEvery is how often Ack records acknowledgements in the
+// checkpoint file when no segment is to be deleted. The checkpoint only
+// spares a restart from delivering applied entries again (the database
+// skips what it has applied), so a crash costs at most this much of the
+// drain delivered twice, where writing it at every Ack cost each batch
+// two more fsyncs beside the appends' own.
+const checkpointEvery = time.Second
+
 // Ack acknowledges claimed entries, which must continue the acknowledged
 // ones in claim order. It records the highest acknowledged sequence number
-// in the checkpoint file (written atomically and synced) and then deletes
-// the segments whose records are all acknowledged.
+// in the checkpoint file (written atomically and synced) when a segment's
+// records are now all acknowledged, and then deletes those segments; and
+// otherwise at most every checkpointEvery, and at Close.
 //
 // A checkpoint that cannot be written (the disk is full) does not fail Ack:
 // the entries were applied, and the checkpoint only spares a restart from
-// delivering them again (the database skips what it has applied). The
-// entries count as acknowledged, the next Ack writes the checkpoint again,
-// and until one succeeds no segment is deleted, so that the checkpoint on
-// disk never points past a deleted record.
+// delivering them again. The entries count as acknowledged, the next Ack
+// writes the checkpoint again, and until one succeeds no segment is
+// deleted, so that the checkpoint on disk never points past a deleted
+// record.
 func (l *Log) Ack(ctx context.Context, entries []txlog.Entry) error {
 	if len(entries) == 0 {
 		return nil
@@ -108,10 +118,17 @@ func (l *Log) Ack(ctx context.Context, entries []txlog.Entry) error {
 		due++
 	}
 	acked := due - 1
-	ckptErr := l.checkpoint(acked)
+	l.mu.Lock()
+	freed := len(l.segs) > 1 && l.segs[1].first-1 <= acked // the oldest segment goes
+	l.mu.Unlock()
+	var ckptErr error
+	write := freed || l.ckptErr != nil || time.Since(l.ckptAt) >= checkpointEvery
+	if write {
+		ckptErr = l.checkpoint(acked)
+	}
 	l.mu.Lock()
 	l.acked = acked
-	if ckptErr == nil {
+	if write && ckptErr == nil {
 		l.ckpt = acked
 	}
 	var done []segment
@@ -119,7 +136,9 @@ func (l *Log) Ack(ctx context.Context, entries []txlog.Entry) error {
 		done = append(done, *l.segs[i])
 	}
 	l.mu.Unlock()
-	l.noteCheckpoint(ckptErr, acked)
+	if write {
+		l.noteCheckpoint(ckptErr, acked)
+	}
 	l.reclaim(done)
 	return nil
 }
@@ -135,6 +154,9 @@ func (l *Log) noteCheckpoint(err error, acked uint64) {
 		l.logger.Info("filelog: acknowledgements recorded again", "dir", l.dir, "acked", acked)
 	}
 	l.ckptErr = err
+	if err == nil {
+		l.ckptAt = time.Now()
+	}
 }
 
 // reclaim deletes fully acknowledged segments, the oldest first, and drops

@@ -63,10 +63,12 @@
 // are already durable. Ack takes claimed entries in claim order; it writes
 // the highest acknowledged sequence number to the checkpoint (temporary
 // file, fsync, rename, fsync of the directory) and then deletes every
-// segment, other than the last, whose records are all acknowledged. After
-// a restart the cursor starts after the checkpoint, so entries claimed but
-// not acknowledged are delivered again: at least once, and the database
-// dedupes by transaction id.
+// segment, other than the last, whose records are all acknowledged. It
+// writes the checkpoint only when a segment is to go, or a second after
+// the last one, and at Close. After a restart the cursor starts after the
+// checkpoint, so entries claimed but not acknowledged, and those
+// acknowledged after the last checkpoint, are delivered again: at least
+// once, and the database dedupes by transaction id.
 //
 // # Recovery
 //

@@ -223,3 +223,47 @@ func fileSize(t *testing.T, path string) int64 {
 	}
 	return fi.Size()
 }
+
+// TestCheckpointAtMostEverySecond: an Ack within checkpointEvery of the
+// last checkpoint, that frees no segment, leaves the checkpoint file as it
+// was, so a crash then delivers those entries again (the database skips
+// them); Close writes it.
+func TestCheckpointAtMostEverySecond(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	l := openLog(t, dir, Config{}, nil)
+	appendN(t, l, 10)
+	claimed := claimN(t, l, 10)
+	writes := 0
+	write := l.checkpoint
+	l.checkpoint = func(acked uint64) error { writes++; return write(acked) } // under claimMu
+	for _, part := range [][]txlog.Entry{claimed[:2], claimed[2:4]} {
+		if err := l.Ack(t.Context(), part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if writes != 1 {
+		t.Fatalf("%d checkpoint writes for two acks in a row, want the first alone", writes)
+	}
+	// A crash now: the files as they are, opened elsewhere.
+	crashed := t.TempDir()
+	for _, name := range append(segmentFiles(t, dir), checkpointName) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(crashed, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := depth(t, openLog(t, crashed, Config{}, nil)); d != 8 {
+		t.Fatalf("depth %d after a crash, want 8: the entries acked since the checkpoint come again", d)
+	}
+	closeLog(t, l)
+	if writes != 2 {
+		t.Fatalf("%d checkpoint writes after Close, want 2", writes)
+	}
+	if d := depth(t, openLog(t, dir, Config{}, nil)); d != 6 {
+		t.Fatalf("depth %d after Close and reopen, want 6", d)
+	}
+}

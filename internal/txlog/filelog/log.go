@@ -68,6 +68,7 @@ type Log struct {
 	bytes     int64         // durable bytes of all segments
 	full      time.Time     // when an append was last refused for space; zero after a good write
 	ckpt      uint64        // highest acknowledged sequence number in the checkpoint file
+	ckptAt    time.Time     // when the checkpoint was last written; under claimMu
 	ckptErr   error         // why the last checkpoint write failed, nil if it did not
 	durableCh chan struct{} // closed and replaced whenever durable grows
 
@@ -243,6 +244,9 @@ func (l *Log) Close() error {
 		<-l.writerDone
 		l.claimMu.Lock() // waits out a Claim or Ack under way
 		defer l.claimMu.Unlock()
+		if l.acked > l.ckpt {
+			l.noteCheckpoint(l.checkpoint(l.acked), l.acked)
+		}
 		l.closeErr = l.closeFiles()
 	})
 	return l.closeErr
