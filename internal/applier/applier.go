@@ -108,8 +108,7 @@ type Result struct {
 	Duplicate bool
 	// LSN is the commit position (PostgreSQL), zero if unknown.
 	LSN txn.LSN
-	// Withdrawn lists queued transactions whose overlay effects were
-	// withdrawn because they depend on this failed one.
+	// At is when the batch committed (or was refused for good).
 	At time.Time
 }
 
@@ -276,10 +275,15 @@ func (a *Applier) pause(ctx context.Context, attempt int, err error) {
 // term applies batches until ctx ends (a stop, or the lease lost) or the
 // store fences this applier out. The next batch is claimed while one
 // applies (claimAhead): reading and decoding it overlaps the database's
-// work. A batch claimed when a stop arrives is still finished, with the
-// one claimed behind it, on a detached context with a deadline; batches
-// claimed when the lease is lost are left to the next holder.
+// work; and a committed batch is acknowledged in the log and reported
+// while the next one applies (finisher). A batch claimed when a stop
+// arrives is still finished, with the one claimed behind it, on a detached
+// context with a deadline; batches claimed when the lease is lost are left
+// to the next holder. term returns once every committed batch is
+// acknowledged and reported.
 func (a *Applier) term(ctx context.Context, token int64) error {
+	fin := a.startFinisher()
+	defer fin.close()
 	next := a.claimAhead(ctx)
 	defer func() { next.abandon() }()
 	for attempt := 1; ; attempt++ {
@@ -297,7 +301,7 @@ func (a *Applier) term(ctx context.Context, token int64) error {
 		}
 		attempt = 0
 		next = a.claimAhead(ctx)
-		err = a.apply(ctx, entries, token)
+		err = a.apply(ctx, entries, token, fin)
 		switch {
 		case err == nil:
 			continue
@@ -305,9 +309,9 @@ func (a *Applier) term(ctx context.Context, token int64) error {
 			return err
 		}
 		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.FinalFlush)
-		err = a.apply(flushCtx, entries, token)
+		err = a.apply(flushCtx, entries, token, fin)
 		if behind, _ := next.wait(); err == nil && len(behind) > 0 {
-			err = a.apply(flushCtx, behind, token)
+			err = a.apply(flushCtx, behind, token, fin)
 			entries = append(entries, behind...)
 		}
 		cancel()
@@ -375,8 +379,9 @@ func (a *Applier) claim(ctx context.Context) ([]txlog.Entry, error) {
 }
 
 // apply applies one claimed batch, retrying transient failures until it
-// commits or ctx ends, then acknowledges it and reports the results.
-func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64) error {
+// commits or ctx ends, then hands it to fin, which acknowledges it and
+// reports the results.
+func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64, fin *finisher) error {
 	batch := make([]*txn.Transaction, len(entries))
 	for i, e := range entries {
 		batch[i] = e.Tx
@@ -417,18 +422,62 @@ func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64)
 		}
 	}
 	a.poison.commit(gate)
-	if err := a.log.Ack(context.WithoutCancel(ctx), entries); err != nil {
+	fin.add(committed{ctx: ctx, entries: entries, batch: batch, outcomes: outcomes, at: time.Now()})
+	return nil
+}
+
+// committed is a batch the database has, to acknowledge and report.
+type committed struct {
+	ctx      context.Context
+	entries  []txlog.Entry
+	batch    []*txn.Transaction
+	outcomes []store.Outcome
+	at       time.Time // the commit's
+}
+
+// finisher acknowledges committed batches in the log and reports them to
+// the sink, in commit order, in a goroutine of its own: the log's round
+// trip (an fsynced XACK on Redis) overlaps the next batch's database work
+// instead of adding to it. It holds one batch beside the one it finishes,
+// so the drain runs at most two batches ahead of the log's acks.
+type finisher struct {
+	a    *Applier
+	next chan committed
+	done chan struct{}
+}
+
+func (a *Applier) startFinisher() *finisher {
+	f := &finisher{a: a, next: make(chan committed, 1), done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		for c := range f.next {
+			f.finish(c)
+		}
+	}()
+	return f
+}
+
+// add queues a committed batch, waiting while one is already queued.
+func (f *finisher) add(c committed) { f.next <- c }
+
+// close waits until every queued batch is acknowledged and reported.
+func (f *finisher) close() {
+	close(f.next)
+	<-f.done
+}
+
+func (f *finisher) finish(c committed) {
+	a := f.a
+	if err := a.log.Ack(context.WithoutCancel(c.ctx), c.entries); err != nil {
 		// The database has the batch; a redelivery is deduplicated by
 		// spool_applied, so nothing is lost or doubled.
 		a.logger.Error("applier: ack failed after commit; the batch will be redelivered and skipped", "err", err)
 	}
-	now := time.Now()
-	results := make([]Result, len(batch))
-	for i, tx := range batch {
-		results[i] = Result{Tx: tx, Err: outcomes[i].Err, Duplicate: outcomes[i].Duplicate, LSN: outcomes[i].LSN, At: now}
+	results := make([]Result, len(c.batch))
+	for i, tx := range c.batch {
+		results[i] = Result{Tx: tx, Err: c.outcomes[i].Err, Duplicate: c.outcomes[i].Duplicate, LSN: c.outcomes[i].LSN, At: c.at}
 	}
-	a.sink.Committed(ctx, results)
-	return nil
+	a.sink.Committed(c.ctx, results)
 }
 
 func (a *Applier) setBackoff(s BackoffState) {
