@@ -34,6 +34,18 @@ func openTest(t *testing.T, path string, opt options) *Store {
 	return s
 }
 
+// openOther opens a second connection pool on the store's file, behind the
+// store's back; it is closed at the end.
+func openOther(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	return other
+}
+
 // setup opens a store with the suite's tables; it is closed at the end.
 func setup(t *testing.T, opt options) (*Store, string) {
 	t.Helper()
@@ -122,11 +134,7 @@ func TestBusy(t *testing.T) {
 	t.Parallel()
 	s, path := setup(t, options{busyTimeout: 50 * time.Millisecond})
 	ctx := t.Context()
-	other, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := openOther(t, path)
 	conn, err := other.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -161,11 +169,7 @@ func TestCatalogRefresh(t *testing.T) {
 	t.Parallel()
 	s, path := setup(t, options{busyTimeout: BusyTimeout})
 	ctx := t.Context()
-	other, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := openOther(t, path)
 	if _, err := other.ExecContext(ctx, `create table "odd ""name""" (id text primary key, v integer); alter table obs add column seeing real`); err != nil {
 		t.Fatal(err)
 	}
@@ -283,11 +287,7 @@ func TestStatementsKeptAcrossBatches(t *testing.T) {
 	t.Parallel()
 	s, path := setup(t, options{busyTimeout: BusyTimeout})
 	ctx := t.Context()
-	other, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := openOther(t, path)
 	total := 0
 	apply := func(kv ...string) {
 		t.Helper()
