@@ -1,7 +1,7 @@
 // Package applier drains the log into the database: it claims batches in log
-// order, applies each in one database transaction, acknowledges the log
-// after the commit, isolates transactions that fail for good into the dead
-// letters, and retries transient failures with capped, jittered backoff for
+// order, applies each in one database transaction, reports each committed
+// batch and acknowledges it in the log, isolates transactions that fail for
+// good into the dead letters, and retries transient failures with capped, jittered backoff for
 // as long as it takes.
 package applier
 
@@ -275,12 +275,12 @@ func (a *Applier) pause(ctx context.Context, attempt int, err error) {
 // term applies batches until ctx ends (a stop, or the lease lost) or the
 // store fences this applier out. The next batch is claimed while one
 // applies (claimAhead): reading and decoding it overlaps the database's
-// work; and a committed batch is acknowledged in the log and reported
+// work; and a committed batch is reported and acknowledged in the log
 // while the next one applies (finisher). A batch claimed when a stop
 // arrives is still finished, with the one claimed behind it, on a detached
 // context with a deadline; batches claimed when the lease is lost are left
 // to the next holder. term returns once every committed batch is
-// acknowledged and reported.
+// reported and acknowledged.
 func (a *Applier) term(ctx context.Context, token int64) error {
 	fin := a.startFinisher()
 	defer fin.close()
@@ -379,8 +379,8 @@ func (a *Applier) claim(ctx context.Context) ([]txlog.Entry, error) {
 }
 
 // apply applies one claimed batch, retrying transient failures until it
-// commits or ctx ends, then hands it to fin, which acknowledges it and
-// reports the results.
+// commits or ctx ends, then hands it to fin, which reports the results
+// and acknowledges it.
 func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64, fin *finisher) error {
 	batch := make([]*txn.Transaction, len(entries))
 	for i, e := range entries {
@@ -435,8 +435,8 @@ type committed struct {
 	at       time.Time // the commit's
 }
 
-// finisher acknowledges committed batches in the log and reports them to
-// the sink, in commit order, in a goroutine of its own: the log's round
+// finisher reports committed batches to the sink and acknowledges them in
+// the log, in commit order, in a goroutine of its own: the log's round
 // trip (an fsynced XACK on Redis) overlaps the next batch's database work
 // instead of adding to it. It holds one batch beside the one it finishes,
 // so the drain runs at most two batches ahead of the log's acks.
@@ -460,24 +460,29 @@ func (a *Applier) startFinisher() *finisher {
 // add queues a committed batch, waiting while one is already queued.
 func (f *finisher) add(c committed) { f.next <- c }
 
-// close waits until every queued batch is acknowledged and reported.
+// close waits until every queued batch is reported and acknowledged.
 func (f *finisher) close() {
 	close(f.next)
 	<-f.done
 }
 
+// finish reports a committed batch, then acknowledges it. The report comes
+// first: it is what writers wait for (their transactions' states, and on
+// PostgreSQL the replica's progress is followed from there), and the
+// order is safe either way, since a batch reported but not acknowledged
+// when spool stops is delivered again and skipped as applied.
 func (f *finisher) finish(c committed) {
 	a := f.a
-	if err := a.log.Ack(context.WithoutCancel(c.ctx), c.entries); err != nil {
-		// The database has the batch; a redelivery is deduplicated by
-		// spool_applied, so nothing is lost or doubled.
-		a.logger.Error("applier: ack failed after commit; the batch will be redelivered and skipped", "err", err)
-	}
 	results := make([]Result, len(c.batch))
 	for i, tx := range c.batch {
 		results[i] = Result{Tx: tx, Err: c.outcomes[i].Err, Duplicate: c.outcomes[i].Duplicate, LSN: c.outcomes[i].LSN, At: c.at}
 	}
 	a.sink.Committed(c.ctx, results)
+	if err := a.log.Ack(context.WithoutCancel(c.ctx), c.entries); err != nil {
+		// The database has the batch; a redelivery is deduplicated by
+		// spool_applied, so nothing is lost or doubled.
+		a.logger.Error("applier: ack failed after commit; the batch will be redelivered and skipped", "err", err)
+	}
 }
 
 func (a *Applier) setBackoff(s BackoffState) {
