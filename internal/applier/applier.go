@@ -108,7 +108,8 @@ type Result struct {
 	Duplicate bool
 	// LSN is the commit position (PostgreSQL), zero if unknown.
 	LSN txn.LSN
-	// At is when the batch committed (or was refused for good).
+	// At is when the batch is reported: a transaction's state changes
+	// then, never before its applied_at or failed_at.
 	At time.Time
 }
 
@@ -422,7 +423,7 @@ func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64,
 		}
 	}
 	a.poison.commit(gate)
-	fin.add(committed{ctx: ctx, entries: entries, batch: batch, outcomes: outcomes, at: time.Now()})
+	fin.add(committed{ctx: ctx, entries: entries, batch: batch, outcomes: outcomes})
 	return nil
 }
 
@@ -432,7 +433,6 @@ type committed struct {
 	entries  []txlog.Entry
 	batch    []*txn.Transaction
 	outcomes []store.Outcome
-	at       time.Time // the commit's
 }
 
 // finisher reports committed batches to the sink and acknowledges them in
@@ -473,9 +473,10 @@ func (f *finisher) close() {
 // when spool stops is delivered again and skipped as applied.
 func (f *finisher) finish(c committed) {
 	a := f.a
+	now := time.Now()
 	results := make([]Result, len(c.batch))
 	for i, tx := range c.batch {
-		results[i] = Result{Tx: tx, Err: c.outcomes[i].Err, Duplicate: c.outcomes[i].Duplicate, LSN: c.outcomes[i].LSN, At: c.at}
+		results[i] = Result{Tx: tx, Err: c.outcomes[i].Err, Duplicate: c.outcomes[i].Duplicate, LSN: c.outcomes[i].LSN, At: now}
 	}
 	a.sink.Committed(c.ctx, results)
 	if err := a.log.Ack(context.WithoutCancel(c.ctx), c.entries); err != nil {
