@@ -1,0 +1,106 @@
+package applier_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/store/sqlite"
+	"github.com/spoolgw/spool/internal/txlog"
+	"github.com/spoolgw/spool/internal/txlog/filelog"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// recorder is a Sink that keeps the ids it is told of, in order.
+type recorder struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (r *recorder) Committed(_ context.Context, results []applier.Result) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, res := range results {
+		if res.Err != nil {
+			panic(fmt.Sprintf("transaction %s failed: %v", res.Tx.ID, res.Err))
+		}
+		r.ids = append(r.ids, res.Tx.ID)
+	}
+}
+
+func (r *recorder) reported() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.ids)
+}
+
+// slowAck is a log whose acknowledgements take a while, as Redis's may.
+type slowAck struct{ txlog.Log }
+
+func (l slowAck) Ack(ctx context.Context, entries []txlog.Entry) error {
+	time.Sleep(20 * time.Millisecond)
+	return l.Log.Ack(ctx, entries)
+}
+
+// TestReportedInOrderAndAckedByStop drains 300 transactions in batches of
+// 7 from a log slow to acknowledge: the sink hears of every one once, in
+// log order, and once Stop returns the log holds none, since
+// acknowledging a reported batch goes on beside the next batch and Stop
+// waits for it.
+func TestReportedInOrderAndAckedByStop(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "spool.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Exec(ctx, "create table obs (id text primary key, n integer)"); err != nil {
+		t.Fatal(err)
+	}
+	lg, err := filelog.Open(filepath.Join(dir, "log"), filelog.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close()
+	sink := &recorder{}
+	ap, err := applier.New(applier.Config{BatchSize: 7, BatchTimeout: -1}, slowAck{lg}, st, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ap.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range 300 {
+		key := fmt.Sprintf("k%03d", i)
+		tx := &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "obs", ID: key,
+			Values: map[string]any{"id": key, "n": int64(i)}}}}
+		if _, err := lg.Append(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, tx.ID)
+	}
+	for deadline := time.Now().Add(30 * time.Second); len(sink.reported()) < len(want); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d transactions reported after 30 s", len(sink.reported()), len(want))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ap.Stop()
+	if got := sink.reported(); !slices.Equal(got, want) {
+		t.Fatalf("reported %d transactions, not each once in log order", len(got))
+	}
+	stats, err := lg.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Depth != 0 {
+		t.Fatalf("log depth %d once Stop returned, want every reported batch acknowledged", stats.Depth)
+	}
+}
