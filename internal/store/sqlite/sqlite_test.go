@@ -330,3 +330,34 @@ func TestStatementsKeptAcrossBatches(t *testing.T) {
 	total = 0
 	apply()
 }
+
+// TestStatementCacheBound: past stmtCacheSize texts the oldest statements
+// are closed and dropped, and the kept ones still run.
+func TestStatementCacheBound(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t, options{busyTimeout: BusyTimeout})
+	ctx := t.Context()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	text := func(i int) string { return fmt.Sprintf("select %d", i) }
+	for i := range stmtCacheSize + 10 {
+		s.stmts.miss(text(i))
+	}
+	s.stmts.fill(ctx)
+	if n := len(s.stmts.stmts); n != stmtCacheSize {
+		t.Fatalf("%d statements kept, want %d", n, stmtCacheSize)
+	}
+	for i := range 10 {
+		if s.stmts.get(text(i)) != nil {
+			t.Fatalf("statement %d of the oldest ten still kept", i)
+		}
+	}
+	var got int
+	if err := s.stmts.get(text(stmtCacheSize+9)).QueryRowContext(ctx).Scan(&got); err != nil || got != stmtCacheSize+9 {
+		t.Fatalf("the newest kept statement returned %d, %v", got, err)
+	}
+	s.stmts.reset()
+	if len(s.stmts.stmts) != 0 || len(s.stmts.order) != 0 {
+		t.Fatal("reset left statements behind")
+	}
+}
