@@ -353,7 +353,7 @@ func TestStatementCacheBound(t *testing.T) {
 		}
 	}
 	var got int
-	if err := s.stmts.get(text(stmtCacheSize+9)).QueryRowContext(ctx).Scan(&got); err != nil || got != stmtCacheSize+9 {
+	if err := s.stmts.get(text(stmtCacheSize + 9)).QueryRowContext(ctx).Scan(&got); err != nil || got != stmtCacheSize+9 {
 		t.Fatalf("the newest kept statement returned %d, %v", got, err)
 	}
 	s.stmts.reset()
