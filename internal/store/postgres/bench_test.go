@@ -80,7 +80,7 @@ func benchDrain(b *testing.B, batchSize int) {
 
 		start := time.Now()
 		for _, batch := range batches {
-			storetest.MustApply(b, s, batch)
+			storetest.MustApply(b, s, batch...)
 		}
 		drainTime += time.Since(start)
 

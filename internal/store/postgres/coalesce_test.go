@@ -29,7 +29,7 @@ func TestCoalescedWrites(t *testing.T) {
 			if err := s.Exec(t.Context(), storetest.TallySchema); err != nil {
 				t.Fatal(err)
 			}
-			mustApply(t, s, storetest.UpdateHeavy(rows, updates)...)
+			storetest.MustApply(t, s, storetest.UpdateHeavy(rows, updates)...)
 			var versions, live, applied int
 			err := connect(t, url).QueryRow(t.Context(), `select max((ctid::text::point)[1])::int, count(*),
 				(select count(*) from spool_applied) from tallies where hits = $1`, updates).Scan(&versions, &live, &applied)

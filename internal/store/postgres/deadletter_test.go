@@ -7,6 +7,7 @@ import (
 
 	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/store/storetest"
 	"github.com/spoolgw/spool/internal/txn"
 )
 
@@ -19,7 +20,7 @@ func TestDeadLetterQueue(t *testing.T) {
 	s, _ := setup(t)
 	ctx := t.Context()
 	taken := txn.NewID()
-	mustApply(t, s, obsTx(taken, "code", "taken"))
+	storetest.MustApply(t, s, obsTx(taken, "code", "taken"))
 	apply := func(batch ...*txn.Transaction) []store.Outcome {
 		t.Helper()
 		out, err := s.ApplyBatch(ctx, batch, nil)

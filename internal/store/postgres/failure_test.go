@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/store/storetest"
 	"github.com/spoolgw/spool/internal/txn"
 )
 
@@ -88,7 +89,7 @@ func TestTerminatedMidBatch(t *testing.T) {
 		}
 	}
 	taken := txn.NewID()
-	mustApply(t, s, obsTx(taken, "code", "taken"))
+	storetest.MustApply(t, s, obsTx(taken, "code", "taken"))
 	for _, slow := range []bool{false, true} {
 		batch := obsBatch(20)
 		if slow { // a permanent failure sends the batch down the slow path
@@ -129,7 +130,7 @@ func TestTerminatedMidBatch(t *testing.T) {
 func TestPrimaryRestart(t *testing.T) {
 	s, _ := setup(t)
 	ctx := t.Context()
-	mustApply(t, s, obsBatch(3)...)
+	storetest.MustApply(t, s, obsBatch(3)...)
 	if err := pg.StopPrimary(); err != nil {
 		t.Fatalf("stop primary: %v", err)
 	}

@@ -43,19 +43,6 @@ func obsTx(id string, kv ...any) *txn.Transaction {
 	return &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "obs", ID: id, Values: v}}}
 }
 
-func mustApply(t *testing.T, s store.Store, batch ...*txn.Transaction) {
-	t.Helper()
-	out, err := s.ApplyBatch(t.Context(), batch, nil)
-	if err != nil {
-		t.Fatalf("apply: %v", err)
-	}
-	for i, o := range out {
-		if o.Err != nil || o.Duplicate {
-			t.Fatalf("transaction %d: %+v", i, o)
-		}
-	}
-}
-
 func table(t *testing.T, s *Store, name string) *schema.Table {
 	t.Helper()
 	cat, err := s.Catalog(t.Context())
@@ -247,7 +234,7 @@ func TestRoundTripTypes(t *testing.T) {
 	if err := dec.Decode(&decoded); err != nil {
 		t.Fatal(err)
 	}
-	mustApply(t, s, insert("a", row), &decoded, insert("empty", schema.Row{"ai": []any{}, "at": []any{}}))
+	storetest.MustApply(t, s, insert("a", row), &decoded, insert("empty", schema.Row{"ai": []any{}, "at": []any{}}))
 
 	vals := table(t, s, "vals")
 	want := clone(row)
@@ -315,7 +302,7 @@ func TestTextOrderBytewise(t *testing.T) {
 		batch = append(batch, &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "words", ID: id,
 			Values: map[string]any{"id": int64(i + 1), "w": w, "m": []string{"sad", "ok", "happy", "ok", "sad"}[i]}}}})
 	}
-	mustApply(t, s, batch...)
+	storetest.MustApply(t, s, batch...)
 	words := table(t, s, "words")
 	for _, o := range []struct {
 		col  string
@@ -357,7 +344,7 @@ func TestErrorCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	taken := txn.NewID()
-	mustApply(t, s, obsTx(taken, "code", "taken"))
+	storetest.MustApply(t, s, obsTx(taken, "code", "taken"))
 	row := func(v map[string]any) *txn.Transaction {
 		id := txn.NewID()
 		v["id"] = id
@@ -468,7 +455,7 @@ func TestMergedInserts(t *testing.T) {
 	s, _ := setup(t)
 	ctx := t.Context()
 	taken := txn.NewID()
-	mustApply(t, s, obsTx(taken, "code", "taken"))
+	storetest.MustApply(t, s, obsTx(taken, "code", "taken"))
 	var batch []*txn.Transaction
 	var ids []string
 	for i := range 50 {

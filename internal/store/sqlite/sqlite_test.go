@@ -295,15 +295,7 @@ func TestStatementsKeptAcrossBatches(t *testing.T) {
 		for i := range batch {
 			batch[i] = obsTx(txn.NewID(), kv...)
 		}
-		out, err := s.ApplyBatch(ctx, batch, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, o := range out {
-			if o.Err != nil || o.Duplicate {
-				t.Fatalf("transaction %d: %+v", i, o)
-			}
-		}
+		storetest.MustApply(t, s, batch...)
 		total += len(batch)
 		var n int
 		if err := other.QueryRowContext(ctx, "select count(*) from obs").Scan(&n); err != nil || n != total {

@@ -200,7 +200,7 @@ func UpdateHeavy(rows, updates int) []*txn.Transaction {
 
 // MustApply applies a batch every transaction of which must be applied
 // (not failed, not a duplicate).
-func MustApply(tb testing.TB, s store.Store, batch []*txn.Transaction) {
+func MustApply(tb testing.TB, s store.Store, batch ...*txn.Transaction) {
 	tb.Helper()
 	out, err := s.ApplyBatch(context.Background(), batch, nil)
 	if err != nil {
@@ -232,7 +232,7 @@ func BenchDrainUpdateHeavy(b *testing.B, s store.Store, reset func(), coalesce f
 		b.StartTimer()
 		start := time.Now()
 		for _, batch := range work {
-			MustApply(b, s, batch)
+			MustApply(b, s, batch...)
 		}
 		return time.Since(start)
 	}
