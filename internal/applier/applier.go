@@ -1,8 +1,8 @@
 // Package applier drains the log into the database: it claims batches in log
 // order, applies each in one database transaction, reports each committed
 // batch and acknowledges it in the log, isolates transactions that fail for
-// good into the dead letters, and retries transient failures with capped, jittered backoff for
-// as long as it takes.
+// good into the dead letters, and retries transient failures with capped,
+// jittered backoff for as long as it takes.
 package applier
 
 import (
@@ -423,15 +423,15 @@ func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64,
 		}
 	}
 	a.poison.commit(gate)
-	fin.add(committed{ctx: ctx, entries: entries, batch: batch, outcomes: outcomes})
+	fin.add(committed{ctx: ctx, entries: entries, outcomes: outcomes})
 	return nil
 }
 
-// committed is a batch the database has, to acknowledge and report.
+// committed is a batch the database has, to report and acknowledge: its
+// entries and the outcome of each.
 type committed struct {
 	ctx      context.Context
 	entries  []txlog.Entry
-	batch    []*txn.Transaction
 	outcomes []store.Outcome
 }
 
@@ -474,9 +474,10 @@ func (f *finisher) close() {
 func (f *finisher) finish(c committed) {
 	a := f.a
 	now := time.Now()
-	results := make([]Result, len(c.batch))
-	for i, tx := range c.batch {
-		results[i] = Result{Tx: tx, Err: c.outcomes[i].Err, Duplicate: c.outcomes[i].Duplicate, LSN: c.outcomes[i].LSN, At: now}
+	results := make([]Result, len(c.entries))
+	for i, e := range c.entries {
+		o := c.outcomes[i]
+		results[i] = Result{Tx: e.Tx, Err: o.Err, Duplicate: o.Duplicate, LSN: o.LSN, At: now}
 	}
 	a.sink.Committed(c.ctx, results)
 	if err := a.log.Ack(context.WithoutCancel(c.ctx), c.entries); err != nil {
