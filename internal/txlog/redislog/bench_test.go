@@ -138,3 +138,34 @@ func runWriters(b *testing.B, writers int, appendOne func(ctx context.Context, i
 	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "appends/s")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ack-ms")
 }
+
+// BenchmarkTable reads a table of 1,000 and 10,000 rows with one pending
+// change each, as a list merging the overlay does, with a normaliser set
+// (as the gateway sets one): the changes are decoded at the first read
+// only.
+func BenchmarkTable(b *testing.B) {
+	for _, rows := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
+			l := openLog(b, Config{})
+			o := l.Overlay()
+			o.SetNormalize(func(string, map[string]any) {})
+			ctx := b.Context()
+			for i := range rows {
+				tx := benchTx()
+				tx.Operations[0].ID = strconv.Itoa(i)
+				if _, err := l.Append(ctx, tx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for b.Loop() {
+				tbl, err := o.Table(ctx, "samples")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(tbl) != rows {
+					b.Fatalf("%d rows, want %d", len(tbl), rows)
+				}
+			}
+		})
+	}
+}

@@ -15,24 +15,36 @@
 //	                                 and per row it changes, <row> = how many changes
 //	spool:{n}:row:<row>              list of a row's pending changes, oldest first; each
 //	                                 {"tx":<txid>,"kind":"update","values":{...}}
-//	spool:{n}:tbl:<table>            set of the table's keys with pending changes
+//	spool:{n}:ops:<table>            list of the table's pending changes, oldest first; each
+//	                                 the row's list entry, '\n', the row's key
 //	spool:{n}:tables                 set of the tables with pending changes
 //	spool:{n}:counts                 hash: txs, rows, ops (the overlay's Stats)
 //	spool:{n}:lease                  the applier lease: "<consumer>/<random>", PX TTL
 //	spool:{n}:fence                  the fencing-token counter (INCR); never expires
+//	spool:{n}:layout                 the version of this layout: 2
 //
 // <row> is len(table) in bytes, ':', table, ':', key: the length prefix
 // keeps a table or key holding ':' from colliding with another ("a:b"/"c"
 // is "3:a:b:c", "a"/"b:c" is "1:a:b:c"). The name n must not hold '{' or
 // '}'. Nothing but spool may write these keys.
 //
+// Layout 1 (spool before the tables' lists of changes) had, instead of
+// spool:{n}:ops:<table>, a set of the table's keys with pending changes,
+// spool:{n}:tbl:<table>, and no layout key. Open moves such a log to
+// layout 2 in one script call, which blocks Redis for as long as copying
+// the pending changes takes (0.66 s for 100,000 changes to 50,000 rows on
+// a 2-core machine), and refuses a log in a layout later than the one it knows. A spool of
+// layout 1 must not run against the log after that (it would leave the
+// tables' lists out of step): stop every process of a deployment before
+// starting the new version.
+//
 // # Append
 //
 // One writer goroutine takes the first queued Append, drains whatever else
 // is queued already (it never waits for more), and sends the group as one
 // call of a Lua script (EVALSHA) that, for each transaction in order, adds
-// the stream entry (XADD) and the overlay entries (RPUSH to its rows, SADD
-// to their tables, the transaction's hash). Redis runs a script atomically
+// the stream entry (XADD) and the overlay entries (RPUSH to its rows and to
+// their tables' lists, the transaction's hash). Redis runs a script atomically
 // and writes its effects to the AOF as one MULTI/EXEC block, so no reader
 // ever sees a transaction in the log without its overlay entries or the
 // reverse, not even after a crash. Appends that arrive meanwhile queue
@@ -82,13 +94,13 @@
 //
 // # Overlay
 //
-// Overlay reads a row with one LRANGE and a table with two round trips
-// (SMEMBERS of its keys, then one pipeline of LRANGEs). Evict is a script
-// that removes transactions' entries from the rows they touched (found in
-// their hashes; the oldest changes are at a list's head, so the scan stops
-// early), drops rows and tables left empty, and deletes the hashes: one
-// call per 500 transactions. Values come back as JSON decodes them, numbers
-// as json.Number.
+// Overlay reads a row with one LRANGE of its list, and a table with one
+// LRANGE of the table's list of changes. Evict is a script that removes
+// transactions' entries from the rows they touched (found in their hashes)
+// and from those rows' tables' lists (the oldest changes are at a list's
+// head, so the scan stops early), drops tables left without changes, and
+// deletes the hashes: one call per 500 transactions. Values come back as
+// JSON decodes them, numbers as json.Number.
 //
 // # Lease
 //

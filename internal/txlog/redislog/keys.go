@@ -21,6 +21,7 @@ type keys struct {
 	counts string // hash: txs, rows, ops of the overlay
 	lease  string // the applier lease
 	fence  string // the fencing-token counter
+	layout string // the version of this layout of the keys
 }
 
 func newKeys(name string) keys {
@@ -32,6 +33,7 @@ func newKeys(name string) keys {
 		counts: p + "counts",
 		lease:  p + "lease",
 		fence:  p + "fence",
+		layout: p + "layout",
 	}
 }
 
@@ -50,6 +52,25 @@ func (k keys) row(table, key string) string { return k.prefix + "row:" + rowMemb
 // table is the set of keys of table's rows with pending changes. The table
 // name is the whole rest of the key, so it needs no encoding.
 func (k keys) table(table string) string { return k.prefix + "tbl:" + table }
+
+// ops is the list of table's pending changes in log order, one element per
+// change: its row-list entry, '\n', its row's key. The entry is JSON, which
+// holds no raw newline, so the first '\n' ends it; and the element begins
+// as the entry does, with entryPrefix, which is how the evict script finds
+// it. A list of the table is one LRANGE of it, whatever its number of rows.
+func (k keys) ops(table string) string { return k.prefix + "ops:" + table }
+
+// splitElement splits an element of a table's list of changes into the
+// row-list entry and the row's key.
+func splitElement(s string) (entry, key string, ok bool) {
+	return strings.Cut(s, "\n")
+}
+
+// layoutVersion is the version of the key layout this package writes. A
+// log without the layout key was written by spool before the tables' lists
+// of changes: Open builds them (see migrateScript). Open refuses a later
+// version than this one.
+const layoutVersion = 2
 
 // tx is the hash of one pending transaction: field "pos" holds its stream
 // id, and one field per row it changes (a rowMember) counts its changes to

@@ -30,6 +30,10 @@ var ErrUnsafeServer = errors.New("redis server unsuitable for the log")
 // transaction: the log's keys were written by something other than spool.
 var ErrCorrupt = errors.New("corrupt log entry")
 
+// ErrLaterLayout is wrapped by Open when the log's keys were written by a
+// later spool, in a layout this one does not know.
+var ErrLaterLayout = errors.New("log written by a later spool")
+
 // Log is the Redis log of one name: a stream of transactions, a consumer
 // group of appliers, and the overlay the appends keep. It is safe for
 // concurrent use; Claim and Ack are meant for one applier goroutine.
@@ -162,6 +166,9 @@ func (l *Log) open(ctx context.Context) error {
 	if err := l.createGroup(ctx); err != nil {
 		return err
 	}
+	if err := l.migrate(ctx); err != nil {
+		return err
+	}
 	l.logger.Debug("redislog: opened", "stream", l.keys.stream, "consumer", l.cfg.Consumer)
 	return nil
 }
@@ -172,6 +179,30 @@ func (l *Log) createGroup(ctx context.Context) error {
 	err := l.client.XGroupCreateMkStream(ctx, l.keys.stream, groupName, "0").Err()
 	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
 		return fmt.Errorf("redislog: create consumer group: %w", err)
+	}
+	return nil
+}
+
+// migrate brings the log's keys to the current layout (see migrateScript),
+// and refuses a log written by a later spool, whose keys this one would
+// misread.
+func (l *Log) migrate(ctx context.Context) error {
+	res, err := migrateScript.Run(ctx, l.client, []string{l.keys.layout, l.keys.tables},
+		l.keys.prefix, layoutVersion).Int64Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("script returned %d values, want 2", len(res))
+	}
+	if err != nil {
+		return fmt.Errorf("redislog: open: key layout: %w", err)
+	}
+	switch had, moved := res[0], res[1]; {
+	case had == 0 && moved > 0:
+		l.logger.Info("redislog: the overlay's keys moved to the current layout", "version", layoutVersion, "changes", moved)
+	case had < 0:
+		return fmt.Errorf("redislog: open: %w: %s holds no layout version", ErrCorrupt, l.keys.layout)
+	case had > layoutVersion:
+		return fmt.Errorf("redislog: open: %w: the log's keys are in layout %d, this spool knows %d at most",
+			ErrLaterLayout, had, layoutVersion)
 	}
 	return nil
 }

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/overlay"
 	"github.com/spoolgw/spool/internal/schema"
@@ -30,7 +28,7 @@ type Overlay struct {
 	// values; with it, Table keeps what it decoded (see SetNormalize).
 	normalize func(table string, values map[string]any)
 	mu        sync.Mutex
-	decoded   map[string]map[string]overlay.Op // table → raw entry → its change, decoded and normalised
+	decoded   map[string]map[string]overlay.Op // table → element of its list of changes → the change, decoded and normalised
 }
 
 // SetNormalize makes Row and Table return values normalised by fn (the
@@ -72,63 +70,45 @@ func (o *Overlay) Row(ctx context.Context, table, key string) (overlay.Pending, 
 	return p, err
 }
 
-// Table returns the pending changes to every row of table, in two round
-// trips whatever the number of rows: the table's set of keys, then one
-// pipeline of every row's list. A row evicted between the two is left out
-// (it is in the database by then).
+// Table returns the pending changes to every row of table, with one LRANGE
+// of the table's list of changes whatever the number of rows.
 func (o *Overlay) Table(ctx context.Context, table string) (map[string]overlay.Pending, error) {
 	if o.l.isClosing() {
 		return nil, fmt.Errorf("redislog: overlay table: %w", txlog.ErrClosed)
 	}
-	rowKeys, err := o.l.client.SMembers(ctx, o.l.keys.table(table)).Result()
+	elems, err := o.l.client.LRange(ctx, o.l.keys.ops(table), 0, -1).Result()
 	if err != nil {
 		return nil, o.l.fail("overlay table", err)
 	}
-	out := make(map[string]overlay.Pending, len(rowKeys))
-	if len(rowKeys) == 0 {
-		return out, nil
+	var known, seen map[string]overlay.Op
+	if o.normalize != nil {
+		o.mu.Lock()
+		known = o.decoded[table]
+		o.mu.Unlock()
+		seen = make(map[string]overlay.Op, len(known))
 	}
-	pipe := o.l.client.Pipeline()
-	cmds := make([]*redis.StringSliceCmd, len(rowKeys))
-	for i, k := range rowKeys {
-		cmds[i] = pipe.LRange(ctx, o.l.keys.row(table, k), 0, -1)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, o.l.fail("overlay table", err)
-	}
-	if o.normalize == nil {
-		for i, k := range rowKeys {
-			p, err := decodePending(cmds[i].Val())
-			if err != nil {
-				return nil, fmt.Errorf("redislog: overlay table %q row %q: %w", table, k, err)
-			}
-			if len(p) > 0 {
-				out[k] = p
-			}
+	out := make(map[string]overlay.Pending)
+	for _, s := range elems {
+		entry, key, ok := splitElement(s)
+		if !ok {
+			return nil, fmt.Errorf("redislog: overlay table %q: %w: a change without its row's key", table, ErrCorrupt)
 		}
-		return out, nil
-	}
-	o.mu.Lock()
-	known := o.decoded[table]
-	o.mu.Unlock()
-	seen := make(map[string]overlay.Op, len(known))
-	for i, k := range rowKeys {
-		entries := cmds[i].Val()
-		if len(entries) == 0 {
-			continue
-		}
-		p := make(overlay.Pending, len(entries))
-		for j, s := range entries {
-			op, ok := known[s]
-			if !ok {
-				if op, err = decodeChange(s); err != nil {
-					return nil, fmt.Errorf("redislog: overlay table %q row %q: %w", table, k, err)
-				}
+		op, ok := known[s]
+		if !ok {
+			if op, err = decodeChange(entry); err != nil {
+				return nil, fmt.Errorf("redislog: overlay table %q row %q: %w", table, key, err)
+			}
+			if o.normalize != nil {
 				o.normalize(table, op.Values)
 			}
-			p[j], seen[s] = op, op
 		}
-		out[k] = p
+		if seen != nil {
+			seen[s] = op
+		}
+		out[key] = append(out[key], op)
+	}
+	if o.normalize == nil {
+		return out, nil
 	}
 	// What this read did not see has left the overlay: drop it. A backlog
 	// past the bound is decoded at every read instead of kept: the heap

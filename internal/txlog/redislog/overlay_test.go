@@ -229,7 +229,7 @@ func TestEvict(t *testing.T) {
 		t.Fatal(err)
 	}
 	slices.Sort(left)
-	if want := []string{l.keys.counts, l.keys.stream}; !slices.Equal(left, want) {
+	if want := []string{l.keys.counts, l.keys.layout, l.keys.stream}; !slices.Equal(left, want) {
 		t.Fatalf("keys after evicting everything: %q, want %q", left, want)
 	}
 }

@@ -13,7 +13,8 @@ import "github.com/redis/go-redis/v9"
 // the call to the right node.
 
 // appendScript appends a group of transactions to the stream and adds their
-// changes to the overlay, in order.
+// changes to the overlay, in order: each change to its row's list and to its
+// table's list of changes (as the entry, '\n', the key).
 //
 //	KEYS: stream, tables, counts
 //	ARGV: prefix, then per transaction: id, payload (JSON), n (operations),
@@ -27,7 +28,6 @@ var appendScript = redis.NewScript(`
 local stream, tables, counts, p = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local out = {}
 local txs, rows, ops = 0, 0, 0
-local seenTables = {}
 local i = 2
 while i <= #ARGV do
   local id, payload, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
@@ -45,12 +45,10 @@ while i <= #ARGV do
       i = i + 3
       local member = #tbl .. ':' .. tbl .. ':' .. key
       if redis.call('RPUSH', p .. 'row:' .. member, entry) == 1 then
-        redis.call('SADD', p .. 'tbl:' .. tbl, key)
-        if not seenTables[tbl] then
-          redis.call('SADD', tables, tbl)
-          seenTables[tbl] = true
-        end
         rows = rows + 1
+      end
+      if redis.call('RPUSH', p .. 'ops:' .. tbl, entry .. '\n' .. key) == 1 then
+        redis.call('SADD', tables, tbl)
       end
       if perRow[member] then
         perRow[member] = perRow[member] + 1
@@ -80,10 +78,10 @@ return out
 `)
 
 // evictScript removes transactions from the overlay: their entries from the
-// rows they touched (scanning each row's list from its head, where the
-// oldest changes are, and stopping once all of them are found), rows left
-// empty from their table's set, tables left empty from the tables set, and
-// their hashes.
+// rows they touched and from those rows' tables' lists of changes (scanning
+// each list from its head, where the oldest changes are, and stopping once
+// all of them are found), tables left without changes from the tables set,
+// and their hashes.
 //
 //	KEYS: stream (for routing only), tables, counts
 //	ARGV: prefix, then per transaction: id, entry prefix
@@ -92,21 +90,25 @@ return out
 var evictScript = redis.NewScript(`
 local tables, counts, p = KEYS[2], KEYS[3], ARGV[1]
 local txs, rows, ops = 0, 0, 0
-local function remove(rowkey, pre, want)
-  local removed, start = 0, 0
+-- remove takes want elements beginning with pre out of a list. The first
+-- read is of want elements only: the applier evicts in log order, so the
+-- elements it looks for are usually the first ones.
+local function remove(list, pre, want)
+  local removed, start, size = 0, 0, want
   while removed < want do
-    local chunk = redis.call('LRANGE', rowkey, start, start + 127)
+    local chunk = redis.call('LRANGE', list, start, start + size - 1)
     if #chunk == 0 then break end
     for _, v in ipairs(chunk) do
       if removed < want and string.sub(v, 1, #pre) == pre then
-        -- Every earlier entry equal to v was removed already, so the
+        -- Every earlier element equal to v was removed already, so the
         -- first occurrence from the head is this one.
-        redis.call('LREM', rowkey, 1, v)
+        redis.call('LREM', list, 1, v)
         removed = removed + 1
       else
         start = start + 1
       end
     end
+    size = 128
   end
   return removed
 end
@@ -116,23 +118,27 @@ for i = 2, #ARGV, 2 do
   local fields = redis.call('HGETALL', txkey)
   if #fields > 0 then
     txs = txs + 1
+    local perTable = {}
     for f = 1, #fields, 2 do
       local member = fields[f]
       if member ~= 'pos' then
+        local want = tonumber(fields[f + 1])
         local rowkey = p .. 'row:' .. member
-        ops = ops + remove(rowkey, pre, tonumber(fields[f + 1]))
+        ops = ops + remove(rowkey, pre, want)
         if redis.call('EXISTS', rowkey) == 0 then
-          local len = string.match(member, '^(%d+):')
-          local s, n = #len + 2, tonumber(len)
-          local tbl = string.sub(member, s, s + n - 1)
-          local key = string.sub(member, s + n + 1)
-          if redis.call('SREM', p .. 'tbl:' .. tbl, key) == 1 then
-            rows = rows + 1
-            if redis.call('EXISTS', p .. 'tbl:' .. tbl) == 0 then
-              redis.call('SREM', tables, tbl)
-            end
-          end
+          rows = rows + 1
         end
+        local len = string.match(member, '^(%d+):')
+        local s = #len + 2
+        local tbl = string.sub(member, s, s + tonumber(len) - 1)
+        perTable[tbl] = (perTable[tbl] or 0) + want
+      end
+    end
+    for tbl, want in pairs(perTable) do
+      local list = p .. 'ops:' .. tbl
+      remove(list, pre, want)
+      if redis.call('EXISTS', list) == 0 then
+        redis.call('SREM', tables, tbl)
       end
     end
     redis.call('DEL', txkey)
@@ -145,6 +151,40 @@ if txs > 0 then
   redis.call('HINCRBY', counts, 'ops', 0 - ops)
 end
 return txs
+`)
+
+// migrateScript brings a log to the current key layout, once, in one
+// atomic step. A log written before layout 2 keeps, per table, a set of
+// the keys of its pending rows (spool:{n}:tbl:<table>) and no list of
+// changes: the script builds each table's list from its rows' lists (row
+// after row, each row's changes in log order, which is the order reads
+// need) and deletes the sets. A log with no layout key and nothing pending
+// is new, and only gets the key.
+//
+//	KEYS: layout, tables
+//	ARGV: prefix, the current version
+//
+// It returns the version the log had (0 if none: it has the current one
+// now; -1 if the key holds no number), which it leaves alone, and how many
+// changes it moved into tables' lists.
+var migrateScript = redis.NewScript(`
+local layout, tables, p = KEYS[1], KEYS[2], ARGV[1]
+local v = redis.call('GET', layout)
+if v then return {tonumber(v) or -1, 0} end
+local moved = 0
+for _, tbl in ipairs(redis.call('SMEMBERS', tables)) do
+  local set, list = p .. 'tbl:' .. tbl, p .. 'ops:' .. tbl
+  for _, key in ipairs(redis.call('SMEMBERS', set)) do
+    local entries = redis.call('LRANGE', p .. 'row:' .. #tbl .. ':' .. tbl .. ':' .. key, 0, -1)
+    for _, e in ipairs(entries) do
+      redis.call('RPUSH', list, e .. '\n' .. key)
+    end
+    moved = moved + #entries
+  end
+  redis.call('DEL', set)
+end
+redis.call('SET', layout, ARGV[2])
+return {0, moved}
 `)
 
 // ackScript acknowledges entries and deletes them from the stream, each
