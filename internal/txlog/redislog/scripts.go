@@ -124,8 +124,9 @@ for i = 2, #ARGV, 2 do
       if member ~= 'pos' then
         local want = tonumber(fields[f + 1])
         local rowkey = p .. 'row:' .. member
-        ops = ops + remove(rowkey, pre, want)
-        if redis.call('EXISTS', rowkey) == 0 then
+        local removed = remove(rowkey, pre, want)
+        ops = ops + removed
+        if removed > 0 and redis.call('EXISTS', rowkey) == 0 then
           rows = rows + 1
         end
         local len = string.match(member, '^(%d+):')
