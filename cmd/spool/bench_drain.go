@@ -13,6 +13,10 @@ import (
 // drainMinRows is the least the drain scenario fills the log with.
 const drainMinRows = 4 * applier.DefaultBatchSize
 
+// drainStages are the stages of the applier's batches the drain scenario
+// reports, from the applier's histogram: where a batch's time goes.
+var drainStages = []string{applier.StageClaimWait, applier.StageApply, applier.StageFinishWait, applier.StageReport, applier.StageAck}
+
 // drain pre-fills the log with the drain held, releases it and measures
 // rows/s into the database, beside the same number of rows written raw.
 func (b *bench) drain(ctx context.Context) error {
@@ -44,11 +48,19 @@ func (b *bench) drain(ctx context.Context) error {
 	if d.split {
 		proc = d.applier
 	}
+	stages := make([]serverSide, len(drainStages))
+	for i, stage := range drainStages {
+		_ = stages[i].start(ctx, applierStage(proc.url, stage)) // an older spool has none: left out
+	}
 	if err := b.prof.around(ctx, proc, "drain", time.Second, func() { rate, err = d.drainRate(ctx, int64(n)) }); err != nil {
 		return err
 	}
 	if err != nil {
 		return err
+	}
+	for i, stage := range drainStages {
+		stages[i].stop(ctx)
+		stages[i].print(b.out, "drain", "batch stage "+stage)
 	}
 	if err := d.verify(ctx, lg.tag, n); err != nil {
 		return err

@@ -41,6 +41,13 @@ func logSyncs(base string) histogram {
 	}
 }
 
+// applierStage is the histogram of the applier's batches' times in stage.
+func applierStage(base, stage string) histogram {
+	return func(ctx context.Context) (buckets, error) {
+		return serverHistogram(ctx, base, "spool_applier_stage_duration_seconds", map[string]string{"stage": stage})
+	}
+}
+
 // serverHistogram reads the histogram family of GET /metrics whose labels
 // hold every one of labels.
 func serverHistogram(ctx context.Context, base, family string, labels map[string]string) (buckets, error) {

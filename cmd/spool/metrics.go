@@ -120,3 +120,39 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// stageBuckets bound the time of a stage of an applier batch, in seconds:
+// from well under a millisecond (a report) to the seconds a database under
+// strain takes.
+var stageBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// applierMetrics times the stages of the applier's batches and counts
+// their sizes (applier.Observer).
+type applierMetrics struct {
+	stages *prometheus.HistogramVec
+	size   prometheus.Histogram
+}
+
+func newApplierMetrics(reg prometheus.Registerer) *applierMetrics {
+	m := &applierMetrics{
+		stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "spool_applier_stage_duration_seconds",
+			Help: "Time of each stage of a committed batch: claim_wait (waiting for the log), apply (the database transaction), " +
+				"finish_wait (waiting for the batch before to be reported and acknowledged), report, ack (in the log).",
+			Buckets: stageBuckets,
+		}, []string{"stage"}),
+		size: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "spool_applier_batch_transactions",
+			Help:    "Transactions per committed batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+		}),
+	}
+	reg.MustRegister(m.stages, m.size)
+	return m
+}
+
+func (m *applierMetrics) ObserveBatch(n int) { m.size.Observe(float64(n)) }
+
+func (m *applierMetrics) ObserveStage(stage string, d time.Duration) {
+	m.stages.WithLabelValues(stage).Observe(d.Seconds())
+}

@@ -219,10 +219,12 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	if fl, ok := lg.(*filelog.Log); ok {
 		metrics.syncs = fl.Syncs
 	}
+	reg := prometheus.NewRegistry()
 	var health api.Health = logHealth{lg}
 	var ap *applier.Applier
 	if c.role != roleAPI {
-		ap, err = applier.New(applier.Config{BatchSize: c.batchSize, BatchTimeout: c.batchTimeout, AttemptTimeout: c.applyTimeout, LogName: c.logName, Lease: lease}, lg, st, gw, logger)
+		ap, err = applier.New(applier.Config{BatchSize: c.batchSize, BatchTimeout: c.batchTimeout, AttemptTimeout: c.applyTimeout, LogName: c.logName, Lease: lease,
+			Observer: newApplierMetrics(reg)}, lg, st, gw, logger)
 		if err != nil {
 			return err
 		}
@@ -265,7 +267,6 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 		defer stopPprof()
 	}
 
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), metrics)
 	apiServer := api.New(gw, health, api.Config{RateLimit: api.RateLimit{Rate: c.rateLimit, Burst: c.rateBurst}, Stats: stats, Metrics: reg}, logger)
 	apiServer.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}))

@@ -68,6 +68,44 @@ type Config struct {
 	// Lease, when set, is acquired before applying and its fencing token
 	// checked at every commit; nil for a log only this process applies.
 	Lease Lease
+	// Observer, when set, is told the size and the stages' times of every
+	// committed batch.
+	Observer Observer
+}
+
+// The stages of a batch, as an Observer is told of them.
+const (
+	// StageClaimWait is how long the applier waited for the batch once
+	// it was ready for it: the log was empty, or claiming took longer
+	// than applying the batch before.
+	StageClaimWait = "claim_wait"
+	// StageApply is the database transaction that committed the batch
+	// (its last attempt, if transient failures came before).
+	StageApply = "apply"
+	// StageFinishWait is how long the committed batch waited for the
+	// finisher: reporting and acknowledging the batch before took longer
+	// than applying this one.
+	StageFinishWait = "finish_wait"
+	// StageReport is telling the sink (states, the overlay's eviction).
+	StageReport = "report"
+	// StageAck is acknowledging the batch in the log.
+	StageAck = "ack"
+)
+
+// Observer is told of every committed batch: how many transactions it
+// held, and how long each of its stages took. The applier calls it from
+// two goroutines at once (reporting and acknowledging run beside the next
+// batch); it must be safe for that, and must not block.
+type Observer interface {
+	ObserveBatch(transactions int)
+	ObserveStage(stage string, d time.Duration)
+}
+
+// observe tells the observer, if any, that stage took since start.
+func (a *Applier) observe(stage string, start time.Time) {
+	if a.cfg.Observer != nil {
+		a.cfg.Observer.ObserveStage(stage, time.Since(start))
+	}
 }
 
 func (c *Config) setDefaults() error {
@@ -288,7 +326,11 @@ func (a *Applier) term(ctx context.Context, token int64) error {
 	next := a.claimAhead(ctx)
 	defer func() { next.abandon() }()
 	for attempt := 1; ; attempt++ {
+		waitStart := time.Now()
 		entries, err := next.wait()
+		if err == nil && len(entries) > 0 {
+			a.observe(StageClaimWait, waitStart)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
@@ -395,7 +437,11 @@ func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64,
 		attemptCtx, cancel := context.WithTimeoutCause(ctx, a.cfg.AttemptTimeout,
 			fmt.Errorf("attempt at a batch cut off after %v (the database does not answer)", a.cfg.AttemptTimeout))
 		var err error
+		start := time.Now()
 		outcomes, err = a.store.ApplyBatch(attemptCtx, batch, gate)
+		if err == nil {
+			a.observe(StageApply, start)
+		}
 		if err != nil && attemptCtx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("%w: %w", context.Cause(attemptCtx), err)
 		}
@@ -423,7 +469,12 @@ func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64,
 		}
 	}
 	a.poison.commit(gate)
+	if a.cfg.Observer != nil {
+		a.cfg.Observer.ObserveBatch(len(batch))
+	}
+	start := time.Now()
 	fin.add(committed{ctx: ctx, entries: entries, outcomes: outcomes})
+	a.observe(StageFinishWait, start)
 	return nil
 }
 
@@ -480,11 +531,14 @@ func (f *finisher) finish(c committed) {
 		results[i] = Result{Tx: e.Tx, Err: o.Err, Duplicate: o.Duplicate, LSN: o.LSN, At: now}
 	}
 	a.sink.Committed(c.ctx, results)
+	a.observe(StageReport, now)
+	start := time.Now()
 	if err := a.log.Ack(context.WithoutCancel(c.ctx), c.entries); err != nil {
 		// The database has the batch; a redelivery is deduplicated by
 		// spool_applied, so nothing is lost or doubled.
 		a.logger.Error("applier: ack failed after commit; the batch will be redelivered and skipped", "err", err)
 	}
+	a.observe(StageAck, start)
 }
 
 func (a *Applier) setBackoff(s BackoffState) {

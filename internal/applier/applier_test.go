@@ -39,6 +39,35 @@ func (r *recorder) reported() []string {
 	return slices.Clone(r.ids)
 }
 
+// stages is an Observer that counts batches, their transactions, and the
+// observations of each stage, and keeps the longest acknowledgement.
+type stages struct {
+	mu      sync.Mutex
+	batches int
+	txs     int
+	n       map[string]int
+	maxAck  time.Duration
+}
+
+func (s *stages) ObserveBatch(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.batches++
+	s.txs += n
+}
+
+func (s *stages) ObserveStage(stage string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == nil {
+		s.n = map[string]int{}
+	}
+	s.n[stage]++
+	if stage == applier.StageAck {
+		s.maxAck = max(s.maxAck, d)
+	}
+}
+
 // slowAck is a log whose acknowledgements take a while, as Redis's may.
 type slowAck struct{ txlog.Log }
 
@@ -51,7 +80,8 @@ func (l slowAck) Ack(ctx context.Context, entries []txlog.Entry) error {
 // 7 from a log slow to acknowledge: the sink hears of every one once, in
 // log order, and once Stop returns the log holds none, since
 // acknowledging a reported batch goes on beside the next batch and Stop
-// waits for it.
+// waits for it. The observer hears of every batch and each of its stages
+// once, and the acknowledgements' times are the slow log's.
 func TestReportedInOrderAndAckedByStop(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -69,7 +99,8 @@ func TestReportedInOrderAndAckedByStop(t *testing.T) {
 	}
 	defer lg.Close()
 	sink := &recorder{}
-	ap, err := applier.New(applier.Config{BatchSize: 7, BatchTimeout: -1}, slowAck{lg}, st, sink, nil)
+	obs := &stages{}
+	ap, err := applier.New(applier.Config{BatchSize: 7, BatchTimeout: -1, Observer: obs}, slowAck{lg}, st, sink, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,5 +133,18 @@ func TestReportedInOrderAndAckedByStop(t *testing.T) {
 	}
 	if stats.Depth != 0 {
 		t.Fatalf("log depth %d once Stop returned, want every reported batch acknowledged", stats.Depth)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.txs != len(want) || obs.batches < len(want)/7 {
+		t.Fatalf("observed %d batches of %d transactions in all, want %d transactions in at least %d batches", obs.batches, obs.txs, len(want), len(want)/7)
+	}
+	for _, stage := range []string{applier.StageClaimWait, applier.StageApply, applier.StageFinishWait, applier.StageReport, applier.StageAck} {
+		if obs.n[stage] != obs.batches {
+			t.Errorf("stage %s observed %d times, want once per batch (%d)", stage, obs.n[stage], obs.batches)
+		}
+	}
+	if obs.maxAck < 20*time.Millisecond {
+		t.Errorf("longest acknowledgement observed %v, want the slow log's 20 ms at least", obs.maxAck)
 	}
 }
