@@ -49,12 +49,9 @@ func rowMember(table, key string) string {
 // row is the list of pending changes to one row.
 func (k keys) row(table, key string) string { return k.prefix + "row:" + rowMember(table, key) }
 
-// table is the set of keys of table's rows with pending changes. The table
-// name is the whole rest of the key, so it needs no encoding.
-func (k keys) table(table string) string { return k.prefix + "tbl:" + table }
-
 // ops is the list of table's pending changes in log order, one element per
-// change: its row-list entry, '\n', its row's key. The entry is JSON, which
+// change: its row-list entry, '\n', its row's key. The table name is the
+// whole rest of the key, so it needs no encoding. The entry is JSON, which
 // holds no raw newline, so the first '\n' ends it; and the element begins
 // as the entry does, with entryPrefix, which is how the evict script finds
 // it. A list of the table is one LRANGE of it, whatever its number of rows.
