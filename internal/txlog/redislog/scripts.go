@@ -78,10 +78,16 @@ return out
 `)
 
 // evictScript removes transactions from the overlay: their entries from the
-// rows they touched and from those rows' tables' lists of changes (scanning
-// each list from its head, where the oldest changes are, and stopping once
-// all of them are found), tables left without changes from the tables set,
-// and their hashes.
+// rows they touched and from those rows' tables' lists of changes, tables
+// left without changes from the tables set, and their hashes.
+//
+// The applier evicts in log order, so the entries it removes are at the
+// heads of their lists: a row's list loses its first n entries with one
+// LTRIM (or DEL) when they are the transaction's, and a table's list, once
+// every transaction of the call is through, loses the changes of all of
+// them at once when they are its first ones. Otherwise (Withdraw evicts
+// out of order) the list is scanned from its head for each transaction's
+// entries, and each found is removed with LREM.
 //
 //	KEYS: stream (for routing only), tables, counts
 //	ARGV: prefix, then per transaction: id, entry prefix
@@ -90,13 +96,12 @@ return out
 var evictScript = redis.NewScript(`
 local tables, counts, p = KEYS[2], KEYS[3], ARGV[1]
 local txs, rows, ops = 0, 0, 0
--- remove takes want elements beginning with pre out of a list. The first
--- read is of want elements only: the applier evicts in log order, so the
--- elements it looks for are usually the first ones.
+-- remove takes want elements beginning with pre out of a list, scanning
+-- from its head.
 local function remove(list, pre, want)
-  local removed, start, size = 0, 0, want
+  local removed, start = 0, 0
   while removed < want do
-    local chunk = redis.call('LRANGE', list, start, start + size - 1)
+    local chunk = redis.call('LRANGE', list, start, start + 127)
     if #chunk == 0 then break end
     for _, v in ipairs(chunk) do
       if removed < want and string.sub(v, 1, #pre) == pre then
@@ -108,41 +113,87 @@ local function remove(list, pre, want)
         start = start + 1
       end
     end
-    size = 128
   end
   return removed
 end
+-- dropHead removes the first n elements of list if ours(element) holds for
+-- each, and reports whether it did and whether the list is gone.
+local function dropHead(list, n, ours)
+  local head = redis.call('LRANGE', list, 0, n)
+  if #head < n then return false, false end
+  for j = 1, n do
+    if not ours(head[j]) then return false, false end
+  end
+  if #head == n then
+    redis.call('DEL', list)
+    return true, true
+  end
+  redis.call('LTRIM', list, n, -1)
+  return true, false
+end
+local evicting = {} -- entry prefix of each pending transaction of the call
+local pending = {}  -- per pending transaction: its entry prefix, and its changes per table
+local perTable, tableOrder = {}, {}
 for i = 2, #ARGV, 2 do
   local id, pre = ARGV[i], ARGV[i + 1]
   local txkey = p .. 'tx:' .. id
   local fields = redis.call('HGETALL', txkey)
   if #fields > 0 then
     txs = txs + 1
-    local perTable = {}
+    evicting[pre] = true
+    local mine = function(v) return string.sub(v, 1, #pre) == pre end
+    local wants = {}
     for f = 1, #fields, 2 do
       local member = fields[f]
       if member ~= 'pos' then
         local want = tonumber(fields[f + 1])
         local rowkey = p .. 'row:' .. member
-        local removed = remove(rowkey, pre, want)
-        ops = ops + removed
-        if removed > 0 and redis.call('EXISTS', rowkey) == 0 then
+        local done, gone = dropHead(rowkey, want, mine)
+        if done then
+          ops = ops + want
+        else
+          local removed = remove(rowkey, pre, want)
+          ops = ops + removed
+          gone = removed > 0 and redis.call('EXISTS', rowkey) == 0
+        end
+        if gone then
           rows = rows + 1
         end
         local len = string.match(member, '^(%d+):')
         local s = #len + 2
         local tbl = string.sub(member, s, s + tonumber(len) - 1)
-        perTable[tbl] = (perTable[tbl] or 0) + want
+        wants[tbl] = (wants[tbl] or 0) + want
+        if not perTable[tbl] then
+          perTable[tbl] = 0
+          tableOrder[#tableOrder + 1] = tbl
+        end
+        perTable[tbl] = perTable[tbl] + want
       end
     end
-    for tbl, want in pairs(perTable) do
-      local list = p .. 'ops:' .. tbl
-      remove(list, pre, want)
-      if redis.call('EXISTS', list) == 0 then
-        redis.call('SREM', tables, tbl)
-      end
-    end
+    pending[#pending + 1] = {pre, wants}
     redis.call('DEL', txkey)
+  end
+end
+-- An element of a table's list is one of ours if its entry prefix is.
+-- Transaction ids holding '"' or '\\' fail the pattern and take the scan.
+local ours = function(v)
+  local pre = string.match(v, '^({"tx":"[^"\\]*",)')
+  return pre ~= nil and evicting[pre] == true
+end
+for _, tbl in ipairs(tableOrder) do
+  local list = p .. 'ops:' .. tbl
+  local done, gone = dropHead(list, perTable[tbl], ours)
+  if not done then
+    for _, t in ipairs(pending) do
+      local want = t[2][tbl]
+      if want then
+        remove(list, t[1], want)
+      end
+    end
+    gone = redis.call('EXISTS', list) == 0
+  end
+  if gone then
+    redis.call('SREM', tables, tbl)
   end
 end
 if txs > 0 then
