@@ -248,14 +248,17 @@ return {0, moved}
 //
 // It returns how many entries were pending.
 var ackScript = redis.NewScript(`
-local n = 0
+local acked = {}
 for i = 2, #ARGV do
   if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
-    redis.call('XDEL', KEYS[1], ARGV[i])
-    n = n + 1
+    acked[#acked + 1] = ARGV[i]
   end
 end
-return n
+-- One XDEL per 1,000 entries: unpack has a stack limit.
+for i = 1, #acked, 1000 do
+  redis.call('XDEL', KEYS[1], unpack(acked, i, math.min(i + 999, #acked)))
+end
+return #acked
 `)
 
 // leaseAcquireScript takes the lease if nobody holds it and, in the same
