@@ -141,31 +141,56 @@ func runWriters(b *testing.B, writers int, appendOne func(ctx context.Context, i
 
 // BenchmarkTable reads a table of 1,000 and 10,000 rows with one pending
 // change each, as a list merging the overlay does, with a normaliser set
-// (as the gateway sets one): the changes are decoded at the first read
-// only.
+// (as the gateway sets one): unchanged between reads ("static"), and with
+// one transaction appended and the oldest evicted before each read
+// ("churn", outside the timer), as while writes arrive and drain.
 func BenchmarkTable(b *testing.B) {
 	for _, rows := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
-			l := openLog(b, Config{})
-			o := l.Overlay()
-			o.SetNormalize(func(string, map[string]any) {})
-			ctx := b.Context()
-			for i := range rows {
-				tx := benchTx()
-				tx.Operations[0].ID = strconv.Itoa(i)
-				if _, err := l.Append(ctx, tx); err != nil {
-					b.Fatal(err)
-				}
+		for _, churn := range []bool{false, true} {
+			name := fmt.Sprintf("rows=%d/static", rows)
+			if churn {
+				name = fmt.Sprintf("rows=%d/churn", rows)
 			}
-			for b.Loop() {
-				tbl, err := o.Table(ctx, "samples")
-				if err != nil {
-					b.Fatal(err)
-				}
-				if len(tbl) != rows {
-					b.Fatalf("%d rows, want %d", len(tbl), rows)
-				}
+			b.Run(name, func(b *testing.B) { benchTable(b, rows, churn) })
+		}
+	}
+}
+
+func benchTable(b *testing.B, rows int, churn bool) {
+	l := openLog(b, Config{})
+	o := l.Overlay()
+	o.SetNormalize(func(string, map[string]any) {})
+	ctx := b.Context()
+	var ids []string
+	appendOne := func(i int) {
+		tx := benchTx()
+		tx.Operations[0].ID = strconv.Itoa(i)
+		if _, err := l.Append(ctx, tx); err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, tx.ID)
+	}
+	for i := range rows {
+		appendOne(i)
+	}
+	next := rows
+	for b.Loop() {
+		if churn {
+			b.StopTimer()
+			appendOne(next)
+			next++
+			if err := o.Evict(ctx, ids[0]); err != nil {
+				b.Fatal(err)
 			}
-		})
+			ids = ids[1:]
+			b.StartTimer()
+		}
+		tbl, err := o.Table(ctx, "samples")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(tbl) != rows {
+			b.Fatalf("%d rows, want %d", len(tbl), rows)
+		}
 	}
 }

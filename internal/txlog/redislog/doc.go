@@ -17,6 +17,9 @@
 //	                                 {"tx":<txid>,"kind":"update","values":{...}}
 //	spool:{n}:ops:<table>            list of the table's pending changes, oldest first; each
 //	                                 the row's list entry, '\n', the row's key
+//	spool:{n}:seq:<table>            hash: a, h, x = changes ever added to the table's list,
+//	                                 dropped from its head, evictions from elsewhere in it;
+//	                                 e = an epoch drawn when it was made; never deleted
 //	spool:{n}:tables                 set of the tables with pending changes
 //	spool:{n}:counts                 hash: txs, rows, ops (the overlay's Stats)
 //	spool:{n}:lease                  the applier lease: "<consumer>/<random>", PX TTL
@@ -94,13 +97,18 @@
 //
 // # Overlay
 //
-// Overlay reads a row with one LRANGE of its list, and a table with one
-// LRANGE of the table's list of changes. Evict is a script that removes
-// transactions' entries from the rows they touched (found in their hashes)
-// and from those rows' tables' lists (the oldest changes are at a list's
-// head, so the scan stops early), drops tables left without changes, and
-// deletes the hashes: one call per 500 transactions. Values come back as
-// JSON decodes them, numbers as json.Number.
+// Overlay reads a row with one LRANGE of its list. It reads a table with
+// one script call, which returns the table's counters and, if they show
+// that only changes at the list's head went since the process's last read
+// of it, only the changes added since; else the whole list. The process
+// keeps what it read, decoded (up to MaxDecoded changes of a table), so a
+// list of a table with a backlog costs the new changes and the merge, not
+// the backlog. Evict is a script that removes transactions' entries from
+// the rows they touched (found in their hashes) and from those rows'
+// tables' lists: in log order, as the applier evicts, by dropping the
+// lists' heads; else by scanning from the head. It drops tables left
+// without changes and deletes the hashes: one call per 500 transactions.
+// Values come back as JSON decodes them, numbers as json.Number.
 //
 // # Lease
 //

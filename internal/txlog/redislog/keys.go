@@ -57,6 +57,12 @@ func (k keys) row(table, key string) string { return k.prefix + "row:" + rowMemb
 // it. A list of the table is one LRANGE of it, whatever its number of rows.
 func (k keys) ops(table string) string { return k.prefix + "ops:" + table }
 
+// seq is the hash of table's counters, which let a reader of the table's
+// list of changes read only what was added since its last read (see
+// tableScript). It is kept when the list empties, so that they never go
+// back.
+func (k keys) seq(table string) string { return k.prefix + "seq:" + table }
+
 // splitElement splits an element of a table's list of changes into the
 // row-list entry and the row's key.
 func splitElement(s string) (entry, key string, ok bool) {

@@ -28,23 +28,17 @@ type Overlay struct {
 	// values; with it, Table keeps what it decoded (see SetNormalize).
 	normalize func(table string, values map[string]any)
 	mu        sync.Mutex
-	decoded   map[string]map[string]overlay.Op // table → element of its list of changes → the change, decoded and normalised
+	read      map[string]*tableRead // by table: what Table last read of it
 }
 
 // SetNormalize makes Row and Table return values normalised by fn (the
-// gateway's catalog), and lets Table keep every change it decoded until
-// the change leaves the overlay: an entry never changes once appended, so
-// a list of a table with a backlog decodes the backlog once, not at every
-// read (up to MaxDecoded changes of a table; past that, at every read).
-// The changes returned then share their values with that cache, and
-// callers must not modify them. Call it before any read.
+// gateway's catalog). Call it before any read.
 func (o *Overlay) SetNormalize(fn func(table string, values map[string]any)) {
 	o.normalize = fn
-	o.decoded = map[string]map[string]overlay.Op{}
 }
 
 // MaxDecoded bounds the changes of one table that Table keeps decoded
-// between reads (see SetNormalize).
+// between reads (see Table).
 const MaxDecoded = overlay.DefaultMaxOps
 
 // evictBatch is how many transactions one evict script call removes: a
@@ -70,56 +64,156 @@ func (o *Overlay) Row(ctx context.Context, table, key string) (overlay.Pending, 
 	return p, err
 }
 
-// Table returns the pending changes to every row of table, with one LRANGE
-// of the table's list of changes whatever the number of rows.
+// Table returns the pending changes to every row of table. It keeps what
+// it read of each table, decoded and normalised (up to MaxDecoded changes
+// of a table; past that, it reads and decodes the whole list every time),
+// and reads only the changes added since, with one script call: a list of
+// a table with a backlog costs the new changes, not the backlog. The map
+// is the caller's; the changes in it are shared between reads, and
+// callers must not modify them.
 func (o *Overlay) Table(ctx context.Context, table string) (map[string]overlay.Pending, error) {
 	if o.l.isClosing() {
 		return nil, fmt.Errorf("redislog: overlay table: %w", txlog.ErrClosed)
 	}
-	elems, err := o.l.client.LRange(ctx, o.l.keys.ops(table), 0, -1).Result()
+	o.mu.Lock()
+	last := o.read[table]
+	o.mu.Unlock()
+	args := []any{o.l.keys.prefix, table, "", -1, -1, -1, -1}
+	if last != nil {
+		args = []any{o.l.keys.prefix, table, last.epoch, last.added, last.dropped, last.removed, len(last.elems)}
+	}
+	res, err := tableScript.Run(ctx, o.l.client, []string{o.l.keys.stream}, args...).Slice()
 	if err != nil {
 		return nil, o.l.fail("overlay table", err)
 	}
-	var known, seen map[string]overlay.Op
-	if o.normalize != nil {
-		o.mu.Lock()
-		known = o.decoded[table]
-		o.mu.Unlock()
-		seen = make(map[string]overlay.Op, len(known))
+	next, err := o.nextRead(table, last, res)
+	if err != nil {
+		return nil, fmt.Errorf("redislog: overlay table %q: %w", table, err)
 	}
-	out := make(map[string]overlay.Pending)
+	if next.added-next.dropped <= MaxDecoded {
+		o.mu.Lock()
+		if cur := o.read[table]; cur == nil || next.after(cur) {
+			if o.read == nil {
+				o.read = map[string]*tableRead{}
+			}
+			o.read[table] = next
+		}
+		o.mu.Unlock()
+	}
+	out := make(map[string]overlay.Pending, len(next.keys))
+	for i, key := range next.keys {
+		if p, ok := out[key]; ok {
+			out[key] = append(p, next.ops[i])
+		} else {
+			// A row's first change is a view of next's, capped, so that
+			// a second one is appended to a copy.
+			out[key] = next.ops[i : i+1 : i+1]
+		}
+	}
+	return out, nil
+}
+
+// tableRead is what Table read of one table: the table's list of changes,
+// with each change's row key and the change decoded, and the table's
+// counters when it was read (see tableScript). It is never modified once
+// made.
+type tableRead struct {
+	epoch                   string
+	added, dropped, removed int64
+	elems                   []string
+	keys                    []string
+	ops                     []overlay.Op
+}
+
+// after reports whether r was read after cur.
+func (r *tableRead) after(cur *tableRead) bool {
+	if r.epoch != cur.epoch {
+		return true // the table's changes were numbered anew
+	}
+	return r.added >= cur.added && r.dropped >= cur.dropped && r.removed >= cur.removed &&
+		(r.added > cur.added || r.dropped > cur.dropped || r.removed > cur.removed)
+}
+
+// nextRead makes what Table read from the script's reply res, given what
+// it read before (last, nil if nothing).
+func (o *Overlay) nextRead(table string, last *tableRead, res []any) (*tableRead, error) {
+	if len(res) < 5 {
+		return nil, fmt.Errorf("%w: table read returned %d values", ErrCorrupt, len(res))
+	}
+	next := &tableRead{}
+	var ok [4]bool
+	next.epoch, ok[0] = res[0].(string)
+	next.added, ok[1] = res[1].(int64)
+	next.dropped, ok[2] = res[2].(int64)
+	next.removed, ok[3] = res[3].(int64)
+	tail, ok4 := res[4].(int64)
+	if ok != [4]bool{true, true, true, true} || !ok4 {
+		return nil, fmt.Errorf("%w: table read returned %v", ErrCorrupt, res[:5])
+	}
+	elems := make([]string, len(res)-5)
+	for i, v := range res[5:] {
+		if elems[i], ok[0] = v.(string); !ok[0] {
+			return nil, fmt.Errorf("%w: table read returned a %T", ErrCorrupt, v)
+		}
+	}
+	// keep is how many of last's changes, from its end, are still in the
+	// list ahead of elems; reuse pairs elems with what last decoded.
+	var keep int
+	var reuse *tableRead
+	switch {
+	case last == nil:
+	case tail == 1:
+		keep = len(last.elems) - int(min(next.dropped-last.dropped, int64(len(last.elems))))
+	case next.epoch == last.epoch:
+		// Changes went from the middle of the list: it is last's, less
+		// some, plus a tail, in the same order.
+		reuse = last
+	}
+	if keep > 0 && keep == len(last.elems) && len(elems) == 0 {
+		// Nothing went and nothing came: the same list.
+		next.elems, next.keys, next.ops = last.elems, last.keys, last.ops
+		return next, nil
+	}
+	n := keep + len(elems)
+	next.elems = make([]string, 0, n)
+	next.keys = make([]string, 0, n)
+	next.ops = make([]overlay.Op, 0, n)
+	if keep > 0 {
+		from := len(last.elems) - keep
+		next.elems = append(next.elems, last.elems[from:]...)
+		next.keys = append(next.keys, last.keys[from:]...)
+		next.ops = append(next.ops, last.ops[from:]...)
+	}
+	j := 0 // the next of reuse's changes that may still be in the list
 	for _, s := range elems {
+		if reuse != nil {
+			k := slices.Index(reuse.elems[j:], s)
+			if k >= 0 {
+				j += k
+				next.elems = append(next.elems, s)
+				next.keys = append(next.keys, reuse.keys[j])
+				next.ops = append(next.ops, reuse.ops[j])
+				j++
+				continue
+			}
+			j = len(reuse.elems) // past the old changes: the rest are new
+		}
 		entry, key, ok := splitElement(s)
 		if !ok {
-			return nil, fmt.Errorf("redislog: overlay table %q: %w: a change without its row's key", table, ErrCorrupt)
+			return nil, fmt.Errorf("%w: a change without its row's key", ErrCorrupt)
 		}
-		op, ok := known[s]
-		if !ok {
-			if op, err = decodeChange(entry); err != nil {
-				return nil, fmt.Errorf("redislog: overlay table %q row %q: %w", table, key, err)
-			}
-			if o.normalize != nil {
-				o.normalize(table, op.Values)
-			}
+		op, err := decodeChange(entry)
+		if err != nil {
+			return nil, fmt.Errorf("row %q: %w", key, err)
 		}
-		if seen != nil {
-			seen[s] = op
+		if o.normalize != nil {
+			o.normalize(table, op.Values)
 		}
-		out[key] = append(out[key], op)
+		next.elems = append(next.elems, s)
+		next.keys = append(next.keys, key)
+		next.ops = append(next.ops, op)
 	}
-	if o.normalize == nil {
-		return out, nil
-	}
-	// What this read did not see has left the overlay: drop it. A backlog
-	// past the bound is decoded at every read instead of kept: the heap
-	// must not grow with a long outage.
-	if len(seen) > MaxDecoded {
-		seen = nil
-	}
-	o.mu.Lock()
-	o.decoded[table] = seen
-	o.mu.Unlock()
-	return out, nil
+	return next, nil
 }
 
 func decodePending(entries []string) (overlay.Pending, error) {

@@ -28,6 +28,7 @@ var appendScript = redis.NewScript(`
 local stream, tables, counts, p = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local out = {}
 local txs, rows, ops = 0, 0, 0
+local pushed, pushedOrder = {}, {} -- changes added to each table's list
 local i = 2
 while i <= #ARGV do
   local id, payload, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
@@ -50,6 +51,11 @@ while i <= #ARGV do
       if redis.call('RPUSH', p .. 'ops:' .. tbl, entry .. '\n' .. key) == 1 then
         redis.call('SADD', tables, tbl)
       end
+      if not pushed[tbl] then
+        pushed[tbl] = 0
+        pushedOrder[#pushedOrder + 1] = tbl
+      end
+      pushed[tbl] = pushed[tbl] + 1
       if perRow[member] then
         perRow[member] = perRow[member] + 1
       else
@@ -73,6 +79,13 @@ if txs > 0 then
   redis.call('HINCRBY', counts, 'txs', txs)
   redis.call('HINCRBY', counts, 'rows', rows)
   redis.call('HINCRBY', counts, 'ops', ops)
+end
+for _, tbl in ipairs(pushedOrder) do
+  local seq = p .. 'seq:' .. tbl
+  if redis.call('HINCRBY', seq, 'a', pushed[tbl]) == pushed[tbl] then
+    local t = redis.call('TIME')
+    redis.call('HSET', seq, 'e', t[1] .. '.' .. t[2], 'h', 0, 'x', 0)
+  end
 end
 return out
 `)
@@ -181,15 +194,18 @@ local ours = function(v)
   return pre ~= nil and evicting[pre] == true
 end
 for _, tbl in ipairs(tableOrder) do
-  local list = p .. 'ops:' .. tbl
+  local list, seq = p .. 'ops:' .. tbl, p .. 'seq:' .. tbl
   local done, gone = dropHead(list, perTable[tbl], ours)
-  if not done then
+  if done then
+    redis.call('HINCRBY', seq, 'h', perTable[tbl])
+  else
     for _, t in ipairs(pending) do
       local want = t[2][tbl]
       if want then
         remove(list, t[1], want)
       end
     end
+    redis.call('HINCRBY', seq, 'x', 1)
     gone = redis.call('EXISTS', list) == 0
   end
   if gone then
@@ -203,6 +219,41 @@ if txs > 0 then
   redis.call('HINCRBY', counts, 'ops', 0 - ops)
 end
 return txs
+`)
+
+// tableScript reads a table's list of changes, or only what was added to
+// it since the reader's last read. spool:{n}:seq:<table> counts the
+// changes ever added to the list (a), those dropped from its head (h), and
+// the evictions that removed changes from elsewhere in it (x), under an
+// epoch (e) drawn when the hash was made. While e and x are what they were
+// at a reader's last read, the list is what the reader read then, plus the
+// changes added since, less its first h - (the reader's h) changes: the
+// reader keeps the rest of what it read and needs only the list past them.
+//
+//	KEYS: stream (for routing only)
+//	ARGV: prefix, table, then the reader's e, a, h, x and how many changes
+//	      it read ("", -1, -1, -1, -1 for none)
+//
+// It returns e, a, h, x, then 1 and the list past the changes the reader
+// keeps, or 0 and the whole list.
+var tableScript = redis.NewScript(`
+local p, tbl = ARGV[1], ARGV[2]
+local list = p .. 'ops:' .. tbl
+local c = redis.call('HMGET', p .. 'seq:' .. tbl, 'e', 'a', 'h', 'x')
+local e, a, h, x = c[1] or '', tonumber(c[2]) or 0, tonumber(c[3]) or 0, tonumber(c[4]) or 0
+local re, ra, rh, rx, rn = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local out = {e, a, h, x}
+local from = 0
+if re == e and e ~= '' and rx == x and 0 <= rh and rh <= h and ra <= a and rn >= 0 then
+  out[5] = 1
+  from = math.max(rn - (h - rh), 0)
+else
+  out[5] = 0
+end
+for _, v in ipairs(redis.call('LRANGE', list, from, -1)) do
+  out[#out + 1] = v
+end
+return out
 `)
 
 // migrateScript brings a log to the current key layout, once, in one
@@ -234,6 +285,8 @@ for _, tbl in ipairs(redis.call('SMEMBERS', tables)) do
     moved = moved + #entries
   end
   redis.call('DEL', set)
+  local t = redis.call('TIME')
+  redis.call('HSET', p .. 'seq:' .. tbl, 'e', t[1] .. '.' .. t[2], 'a', redis.call('LLEN', list), 'h', 0, 'x', 0)
 end
 redis.call('SET', layout, ARGV[2])
 return {0, moved}
