@@ -39,7 +39,9 @@ Scenarios (default: ingest read):
               database once it drains, beside the same number of rows written
               raw in batches of 500 (COPY on PostgreSQL, one multi-row INSERT
               on SQLite), each batch its own transaction, and (PostgreSQL)
-              one COPY of them all
+              one COPY of them all; with the p50/p99 of each stage of the
+              applier's batches meanwhile (claim_wait, apply, finish_wait,
+              report, ack; GET /metrics, to the bound of the bucket)
   visibility  at half the highest ingest rate, time from each acknowledgement
               to applied and (--servers) to replicated, beside the raw
               replica lag measured in the same run (commit on the primary
