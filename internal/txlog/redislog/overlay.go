@@ -90,16 +90,17 @@ func (o *Overlay) Table(ctx context.Context, table string) (map[string]overlay.P
 	if err != nil {
 		return nil, fmt.Errorf("redislog: overlay table %q: %w", table, err)
 	}
-	if next.added-next.dropped <= MaxDecoded {
-		o.mu.Lock()
-		if cur := o.read[table]; cur == nil || next.after(cur) {
-			if o.read == nil {
-				o.read = map[string]*tableRead{}
-			}
-			o.read[table] = next
+	o.mu.Lock()
+	switch cur := o.read[table]; {
+	case len(next.ops) > MaxDecoded:
+		delete(o.read, table) // the heap must not grow with a long outage
+	case cur == nil || next.after(cur):
+		if o.read == nil {
+			o.read = map[string]*tableRead{}
 		}
-		o.mu.Unlock()
+		o.read[table] = next
 	}
+	o.mu.Unlock()
 	out := make(map[string]overlay.Pending, len(next.keys))
 	for i, key := range next.keys {
 		if p, ok := out[key]; ok {

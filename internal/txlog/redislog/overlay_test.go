@@ -521,3 +521,53 @@ func TestTableDecodesOnce(t *testing.T) {
 		t.Fatalf("%d decoded changes kept, want 3 (the evicted update forgotten)", kept)
 	}
 }
+
+// TestTableKeepsAtMostMaxDecoded: a table with more pending changes than
+// MaxDecoded is read whole every time and nothing of it is kept; once
+// evictions bring it under, it is kept again.
+func TestTableKeepsAtMostMaxDecoded(t *testing.T) {
+	t.Parallel()
+	l := openLog(t, Config{})
+	o := l.Overlay()
+	ctx := testCtx(t)
+	const perTx = 1000
+	var ids []string
+	for i := 0; i*perTx <= MaxDecoded; i++ {
+		var ops []txn.Operation
+		for j := range perTx {
+			ops = append(ops, op(txn.Insert, "big", fmt.Sprint(i*perTx+j), map[string]any{"v": j}))
+		}
+		tx := newTxn(ops...)
+		if _, err := l.Append(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, tx.ID)
+	}
+	kept := func() int {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if r := o.read["big"]; r != nil {
+			return len(r.ops)
+		}
+		return -1
+	}
+	for range 2 {
+		tbl, err := o.Table(ctx, "big")
+		if err != nil || len(tbl) != len(ids)*perTx {
+			t.Fatalf("table big: %d rows, %v; want %d", len(tbl), err, len(ids)*perTx)
+		}
+		if n := kept(); n != -1 {
+			t.Fatalf("%d changes kept of a table of %d, past MaxDecoded %d", n, len(ids)*perTx, MaxDecoded)
+		}
+	}
+	if err := o.Evict(ctx, ids[:2]...); err != nil {
+		t.Fatal(err)
+	}
+	want := (len(ids) - 2) * perTx
+	if tbl, err := o.Table(ctx, "big"); err != nil || len(tbl) != want {
+		t.Fatalf("table big after evicting two: %d rows, %v; want %d", len(tbl), err, want)
+	}
+	if n := kept(); n != want {
+		t.Fatalf("%d changes kept after evicting two, want %d", n, want)
+	}
+}
