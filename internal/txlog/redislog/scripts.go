@@ -14,7 +14,9 @@ import "github.com/redis/go-redis/v9"
 
 // appendScript appends a group of transactions to the stream and adds their
 // changes to the overlay, in order: each change to its row's list and to its
-// table's list of changes (as the entry, '\n', the key).
+// table's list of changes (as the entry, '\n', the key), counted in the
+// table's counters (see tableScript; made, with a new epoch, by the first
+// change to the table).
 //
 //	KEYS: stream, tables, counts
 //	ARGV: prefix, then per transaction: id, payload (JSON), n (operations),
@@ -100,7 +102,9 @@ return out
 // every transaction of the call is through, loses the changes of all of
 // them at once when they are its first ones. Otherwise (Withdraw evicts
 // out of order) the list is scanned from its head for each transaction's
-// entries, and each found is removed with LREM.
+// entries, and each found is removed with LREM. The table's counters
+// record which it was (h: changes dropped from the head; x: evictions
+// from elsewhere), which table reads go by (see tableScript).
 //
 //	KEYS: stream (for routing only), tables, counts
 //	ARGV: prefix, then per transaction: id, entry prefix
