@@ -142,6 +142,17 @@ func TestDLQCommand(t *testing.T) {
 	if out, err := dlq("retry", id, "--file", fixed); err != nil || !strings.Contains(out, `"retry_of"`) {
 		t.Fatalf("dlq retry: %v\n%s", err, out)
 	}
+	// The dead letter is retried once its retry is applied.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		out, err := dlq("show", id)
+		if err == nil && strings.Contains(out, `"retried_as"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dlq show after the retry: no retried_as within 10 s: %v\n%s", err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if out, err := dlq("drop", id, "--user", "ops"); err == nil || !strings.Contains(out, "retried already") {
 		t.Fatalf("dropping a retried dead letter must fail saying so: %v\n%s", err, out)
 	}
