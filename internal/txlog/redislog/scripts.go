@@ -265,8 +265,9 @@ return out
 // the keys of its pending rows (spool:{n}:tbl:<table>) and no list of
 // changes: the script builds each table's list from its rows' lists (row
 // after row, each row's changes in log order, which is the order reads
-// need) and deletes the sets. A log with no layout key and nothing pending
-// is new, and only gets the key.
+// need), gives it counters under a new epoch (see tableScript), and
+// deletes the sets. A log with no layout key and nothing pending is new,
+// and only gets the key.
 //
 //	KEYS: layout, tables
 //	ARGV: prefix, the current version
