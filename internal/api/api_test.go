@@ -566,4 +566,37 @@ func TestDeadLetterQueue(t *testing.T) {
 	e.must(400, "GET", "/v1/dlq?limit=0", "")
 }
 
+// A dead letter whose retry is queued is neither retried again (its
+// operations would run twice) nor dropped until the retry settles: the
+// database marks it retried only when the retry applies.
+func TestRetryQueuedOnce(t *testing.T) {
+	t.Parallel()
+	e := setup(t, "")
+	e.startApplier()
+	first := e.must(201, "POST", "/v1/tables/instruments", `{"code":"dup","name":"first"}`)
+	e.waitState(first.body["transaction_id"].(string), "applied")
+	r := e.must(202, "POST", "/v1/transactions", `{"operations":[{"op":"insert","table":"instruments","values":{"code":"dup","name":"second"}}]}`)
+	id := r.body["transaction_id"].(string)
+	if st := e.waitState(id, "applied"); st.body["state"] != "failed" {
+		t.Fatalf("poison: %v", st.body)
+	}
+	e.ap.Stop() // the retry stays queued
+	fix := `{"operations":[{"op":"insert","table":"instruments","values":{"code":"other","name":"second"}}]}`
+	retry := e.must(202, "POST", "/v1/dlq/"+id+"/retry", fix)
+	queuedAs := retry.body["transaction_id"].(string)
+	for _, req := range []struct{ method, path, body string }{
+		{"POST", "/v1/dlq/" + id + "/retry", fix},
+		{"POST", "/v1/dlq/" + id + "/retry", ""},
+		{"DELETE", "/v1/dlq/" + id, ""},
+	} {
+		r := e.must(409, req.method, req.path, req.body)
+		if msg, _ := r.body["error"].(string); !strings.Contains(msg, "queued as "+queuedAs) {
+			t.Fatalf("%s %s while the retry is queued: %s; want it named", req.method, req.path, r.raw)
+		}
+	}
+	if d := e.depth(); d != 1 {
+		t.Fatalf("log depth %d, want the one retry", d)
+	}
+}
+
 func txnID() string { return "0190b5a0-0000-7000-8000-00000000abcd" }

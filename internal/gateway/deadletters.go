@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/spoolgw/spool/internal/store"
@@ -56,6 +57,50 @@ func (g *Gateway) DeadLetter(ctx context.Context, id string) (*store.DeadLetter,
 	return dl, err
 }
 
+// queuedRetries are the dead letters whose retry this process queued and
+// has not seen settle. The database marks a dead letter retried only when
+// its retry is applied; until then it must be neither retried again (its
+// operations would run twice) nor dropped. A process that does not apply
+// (--role api) never sees its retries settle: the database's mark then
+// ends the entry, at the next Retry or Drop of the dead letter. Other
+// processes do not see this process's entries.
+type queuedRetries struct {
+	mu sync.Mutex
+	by map[string]string // dead letter → its retry's transaction ("" while being queued)
+}
+
+// take reserves dead letter id for a retry or a drop; it fails, naming
+// the retry, if one is queued or being queued.
+func (q *queuedRetries) take(id string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if as, ok := q.by[id]; ok {
+		if as == "" {
+			return &InputError{Status: 409, Op: -1, Msg: fmt.Sprintf("dead letter %s is being retried or dropped right now", id)}
+		}
+		return &InputError{Status: 409, Op: -1, Msg: fmt.Sprintf("a retry of dead letter %s is queued as %s; it counts as retried once that applies", id, as)}
+	}
+	if q.by == nil {
+		q.by = map[string]string{}
+	}
+	q.by[id] = ""
+	return nil
+}
+
+// queued records the transaction that retries dead letter id.
+func (q *queuedRetries) queued(id, txID string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.by[id] = txID
+}
+
+// release forgets dead letter id.
+func (q *queuedRetries) release(id string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.by, id)
+}
+
 // Drop drops a dead letter; the record of who dropped it and when stays.
 func (g *Gateway) Drop(ctx context.Context, id, who string) error {
 	dls, err := g.deadLetters()
@@ -65,6 +110,10 @@ func (g *Gateway) Drop(ctx context.Context, id, who string) error {
 	if _, err := g.liveDeadLetter(ctx, id); err != nil {
 		return err
 	}
+	if err := g.retries.take(id); err != nil {
+		return err
+	}
+	defer g.retries.release(id)
 	if err := dls.DropDeadLetter(ctx, id, who); errors.Is(err, store.ErrNotFound) {
 		return &InputError{Status: 404, Op: -1, Msg: fmt.Sprintf("no dead letter %s", id)}
 	} else if err != nil {
@@ -83,6 +132,7 @@ func (g *Gateway) liveDeadLetter(ctx context.Context, id string) (*store.DeadLet
 	}
 	switch {
 	case dl.RetriedAs != "":
+		g.retries.release(id) // settled, whether or not this process saw it
 		return nil, &InputError{Status: 409, Op: -1, Msg: fmt.Sprintf("dead letter %s was retried already as %s", id, dl.RetriedAs)}
 	case !dl.DroppedAt.IsZero():
 		return nil, &InputError{Status: 409, Op: -1, Msg: fmt.Sprintf("dead letter %s was dropped by %s at %s", id, dl.DroppedBy, dl.DroppedAt.Format(time.RFC3339))}
@@ -93,11 +143,29 @@ func (g *Gateway) liveDeadLetter(ctx context.Context, id string) (*store.DeadLet
 // Retry puts a dead letter back at the end of the log as a new transaction
 // linked to it (RetryOf). With req, the corrected operations replace the
 // original ones (edit and retry); they are checked like any write.
+//
+// Until the retry is applied, the dead letter is not marked retried in the
+// database; this process refuses to retry or drop it again meanwhile
+// (queuedRetries).
 func (g *Gateway) Retry(ctx context.Context, id string, req *Request) (*Receipt, error) {
 	dl, err := g.liveDeadLetter(ctx, id)
 	if err != nil {
 		return nil, err
 	}
+	if err := g.retries.take(id); err != nil {
+		return nil, err
+	}
+	rc, err := g.retry(ctx, id, dl, req)
+	if err != nil {
+		g.retries.release(id)
+		return nil, err
+	}
+	g.retries.queued(id, rc.TransactionID)
+	return rc, nil
+}
+
+// retry queues the retry of dead letter id, dl.
+func (g *Gateway) retry(ctx context.Context, id string, dl *store.DeadLetter, req *Request) (*Receipt, error) {
 	g.forgive(id)
 	if req != nil {
 		return g.submitTx(ctx, req, id)

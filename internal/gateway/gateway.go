@@ -108,6 +108,7 @@ type Gateway struct {
 	// transaction; set by SetApplier.
 	depends   func(op txn.Operation) (string, bool)
 	forgiveFn func(id string)
+	retries   queuedRetries
 }
 
 // New returns a gateway over an open log and store.
@@ -574,6 +575,9 @@ func (g *Gateway) Committed(ctx context.Context, results []applier.Result) {
 		}
 	}
 	for _, r := range results {
+		if r.Tx.RetryOf != "" {
+			g.retries.release(r.Tx.RetryOf) // the database marked it retried
+		}
 		switch {
 		case r.Err != nil:
 			var code string
