@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -569,5 +571,75 @@ func TestTableKeepsAtMostMaxDecoded(t *testing.T) {
 	}
 	if n := kept(); n != want {
 		t.Fatalf("%d changes kept after evicting two, want %d", n, want)
+	}
+}
+
+// TestTableConcurrentReaders: readers of one table race one another and a
+// writer that appends rows 0, 1, 2, … and evicts them in the same order
+// (as the applier does), so the pending rows are always a contiguous run
+// of keys. Every read, whatever the reads before it left behind for the
+// next, must return such a run.
+func TestTableConcurrentReaders(t *testing.T) {
+	t.Parallel()
+	l := openLog(t, Config{})
+	o := l.Overlay()
+	o.SetNormalize(func(string, map[string]any) {})
+	ctx := testCtx(t)
+	const rows = 600
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				tbl, err := o.Table(ctx, "w")
+				if err != nil {
+					errs <- err
+					return
+				}
+				lo, hi := rows, -1
+				for k, p := range tbl {
+					n, err := strconv.Atoi(k)
+					if err != nil || len(p) != 1 {
+						errs <- fmt.Errorf("row %q with %d changes", k, len(p))
+						return
+					}
+					lo, hi = min(lo, n), max(hi, n)
+				}
+				if len(tbl) > 0 && hi-lo+1 != len(tbl) {
+					errs <- fmt.Errorf("read rows %d to %d, but %d of them: not a contiguous run", lo, hi, len(tbl))
+					return
+				}
+			}
+		})
+	}
+	var ids []string
+	for i := range rows {
+		tx := newTxn(op(txn.Insert, "w", strconv.Itoa(i), map[string]any{"i": i}))
+		if _, err := l.Append(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, tx.ID)
+		if i%3 == 2 { // evict the oldest two of every three, in order
+			if err := o.Evict(ctx, ids[:2]...); err != nil {
+				t.Fatal(err)
+			}
+			ids = ids[2:]
+		}
+	}
+	close(done)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	tbl, err := o.Table(ctx, "w")
+	if err != nil || len(tbl) != len(ids) {
+		t.Fatalf("final read: %d rows, %v; want %d", len(tbl), err, len(ids))
 	}
 }
