@@ -69,7 +69,7 @@ type Config struct {
 	// checked at every commit; nil for a log only this process applies.
 	Lease Lease
 	// Observer, when set, is told the size and the stages' times of every
-	// committed batch.
+	// committed batch (default: nobody).
 	Observer Observer
 }
 
@@ -101,11 +101,15 @@ type Observer interface {
 	ObserveStage(stage string, d time.Duration)
 }
 
-// observe tells the observer, if any, that stage took since start.
+// noObserver is the Observer of an applier given none.
+type noObserver struct{}
+
+func (noObserver) ObserveBatch(int)                   {}
+func (noObserver) ObserveStage(string, time.Duration) {}
+
+// observe tells the observer that stage took since start.
 func (a *Applier) observe(stage string, start time.Time) {
-	if a.cfg.Observer != nil {
-		a.cfg.Observer.ObserveStage(stage, time.Since(start))
-	}
+	a.cfg.Observer.ObserveStage(stage, time.Since(start))
 }
 
 func (c *Config) setDefaults() error {
@@ -135,6 +139,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.LogName == "" {
 		c.LogName = "default"
+	}
+	if c.Observer == nil {
+		c.Observer = noObserver{}
 	}
 	return nil
 }
@@ -469,9 +476,7 @@ func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64,
 		}
 	}
 	a.poison.commit(gate)
-	if a.cfg.Observer != nil {
-		a.cfg.Observer.ObserveBatch(len(batch))
-	}
+	a.cfg.Observer.ObserveBatch(len(batch))
 	start := time.Now()
 	fin.add(committed{ctx: ctx, entries: entries, outcomes: outcomes})
 	a.observe(StageFinishWait, start)
