@@ -25,7 +25,7 @@ var _ gateway.Overlay = (*Overlay)(nil)
 type Overlay struct {
 	l *Log
 	// normalize, set by SetNormalize before any read, restores canonical
-	// values; with it, Table keeps what it decoded (see SetNormalize).
+	// values.
 	normalize func(table string, values map[string]any)
 	mu        sync.Mutex
 	read      map[string]*tableRead // by table: what Table last read of it
@@ -101,8 +101,9 @@ func (o *Overlay) Table(ctx context.Context, table string) (map[string]overlay.P
 		o.read[table] = next
 	}
 	o.mu.Unlock()
-	out := make(map[string]overlay.Pending, len(next.keys))
-	for i, key := range next.keys {
+	out := make(map[string]overlay.Pending, len(next.elems))
+	for i, s := range next.elems {
+		_, key, _ := splitElement(s) // checked when it was decoded
 		if p, ok := out[key]; ok {
 			out[key] = append(p, next.ops[i])
 		} else {
@@ -114,15 +115,13 @@ func (o *Overlay) Table(ctx context.Context, table string) (map[string]overlay.P
 	return out, nil
 }
 
-// tableRead is what Table read of one table: the table's list of changes,
-// with each change's row key and the change decoded, and the table's
-// counters when it was read (see tableScript). It is never modified once
-// made.
+// tableRead is what Table read of one table: the table's list of changes
+// (elements, see keys.ops), each change decoded, and the table's counters
+// when it was read (see tableScript). It is never modified once made.
 type tableRead struct {
 	epoch                   string
 	added, dropped, removed int64
 	elems                   []string
-	keys                    []string
 	ops                     []overlay.Op
 }
 
@@ -141,21 +140,22 @@ func (o *Overlay) nextRead(table string, last *tableRead, res []any) (*tableRead
 	if len(res) < 5 {
 		return nil, fmt.Errorf("%w: table read returned %d values", ErrCorrupt, len(res))
 	}
-	next := &tableRead{}
-	var ok [4]bool
-	next.epoch, ok[0] = res[0].(string)
-	next.added, ok[1] = res[1].(int64)
-	next.dropped, ok[2] = res[2].(int64)
-	next.removed, ok[3] = res[3].(int64)
+	epoch, ok0 := res[0].(string)
+	added, ok1 := res[1].(int64)
+	dropped, ok2 := res[2].(int64)
+	removed, ok3 := res[3].(int64)
 	tail, ok4 := res[4].(int64)
-	if ok != [4]bool{true, true, true, true} || !ok4 {
+	if !ok0 || !ok1 || !ok2 || !ok3 || !ok4 {
 		return nil, fmt.Errorf("%w: table read returned %v", ErrCorrupt, res[:5])
 	}
+	next := &tableRead{epoch: epoch, added: added, dropped: dropped, removed: removed}
 	elems := make([]string, len(res)-5)
 	for i, v := range res[5:] {
-		if elems[i], ok[0] = v.(string); !ok[0] {
+		s, ok := v.(string)
+		if !ok {
 			return nil, fmt.Errorf("%w: table read returned a %T", ErrCorrupt, v)
 		}
+		elems[i] = s
 	}
 	// keep is how many of last's changes, from its end, are still in the
 	// list ahead of elems; reuse pairs elems with what last decoded.
@@ -172,17 +172,15 @@ func (o *Overlay) nextRead(table string, last *tableRead, res []any) (*tableRead
 	}
 	if keep > 0 && keep == len(last.elems) && len(elems) == 0 {
 		// Nothing went and nothing came: the same list.
-		next.elems, next.keys, next.ops = last.elems, last.keys, last.ops
+		next.elems, next.ops = last.elems, last.ops
 		return next, nil
 	}
 	n := keep + len(elems)
 	next.elems = make([]string, 0, n)
-	next.keys = make([]string, 0, n)
 	next.ops = make([]overlay.Op, 0, n)
 	if keep > 0 {
 		from := len(last.elems) - keep
 		next.elems = append(next.elems, last.elems[from:]...)
-		next.keys = append(next.keys, last.keys[from:]...)
 		next.ops = append(next.ops, last.ops[from:]...)
 	}
 	j := 0 // the next of reuse's changes that may still be in the list
@@ -192,7 +190,6 @@ func (o *Overlay) nextRead(table string, last *tableRead, res []any) (*tableRead
 			if k >= 0 {
 				j += k
 				next.elems = append(next.elems, s)
-				next.keys = append(next.keys, reuse.keys[j])
 				next.ops = append(next.ops, reuse.ops[j])
 				j++
 				continue
@@ -211,7 +208,6 @@ func (o *Overlay) nextRead(table string, last *tableRead, res []any) (*tableRead
 			o.normalize(table, op.Values)
 		}
 		next.elems = append(next.elems, s)
-		next.keys = append(next.keys, key)
 		next.ops = append(next.ops, op)
 	}
 	return next, nil
