@@ -492,15 +492,7 @@ func TestDeadLetterQueue(t *testing.T) {
 	e.startApplier()
 	first := e.must(201, "POST", "/v1/tables/instruments", `{"code":"dup","name":"first"}`)
 	e.waitState(first.body["transaction_id"].(string), "applied")
-	poison := func(name string) string {
-		r := e.must(202, "POST", "/v1/transactions", fmt.Sprintf(`{"operations":[{"op":"insert","table":"instruments","values":{"code":"dup","name":%q}}]}`, name))
-		id := r.body["transaction_id"].(string)
-		if st := e.waitState(id, "applied"); st.body["state"] != "failed" {
-			t.Fatalf("poison %s: %v", name, st.body)
-		}
-		return id
-	}
-	a, b, c := poison("a"), poison("b"), poison("c")
+	a, b, c := e.poison("a"), e.poison("b"), e.poison("c")
 
 	l := e.must(200, "GET", "/v1/dlq?table=instruments&code=SQLITE_CONSTRAINT", "")
 	if dls := l.body["dead_letters"].([]any); len(dls) != 3 {
@@ -575,11 +567,7 @@ func TestRetryQueuedOnce(t *testing.T) {
 	e.startApplier()
 	first := e.must(201, "POST", "/v1/tables/instruments", `{"code":"dup","name":"first"}`)
 	e.waitState(first.body["transaction_id"].(string), "applied")
-	r := e.must(202, "POST", "/v1/transactions", `{"operations":[{"op":"insert","table":"instruments","values":{"code":"dup","name":"second"}}]}`)
-	id := r.body["transaction_id"].(string)
-	if st := e.waitState(id, "applied"); st.body["state"] != "failed" {
-		t.Fatalf("poison: %v", st.body)
-	}
+	id := e.poison("second")
 	e.ap.Stop() // the retry stays queued
 	fix := `{"operations":[{"op":"insert","table":"instruments","values":{"code":"other","name":"second"}}]}`
 	retry := e.must(202, "POST", "/v1/dlq/"+id+"/retry", fix)
@@ -597,6 +585,19 @@ func TestRetryQueuedOnce(t *testing.T) {
 	if d := e.depth(); d != 1 {
 		t.Fatalf("log depth %d, want the one retry", d)
 	}
+}
+
+// poison inserts instrument "dup" again, named name, and returns the
+// transaction once it has failed (a dead letter). Instrument "dup" must
+// exist.
+func (e *env) poison(name string) string {
+	e.t.Helper()
+	r := e.must(202, "POST", "/v1/transactions", fmt.Sprintf(`{"operations":[{"op":"insert","table":"instruments","values":{"code":"dup","name":%q}}]}`, name))
+	id := r.body["transaction_id"].(string)
+	if st := e.waitState(id, "applied"); st.body["state"] != "failed" {
+		e.t.Fatalf("poison %s: %v", name, st.body)
+	}
+	return id
 }
 
 func txnID() string { return "0190b5a0-0000-7000-8000-00000000abcd" }
