@@ -255,3 +255,93 @@ func waitLog(t *testing.T, p *proc, text string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestClusterRetryOnce retries one dead letter through two api processes
+// while no applier runs, so both retries are queued: only the first to
+// reach the database runs; the other fails as superseded, and the dead
+// letter, retried, can no longer be dropped.
+func TestClusterRetryOnce(t *testing.T) {
+	db := newDatabase(t)
+	logName := fmt.Sprintf("retry-%d", rand.Uint32())
+	api1 := startArgs(t, sharedArgs(t, db, logName, "api")...)
+	api2 := startArgs(t, sharedArgs(t, db, logName, "api")...)
+	app := startArgs(t, sharedArgs(t, db, logName, "applier")...)
+	client := &http.Client{Timeout: 30 * time.Second}
+	call := func(method, url, body string, want int) map[string]any {
+		t.Helper()
+		req, err := http.NewRequest(method, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+			t.Fatalf("%s %s: %v", method, url, err)
+		}
+		if res.StatusCode != want {
+			t.Fatalf("%s %s: %d %v, want %d", method, url, res.StatusCode, out, want)
+		}
+		return out
+	}
+	settle := func(tx string) map[string]any {
+		t.Helper()
+		return call("GET", api1.url+"/v1/transactions/"+tx+"?wait=applied&timeout=20s", "", 200)
+	}
+	insert := func(url, code, name string) string {
+		t.Helper()
+		body := fmt.Sprintf(`{"operations":[{"op":"insert","table":"instruments","values":{"code":%q,"name":%q}}]}`, code, name)
+		return call("POST", url+"/v1/transactions", body, 202)["transaction_id"].(string)
+	}
+	if st := settle(insert(api1.url, "dup", "first")); st["state"] != "applied" && st["state"] != "replicated" {
+		t.Fatalf("first insert: %v", st)
+	}
+	dead := insert(api1.url, "dup", "second")
+	if st := settle(dead); st["state"] != "failed" {
+		t.Fatalf("second insert of dup: %v, want failed", st)
+	}
+
+	app.stop(t) // both retries stay queued
+	fix := func(code string) string {
+		return fmt.Sprintf(`{"operations":[{"op":"insert","table":"instruments","values":{"code":%q,"name":"second"}}]}`, code)
+	}
+	r1 := call("POST", api1.url+"/v1/dlq/"+dead+"/retry", fix("r1"), 202)["transaction_id"].(string)
+	r2 := call("POST", api2.url+"/v1/dlq/"+dead+"/retry", fix("r2"), 202)["transaction_id"].(string)
+	startArgs(t, sharedArgs(t, db, logName, "applier")...)
+
+	s1, s2 := settle(r1), settle(r2)
+	if s1["state"] == "failed" {
+		t.Fatalf("the first retry queued failed: %v", s1)
+	}
+	if s2["state"] != "failed" || s2["code"] != "spool_superseded" || !strings.Contains(fmt.Sprint(s2["error"]), "retried already as "+r1) {
+		t.Fatalf("the second retry: %v, want failed as superseded by %s", s2, r1)
+	}
+	dl := call("GET", api2.url+"/v1/dlq/"+dead, "", 200)
+	if dl["retried_as"] != r1 {
+		t.Fatalf("dead letter %v, want retried as %s", dl, r1)
+	}
+	if msg := call("DELETE", api2.url+"/v1/dlq/"+dead, "", 409)["error"]; !strings.Contains(fmt.Sprint(msg), "retried already") {
+		t.Fatalf("drop of the retried dead letter: %v", msg)
+	}
+	conn, err := pgx.Connect(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var codes []string
+	rows, err := conn.Query(t.Context(), `select code from instruments order by code`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(codes, ",") != "dup,r1" {
+		t.Fatalf("instruments %v, want dup and r1 only", codes)
+	}
+}

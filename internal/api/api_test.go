@@ -558,9 +558,9 @@ func TestDeadLetterQueue(t *testing.T) {
 	e.must(400, "GET", "/v1/dlq?limit=0", "")
 }
 
-// A dead letter whose retry is queued is neither retried again (its
-// operations would run twice) nor dropped until the retry settles: the
-// database marks it retried only when the retry applies.
+// A dead letter whose retry is queued is neither retried again (the
+// database would supersede the second retry) nor dropped until the retry
+// settles: the process answers 409 at once, naming the queued retry.
 func TestRetryQueuedOnce(t *testing.T) {
 	t.Parallel()
 	e := setup(t, "")

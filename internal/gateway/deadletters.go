@@ -59,11 +59,13 @@ func (g *Gateway) DeadLetter(ctx context.Context, id string) (*store.DeadLetter,
 
 // queuedRetries are the dead letters whose retry this process queued and
 // has not seen settle. The database marks a dead letter retried only when
-// its retry is applied; until then it must be neither retried again (its
-// operations would run twice) nor dropped. A process that does not apply
-// (--role api) never sees its retries settle: the database's mark then
-// ends the entry, at the next Retry or Drop of the dead letter. Other
-// processes do not see this process's entries.
+// its retry is applied, and a second retry that reaches it after that
+// does not run (store.SupersededError); a drop after it is refused. The
+// entries answer a second Retry or Drop sent to this process meanwhile at
+// once, with a 409 naming the queued retry, rather than queueing a retry
+// bound to fail. A process that does not apply (--role api) never sees
+// its retries settle: the database's mark then ends the entry, at the next
+// Retry or Drop of the dead letter.
 type queuedRetries struct {
 	mu sync.Mutex
 	by map[string]string // dead letter → its retry's transaction ("" while being queued)
@@ -115,6 +117,11 @@ func (g *Gateway) Drop(ctx context.Context, id, who string) error {
 	}
 	defer g.retries.release(id)
 	if err := dls.DropDeadLetter(ctx, id, who); errors.Is(err, store.ErrNotFound) {
+		// Retried (by another process) or dropped since it was read: say
+		// which.
+		if _, err := g.liveDeadLetter(ctx, id); err != nil {
+			return err
+		}
 		return &InputError{Status: 404, Op: -1, Msg: fmt.Sprintf("no dead letter %s", id)}
 	} else if err != nil {
 		return err
@@ -146,7 +153,8 @@ func (g *Gateway) liveDeadLetter(ctx context.Context, id string) (*store.DeadLet
 //
 // Until the retry is applied, the dead letter is not marked retried in the
 // database; this process refuses to retry or drop it again meanwhile
-// (queuedRetries).
+// (queuedRetries), and of two retries queued by different processes only
+// the first to reach the database runs (store.SupersededError).
 func (g *Gateway) Retry(ctx context.Context, id string, req *Request) (*Receipt, error) {
 	dl, err := g.liveDeadLetter(ctx, id)
 	if err != nil {

@@ -581,9 +581,15 @@ func (g *Gateway) Committed(ctx context.Context, results []applier.Result) {
 		switch {
 		case r.Err != nil:
 			var code string
-			var ae *store.ApplyError
-			if errors.As(r.Err, &ae) {
+			var (
+				ae *store.ApplyError
+				se *store.SupersededError
+			)
+			switch {
+			case errors.As(r.Err, &ae):
 				code = ae.Code
+			case errors.As(r.Err, &se):
+				code = store.CodeSuperseded
 			}
 			g.tracker.Advance(r.Tx.ID, txn.Failed, r.At, 0, r.Err, code)
 			g.logger.Warn("transaction dead-lettered", "txn", r.Tx.ID, "err", r.Err)

@@ -42,6 +42,13 @@ const (
 	// sqlMarkRetried links the dead letter a transaction retries to it,
 	// whether the retry applied or failed too.
 	sqlMarkRetried = `update spool_dead_letters set retried_as = $1 where txn_id = $2`
+	// sqlRetryTargets reads the dead letters the batch's retries name,
+	// and locks them: a drop waits for the batch, and then finds them
+	// retried (see store.RetryTargets).
+	sqlRetryTargets = `select txn_id::text, coalesce(retried_as::text, ''), dropped_at is not null
+		from spool_dead_letters where txn_id = any($1::uuid[]) for update`
+	// sqlDropSuperseded drops the dead letter of a superseded retry.
+	sqlDropSuperseded = `update spool_dead_letters set dropped_at = now(), dropped_by = $2 where txn_id = $1`
 	// sqlCommitLSN is the commit's position in the WAL, or past it: the
 	// insert position is after every record inserted so far, the commit
 	// record included, whatever synchronous_commit says.
@@ -174,6 +181,8 @@ type batchRun struct {
 	// runs applied or dead-lettered, and those this attempt has so far.
 	applied map[string]bool
 	dead    map[string]error
+	// retries holds the dead letters the batch's retries name.
+	retries store.RetryTargets
 	// ran holds the SQL of the statements that ran on the connection in
 	// this call (nil: do not rely on the statement cache).
 	ran map[string]bool
@@ -231,6 +240,14 @@ func (b *batchRun) start(ctx context.Context, batch []*txn.Transaction) (finish 
 		pb.Queue(sqlFence, log, token)
 	}
 	pb.Queue(sqlLookup, idList)
+	b.retries = store.RetryTargets{}
+	retried, err := retriedList(batch)
+	if err != nil {
+		return nil, err
+	}
+	if retried != "" {
+		pb.Queue(sqlRetryTargets, retried)
+	}
 	coalescing := !b.slow && !b.s.noCoalesce && repeats(batch)
 	if coalescing {
 		pb.Queue(sqlMergeFacts)
@@ -238,6 +255,9 @@ func (b *batchRun) start(ctx context.Context, batch []*txn.Transaction) (finish 
 	br := b.c.SendBatch(ctx, pb)
 	return func() error {
 		err := b.readStart(br, fenced)
+		if err == nil && retried != "" {
+			err = b.readRetryTargets(br)
+		}
 		if err == nil && coalescing {
 			b.facts, err = readMergeFacts(br)
 		}
@@ -294,6 +314,43 @@ func (b *batchRun) readStart(br pgx.BatchResults, fenced bool) error {
 	return nil
 }
 
+// retriedList is the array literal of the dead letters the batch's
+// retries name, "" if none.
+func retriedList(batch []*txn.Transaction) (string, error) {
+	var ids []any
+	for _, id := range store.RetriedIDs(batch) {
+		if txn.ValidID(id) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return "", nil
+	}
+	return arrayLiteral(schema.UUID, ids)
+}
+
+func (b *batchRun) readRetryTargets(br pgx.BatchResults) error {
+	rows, err := br.Query()
+	if err != nil {
+		return fmt.Errorf("look up retried dead letters: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id string
+			dl store.RetryTarget
+		)
+		if err := rows.Scan(&id, &dl.RetriedAs, &dl.Dropped); err != nil {
+			return fmt.Errorf("look up retried dead letters: %w", err)
+		}
+		b.retries[id] = dl
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("look up retried dead letters: %w", err)
+	}
+	return nil
+}
+
 // verdict is what the gate and earlier runs say of a transaction before it
 // runs.
 type verdict int
@@ -303,6 +360,7 @@ const (
 	duplicate
 	failedBefore // dead-lettered earlier, or earlier in this batch
 	refused
+	superseded // a retry of a dead letter retried or dropped already
 )
 
 // judge consults earlier runs and the gate about t, records what it
@@ -319,6 +377,12 @@ func (b *batchRun) judge(t *txn.Transaction, o *store.Outcome) (verdict, error) 
 		b.failed(t, prior)
 		o.Err = prior
 		return failedBefore, nil
+	}
+	if reason := b.retries.Admit(t); reason != nil {
+		// Not a failure of t's operations: nothing is poisoned.
+		b.dead[t.ID] = reason
+		o.Err = reason
+		return superseded, reason
 	}
 	if b.gate != nil {
 		if reason := b.gate.Admit(t); reason != nil {
@@ -393,6 +457,13 @@ func (b *batchRun) runFast(ctx context.Context, batch []*txn.Transaction) ([]sto
 			}
 			own = append(append(own, st), markRetried(t)...)
 			continue
+		case superseded:
+			sts, err := supersededStmts(t, reason)
+			if err != nil {
+				return nil, err
+			}
+			own = append(own, sts...)
+			continue
 		}
 		ops = append(ops, t.Operations...)
 		opSts = append(opSts, plans[i]...)
@@ -437,6 +508,15 @@ func (b *batchRun) runSlow(ctx context.Context, batch []*txn.Transaction) ([]sto
 		case refused:
 			if err := b.deadLetter(ctx, t, reason, ""); err != nil {
 				return nil, err
+			}
+			continue
+		case superseded:
+			sts, err := supersededStmts(t, reason)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := b.sendAll(ctx, sts); err != nil {
+				return nil, fmt.Errorf("record superseded retry: %w", err)
 			}
 			continue
 		}
@@ -703,6 +783,17 @@ func deadLetterStmt(t *txn.Transaction, cause error, code string) (stmt, error) 
 	// Text cannot hold a NUL or invalid UTF-8; the failure may be about one.
 	msg := strings.ToValidUTF8(strings.ReplaceAll(cause.Error(), "\x00", "\ufffd"), "\ufffd")
 	return stmt{sql: sqlDeadLetter, args: []any{t.ID, string(jsonbSafe(body)), msg, c, store.TableList(t), retryOf}, op: -1}, nil
+}
+
+// supersededStmts dead-letter the superseded retry t, dropped at once: it
+// leaves its dead letter alone, which another transaction retried or
+// someone dropped.
+func supersededStmts(t *txn.Transaction, reason error) ([]stmt, error) {
+	st, err := deadLetterStmt(t, reason, store.CodeSuperseded)
+	if err != nil {
+		return nil, err
+	}
+	return []stmt{st, {sql: sqlDropSuperseded, args: []any{t.ID, store.DroppedBySpool}, check: checkCount, n: 1, op: -1}}, nil
 }
 
 // markRetried returns the statement that links the dead letter t retries

@@ -364,12 +364,12 @@ func (s *Store) ListDeadLetters(ctx context.Context, f store.DeadLetterFilter) (
 }
 
 // DropDeadLetter marks a dead letter dropped by who; the record stays for
-// the audit.
+// the audit. A dead letter dropped or retried already is not found.
 func (s *Store) DropDeadLetter(ctx context.Context, id, who string) error {
 	if !txn.ValidID(id) {
 		return fmt.Errorf("dead letter %s: %w", id, store.ErrNotFound)
 	}
-	tag, err := s.pool.Exec(ctx, `update spool_dead_letters set dropped_at = now(), dropped_by = $1 where txn_id = $2 and dropped_at is null`, who, id)
+	tag, err := s.pool.Exec(ctx, `update spool_dead_letters set dropped_at = now(), dropped_by = $1 where txn_id = $2 and dropped_at is null and retried_as is null`, who, id)
 	if err != nil {
 		return fmt.Errorf("drop dead letter %s: %w", id, err)
 	}

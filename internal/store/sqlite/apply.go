@@ -25,9 +25,16 @@ const (
 		on conflict (txn_id) do update set tx = excluded.tx, error = excluded.error,
 		code = excluded.code, failed_at = excluded.failed_at`
 	sqlMarkRetried = `update spool_dead_letters set retried_as = ? where txn_id = ?`
-	sqlSavepoint   = `savepoint spool_tx`
-	sqlRelease     = `release spool_tx`
-	sqlRollback    = `rollback to spool_tx`
+	// sqlRetryTargets reads the dead letters named in the JSON array ?1
+	// (the batch's retries'; see store.RetryTargets). The batch holds the
+	// write lock, so no drop comes between this and its commit.
+	sqlRetryTargets = `select txn_id, coalesce(retried_as, ''), dropped_at is not null
+		from spool_dead_letters where txn_id in (select value from json_each(?1))`
+	// sqlDropSuperseded drops the dead letter of a superseded retry.
+	sqlDropSuperseded = `update spool_dead_letters set dropped_at = ?, dropped_by = ? where txn_id = ?`
+	sqlSavepoint      = `savepoint spool_tx`
+	sqlRelease        = `release spool_tx`
+	sqlRollback       = `rollback to spool_tx`
 )
 
 // ApplyBatch applies the batch in one BEGIN IMMEDIATE transaction; see
@@ -93,6 +100,8 @@ type batchRun struct {
 	// runs applied or dead-lettered, and those this run has so far.
 	applied map[string]bool
 	dead    map[string]error
+	// retries holds the dead letters the batch's retries name.
+	retries store.RetryTargets
 }
 
 // close rolls back unless committed (a no-op then) and frees the statements
@@ -184,6 +193,16 @@ func (b *batchRun) judge(ctx context.Context, t *txn.Transaction) (o store.Outco
 		b.failed(t, prior)
 		return store.Outcome{Err: prior}, false, nil
 	}
+	if reason := b.retries.Admit(t); reason != nil {
+		// Not a failure of t's operations: nothing is poisoned.
+		if err := b.recordDeadLetter(ctx, t, reason, store.CodeSuperseded); err != nil {
+			return store.Outcome{}, false, err
+		}
+		if _, err := b.exec(ctx, sqlDropSuperseded, b.now, store.DroppedBySpool, t.ID); err != nil {
+			return store.Outcome{}, false, fmt.Errorf("drop superseded retry: %w", err)
+		}
+		return store.Outcome{Err: reason}, false, nil
+	}
 	if b.gate != nil {
 		if reason := b.gate.Admit(t); reason != nil {
 			if err := b.deadLetter(ctx, t, reason, ""); err != nil {
@@ -254,11 +273,57 @@ func (b *batchRun) lookup(ctx context.Context, batch []*txn.Transaction) error {
 			b.applied[id] = true
 		}
 	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return b.lookupRetries(ctx, batch)
+}
+
+// lookupRetries reads the dead letters the batch's retries name, if any.
+func (b *batchRun) lookupRetries(ctx context.Context, batch []*txn.Transaction) error {
+	b.retries = store.RetryTargets{}
+	ids := store.RetriedIDs(batch)
+	if len(ids) == 0 {
+		return nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	rows, err := b.tx.QueryContext(ctx, sqlRetryTargets, string(list))
+	if err != nil {
+		return fmt.Errorf("retried dead letters: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id string
+			dl store.RetryTarget
+		)
+		if err := rows.Scan(&id, &dl.RetriedAs, &dl.Dropped); err != nil {
+			return fmt.Errorf("retried dead letters: %w", err)
+		}
+		b.retries[id] = dl
+	}
 	return rows.Err()
 }
 
-// deadLetter records t as failed with cause, in the batch's transaction.
+// deadLetter records t as failed with cause, in the batch's transaction,
+// and links the dead letter t retries, if any, to it.
 func (b *batchRun) deadLetter(ctx context.Context, t *txn.Transaction, cause error, code string) error {
+	if err := b.recordDeadLetter(ctx, t, cause, code); err != nil {
+		return err
+	}
+	if t.RetryOf != "" {
+		if _, err := b.exec(ctx, sqlMarkRetried, t.ID, t.RetryOf); err != nil {
+			return fmt.Errorf("record retry: %w", err)
+		}
+	}
+	return nil
+}
+
+// recordDeadLetter records t as failed with cause.
+func (b *batchRun) recordDeadLetter(ctx context.Context, t *txn.Transaction, cause error, code string) error {
 	body, err := json.Marshal(t)
 	if err != nil {
 		return fmt.Errorf("encode dead letter: %w", err)
@@ -269,11 +334,6 @@ func (b *batchRun) deadLetter(ctx context.Context, t *txn.Transaction, cause err
 	}
 	if _, err := b.exec(ctx, sqlDeadLetter, t.ID, string(body), cause.Error(), c, b.now, store.TableList(t), t.RetryOf); err != nil {
 		return fmt.Errorf("record dead letter: %w", err)
-	}
-	if t.RetryOf != "" {
-		if _, err := b.exec(ctx, sqlMarkRetried, t.ID, t.RetryOf); err != nil {
-			return fmt.Errorf("record retry: %w", err)
-		}
 	}
 	b.dead[t.ID] = cause // a second copy in this batch meets the same fate
 	return nil

@@ -31,7 +31,7 @@ func (b *batchRun) runCoalesced(ctx context.Context, batch []*txn.Transaction) (
 	if _, err := b.exec(ctx, sqlBatchSavepoint); err != nil {
 		return nil, false, fmt.Errorf("savepoint: %w", err)
 	}
-	applied, dead := maps.Clone(b.applied), maps.Clone(b.dead)
+	applied, dead, retries := maps.Clone(b.applied), maps.Clone(b.dead), maps.Clone(b.retries)
 	out = make([]store.Outcome, len(batch))
 	var (
 		ops  []txn.Operation
@@ -73,7 +73,7 @@ func (b *batchRun) runCoalesced(ctx context.Context, batch []*txn.Transaction) (
 			if _, err := b.exec(ctx, sqlBatchRelease); err != nil {
 				return nil, false, fmt.Errorf("release savepoint: %w", err)
 			}
-			b.applied, b.dead = applied, dead
+			b.applied, b.dead, b.retries = applied, dead, retries
 			return nil, false, nil
 		}
 		if err != nil {

@@ -281,11 +281,11 @@ func (s *Store) ListDeadLetters(ctx context.Context, f store.DeadLetterFilter) (
 }
 
 // DropDeadLetter marks a dead letter dropped by who; the record stays for
-// the audit.
+// the audit. A dead letter dropped or retried already is not found.
 func (s *Store) DropDeadLetter(ctx context.Context, id, who string) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	res, err := s.wdb.ExecContext(ctx, `update spool_dead_letters set dropped_at = ?, dropped_by = ? where txn_id = ? and dropped_at is null`,
+	res, err := s.wdb.ExecContext(ctx, `update spool_dead_letters set dropped_at = ?, dropped_by = ? where txn_id = ? and dropped_at is null and retried_as is null`,
 		time.Now().UTC().Format(schema.TimeFormat), who, id)
 	if err != nil {
 		return fmt.Errorf("drop dead letter %s: %w", id, err)

@@ -262,3 +262,105 @@ func testFencing(t *testing.T, f *fixture) {
 	f.wantRow("obs", c, emptyObs(c, "M3"))
 	f.apply(nil, tx(insertObs(txn.NewID(), schema.Row{"target": "M5"}))) // no lease
 }
+
+// testSupersededRetries sends a dead letter two retries, in one batch, in
+// later ones and on the slow path, and retries a dropped one: only the
+// first retry of a dead letter runs; the others are dead-lettered as
+// superseded, dropped at once, and poison nothing. A dead letter retried
+// cannot be dropped.
+func testSupersededRetries(t *testing.T, f *fixture) {
+	drop, ok := f.s.(interface {
+		DropDeadLetter(ctx context.Context, id, who string) error
+	})
+	if !ok {
+		t.Fatalf("%T has no DropDeadLetter", f.s)
+	}
+	row := txn.NewID()
+	// Each dead letter updates a row that does not exist; its retries
+	// (edited) update row.
+	failed := func() *txn.Transaction {
+		t.Helper()
+		d := tx(update("obs", txn.NewID(), schema.Row{"exposure": 0.0}))
+		if out := f.apply(nil, d); out[0].Err == nil {
+			t.Fatalf("dead letter to be: applied")
+		}
+		return d
+	}
+	retry := func(of *txn.Transaction, exposure float64) *txn.Transaction {
+		r := tx(update("obs", row, schema.Row{"exposure": exposure}))
+		r.RetryOf = of.ID
+		return r
+	}
+	wantSuperseded := func(o store.Outcome, r *txn.Transaction, of, as string) {
+		t.Helper()
+		var se *store.SupersededError
+		if !errors.As(o.Err, &se) || se.DeadLetter != of || se.RetriedAs != as {
+			t.Fatalf("retry %s: outcome %+v, want superseded (dead letter %s retried as %q)", r.ID, o, of, as)
+		}
+		dl, err := f.s.DeadLetter(f.ctx, r.ID)
+		if err != nil || dl.Code != store.CodeSuperseded || dl.DroppedBy != store.DroppedBySpool || dl.DroppedAt.IsZero() || dl.RetriedAs != "" {
+			t.Fatalf("superseded retry's dead letter %+v, %v; want dropped by spool, code %s", dl, err, store.CodeSuperseded)
+		}
+	}
+	wantRetriedAs := func(of *txn.Transaction, as string) {
+		t.Helper()
+		dl, err := f.s.DeadLetter(f.ctx, of.ID)
+		if err != nil || dl.RetriedAs != as || !dl.DroppedAt.IsZero() {
+			t.Fatalf("dead letter %s: %+v, %v; want retried as %s, not dropped", of.ID, dl, err, as)
+		}
+	}
+
+	a := failed()
+	f.mustApply(tx(insertObs(row, schema.Row{"target": "M31"})))
+
+	// Two retries in one batch: the first runs.
+	r1, r2 := retry(a, 1), retry(a, 2)
+	g := newGate()
+	out := f.apply(g, r1, r2)
+	if out[0].Err != nil || out[0].Duplicate {
+		t.Fatalf("first retry: outcome %+v, want applied", out[0])
+	}
+	wantSuperseded(out[1], r2, a.ID, r1.ID)
+	if fails := g.failures(); len(fails) != 0 {
+		t.Errorf("the gate was told of failures %v; a superseded retry poisons nothing", fails)
+	}
+	f.wantRow("obs", row, merge(emptyObs(row, "M31"), schema.Row{"exposure": 1.0}))
+	wantRetriedAs(a, r1.ID)
+	f.wantApplied(r2.ID, false)
+
+	// A later retry, and the batch replayed: nothing changes.
+	r3 := retry(a, 3)
+	out = f.apply(nil, r3)
+	wantSuperseded(out[0], r3, a.ID, r1.ID)
+	out = f.apply(nil, r1, r2)
+	if !out[0].Duplicate || out[1].Err == nil {
+		t.Fatalf("replayed retries: outcomes %+v, want a duplicate and a failure", out)
+	}
+	f.wantRow("obs", row, merge(emptyObs(row, "M31"), schema.Row{"exposure": 1.0}))
+	wantRetriedAs(a, r1.ID)
+
+	// On the slow path (a transaction of the batch fails): the same.
+	b := failed()
+	r4, r5 := retry(b, 4), retry(b, 5)
+	out = f.apply(nil, r4, tx(update("obs", txn.NewID(), schema.Row{"exposure": 9.0})), r5)
+	if out[0].Err != nil || out[1].Err == nil {
+		t.Fatalf("slow path: outcomes %+v, want applied, failed, superseded", out)
+	}
+	wantSuperseded(out[2], r5, b.ID, r4.ID)
+	f.wantRow("obs", row, merge(emptyObs(row, "M31"), schema.Row{"exposure": 4.0}))
+
+	// A retried dead letter cannot be dropped; a dropped one's retry does
+	// not run.
+	if err := drop.DropDeadLetter(f.ctx, b.ID, "ops"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("drop a retried dead letter: %v, want store.ErrNotFound", err)
+	}
+	wantRetriedAs(b, r4.ID)
+	c := failed()
+	if err := drop.DropDeadLetter(f.ctx, c.ID, "ops"); err != nil {
+		t.Fatalf("drop: %v", err)
+	}
+	r6 := retry(c, 6)
+	out = f.apply(nil, r6)
+	wantSuperseded(out[0], r6, c.ID, "")
+	f.wantRow("obs", row, merge(emptyObs(row, "M31"), schema.Row{"exposure": 4.0}))
+}

@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"GateRefusal", testGateRefusal},
 		{"Fencing", testFencing},
 		{"DeadLetterReplay", testDeadLetterReplay},
+		{"SupersededRetries", testSupersededRetries},
 		{"Transient", testTransient},
 		{"Coalescing", testCoalescing},
 		{"CoalescedPoison", testCoalescedPoison},
