@@ -73,6 +73,7 @@ Flags:
 type benchConfig struct {
 	url           string
 	servers       bool
+	dbLatency     time.Duration
 	duration      time.Duration
 	levels        []int
 	rate          float64
@@ -95,6 +96,7 @@ func benchFlags(stderr io.Writer) (*flag.FlagSet, *benchConfig, *string, *string
 	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
 	fs.StringVar(&c.url, "url", "", "`URL` of a running spool to drive (ingest and read only; default: start one per scenario)")
 	fs.BoolVar(&c.servers, "servers", false, "start throwaway redis-server and PostgreSQL (primary + streaming replica) and run spool on them")
+	fs.DurationVar(&c.dbLatency, "db-latency", 0, "with --servers: one-way latency a proxy in the bench adds between PostgreSQL and both spool and the baselines, a database a round trip of twice that away (0: none)")
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "how long each measurement runs")
 	levels := fs.String("concurrency", "1,16,64,256", "comma-separated writer counts of the closed loop")
 	fs.Float64Var(&c.rate, "rate", 0, "ingest open loop and visibility: writes per second (0: half the highest closed-loop rate)")
@@ -133,6 +135,9 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if c.url != "" && (c.servers || c.pprofDir != "") {
 		return fmt.Errorf("--url drives a running spool: --servers and --pprof need spool bench to start it")
+	}
+	if c.dbLatency < 0 || (c.dbLatency > 0 && !c.servers) {
+		return fmt.Errorf("--db-latency %s: a positive latency, with --servers (SQLite is embedded: nothing lies between it and spool)", c.dbLatency)
 	}
 	if c.sample == 0 {
 		c.sample = max(time.Second, c.outage/20)
@@ -195,7 +200,7 @@ func newBench(ctx context.Context, c *benchConfig, stdout, stderr io.Writer) (*b
 	if c.url != "" {
 		return b, nil
 	}
-	env, err := newBenchEnv(ctx, c.servers, stderr)
+	env, err := newBenchEnv(ctx, c.servers, c.dbLatency, stderr)
 	if err != nil {
 		return nil, err
 	}

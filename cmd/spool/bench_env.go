@@ -30,9 +30,13 @@ type benchEnv struct {
 	pg     *testservers.Postgres
 	admin  *pgxpool.Pool // the primary's postgres database
 	n      int           // backends made so far, for unique names
+	// latency, if set, is added each way between PostgreSQL and what the
+	// bench runs against it, by proxies (by the server's host:port).
+	latency time.Duration
+	proxies map[string]*delayProxy
 }
 
-func newBenchEnv(ctx context.Context, servers bool, stderr io.Writer) (*benchEnv, error) {
+func newBenchEnv(ctx context.Context, servers bool, latency time.Duration, stderr io.Writer) (*benchEnv, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("bench: find this binary: %w", err)
@@ -41,7 +45,7 @@ func newBenchEnv(ctx context.Context, servers bool, stderr io.Writer) (*benchEnv
 	if err != nil {
 		return nil, fmt.Errorf("bench: temporary directory: %w", err)
 	}
-	e := &benchEnv{self: self, dir: dir, stderr: stderr}
+	e := &benchEnv{self: self, dir: dir, stderr: stderr, latency: latency, proxies: make(map[string]*delayProxy)}
 	if err := os.WriteFile(e.schemaPath(), []byte(benchSchema), 0o644); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("bench: write schema: %w", err)
@@ -85,6 +89,9 @@ func (e *benchEnv) Close() {
 	if e.admin != nil {
 		e.admin.Close()
 	}
+	for _, p := range e.proxies {
+		p.close()
+	}
 	if e.redis != nil {
 		e.redis.Stop()
 	}
@@ -97,6 +104,9 @@ func (e *benchEnv) Close() {
 
 // describe names the shape under test, for the output.
 func (e *benchEnv) describe() string {
+	if e.servers() && e.latency > 0 {
+		return fmt.Sprintf("Redis log (AOF always) + PostgreSQL with a streaming replica, %s away each way (a proxy in the bench)", e.latency)
+	}
 	if e.servers() {
 		return "Redis log (AOF always) + PostgreSQL with a streaming replica"
 	}
@@ -139,6 +149,14 @@ func (e *benchEnv) database(ctx context.Context, name string) (primary, replica 
 		return "", "", fmt.Errorf("bench: create database %s: %w", name, err)
 	}
 	primary, replica = e.pg.DatabaseURLs(name)
+	if e.latency > 0 {
+		if primary, err = viaProxy(e.proxies, primary, e.latency); err != nil {
+			return "", "", err
+		}
+		if replica, err = viaProxy(e.proxies, replica, e.latency); err != nil {
+			return "", "", err
+		}
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, err := pgx.Connect(ctx, replica)
