@@ -350,6 +350,7 @@ func (a *Applier) term(ctx context.Context, token int64) error {
 			continue
 		}
 		attempt = 0
+		entries = a.topUp(ctx, entries, next.at)
 		next = a.claimAhead(ctx)
 		err = a.apply(ctx, entries, token, fin)
 		switch {
@@ -378,6 +379,7 @@ type claiming struct {
 	cancel  context.CancelFunc
 	entries []txlog.Entry
 	err     error
+	at      time.Time // when the claim ended
 }
 
 // claimAhead starts claiming the next batch. The claim ends with ctx, or
@@ -388,8 +390,32 @@ func (a *Applier) claimAhead(ctx context.Context) *claiming {
 	go func() {
 		defer close(c.done)
 		c.entries, c.err = a.claim(ctx)
+		c.at = time.Now()
 	}()
 	return c
+}
+
+// topUpWait bounds how long topUp waits for the log to answer when it
+// has nothing more: the batch is ready to apply.
+const topUpWait = time.Millisecond
+
+// topUp adds to a batch claimed ahead what the log took since, up to
+// BatchSize, if the batch waited for the applier longer than BatchTimeout:
+// it stopped growing at BatchTimeout while the batch before it applied,
+// and writes went on arriving. Without it, a batch claimed while a slow
+// one applies (a distant database) stays small, and small batches cannot
+// keep up with the rate that made them.
+func (a *Applier) topUp(ctx context.Context, entries []txlog.Entry, claimedAt time.Time) []txlog.Entry {
+	if len(entries) == 0 || len(entries) >= a.cfg.BatchSize || time.Since(claimedAt) < max(a.cfg.BatchTimeout, topUpWait) {
+		return entries
+	}
+	ctx, cancel := context.WithTimeout(ctx, topUpWait)
+	defer cancel()
+	more, err := a.log.Claim(ctx, a.cfg.BatchSize-len(entries))
+	if err != nil {
+		return entries // nothing more yet, or the next claim meets the error
+	}
+	return append(entries, more...)
 }
 
 // wait returns the claimed batch, once the claim has ended.

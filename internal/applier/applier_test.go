@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/store"
 	"github.com/spoolgw/spool/internal/store/sqlite"
 	"github.com/spoolgw/spool/internal/txlog"
 	"github.com/spoolgw/spool/internal/txlog/filelog"
@@ -146,5 +147,93 @@ func TestReportedInOrderAndAckedByStop(t *testing.T) {
 	}
 	if obs.maxAck < 20*time.Millisecond {
 		t.Errorf("longest acknowledgement observed %v, want the slow log's 20 ms at least", obs.maxAck)
+	}
+}
+
+// heldStore is a store whose first ApplyBatch waits for release, and
+// which records the size of every batch it is given.
+type heldStore struct {
+	*sqlite.Store
+	release chan struct{}
+	mu      sync.Mutex
+	sizes   []int
+}
+
+func (s *heldStore) ApplyBatch(ctx context.Context, batch []*txn.Transaction, gate store.Gate) ([]store.Outcome, error) {
+	s.mu.Lock()
+	s.sizes = append(s.sizes, len(batch))
+	first := len(s.sizes) == 1
+	s.mu.Unlock()
+	if first {
+		<-s.release
+	}
+	return s.Store.ApplyBatch(ctx, batch, gate)
+}
+
+func (s *heldStore) batches() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.sizes)
+}
+
+// TestBatchTopUp holds the first batch in the database while one
+// transaction arrives (the next batch, claimed ahead, closes with it after
+// BatchTimeout) and then twenty more: the next batch applied holds all
+// twenty-one, not the one it closed with.
+func TestBatchTopUp(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "spool.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Exec(ctx, "create table obs (id text primary key, n integer)"); err != nil {
+		t.Fatal(err)
+	}
+	lg, err := filelog.Open(filepath.Join(dir, "log"), filelog.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close()
+	held := &heldStore{Store: st, release: make(chan struct{})}
+	sink := &recorder{}
+	ap, err := applier.New(applier.Config{BatchSize: 100, BatchTimeout: 10 * time.Millisecond}, lg, held, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ap.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer ap.Stop()
+	n := 0
+	add := func() {
+		t.Helper()
+		key := fmt.Sprintf("k%03d", n)
+		tx := &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "obs", ID: key,
+			Values: map[string]any{"id": key, "n": int64(n)}}}}
+		if _, err := lg.Append(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	add()
+	for len(held.batches()) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	add()                              // claimed ahead, alone
+	time.Sleep(100 * time.Millisecond) // the claim closes
+	for range 20 {
+		add()
+	}
+	close(held.release)
+	for deadline := time.Now().Add(30 * time.Second); len(sink.reported()) < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d transactions reported after 30 s", len(sink.reported()), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := held.batches(); !slices.Equal(got, []int{1, 21}) {
+		t.Fatalf("batches of %v, want 1 then 21 (the batch claimed ahead, topped up)", got)
 	}
 }
