@@ -123,12 +123,14 @@ func (s *Store) attempt(ctx context.Context, pc *pgxpool.Conn, batch []*txn.Tran
 	if err != nil {
 		return nil, err
 	}
-	lsn, err := b.commit(ctx)
-	if err != nil {
-		if _, permanent := classify(err); permanent && !slow {
-			return nil, errSlowPath // a deferred constraint; the slow path checks them at once
+	lsn := b.lsn
+	if !b.committed {
+		if lsn, err = b.commit(ctx); err != nil {
+			if _, permanent := classify(err); permanent && !slow {
+				return nil, errSlowPath // a deferred constraint; the slow path checks them at once
+			}
+			return nil, err
 		}
-		return nil, err
 	}
 	for i := range out {
 		out[i].LSN = lsn
@@ -143,6 +145,11 @@ func (s *Store) attempt(ctx context.Context, pc *pgxpool.Conn, batch []*txn.Tran
 func (b *batchRun) commit(ctx context.Context) (txn.LSN, error) {
 	br := b.c.SendBatch(ctx, batchOf([]stmt{{sql: sqlCommit}, {sql: sqlCommitLSN}}))
 	defer br.Close()
+	return readCommit(br)
+}
+
+// readCommit reads the results of COMMIT and of sqlCommitLSN after it.
+func readCommit(br pgx.BatchResults) (txn.LSN, error) {
 	tag, err := br.Exec()
 	if err != nil {
 		return 0, fmt.Errorf("commit: %w", err)
@@ -158,7 +165,7 @@ func (b *batchRun) commit(ctx context.Context) (txn.LSN, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read the commit position: %w", err)
 	}
-	return lsn, br.Close()
+	return lsn, nil
 }
 
 // batchRun is one attempt at a batch.
@@ -189,6 +196,10 @@ type batchRun struct {
 	// held is set while the savepoint of the last transaction the slow
 	// path applied is still open.
 	held bool
+	// committed is set once the fast path committed in its pipeline, at
+	// lsn.
+	committed bool
+	lsn       txn.LSN
 	// facts says, on the fast path, which tables writes may be coalesced
 	// in (see coalesce); rules caches what it makes of each.
 	facts map[string]mergeFact
@@ -483,11 +494,26 @@ func (b *batchRun) runFast(ctx context.Context, batch []*txn.Transaction) ([]sto
 		if err != nil {
 			return nil, err
 		}
-		// A conflict means another applier recorded one of the ids since
-		// the lookup: the slow path finds out which.
-		stmts = append([]stmt{{sql: sqlRecordApplied, args: []any{list}, check: checkCount, n: int64(len(ids)), op: -1}}, stmts...)
+		// It records every id or fails: a conflict (a unique violation)
+		// means another applier recorded one of the ids since the lookup,
+		// and the slow path finds out which.
+		stmts = append([]stmt{{sql: sqlRecordApplied, args: []any{list}, op: -1}}, stmts...)
 	}
-	res, err := b.send(ctx, merge(stmts))
+	stmts = merge(stmts)
+	if !anyChecked(stmts) {
+		// Nothing to verify before the commit: it rides in this pipeline,
+		// a round trip less (what a distant database costs most).
+		res, lsn, err := b.sendAndCommit(ctx, stmts)
+		if err != nil {
+			return nil, err
+		}
+		if res.at >= 0 {
+			return nil, errSlowPath
+		}
+		b.committed, b.lsn = true, lsn
+		return out, nil
+	}
+	res, err := b.send(ctx, stmts)
 	if err != nil {
 		return nil, err
 	}
@@ -495,6 +521,17 @@ func (b *batchRun) runFast(ctx context.Context, batch []*txn.Transaction) ([]sto
 		return nil, errSlowPath
 	}
 	return out, nil
+}
+
+// anyChecked reports whether a statement's command tag must be checked
+// (an update or delete that must find its row) before the commit.
+func anyChecked(stmts []stmt) bool {
+	for _, st := range stmts {
+		if st.check != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // runSlow runs each transaction of the batch in a savepoint of its own.
@@ -701,18 +738,28 @@ func batchOf(stmts []stmt) *pgx.Batch {
 // read reads the results of the pipeline of stmts sent as br, and closes
 // it.
 func (b *batchRun) read(ctx context.Context, br pgx.BatchResults, stmts []stmt) (sendResult, error) {
-	res := sendResult{at: -1}
+	return b.settleResults(ctx, br, stmts, results(br, stmts))
+}
+
+// results reads the results of stmts, the first statements of the
+// pipeline br, up to the first that failed or failed its check.
+func results(br pgx.BatchResults, stmts []stmt) sendResult {
 	for i, st := range stmts {
 		tag, err := br.Exec()
 		if err != nil {
-			res = sendResult{at: i, err: err}
-			break
+			return sendResult{at: i, err: err}
 		}
 		if n := tag.RowsAffected(); (st.check == checkRow && n == 0) || (st.check == checkCount && n != st.n) {
-			res = sendResult{at: i}
-			break
+			return sendResult{at: i}
 		}
 	}
+	return sendResult{at: -1}
+}
+
+// settleResults closes br, whose statements stmts gave res, and notes
+// what went into the statement cache; a transient failure is the returned
+// error.
+func (b *batchRun) settleResults(ctx context.Context, br pgx.BatchResults, stmts []stmt, res sendResult) (sendResult, error) {
 	closeErr := br.Close()
 	if res.at < 0 && closeErr != nil {
 		res = sendResult{at: len(stmts) - 1, err: closeErr}
@@ -740,6 +787,41 @@ func (b *batchRun) noteCache(stmts []stmt, ok bool) {
 			delete(b.ran, st.sql)
 		}
 	}
+}
+
+// sendAndCommit runs stmts, none of which has a check, then COMMIT and
+// the commit's position, in one pipeline. If a statement fails, the
+// database skips the rest of the pipeline, the commit with it, and the
+// transaction is left to roll back.
+func (b *batchRun) sendAndCommit(ctx context.Context, stmts []stmt) (sendResult, txn.LSN, error) {
+	pb := batchOf(stmts)
+	pb.Queue(sqlCommit)
+	pb.Queue(sqlCommitLSN)
+	br := b.c.SendBatch(ctx, pb)
+	res := results(br, stmts)
+	var (
+		lsn       txn.LSN
+		commitErr error
+	)
+	if res.at < 0 {
+		lsn, commitErr = readCommit(br)
+	}
+	res, err := b.settleResults(ctx, br, stmts, res)
+	if err != nil {
+		return sendResult{}, 0, err
+	}
+	if res.at >= 0 {
+		return res, 0, nil
+	}
+	if commitErr != nil {
+		if _, permanent := classify(commitErr); permanent && ctx.Err() == nil {
+			// A deferred constraint refused the commit: the slow path
+			// checks each at once.
+			return sendResult{at: len(stmts), err: commitErr}, 0, nil
+		}
+		return sendResult{}, 0, commitErr
+	}
+	return res, lsn, nil
 }
 
 // sendAll runs spool's own statements, every failure of which fails the
