@@ -17,7 +17,10 @@
 //
 // A batch is one database transaction, on one of two paths.
 //
-// The fast path takes two pipelines (pgx.Batch) and a commit. The first
+// The fast path takes two pipelines (pgx.Batch) and a commit, which rides
+// in the second when none of its statements needs its row count checked
+// first (see anyChecked): a batch of inserts and upserts takes two round
+// trips, a distant database's main cost. The first
 // begins the transaction, records the fencing token (store.Gate.Fence) and
 // looks up which transactions of the batch earlier runs applied or
 // dead-lettered; while the database works on it, the operations are turned
@@ -48,7 +51,9 @@
 // A transient failure (see classify) on either path rolls the whole batch
 // back and is returned. The commit and the read of its position in the WAL
 // (Outcome.LSN, which the replication watcher compares with the replicas'
-// replay positions) share the last round trip.
+// replay positions) share the last round trip; a commit in the second
+// pipeline that a deferred constraint refuses sends the batch down the
+// slow path, like any permanent failure of its statements.
 //
 // Dead letters keep their attempts across retries (Transaction.RetryOf),
 // the time of the first failure, the retry that replaced them and who
