@@ -69,6 +69,27 @@ func (s *stages) ObserveStage(stage string, d time.Duration) {
 	}
 }
 
+// open returns a SQLite store with a table obs (id text, n integer) and
+// an empty local log, closed when the test ends.
+func open(t *testing.T) (*sqlite.Store, *filelog.Log) {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "spool.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Exec(t.Context(), "create table obs (id text primary key, n integer)"); err != nil {
+		t.Fatal(err)
+	}
+	lg, err := filelog.Open(filepath.Join(dir, "log"), filelog.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lg.Close() })
+	return st, lg
+}
+
 // slowAck is a log whose acknowledgements take a while, as Redis's may.
 type slowAck struct{ txlog.Log }
 
@@ -85,20 +106,7 @@ func (l slowAck) Ack(ctx context.Context, entries []txlog.Entry) error {
 // once, and the acknowledgements' times are the slow log's.
 func TestReportedInOrderAndAckedByStop(t *testing.T) {
 	ctx := t.Context()
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "spool.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Exec(ctx, "create table obs (id text primary key, n integer)"); err != nil {
-		t.Fatal(err)
-	}
-	lg, err := filelog.Open(filepath.Join(dir, "log"), filelog.Config{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lg.Close()
+	st, lg := open(t)
 	sink := &recorder{}
 	obs := &stages{}
 	ap, err := applier.New(applier.Config{BatchSize: 7, BatchTimeout: -1, Observer: obs}, slowAck{lg}, st, sink, nil)
@@ -182,20 +190,7 @@ func (s *heldStore) batches() []int {
 // twenty-one, not the one it closed with.
 func TestBatchTopUp(t *testing.T) {
 	ctx := t.Context()
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "spool.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Exec(ctx, "create table obs (id text primary key, n integer)"); err != nil {
-		t.Fatal(err)
-	}
-	lg, err := filelog.Open(filepath.Join(dir, "log"), filelog.Config{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lg.Close()
+	st, lg := open(t)
 	held := &heldStore{Store: st, release: make(chan struct{})}
 	sink := &recorder{}
 	ap, err := applier.New(applier.Config{BatchSize: 100, BatchTimeout: 10 * time.Millisecond}, lg, held, sink, nil)

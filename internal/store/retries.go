@@ -68,6 +68,32 @@ func (r RetryTargets) Admit(t *txn.Transaction) error {
 	return nil
 }
 
+// Rows are a query's rows, as both database/sql and pgx give them.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// Read adds to r the dead letters of rows: each the dead letter's id, the
+// transaction that retried it ("" if none) and whether it was dropped.
+func (r RetryTargets) Read(rows Rows) error {
+	for rows.Next() {
+		var (
+			id string
+			dl RetryTarget
+		)
+		if err := rows.Scan(&id, &dl.RetriedAs, &dl.Dropped); err != nil {
+			return fmt.Errorf("retried dead letters: %w", err)
+		}
+		r[id] = dl
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("retried dead letters: %w", err)
+	}
+	return nil
+}
+
 // RetriedIDs returns the dead letters the retries of batch name, each
 // once; nil if the batch holds no retry (most batches).
 func RetriedIDs(batch []*txn.Transaction) []string {

@@ -340,26 +340,14 @@ func retriedList(batch []*txn.Transaction) (string, error) {
 	return arrayLiteral(schema.UUID, ids)
 }
 
+// readRetryTargets reads the result of sqlRetryTargets into b.retries.
 func (b *batchRun) readRetryTargets(br pgx.BatchResults) error {
 	rows, err := br.Query()
 	if err != nil {
 		return fmt.Errorf("look up retried dead letters: %w", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var (
-			id string
-			dl store.RetryTarget
-		)
-		if err := rows.Scan(&id, &dl.RetriedAs, &dl.Dropped); err != nil {
-			return fmt.Errorf("look up retried dead letters: %w", err)
-		}
-		b.retries[id] = dl
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("look up retried dead letters: %w", err)
-	}
-	return nil
+	return b.retries.Read(rows)
 }
 
 // verdict is what the gate and earlier runs say of a transaction before it

@@ -295,17 +295,7 @@ func (b *batchRun) lookupRetries(ctx context.Context, batch []*txn.Transaction) 
 		return fmt.Errorf("retried dead letters: %w", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var (
-			id string
-			dl store.RetryTarget
-		)
-		if err := rows.Scan(&id, &dl.RetriedAs, &dl.Dropped); err != nil {
-			return fmt.Errorf("retried dead letters: %w", err)
-		}
-		b.retries[id] = dl
-	}
-	return rows.Err()
+	return b.retries.Read(rows)
 }
 
 // deadLetter records t as failed with cause, in the batch's transaction,
