@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -47,6 +48,13 @@ const (
 	// retried (see store.RetryTargets).
 	sqlRetryTargets = `select txn_id::text, coalesce(retried_as::text, ''), dropped_at is not null
 		from spool_dead_letters where txn_id = any($1::uuid[]) for update`
+	// sqlFenced and sqlDeadBefore are the checks of the one-round-trip
+	// path (see runFast) as statements: each fails with a division by
+	// zero where the first round trip would have read, respectively, a
+	// newer fencing token than ours, and a transaction of the batch that
+	// an earlier run dead-lettered.
+	sqlFenced     = `select 1 / (select count(*) from spool_fence where log = $1 and token = $2)::int`
+	sqlDeadBefore = `select 1 / (case when exists (select 1 from spool_dead_letters where txn_id = any($1::uuid[])) then 0 else 1 end)`
 	// sqlDropSuperseded drops the dead letter of a superseded retry.
 	sqlDropSuperseded = `update spool_dead_letters set dropped_at = now(), dropped_by = $2 where txn_id = $1`
 	// sqlCommitLSN is the commit's position in the WAL, or past it: the
@@ -68,6 +76,11 @@ var errUncached = errors.New("a statement left the statement cache")
 // rolled back and the batch runs again with a savepoint per transaction.
 var errSlowPath = errors.New("a transaction of the batch failed permanently")
 
+// errSeenBefore says the fast path's one round trip met a transaction an
+// earlier run applied or dead-lettered: the attempt is rolled back and
+// the fast path runs again, looking them up first.
+var errSeenBefore = errors.New("a transaction of the batch was run before")
+
 // ApplyBatch applies the batch in one database transaction; see
 // store.Store and the package documentation for the two paths.
 func (s *Store) ApplyBatch(ctx context.Context, batch []*txn.Transaction, gate store.Gate) ([]store.Outcome, error) {
@@ -85,12 +98,15 @@ func (s *Store) ApplyBatch(ctx context.Context, batch []*txn.Transaction, gate s
 	}
 	defer pc.Release()
 	ran := make(map[string]bool)
-	out, err := s.attempt(ctx, pc, batch, gate, false, ran)
+	out, err := s.attempt(ctx, pc, batch, gate, fastLean, ran)
+	if errors.Is(err, errSeenBefore) {
+		out, err = s.attempt(ctx, pc, batch, gate, fastLookup, ran)
+	}
 	if errors.Is(err, errSlowPath) {
-		out, err = s.attempt(ctx, pc, batch, gate, true, ran)
+		out, err = s.attempt(ctx, pc, batch, gate, slowPath, ran)
 	}
 	if errors.Is(err, errUncached) {
-		out, err = s.attempt(ctx, pc, batch, gate, true, nil)
+		out, err = s.attempt(ctx, pc, batch, gate, slowPath, nil)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("apply batch: %w", err)
@@ -98,11 +114,24 @@ func (s *Store) ApplyBatch(ctx context.Context, batch []*txn.Transaction, gate s
 	return out, nil
 }
 
-// attempt runs the batch once, on the fast or the slow path, in a database
+// path is how an attempt runs a batch.
+type path int
+
+const (
+	// fastLean is the fast path in one round trip where it can be (see
+	// runFast).
+	fastLean path = iota
+	// fastLookup is the fast path that looks up earlier runs first.
+	fastLookup
+	slowPath
+)
+
+// attempt runs the batch once, on the given path, in a database
 // transaction of its own, and commits it.
 // ran, if not nil, collects the statements that ran on the connection.
-func (s *Store) attempt(ctx context.Context, pc *pgxpool.Conn, batch []*txn.Transaction, gate store.Gate, slow bool, ran map[string]bool) ([]store.Outcome, error) {
-	b := &batchRun{s: s, c: pc.Conn(), gate: gate, slow: slow, ran: ran,
+func (s *Store) attempt(ctx context.Context, pc *pgxpool.Conn, batch []*txn.Transaction, gate store.Gate, p path, ran map[string]bool) ([]store.Outcome, error) {
+	slow := p == slowPath
+	b := &batchRun{s: s, c: pc.Conn(), gate: gate, slow: slow, lean: p == fastLean && !s.noLean, ran: ran,
 		sql: make(map[stmtKey]string), shapes: make(map[string]*insertShape)}
 	defer rollback(ctx, b.c) // a no-op after commit
 	var (
@@ -178,6 +207,8 @@ type batchRun struct {
 	busyErr error
 	gate    store.Gate
 	slow    bool
+	// lean asks the fast path for one round trip where it can (runFast).
+	lean bool
 	// sql and shapes cache the SQL text of operations, and the shape of
 	// inserts by their SQL, for the attempt.
 	sql    map[stmtKey]string
@@ -411,11 +442,20 @@ func (b *batchRun) judge(t *txn.Transaction, o *store.Outcome) (verdict, error) 
 // transactions one by one, and tells the gate of each failure before it is
 // asked about the next transaction.
 func (b *batchRun) runFast(ctx context.Context, batch []*txn.Transaction) ([]store.Outcome, error) {
-	finish, err := b.start(ctx, batch)
-	if err != nil {
-		return nil, err
+	var head []stmt // the lean path's first statements
+	if b.lean && b.leanFits(batch) {
+		var err error
+		if head, err = b.leanHead(batch); err != nil {
+			return nil, err
+		}
+		b.applied, b.dead, b.retries = map[string]bool{}, map[string]error{}, store.RetryTargets{}
+	} else {
+		finish, err := b.start(ctx, batch)
+		if err != nil {
+			return nil, err
+		}
+		b.busy = finish // the connection is busy with the first pipeline
 	}
-	b.busy = finish // the connection is busy with the first pipeline
 	plans := make([][]stmt, len(batch))
 	planned := make(map[string]bool, len(batch))
 	for i, t := range batch {
@@ -487,7 +527,7 @@ func (b *batchRun) runFast(ctx context.Context, batch []*txn.Transaction) ([]sto
 		// and the slow path finds out which.
 		stmts = append([]stmt{{sql: sqlRecordApplied, args: []any{list}, op: -1}}, stmts...)
 	}
-	stmts = merge(stmts)
+	stmts = append(head, merge(stmts)...)
 	if !anyChecked(stmts) {
 		// Nothing to verify before the commit: it rides in this pipeline,
 		// a round trip less (what a distant database costs most).
@@ -496,7 +536,7 @@ func (b *batchRun) runFast(ctx context.Context, batch []*txn.Transaction) ([]sto
 			return nil, err
 		}
 		if res.at >= 0 {
-			return nil, errSlowPath
+			return nil, b.leanFailure(res, stmts, len(head))
 		}
 		b.committed, b.lsn = true, lsn
 		return out, nil
@@ -506,9 +546,54 @@ func (b *batchRun) runFast(ctx context.Context, batch []*txn.Transaction) ([]sto
 		return nil, err
 	}
 	if res.at >= 0 {
-		return nil, errSlowPath
+		return nil, b.leanFailure(res, stmts, len(head))
 	}
 	return out, nil
+}
+
+// leanFits reports whether the batch can take the lean path: it holds no
+// retry (whose dead letters must be read first) and touches no row twice
+// (coalescing reads its facts first).
+func (b *batchRun) leanFits(batch []*txn.Transaction) bool {
+	return len(store.RetriedIDs(batch)) == 0 && (b.s.noCoalesce || !repeats(batch))
+}
+
+// leanHead returns the statements that open the lean path's pipeline: the
+// transaction's start, the fencing token recorded and checked, and the
+// check that no transaction of the batch was dead-lettered before. A
+// transaction applied before is caught by spool_applied's key.
+func (b *batchRun) leanHead(batch []*txn.Transaction) ([]stmt, error) {
+	ids := make([]any, len(batch))
+	for i, t := range batch {
+		ids[i] = t.ID
+	}
+	list, err := arrayLiteral(schema.UUID, ids)
+	if err != nil {
+		return nil, err
+	}
+	head := []stmt{{sql: sqlBegin, op: -1}}
+	if log, token, fenced := b.fence(); fenced {
+		head = append(head, stmt{sql: sqlFence, args: []any{log, token}, op: -1}, stmt{sql: sqlFenced, args: []any{log, token}, op: -1})
+	}
+	return append(head, stmt{sql: sqlDeadBefore, args: []any{list}, op: -1}), nil
+}
+
+// leanFailure is the error of a fast path whose pipeline stmts failed at
+// res.at, after a head of n statements (0 unless the path was lean):
+// fenced out, a transaction run before (the fast path runs again with its
+// lookup), or a permanent failure of the batch (the slow path).
+func (b *batchRun) leanFailure(res sendResult, stmts []stmt, n int) error {
+	var pe *pgconn.PgError
+	switch {
+	case res.at < n && stmts[res.at].sql == sqlFenced:
+		log, token, _ := b.fence()
+		return fmt.Errorf("log %q, token %d: %w", log, token, store.ErrFenced)
+	case res.at < n:
+		return errSeenBefore // sqlDeadBefore, or the start itself
+	case n > 0 && res.at == n && stmts[n].sql == sqlRecordApplied && errors.As(res.err, &pe) && pe.Code == pgerrcode.UniqueViolation:
+		return errSeenBefore // spool_applied holds one of the ids
+	}
+	return errSlowPath
 }
 
 // anyChecked reports whether a statement's command tag must be checked

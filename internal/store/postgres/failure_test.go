@@ -79,6 +79,7 @@ func obsBatch(n int) []*txn.Transaction {
 func TestTerminatedMidBatch(t *testing.T) {
 	t.Parallel()
 	s, url := setup(t)
+	s.noLean = true // the gate is asked once the transaction has begun
 	ctx := t.Context()
 	admin := connect(t, url)
 	terminate := func(*txn.Transaction) {
@@ -180,11 +181,16 @@ func TestPrimaryRestart(t *testing.T) {
 
 // TestFencingTwoStores runs two appliers of one log, on two stores, with
 // tokens 1 and 2. Whichever holds the fence row makes the other wait; once
-// the newer lease has committed, the older is fenced out.
+// the newer lease has committed, the older is fenced out, on the fast path
+// that looks up earlier runs first and on the lean one.
 func TestFencingTwoStores(t *testing.T) {
 	t.Parallel()
 	s2, url := setup(t) // the newer lease
 	s1 := openStore(t, url)
+	// The hooks below run from the gate once the fence row is held: the
+	// lean path asks the gate before it sends anything, so these two
+	// appliers look up earlier runs first, until the older turns lean.
+	s1.noLean, s2.noLean = true, true
 	ctx := t.Context()
 	admin := connect(t, url)
 	gate := func(token int64) *hookGate { return &hookGate{log: "site-a", token: token} }
@@ -246,6 +252,10 @@ func TestFencingTwoStores(t *testing.T) {
 		newDone <- err
 	}()
 	<-inside // s2 has recorded its token and holds the fence row
+	// The older applier now sends its batch in one pipeline, fence check
+	// and commit included: it waits on the row all the same, and the check
+	// fails it once the newer has committed.
+	s1.noLean = false
 	old2 := obsBatch(5)
 	go func() {
 		_, err := s1.ApplyBatch(ctx, old2, gate(1))
@@ -346,4 +356,72 @@ func TestClosed(t *testing.T) {
 	if _, permanent := classify(err); permanent {
 		t.Fatalf("%v classified permanent", err)
 	}
+}
+
+// TestLeanPath runs batches on the fast path's one round trip alone: a
+// new batch commits in it; a batch run before, applied or dead-lettered,
+// fails it with errSeenBefore and nothing of it is written, and
+// ApplyBatch then finds each transaction's fate by looking it up; a lease
+// older than the fence's is fenced out.
+func TestLeanPath(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx := t.Context()
+	pc, err := s.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Release()
+	lean := func(batch []*txn.Transaction, g store.Gate) ([]store.Outcome, error) {
+		return s.attempt(ctx, pc, batch, g, fastLean, nil)
+	}
+
+	batch := obsBatch(5)
+	out, err := lean(batch, nil)
+	if err != nil {
+		t.Fatalf("a new batch on the lean path: %v", err)
+	}
+	for i, o := range out {
+		if o.Err != nil || o.Duplicate || o.LSN == 0 {
+			t.Errorf("transaction %d: %+v, want applied with a commit position", i, o)
+		}
+	}
+	wantAll(t, s, batch)
+
+	more := obsBatch(2)
+	if _, err := lean(append(more, batch[3]), nil); !errors.Is(err, errSeenBefore) {
+		t.Fatalf("a batch with an applied transaction: %v, want errSeenBefore", err)
+	}
+	wantNothing(t, s, more)
+	out, err = s.ApplyBatch(ctx, append(more, batch[3]), nil)
+	if err != nil || out[0].Err != nil || out[1].Err != nil || !out[2].Duplicate {
+		t.Fatalf("the same through ApplyBatch: %+v, %v; want two applied and a duplicate", out, err)
+	}
+
+	taken := obsTx(txn.NewID(), "code", "taken")
+	storetest.MustApply(t, s, taken)
+	dead := obsTx(txn.NewID(), "code", "taken")
+	if out, err := s.ApplyBatch(ctx, []*txn.Transaction{dead}, nil); err != nil || out[0].Err == nil {
+		t.Fatalf("a unique violation: %+v, %v; want it dead-lettered", out, err)
+	}
+	fresh := obsBatch(1)
+	if _, err := lean(append(fresh, dead), nil); !errors.Is(err, errSeenBefore) {
+		t.Fatalf("a batch with a dead letter: %v, want errSeenBefore", err)
+	}
+	wantNothing(t, s, fresh)
+	out, err = s.ApplyBatch(ctx, append(fresh, dead), nil)
+	var prior *priorFailure
+	if err != nil || out[0].Err != nil || !errors.As(out[1].Err, &prior) {
+		t.Fatalf("the same through ApplyBatch: %+v, %v; want applied, then the earlier failure", out, err)
+	}
+
+	newer := &hookGate{log: "lean", token: 2}
+	if _, err := lean(obsBatch(1), newer); err != nil {
+		t.Fatal(err)
+	}
+	older := obsBatch(1)
+	if _, err := lean(older, &hookGate{log: "lean", token: 1}); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("an older lease: %v, want ErrFenced", err)
+	}
+	wantNothing(t, s, older)
 }

@@ -51,6 +51,10 @@ type Store struct {
 	stale atomic.Bool
 	// noCoalesce turns write coalescing off (the benchmark's baseline).
 	noCoalesce bool
+	// noLean makes the fast path look up earlier runs in a round trip of
+	// its own, before it asks the gate (tests that act from the gate on
+	// a transaction already begun).
+	noLean bool
 
 	closeOnce sync.Once
 }
