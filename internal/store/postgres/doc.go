@@ -20,7 +20,13 @@
 // The fast path takes two pipelines (pgx.Batch) and a commit, which rides
 // in the second when none of its statements needs its row count checked
 // first (see anyChecked): a batch of inserts and upserts takes two round
-// trips, a distant database's main cost. The first
+// trips, a distant database's main cost. It first tries one (the lean
+// path, leanHead): the second pipeline alone, opened by the begin, the
+// fence and checks that fail in the database where the first pipeline's
+// results would have stopped the batch (a newer fencing token, a
+// transaction dead-lettered before; one applied before fails
+// spool_applied's key). If one fails, the batch is fenced out, or runs
+// again with the first pipeline. The first
 // begins the transaction, records the fencing token (store.Gate.Fence) and
 // looks up which transactions of the batch earlier runs applied or
 // dead-lettered; while the database works on it, the operations are turned
