@@ -76,10 +76,11 @@ var errUncached = errors.New("a statement left the statement cache")
 // rolled back and the batch runs again with a savepoint per transaction.
 var errSlowPath = errors.New("a transaction of the batch failed permanently")
 
-// errSeenBefore says the fast path's one round trip met a transaction an
-// earlier run applied or dead-lettered: the attempt is rolled back and
-// the fast path runs again, looking them up first.
-var errSeenBefore = errors.New("a transaction of the batch was run before")
+// errLookupFirst says the fast path's one round trip cannot settle the
+// batch: it met a transaction an earlier run applied or dead-lettered, or
+// one the gate refuses. The attempt is rolled back, and the fast path
+// runs again, looking up earlier runs first.
+var errLookupFirst = errors.New("the batch needs its earlier runs looked up first")
 
 // ApplyBatch applies the batch in one database transaction; see
 // store.Store and the package documentation for the two paths.
@@ -99,7 +100,7 @@ func (s *Store) ApplyBatch(ctx context.Context, batch []*txn.Transaction, gate s
 	defer pc.Release()
 	ran := make(map[string]bool)
 	out, err := s.attempt(ctx, pc, batch, gate, fastLean, ran)
-	if errors.Is(err, errSeenBefore) {
+	if errors.Is(err, errLookupFirst) {
 		out, err = s.attempt(ctx, pc, batch, gate, fastLookup, ran)
 	}
 	if errors.Is(err, errSlowPath) {
@@ -391,6 +392,9 @@ const (
 	failedBefore // dead-lettered earlier, or earlier in this batch
 	refused
 	superseded // a retry of a dead letter retried or dropped already
+	// leanRefused: the gate refuses it on the lean path, which then gives
+	// way to the lookup (errLookupFirst).
+	leanRefused
 )
 
 // judge consults earlier runs and the gate about t, records what it
@@ -416,6 +420,11 @@ func (b *batchRun) judge(t *txn.Transaction, o *store.Outcome) (verdict, error) 
 	}
 	if b.gate != nil {
 		if reason := b.gate.Admit(t); reason != nil {
+			if b.lean {
+				// Perhaps a transaction run before, which the lookup never
+				// asks the gate about: tell the gate nothing yet.
+				return leanRefused, reason
+			}
 			b.dead[t.ID] = reason
 			b.failed(t, reason)
 			o.Err = reason
@@ -489,6 +498,8 @@ func (b *batchRun) runFast(ctx context.Context, batch []*txn.Transaction) ([]sto
 		switch v {
 		case duplicate, failedBefore:
 			continue
+		case leanRefused:
+			return nil, errLookupFirst
 		case refused:
 			st, err := deadLetterStmt(t, reason, "")
 			if err != nil {
@@ -589,9 +600,9 @@ func (b *batchRun) leanFailure(res sendResult, stmts []stmt, n int) error {
 		log, token, _ := b.fence()
 		return fmt.Errorf("log %q, token %d: %w", log, token, store.ErrFenced)
 	case res.at < n:
-		return errSeenBefore // sqlDeadBefore, or the start itself
+		return errLookupFirst // sqlDeadBefore, or the start itself
 	case n > 0 && res.at == n && stmts[n].sql == sqlRecordApplied && errors.As(res.err, &pe) && pe.Code == pgerrcode.UniqueViolation:
-		return errSeenBefore // spool_applied holds one of the ids
+		return errLookupFirst // spool_applied holds one of the ids
 	}
 	return errSlowPath
 }

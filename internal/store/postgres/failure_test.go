@@ -360,7 +360,7 @@ func TestClosed(t *testing.T) {
 
 // TestLeanPath runs batches on the fast path's one round trip alone: a
 // new batch commits in it; a batch run before, applied or dead-lettered,
-// fails it with errSeenBefore and nothing of it is written, and
+// fails it with errLookupFirst and nothing of it is written, and
 // ApplyBatch then finds each transaction's fate by looking it up; a lease
 // older than the fence's is fenced out.
 func TestLeanPath(t *testing.T) {
@@ -389,8 +389,8 @@ func TestLeanPath(t *testing.T) {
 	wantAll(t, s, batch)
 
 	more := obsBatch(2)
-	if _, err := lean(append(more, batch[3]), nil); !errors.Is(err, errSeenBefore) {
-		t.Fatalf("a batch with an applied transaction: %v, want errSeenBefore", err)
+	if _, err := lean(append(more, batch[3]), nil); !errors.Is(err, errLookupFirst) {
+		t.Fatalf("a batch with an applied transaction: %v, want errLookupFirst", err)
 	}
 	wantNothing(t, s, more)
 	out, err = s.ApplyBatch(ctx, append(more, batch[3]), nil)
@@ -405,8 +405,8 @@ func TestLeanPath(t *testing.T) {
 		t.Fatalf("a unique violation: %+v, %v; want it dead-lettered", out, err)
 	}
 	fresh := obsBatch(1)
-	if _, err := lean(append(fresh, dead), nil); !errors.Is(err, errSeenBefore) {
-		t.Fatalf("a batch with a dead letter: %v, want errSeenBefore", err)
+	if _, err := lean(append(fresh, dead), nil); !errors.Is(err, errLookupFirst) {
+		t.Fatalf("a batch with a dead letter: %v, want errLookupFirst", err)
 	}
 	wantNothing(t, s, fresh)
 	out, err = s.ApplyBatch(ctx, append(fresh, dead), nil)
@@ -424,4 +424,36 @@ func TestLeanPath(t *testing.T) {
 		t.Fatalf("an older lease: %v, want ErrFenced", err)
 	}
 	wantNothing(t, s, older)
+
+	// A transaction the gate refuses may be one run before, which the
+	// lookup never asks the gate about: the lean path tells the gate
+	// nothing and gives way.
+	refused := obsBatch(2)
+	g := &refuseGate{refuse: refused[1].ID, log: "lean", token: 2}
+	if _, err := lean(refused, g); !errors.Is(err, errLookupFirst) || g.failed != nil {
+		t.Fatalf("a refusal on the lean path: %v, failures told %v; want errLookupFirst and none", err, g.failed)
+	}
+	wantNothing(t, s, refused)
+	out, err = s.ApplyBatch(ctx, refused, g)
+	if err != nil || out[0].Err != nil || out[1].Err == nil || len(g.failed) != 1 {
+		t.Fatalf("the same through ApplyBatch: %+v, %v, failures told %v; want applied, then refused", out, err, g.failed)
+	}
 }
+
+// refuseGate refuses one transaction and records the failures it is told.
+type refuseGate struct {
+	refuse string
+	failed []string
+	log    string
+	token  int64
+}
+
+func (g *refuseGate) Admit(tx *txn.Transaction) error {
+	if tx.ID == g.refuse {
+		return errors.New("refused by the test")
+	}
+	return nil
+}
+
+func (g *refuseGate) Failed(tx *txn.Transaction, _ error) { g.failed = append(g.failed, tx.ID) }
+func (g *refuseGate) Fence() (string, int64)              { return g.log, g.token }
