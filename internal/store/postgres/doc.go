@@ -26,7 +26,9 @@
 // results would have stopped the batch (a newer fencing token, a
 // transaction dead-lettered before; one applied before fails
 // spool_applied's key). If one fails, the batch is fenced out, or runs
-// again with the first pipeline. The first
+// again with the first pipeline; so does a batch with a transaction the
+// gate refuses, before the gate is told of it (it may have run before).
+// The first
 // begins the transaction, records the fencing token (store.Gate.Fence) and
 // looks up which transactions of the batch earlier runs applied or
 // dead-lettered; while the database works on it, the operations are turned
