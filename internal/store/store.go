@@ -52,7 +52,9 @@ type Store interface {
 // Admit before each transaction of a batch and Failed after each that failed.
 type Gate interface {
 	// Admit returns nil to run tx, or the reason it must fail unrun (it
-	// depends on a transaction that failed).
+	// depends on a transaction that failed). A store may ask about a
+	// transaction again in one ApplyBatch (an attempt given up and run
+	// another way); the answer must follow from what Failed told.
 	Admit(tx *txn.Transaction) error
 	// Failed is told of each transaction that failed permanently.
 	Failed(tx *txn.Transaction, err error)
