@@ -410,7 +410,21 @@ func (g *Gateway) Status(ctx context.Context, id string) (status.Status, bool, e
 		}
 	}
 	// With a shared log another process applies: ask the database, then
-	// what this process knows.
+	// what this process knows, then the database again: the transaction
+	// may have committed and left the overlay between the two.
+	st, ok, err := g.stored(ctx, id)
+	if ok || err != nil || g.local != nil {
+		return st, ok, err // a local log's process asked known above
+	}
+	if st, ok, err := g.known(ctx, id); ok || err != nil {
+		return st, ok, err
+	}
+	return g.stored(ctx, id)
+}
+
+// stored tells what the database holds of transaction id: applied (and
+// replicated, if every replica has it) or dead-lettered.
+func (g *Gateway) stored(ctx context.Context, id string) (status.Status, bool, error) {
 	at, ok, err := g.store.Applied(ctx, id)
 	if err != nil {
 		return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
@@ -434,10 +448,7 @@ func (g *Gateway) Status(ctx context.Context, id string) (status.Status, bool, e
 	case !errors.Is(err, store.ErrNotFound):
 		return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
 	}
-	if g.local != nil {
-		return status.Status{}, false, nil // asked above
-	}
-	return g.known(ctx, id)
+	return status.Status{}, false, nil
 }
 
 // known tells what this process knows of transaction id without the
