@@ -408,16 +408,17 @@ func (g *Gateway) Status(ctx context.Context, id string) (status.Status, bool, e
 		if s, ok, err := g.known(ctx, id); ok || err != nil {
 			return s, ok, err
 		}
+		return g.stored(ctx, id)
 	}
 	// With a shared log another process applies: ask the database, then
-	// what this process knows, then the database again: the transaction
-	// may have committed and left the overlay between the two.
-	st, ok, err := g.stored(ctx, id)
-	if ok || err != nil || g.local != nil {
-		return st, ok, err // a local log's process asked known above
+	// what this process knows, then the database again: a transaction
+	// leaves the overlay only once committed, so one found in neither
+	// committed between the two looks.
+	if s, ok, err := g.stored(ctx, id); ok || err != nil {
+		return s, ok, err
 	}
-	if st, ok, err := g.known(ctx, id); ok || err != nil {
-		return st, ok, err
+	if s, ok, err := g.known(ctx, id); ok || err != nil {
+		return s, ok, err
 	}
 	return g.stored(ctx, id)
 }

@@ -601,7 +601,7 @@ func (b *batchRun) leanFailure(res sendResult, stmts []stmt, n int) error {
 		return fmt.Errorf("log %q, token %d: %w", log, token, store.ErrFenced)
 	case res.at < n:
 		return errLookupFirst // sqlDeadBefore, or the start itself
-	case n > 0 && res.at == n && stmts[n].sql == sqlRecordApplied && errors.As(res.err, &pe) && pe.Code == pgerrcode.UniqueViolation:
+	case n > 0 && res.at == n && n < len(stmts) && stmts[n].sql == sqlRecordApplied && errors.As(res.err, &pe) && pe.Code == pgerrcode.UniqueViolation:
 		return errLookupFirst // spool_applied holds one of the ids
 	}
 	return errSlowPath
@@ -876,34 +876,24 @@ func (b *batchRun) noteCache(stmts []stmt, ok bool) {
 // sendAndCommit runs stmts, none of which has a check, then COMMIT and
 // the commit's position, in one pipeline. If a statement fails, the
 // database skips the rest of the pipeline, the commit with it, and the
-// transaction is left to roll back.
+// transaction is left to roll back. A commit refused for good (a deferred
+// constraint) is reported at len(stmts), past the statements.
 func (b *batchRun) sendAndCommit(ctx context.Context, stmts []stmt) (sendResult, txn.LSN, error) {
 	pb := batchOf(stmts)
 	pb.Queue(sqlCommit)
 	pb.Queue(sqlCommitLSN)
 	br := b.c.SendBatch(ctx, pb)
 	res := results(br, stmts)
-	var (
-		lsn       txn.LSN
-		commitErr error
-	)
+	var lsn txn.LSN
 	if res.at < 0 {
-		lsn, commitErr = readCommit(br)
+		var err error
+		if lsn, err = readCommit(br); err != nil {
+			res = sendResult{at: len(stmts), err: err}
+		}
 	}
 	res, err := b.settleResults(ctx, br, stmts, res)
 	if err != nil {
 		return sendResult{}, 0, err
-	}
-	if res.at >= 0 {
-		return res, 0, nil
-	}
-	if commitErr != nil {
-		if _, permanent := classify(commitErr); permanent && ctx.Err() == nil {
-			// A deferred constraint refused the commit: the slow path
-			// checks each at once.
-			return sendResult{at: len(stmts), err: commitErr}, 0, nil
-		}
-		return sendResult{}, 0, commitErr
 	}
 	return res, lsn, nil
 }
