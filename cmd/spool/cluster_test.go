@@ -269,22 +269,9 @@ func TestClusterRetryOnce(t *testing.T) {
 	client := &http.Client{Timeout: 30 * time.Second}
 	call := func(method, url, body string, want int) map[string]any {
 		t.Helper()
-		req, err := http.NewRequest(method, url, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		res, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		var out map[string]any
-		if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
-			t.Fatalf("%s %s: %v", method, url, err)
-		}
-		if res.StatusCode != want {
-			t.Fatalf("%s %s: %d %v, want %d", method, url, res.StatusCode, out, want)
+		code, out, err := doJSON(client, method, url, body)
+		if err != nil || code != want {
+			t.Fatalf("%s %s: %d %v (%v), want %d", method, url, code, out, err, want)
 		}
 		return out
 	}

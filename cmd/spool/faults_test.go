@@ -339,7 +339,20 @@ func (l *rowLoad) checkReads(c *http.Client, url string, n int, skip map[string]
 
 // getJSON fetches url and decodes its JSON body into a map.
 func getJSON(c *http.Client, url string) (int, map[string]any, error) {
-	res, err := c.Get(url)
+	return doJSON(c, http.MethodGet, url, "")
+}
+
+// doJSON sends a request with a JSON body (none if "") and decodes the
+// JSON it answers into a map.
+func doJSON(c *http.Client, method, url, body string) (int, map[string]any, error) {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := c.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

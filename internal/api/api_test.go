@@ -488,10 +488,7 @@ func TestRateLimit(t *testing.T) {
 // with an audit record.
 func TestDeadLetterQueue(t *testing.T) {
 	t.Parallel()
-	e := setup(t, "")
-	e.startApplier()
-	first := e.must(201, "POST", "/v1/tables/instruments", `{"code":"dup","name":"first"}`)
-	e.waitState(first.body["transaction_id"].(string), "applied")
+	e := setupDeadLetters(t)
 	a, b, c := e.poison("a"), e.poison("b"), e.poison("c")
 
 	l := e.must(200, "GET", "/v1/dlq?table=instruments&code=SQLITE_CONSTRAINT", "")
@@ -563,10 +560,7 @@ func TestDeadLetterQueue(t *testing.T) {
 // settles: the process answers 409 at once, naming the queued retry.
 func TestRetryQueuedOnce(t *testing.T) {
 	t.Parallel()
-	e := setup(t, "")
-	e.startApplier()
-	first := e.must(201, "POST", "/v1/tables/instruments", `{"code":"dup","name":"first"}`)
-	e.waitState(first.body["transaction_id"].(string), "applied")
+	e := setupDeadLetters(t)
 	id := e.poison("second")
 	e.ap.Stop() // the retry stays queued
 	fix := `{"operations":[{"op":"insert","table":"instruments","values":{"code":"other","name":"second"}}]}`
@@ -585,6 +579,17 @@ func TestRetryQueuedOnce(t *testing.T) {
 	if d := e.depth(); d != 1 {
 		t.Fatalf("log depth %d, want the one retry", d)
 	}
+}
+
+// setupDeadLetters returns an env whose applier runs and whose database
+// holds instrument "dup", for poison.
+func setupDeadLetters(t *testing.T) *env {
+	t.Helper()
+	e := setup(t, "")
+	e.startApplier()
+	first := e.must(201, "POST", "/v1/tables/instruments", `{"code":"dup","name":"first"}`)
+	e.waitState(first.body["transaction_id"].(string), "applied")
+	return e
 }
 
 // poison inserts instrument "dup" again, named name, and returns the
