@@ -14,6 +14,7 @@ package status
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spoolgw/spool/internal/txn"
@@ -49,10 +50,17 @@ type Counters struct {
 // Tracker holds transaction states and wakes waiters on changes.
 type Tracker struct {
 	retain int
+	// queued is counted outside mu: every write counts itself, and must
+	// not queue behind the applier's reports.
+	queued atomic.Int64
 
-	mu       sync.Mutex
-	m        map[string]*Status
-	finished []string // ring of finished ids, oldest first, for eviction
+	mu sync.Mutex
+	m  map[string]*Status
+	// finished is a ring of the ids of the last retain finished
+	// transactions; next is where the next one goes, over the oldest once
+	// the ring is full.
+	finished []string
+	next     int
 	counts   Counters
 	rate     rateWindow
 }
@@ -69,17 +77,15 @@ func New(retain int) *Tracker {
 // Queued counts a transaction that is in the log (or about to be). It
 // keeps nothing of it: see the package documentation.
 func (t *Tracker) Queued() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.counts.Queued++
+	t.queued.Add(1)
 }
 
 // Forget takes back a transaction whose append failed: it is not counted,
 // and anyone waiting for it stops.
 func (t *Tracker) Forget(id string) {
+	t.queued.Add(-1)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.counts.Queued--
 	if s, ok := t.m[id]; ok && s.State == txn.Queued {
 		delete(t.m, id)
 		close(s.waiters)
@@ -134,15 +140,20 @@ func (t *Tracker) Advance(id string, state txn.State, at time.Time, lsn txn.LSN,
 	close(s.waiters)
 	s.waiters = make(chan struct{})
 	if state.Done() {
-		t.finished = append(t.finished, id)
-		if len(t.finished) > t.retain {
-			drop := len(t.finished) - t.retain
-			for _, old := range t.finished[:drop] {
-				delete(t.m, old)
-			}
-			t.finished = append(t.finished[:0], t.finished[drop:]...)
-		}
+		t.remember(id)
 	}
+}
+
+// remember puts id, just finished, in the ring of finished transactions;
+// when the ring is full, the oldest leaves it and the tracker.
+func (t *Tracker) remember(id string) {
+	if len(t.finished) < t.retain {
+		t.finished = append(t.finished, id)
+		return
+	}
+	delete(t.m, t.finished[t.next])
+	t.finished[t.next] = id
+	t.next = (t.next + 1) % t.retain
 }
 
 // Get returns what the tracker knows of id.
@@ -208,8 +219,10 @@ func (t *Tracker) watch(id string, pending func() bool) bool {
 // Counters returns the totals since start.
 func (t *Tracker) Counters() Counters {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.counts
+	c := t.counts
+	t.mu.Unlock()
+	c.Queued = t.queued.Load()
+	return c
 }
 
 // Rate returns transactions processed per second over the last RateWindow.

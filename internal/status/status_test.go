@@ -106,15 +106,19 @@ func TestForgetStopsWaiter(t *testing.T) {
 
 func TestRetainBoundsFinished(t *testing.T) {
 	tr := New(3)
-	ids := make([]string, 5)
+	// Around the ring of finished transactions more than twice.
+	ids := make([]string, 8)
 	for i := range ids {
 		ids[i] = txn.NewID()
 		tr.Advance(ids[i], txn.Replicated, time.Now(), 1, nil, "")
 	}
 	for i, id := range ids {
-		if _, ok := tr.Get(id); ok != (i >= 2) {
-			t.Errorf("transaction %d known: %v, want %v", i, ok, i >= 2)
+		if _, ok := tr.Get(id); ok != (i >= 5) {
+			t.Errorf("transaction %d known: %v, want %v", i, ok, i >= 5)
 		}
+	}
+	if len(tr.m) != 3 {
+		t.Errorf("the tracker holds %d transactions, want 3", len(tr.m))
 	}
 }
 
@@ -126,5 +130,24 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 5s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// BenchmarkAdvance is the applier's report of one committed transaction to
+// a tracker that remembers DefaultRetain finished ones already, as it does
+// after the first minute of a steady load.
+func BenchmarkAdvance(b *testing.B) {
+	tr := New(DefaultRetain)
+	ids := make([]string, DefaultRetain+b.N)
+	for i := range ids {
+		ids[i] = txn.NewID()
+	}
+	at := time.Now()
+	for _, id := range ids[:DefaultRetain] {
+		tr.Advance(id, txn.Replicated, at, 1, nil, "")
+	}
+	b.ResetTimer()
+	for _, id := range ids[DefaultRetain:] {
+		tr.Advance(id, txn.Replicated, at, 1, nil, "")
 	}
 }
