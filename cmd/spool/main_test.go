@@ -314,7 +314,7 @@ func TestServeHelpAndBadFlags(t *testing.T) {
 	if err == nil {
 		t.Fatal("--help must exit non-zero")
 	}
-	for _, want := range []string{"-listen", "-data-dir", "-database", "-schema", "-tables", "-batch-size", "-batch-timeout", "SPOOL_DATA_DIR"} {
+	for _, want := range []string{"-listen", "-data-dir", "-database", "-schema", "-tables", "-batch-size", "-batch-timeout", "-applied-retention", "SPOOL_DATA_DIR"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("serve --help lacks %q:\n%s", want, out)
 		}
@@ -328,5 +328,9 @@ func TestServeHelpAndBadFlags(t *testing.T) {
 	out, err = exec.Command(binary, "serve", "--data-dir", t.TempDir(), "--database", "mysql://x").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--database") {
 		t.Fatalf("an unknown database must fail naming the flag: %v\n%s", err, out)
+	}
+	out, err = exec.Command(binary, "serve", "--data-dir", t.TempDir(), "--applied-retention", "10m").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--applied-retention 10m0s: at least 1h0m0s") {
+		t.Fatalf("a retention below an hour must fail naming the flag and the least: %v\n%s", err, out)
 	}
 }

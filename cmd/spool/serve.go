@@ -49,6 +49,7 @@ type serveConfig struct {
 	batchSize       int
 	batchTimeout    time.Duration
 	applyTimeout    time.Duration
+	retention       time.Duration
 	shutdownTimeout time.Duration
 	logLevel        string
 	highMark        int64
@@ -61,6 +62,11 @@ type serveConfig struct {
 	pprofListen     string
 	overlayMemory   int
 }
+
+// MinAppliedRetention is the least --applied-retention: a margin far
+// above a clock's error and the local log's checkpoint lag (see
+// applier.Config.AppliedRetention).
+const MinAppliedRetention = time.Hour
 
 // DefaultShutdownTimeout bounds the drain at shutdown: long enough to apply
 // a healthy backlog, short enough for a service manager's stop timeout.
@@ -81,6 +87,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.batchSize, "batch-size", applier.DefaultBatchSize, "most transactions applied in one database transaction")
 	fs.DurationVar(&c.batchTimeout, "batch-timeout", applier.DefaultBatchTimeout, "how long a partial batch waits for more after its first transaction")
 	fs.DurationVar(&c.applyTimeout, "apply-timeout", applier.DefaultAttemptTimeout, "how long one attempt at a batch may take before it is cut off and retried (a database that stopped answering)")
+	fs.DurationVar(&c.retention, "applied-retention", applier.DefaultAppliedRetention, "how long spool_applied keeps the record of an applied transaction, which answers GET /v1/transactions/{id} once this process has forgotten it and makes a transaction delivered twice apply once; older records are deleted hourly, never while the log may deliver their transaction again (at least 1h; 0: keep every record)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long shutdown waits to drain the log into the database")
 	fs.IntVar(&c.overlayMemory, "overlay-memory", overlay.DefaultMaxOps, "pending changes the overlay of a local log holds in memory; those beyond go to DATA-DIR/overlay-spill.db until the backlog drains, so a long database outage costs a bounded heap (0: no bound, all in memory)")
 	fs.Int64Var(&c.highMark, "log-high-mark", 0, "`bytes` of buffered log over which writes get 503 until it drains below --log-low-mark (0: no limit)")
@@ -167,6 +174,13 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	if c.highMark > 0 && c.lowMark == 0 {
 		c.lowMark = c.highMark * 4 / 5
 	}
+	retention := c.retention
+	switch {
+	case retention == 0:
+		retention = -1 // for ever
+	case retention < MinAppliedRetention:
+		return fmt.Errorf("--applied-retention %v: at least %v (or 0 to keep every record)", c.retention, MinAppliedRetention)
+	}
 	if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -224,7 +238,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	var ap *applier.Applier
 	if c.role != roleAPI {
 		ap, err = applier.New(applier.Config{BatchSize: c.batchSize, BatchTimeout: c.batchTimeout, AttemptTimeout: c.applyTimeout, LogName: c.logName, Lease: lease,
-			Observer: newApplierMetrics(reg)}, lg, st, gw, logger)
+			Observer: newApplierMetrics(reg), AppliedRetention: retention}, lg, st, gw, logger)
 		if err != nil {
 			return err
 		}

@@ -71,6 +71,13 @@ type Config struct {
 	// Observer, when set, is told the size and the stages' times of every
 	// committed batch (default: nobody).
 	Observer Observer
+	// AppliedRetention is how long spool_applied keeps the record of an
+	// applied transaction at least (default DefaultAppliedRetention;
+	// negative: for ever). The applier deletes older records while it
+	// applies, every PruneEvery (default DefaultPruneEvery), but never
+	// those the log may still deliver (see pruneOnce).
+	AppliedRetention time.Duration
+	PruneEvery       time.Duration
 }
 
 // The stages of a batch, as an Observer is told of them.
@@ -142,6 +149,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Observer == nil {
 		c.Observer = noObserver{}
+	}
+	if c.AppliedRetention == 0 {
+		c.AppliedRetention = DefaultAppliedRetention
+	}
+	if c.PruneEvery <= 0 {
+		c.PruneEvery = DefaultPruneEvery
 	}
 	return nil
 }
@@ -330,6 +343,8 @@ func (a *Applier) pause(ctx context.Context, attempt int, err error) {
 func (a *Applier) term(ctx context.Context, token int64) error {
 	fin := a.startFinisher()
 	defer fin.close()
+	stopPruner := a.startPruner(ctx)
+	defer stopPruner()
 	next := a.claimAhead(ctx)
 	defer func() { next.abandon() }()
 	for attempt := 1; ; attempt++ {

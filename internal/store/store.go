@@ -42,6 +42,13 @@ type Store interface {
 
 	// Applied tells whether transaction id was applied, and when.
 	Applied(ctx context.Context, id string) (at time.Time, ok bool, err error)
+	// PruneApplied deletes from spool_applied the records of at most
+	// limit transactions applied before appliedBefore whose ids sort
+	// below idBefore (ids are UUIDv7: they sort by the millisecond they
+	// were made; see txn.FirstIDAt), and returns how many it deleted. A
+	// transaction whose record is gone would be applied again if the log
+	// delivered it again: the caller picks bounds the log is past.
+	PruneApplied(ctx context.Context, appliedBefore time.Time, idBefore string, limit int) (int64, error)
 	// DeadLetter returns the dead letter of transaction id, if any.
 	DeadLetter(ctx context.Context, id string) (*DeadLetter, error)
 

@@ -70,6 +70,19 @@ func IDTime(id string) time.Time {
 	return time.Unix(sec, nsec).UTC()
 }
 
+// FirstIDAt returns the least id NewID can make at t, to the millisecond:
+// every id made before that millisecond sorts below it, as text and as a
+// UUID (its first 48 bits are the milliseconds since 1970).
+func FirstIDAt(t time.Time) string {
+	var u uuid.UUID
+	ms := uint64(max(t.UnixMilli(), 0))
+	for i := range 6 {
+		u[i] = byte(ms >> (40 - 8*i))
+	}
+	u[6], u[8] = 0x70, 0x80 // version 7, RFC 9562 variant
+	return u.String()
+}
+
 // ValidID reports whether s is a UUID in its canonical text form.
 func ValidID(s string) bool {
 	if len(s) != 36 {

@@ -254,6 +254,19 @@ func (s *Store) Applied(ctx context.Context, id string) (time.Time, bool, error)
 	return at.UTC(), true, nil
 }
 
+// PruneApplied deletes the records of at most limit transactions applied
+// before appliedBefore with ids below idBefore (see store.Store); the
+// primary key's order finds them.
+func (s *Store) PruneApplied(ctx context.Context, appliedBefore time.Time, idBefore string, limit int) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `delete from spool_applied where txn_id in (
+		select txn_id from spool_applied where txn_id < $1::uuid and applied_at < $2 order by txn_id limit $3)`,
+		idBefore, appliedBefore, limit)
+	if err != nil {
+		return 0, fmt.Errorf("prune spool_applied: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // deadLetterColumns are the columns scanDeadLetter reads, in its order.
 const deadLetterColumns = `tx::text, error, code, failed_at, attempts, coalesce(first_failed_at, failed_at),
 	retried_as::text, dropped_at, dropped_by`

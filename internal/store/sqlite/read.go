@@ -164,6 +164,24 @@ func (s *Store) scan(ctx context.Context, t *schema.Table, text string, args []a
 	return out, rows.Err()
 }
 
+// PruneApplied deletes the records of at most limit transactions applied
+// before appliedBefore with ids below idBefore (see store.Store). The
+// key's order finds them; applied_at, text at a fixed width, compares as
+// the times it holds.
+func (s *Store) PruneApplied(ctx context.Context, appliedBefore time.Time, idBefore string, limit int) (int64, error) {
+	res, err := s.wdb.ExecContext(ctx, `delete from spool_applied where txn_id in (
+		select txn_id from spool_applied where txn_id < ? and applied_at < ? order by txn_id limit ?)`,
+		idBefore, appliedBefore.UTC().Format(schema.TimeFormat), limit)
+	if err != nil {
+		return 0, fmt.Errorf("prune spool_applied: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("prune spool_applied: %w", err)
+	}
+	return n, nil
+}
+
 // Applied tells whether transaction id was applied, and when.
 func (s *Store) Applied(ctx context.Context, id string) (time.Time, bool, error) {
 	var at string

@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Fencing", testFencing},
 		{"DeadLetterReplay", testDeadLetterReplay},
 		{"SupersededRetries", testSupersededRetries},
+		{"PruneApplied", testPruneApplied},
 		{"Transient", testTransient},
 		{"Coalescing", testCoalescing},
 		{"CoalescedPoison", testCoalescedPoison},

@@ -1,0 +1,78 @@
+package applier_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// TestPruneApplied runs the applier with a retention of 30 ms, pruning
+// every 20 ms, while the log holds transaction c, claimed but held in the
+// database. The record of a, applied and made 50 ms before c, goes; that
+// of b, applied and made after c, stays for as long as c is in the log,
+// though it is older than the retention: a crash now would deliver c
+// again, and b with it if it were in the log. Once c is applied and
+// acknowledged, b's record goes too.
+func TestPruneApplied(t *testing.T) {
+	ctx := t.Context()
+	st, lg := open(t)
+	insert := func(key string) *txn.Transaction {
+		return &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "obs", ID: key,
+			Values: map[string]any{"id": key, "n": int64(1)}}}}
+	}
+	applied := func(tx *txn.Transaction) bool {
+		t.Helper()
+		_, ok, err := st.Applied(ctx, tx.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not after 10 s", what)
+			}
+		}
+	}
+
+	a := insert("a")
+	if _, err := st.ApplyBatch(ctx, []*txn.Transaction{a}, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	c := insert("c")
+	if _, err := lg.Append(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	b := insert("b")
+	if _, err := st.ApplyBatch(ctx, []*txn.Transaction{b}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	held := &heldStore{Store: st, release: make(chan struct{})}
+	ap, err := applier.New(applier.Config{AppliedRetention: 30 * time.Millisecond, PruneEvery: 20 * time.Millisecond},
+		lg, held, &recorder{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ap.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer ap.Stop()
+	release := sync.OnceFunc(func() { close(held.release) })
+	defer release() // before Stop, if the test fails while c is held
+	waitFor("a's record pruned", func() bool { return !applied(a) })
+	time.Sleep(200 * time.Millisecond) // ten more prunings
+	if !applied(b) {
+		t.Fatal("b's record was pruned while c, older, was still in the log")
+	}
+	release()
+	waitFor("c applied", func() bool { return len(held.batches()) == 1 && applied(c) })
+	waitFor("b's record pruned once c left the log", func() bool { return !applied(b) })
+}

@@ -1,0 +1,51 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// testPruneApplied deletes the records of transactions applied before one
+// bound and with ids below the other, the least ids first, at most limit
+// at a time, and no other. A transaction whose record is gone runs again
+// if it comes again: that is what the caller's bounds must rule out.
+func testPruneApplied(t *testing.T, f *fixture) {
+	var txs []*txn.Transaction
+	for _, target := range []string{"M1", "M2", "M3"} {
+		txs = append(txs, tx(insertObs(txn.NewID(), schema.Row{"target": target})))
+		time.Sleep(2 * time.Millisecond) // ids of distinct milliseconds
+	}
+	f.mustApply(txs...)
+	prune := func(appliedBefore time.Time, idBefore string, limit int, want int64) {
+		t.Helper()
+		n, err := f.s.PruneApplied(f.ctx, appliedBefore, idBefore, limit)
+		if err != nil || n != want {
+			t.Fatalf("PruneApplied(%v, %s, %d) = %d, %v; want %d", appliedBefore, idBefore, limit, n, err, want)
+		}
+	}
+	later := time.Now().Add(time.Minute) // after every apply
+
+	// Applied after the first bound: none goes, whatever their ids.
+	prune(time.Now().Add(-time.Hour), txn.FirstIDAt(later), 100, 0)
+	// Below the second: the least id first, limit at a time.
+	prune(later, txs[2].ID, 1, 1)
+	f.wantApplied(txs[0].ID, false)
+	f.wantApplied(txs[1].ID, true)
+	prune(later, txs[2].ID, 100, 1)
+	f.wantApplied(txs[1].ID, false)
+	f.wantApplied(txs[2].ID, true)
+	prune(later, txs[2].ID, 100, 0)
+
+	// txs[0]'s record is gone: delivered again, it runs again (its
+	// insert now finds its row) instead of being skipped as a duplicate.
+	out := f.apply(nil, txs[0], txs[2])
+	if out[0].Duplicate || out[0].Err == nil {
+		t.Errorf("transaction whose record was pruned: outcome %+v, want it run again (and refused: its row exists)", out[0])
+	}
+	if !out[1].Duplicate {
+		t.Errorf("transaction whose record was kept: outcome %+v, want a duplicate", out[1])
+	}
+}
