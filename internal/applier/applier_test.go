@@ -163,9 +163,19 @@ func TestReportedInOrderAndAckedByStop(t *testing.T) {
 type heldStore struct {
 	*sqlite.Store
 	release chan struct{}
+	once    sync.Once
 	mu      sync.Mutex
 	sizes   []int
 }
+
+func newHeldStore(st *sqlite.Store) *heldStore {
+	return &heldStore{Store: st, release: make(chan struct{})}
+}
+
+// Release lets the first batch go. Safe to call twice: a test defers it
+// after the applier's Stop, which would otherwise wait for the batch for
+// ever if the test failed while it was held.
+func (s *heldStore) Release() { s.once.Do(func() { close(s.release) }) }
 
 func (s *heldStore) ApplyBatch(ctx context.Context, batch []*txn.Transaction, gate store.Gate) ([]store.Outcome, error) {
 	s.mu.Lock()
@@ -191,7 +201,7 @@ func (s *heldStore) batches() []int {
 func TestBatchTopUp(t *testing.T) {
 	ctx := t.Context()
 	st, lg := open(t)
-	held := &heldStore{Store: st, release: make(chan struct{})}
+	held := newHeldStore(st)
 	sink := &recorder{}
 	ap, err := applier.New(applier.Config{BatchSize: 100, BatchTimeout: 10 * time.Millisecond}, lg, held, sink, nil)
 	if err != nil {
@@ -201,6 +211,7 @@ func TestBatchTopUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ap.Stop()
+	defer held.Release()
 	n := 0
 	add := func() {
 		t.Helper()
@@ -221,7 +232,7 @@ func TestBatchTopUp(t *testing.T) {
 	for range 20 {
 		add()
 	}
-	close(held.release)
+	held.Release()
 	for deadline := time.Now().Add(30 * time.Second); len(sink.reported()) < n; {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of %d transactions reported after 30 s", len(sink.reported()), n)

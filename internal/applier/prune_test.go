@@ -1,7 +1,6 @@
 package applier_test
 
 import (
-	"sync"
 	"testing"
 	"time"
 
@@ -55,7 +54,7 @@ func TestPruneApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	held := &heldStore{Store: st, release: make(chan struct{})}
+	held := newHeldStore(st)
 	ap, err := applier.New(applier.Config{AppliedRetention: 30 * time.Millisecond, PruneEvery: 20 * time.Millisecond},
 		lg, held, &recorder{}, nil)
 	if err != nil {
@@ -65,14 +64,13 @@ func TestPruneApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ap.Stop()
-	release := sync.OnceFunc(func() { close(held.release) })
-	defer release() // before Stop, if the test fails while c is held
+	defer held.Release()
 	waitFor("a's record pruned", func() bool { return !applied(a) })
 	time.Sleep(200 * time.Millisecond) // ten more prunings
 	if !applied(b) {
 		t.Fatal("b's record was pruned while c, older, was still in the log")
 	}
-	release()
+	held.Release()
 	waitFor("c applied", func() bool { return len(held.batches()) == 1 && applied(c) })
 	waitFor("b's record pruned once c left the log", func() bool { return !applied(b) })
 }
