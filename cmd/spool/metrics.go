@@ -40,6 +40,7 @@ var (
 	descApplied      = prometheus.NewDesc("spool_transactions_applied_total", "Transactions this process saw applied since it started.", nil, nil)
 	descFailed       = prometheus.NewDesc("spool_transactions_dead_lettered_total", "Transactions this process saw dead-lettered since it started.", nil, nil)
 	descBackoff      = prometheus.NewDesc("spool_applier_failed_attempts", "Failed attempts in a row of the applier (0: applying normally).", nil, nil)
+	descPruned       = prometheus.NewDesc("spool_applied_records_pruned_total", "Records of applied transactions this process's applier deleted from spool_applied (older than --applied-retention).", nil, nil)
 	descReplicaUp    = prometheus.NewDesc("spool_replica_up", "Whether the replica answered its last poll.", []string{"replica"}, nil)
 	descReplicaLag   = prometheus.NewDesc("spool_replica_lag_bytes", "WAL bytes the replica has yet to replay.", []string{"replica"}, nil)
 	descReplWaiting  = prometheus.NewDesc("spool_replication_waiting_transactions", "Applied transactions not yet on every replica.", nil, nil)
@@ -94,6 +95,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descFailed, float64(n.Failed))
 	if c.applier != nil {
 		gauge(descBackoff, float64(c.applier.Backoff().Attempt))
+		counter(descPruned, float64(c.applier.Pruned()))
 	}
 	if c.replication != nil {
 		s := c.replication.Status()

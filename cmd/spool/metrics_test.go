@@ -55,6 +55,7 @@ func TestMetrics(t *testing.T) {
 		"spool_transactions_applied_total 3",
 		"spool_transactions_dead_lettered_total 0",
 		"spool_applier_failed_attempts 0",
+		"spool_applied_records_pruned_total 0",
 		`spool_applier_stage_duration_seconds_bucket{stage="apply",le="+Inf"} `,
 		`spool_applier_stage_duration_seconds_count{stage="ack"} `,
 		"spool_applier_batch_transactions_sum 3",

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spoolgw/spool/internal/store"
@@ -190,6 +191,7 @@ type Applier struct {
 	cancel  context.CancelCauseFunc
 	done    chan struct{}
 	backoff BackoffState
+	pruned  atomic.Int64 // records of spool_applied deleted
 }
 
 // BackoffState says whether the applier is waiting after a transient failure.

@@ -51,6 +51,7 @@ func (a *Applier) startPruner(ctx context.Context) (stop func()) {
 			case <-t.C:
 			}
 			n, err := a.pruneOnce(ctx, time.Now())
+			a.pruned.Add(n)
 			switch {
 			case err != nil && ctx.Err() == nil:
 				a.logger.Warn("applier: prune spool_applied; trying again later", "pruned", n, "err", err)
@@ -62,6 +63,10 @@ func (a *Applier) startPruner(ctx context.Context) (stop func()) {
 	}()
 	return func() { cancel(); <-done }
 }
+
+// Pruned returns how many records of spool_applied this applier has
+// deleted since it started.
+func (a *Applier) Pruned() int64 { return a.pruned.Load() }
 
 // errFound stops a walk of the log at its first entry.
 var errFound = errors.New("found")

@@ -73,4 +73,7 @@ func TestPruneApplied(t *testing.T) {
 	held.Release()
 	waitFor("c applied", func() bool { return len(held.batches()) == 1 && applied(c) })
 	waitFor("b's record pruned once c left the log", func() bool { return !applied(b) })
+	if n := ap.Pruned(); n < 2 {
+		t.Errorf("Pruned() = %d after a's and b's records went, want 2 or more", n)
+	}
 }
