@@ -21,7 +21,7 @@ const (
 	// DefaultPruneEvery is how often the applier prunes while it applies.
 	DefaultPruneEvery = time.Hour
 	// firstPrune is how long after a term starts the first pruning
-	// comes, at most: the start's redeliveries are applied by then.
+	// comes, at most: out of the way of the start.
 	firstPrune = time.Minute
 	// pruneChunk is how many records one statement deletes; pruneBreath
 	// is the pause between two, which leaves the database (SQLite's one
@@ -77,11 +77,14 @@ var errFound = errors.New("found")
 // skipped instead of applied twice, so it goes only once its transaction
 // is well behind the log: applied more than AppliedRetention ago, and
 // with an id (a UUIDv7, the time it was made) more than AppliedRetention
-// older than the oldest transaction the log still holds, or than now if
-// it holds none. A spool that was down for longer than the retention
-// thus keeps the records of what it will deliver again at its start; the
-// margin covers ids made by clocks apart and the local log's checkpoint,
-// which trails its acknowledgements by a second.
+// older than the oldest transaction the log still holds (or than now if
+// it holds none), and than that of every other log draining into the
+// database as its applier last recorded it. A spool that was down for
+// longer than the retention thus keeps the records of what it will
+// deliver again at its start; the margin covers ids made by clocks apart
+// and the local log's checkpoint, which trails its acknowledgements by a
+// second. A log that is retired for good holds the bound where it left
+// it until its row in spool_log_heads is deleted.
 func (a *Applier) pruneOnce(ctx context.Context, now time.Time) (int64, error) {
 	oldest := now
 	err := a.log.Pending(ctx, func(e txlog.Entry) error {
@@ -93,8 +96,15 @@ func (a *Applier) pruneOnce(ctx context.Context, now time.Time) (int64, error) {
 	if err != nil && !errors.Is(err, errFound) {
 		return 0, fmt.Errorf("find the log's oldest transaction: %w", err)
 	}
+	// Other logs (other sites) may drain into the same database, and
+	// spool_applied holds their records too: the bound is the earliest
+	// head of them all, as each log's applier last recorded it.
+	earliest, err := a.store.RecordLogHead(ctx, a.cfg.LogName, oldest)
+	if err != nil {
+		return 0, err
+	}
 	appliedBefore := now.Add(-a.cfg.AppliedRetention)
-	idBefore := txn.FirstIDAt(oldest.Add(-a.cfg.AppliedRetention))
+	idBefore := txn.FirstIDAt(earliest.Add(-a.cfg.AppliedRetention))
 	var total int64
 	for {
 		n, err := a.store.PruneApplied(ctx, appliedBefore, idBefore, pruneChunk)

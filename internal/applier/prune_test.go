@@ -77,3 +77,47 @@ func TestPruneApplied(t *testing.T) {
 		t.Errorf("Pruned() = %d after a's and b's records went, want 2 or more", n)
 	}
 }
+
+// TestPruneAppliedOtherLog: another log draining into the same database
+// recorded that it still holds a transaction made before a; a's record
+// stays, however old, until that log records a later head.
+func TestPruneAppliedOtherLog(t *testing.T) {
+	ctx := t.Context()
+	st, lg := open(t)
+	a := &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "obs", ID: "a",
+		Values: map[string]any{"id": "a", "n": int64(1)}}}}
+	if _, err := st.ApplyBatch(ctx, []*txn.Transaction{a}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RecordLogHead(ctx, "site-b", txn.IDTime(a.ID).Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	ap, err := applier.New(applier.Config{AppliedRetention: 30 * time.Millisecond, PruneEvery: 20 * time.Millisecond},
+		lg, st, &recorder{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ap.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer ap.Stop()
+	applied := func() bool {
+		_, ok, err := st.Applied(ctx, a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	time.Sleep(300 * time.Millisecond) // fifteen prunings
+	if !applied() {
+		t.Fatal("a's record was pruned while another log still held an older transaction")
+	}
+	if _, err := st.RecordLogHead(ctx, "site-b", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); applied(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a's record not pruned 10 s after the other log moved on")
+		}
+	}
+}

@@ -42,12 +42,19 @@ type Store interface {
 
 	// Applied tells whether transaction id was applied, and when.
 	Applied(ctx context.Context, id string) (at time.Time, ok bool, err error)
+	// RecordLogHead records that the oldest transaction log holds was
+	// made at oldest (now, if it holds none), and returns the earliest
+	// such time recorded for any log that drains into this database:
+	// spool_applied holds the records of them all, so none may go that
+	// a log still behind may deliver again.
+	RecordLogHead(ctx context.Context, log string, oldest time.Time) (earliest time.Time, err error)
 	// PruneApplied deletes from spool_applied the records of at most
 	// limit transactions applied before appliedBefore whose ids sort
 	// below idBefore (ids are UUIDv7: they sort by the millisecond they
 	// were made; see txn.FirstIDAt), and returns how many it deleted. A
-	// transaction whose record is gone would be applied again if the log
-	// delivered it again: the caller picks bounds the log is past.
+	// transaction whose record is gone would be applied again if a log
+	// delivered it again: the caller picks bounds every log is past
+	// (RecordLogHead).
 	PruneApplied(ctx context.Context, appliedBefore time.Time, idBefore string, limit int) (int64, error)
 	// DeadLetter returns the dead letter of transaction id, if any.
 	DeadLetter(ctx context.Context, id string) (*DeadLetter, error)

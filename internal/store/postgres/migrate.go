@@ -52,11 +52,18 @@ var migrations = []migration{
 			add column dropped_by      text`,
 		`create index spool_dead_letters_failed on spool_dead_letters (failed_at, txn_id)`,
 	}},
+	{version: 4, statements: []string{
+		`create table spool_log_heads (
+			log         text primary key,
+			oldest      timestamptz not null,
+			recorded_at timestamptz not null default now()
+		)`,
+	}},
 }
 
 // internalTables are spool's bookkeeping tables, hidden from the catalog.
 // spool_kv is not among them: spool writes it through the normal path.
-var internalTables = []string{"spool_migrations", "spool_applied", "spool_dead_letters", "spool_fence"}
+var internalTables = []string{"spool_migrations", "spool_applied", "spool_dead_letters", "spool_fence", "spool_log_heads"}
 
 // migrationLock is the key of the transaction-scoped advisory lock that
 // every migration holds, so that spool processes starting together apply

@@ -254,6 +254,22 @@ func (s *Store) Applied(ctx context.Context, id string) (time.Time, bool, error)
 	return at.UTC(), true, nil
 }
 
+// RecordLogHead records when the oldest transaction log holds was made,
+// and returns the earliest such time of any log (see store.Store).
+func (s *Store) RecordLogHead(ctx context.Context, log string, oldest time.Time) (time.Time, error) {
+	var earliest time.Time
+	err := s.pool.QueryRow(ctx, `with recorded as (
+			insert into spool_log_heads (log, oldest) values ($1, $2)
+			on conflict (log) do update set oldest = excluded.oldest, recorded_at = now()
+			returning oldest)
+		select least((select oldest from recorded), (select min(oldest) from spool_log_heads where log <> $1))`,
+		log, oldest).Scan(&earliest)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("record the head of log %s: %w", log, err)
+	}
+	return earliest.UTC(), nil
+}
+
 // PruneApplied deletes the records of at most limit transactions applied
 // before appliedBefore with ids below idBefore (see store.Store); the
 // primary key's order finds them.

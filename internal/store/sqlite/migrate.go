@@ -49,11 +49,17 @@ alter table spool_dead_letters add column retried_as text;
 alter table spool_dead_letters add column dropped_at text;
 alter table spool_dead_letters add column dropped_by text;
 create index spool_dead_letters_failed on spool_dead_letters (failed_at, txn_id);`},
+	{version: 4, sql: `
+create table spool_log_heads (
+	log         text primary key,
+	oldest      text not null, -- when the oldest transaction the log holds was made
+	recorded_at text not null
+);`},
 }
 
 // internalTables are spool's bookkeeping tables, hidden from the catalog.
 // spool_kv is not among them: spool writes it through the normal path.
-var internalTables = []string{"spool_migrations", "spool_applied", "spool_dead_letters", "spool_fence"}
+var internalTables = []string{"spool_migrations", "spool_applied", "spool_dead_letters", "spool_fence", "spool_log_heads"}
 
 // Migrate creates or upgrades spool's own tables. Each migration runs in its
 // own transaction together with its row in spool_migrations, so a crash

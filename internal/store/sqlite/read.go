@@ -164,6 +164,26 @@ func (s *Store) scan(ctx context.Context, t *schema.Table, text string, args []a
 	return out, rows.Err()
 }
 
+// RecordLogHead records when the oldest transaction log holds was made,
+// and returns the earliest such time of any log (see store.Store).
+func (s *Store) RecordLogHead(ctx context.Context, log string, oldest time.Time) (time.Time, error) {
+	now := time.Now().UTC().Format(schema.TimeFormat)
+	if _, err := s.wdb.ExecContext(ctx, `insert into spool_log_heads (log, oldest, recorded_at) values (?, ?, ?)
+		on conflict (log) do update set oldest = excluded.oldest, recorded_at = excluded.recorded_at`,
+		log, oldest.UTC().Format(schema.TimeFormat), now); err != nil {
+		return time.Time{}, fmt.Errorf("record the head of log %s: %w", log, err)
+	}
+	var earliest string
+	if err := s.wdb.QueryRowContext(ctx, `select min(oldest) from spool_log_heads`).Scan(&earliest); err != nil {
+		return time.Time{}, fmt.Errorf("read the logs' heads: %w", err)
+	}
+	t, err := time.Parse(schema.TimeFormat, earliest)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read the logs' heads: %w", err)
+	}
+	return t, nil
+}
+
 // PruneApplied deletes the records of at most limit transactions applied
 // before appliedBefore with ids below idBefore (see store.Store). The
 // key's order finds them; applied_at, text at a fixed width, compares as

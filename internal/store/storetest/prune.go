@@ -49,3 +49,21 @@ func testPruneApplied(t *testing.T, f *fixture) {
 		t.Errorf("transaction whose record was kept: outcome %+v, want a duplicate", out[1])
 	}
 }
+
+// testLogHeads records the heads of two logs: each recording returns the
+// earliest head of any log, its own just recorded included.
+func testLogHeads(t *testing.T, f *fixture) {
+	t0 := time.Now().UTC().Truncate(time.Millisecond).Add(-time.Hour)
+	record := func(log string, oldest, want time.Time) {
+		t.Helper()
+		got, err := f.s.RecordLogHead(f.ctx, log, oldest)
+		if err != nil || !got.Equal(want) {
+			t.Fatalf("RecordLogHead(%s, %v) = %v, %v; want %v", log, oldest, got, err, want)
+		}
+	}
+	record("a", t0.Add(time.Minute), t0.Add(time.Minute))
+	record("b", t0, t0)
+	record("a", t0.Add(2*time.Minute), t0)                    // b is still behind
+	record("b", t0.Add(3*time.Minute), t0.Add(2*time.Minute)) // now a is
+	record("a", t0.Add(-time.Minute), t0.Add(-time.Minute))   // a head moves back: a log reopened behind
+}

@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeadLetterReplay", testDeadLetterReplay},
 		{"SupersededRetries", testSupersededRetries},
 		{"PruneApplied", testPruneApplied},
+		{"LogHeads", testLogHeads},
 		{"Transient", testTransient},
 		{"Coalescing", testCoalescing},
 		{"CoalescedPoison", testCoalescedPoison},

@@ -97,7 +97,7 @@ func testCatalog(t *testing.T, f *fixture) {
 	if kv.Key == nil || kv.Key.Name != "key" || kv.Column("updated_at") == nil || kv.Column("updated_at").Kind != schema.Timestamp {
 		t.Errorf("spool_kv: key %+v, updated_at %+v; want key text, updated_at timestamp", kv.Key, kv.Column("updated_at"))
 	}
-	for _, internal := range []string{"spool_applied", "spool_dead_letters", "spool_migrations"} {
+	for _, internal := range []string{"spool_applied", "spool_dead_letters", "spool_migrations", "spool_fence", "spool_log_heads"} {
 		if _, err := f.cat.Table(internal); !errors.Is(err, schema.ErrUnknownTable) {
 			t.Errorf("catalog shows internal table %s (err %v)", internal, err)
 		}
