@@ -238,7 +238,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	var ap *applier.Applier
 	if c.role != roleAPI {
 		ap, err = applier.New(applier.Config{BatchSize: c.batchSize, BatchTimeout: c.batchTimeout, AttemptTimeout: c.applyTimeout, LogName: c.logName, Lease: lease,
-			Observer: newApplierMetrics(reg), AppliedRetention: retention}, lg, st, gw, logger)
+			Observer: newApplierMetrics(reg), AppliedRetention: retention, HeadName: headName(c)}, lg, st, gw, logger)
 		if err != nil {
 			return err
 		}
@@ -439,6 +439,21 @@ func (h logHealth) Healthy(ctx context.Context) error {
 }
 
 func (logHealth) WorkerActive() bool { return false }
+
+// headName names the log in spool_log_heads: a shared log by its name,
+// a local one by its host and directory, since local logs of several
+// hosts may drain into one database under the same --log-name.
+func headName(c *serveConfig) string {
+	if c.logURL != "local" {
+		return c.logName
+	}
+	host, _ := os.Hostname()
+	dir, err := filepath.Abs(filepath.Join(c.dataDir, "log"))
+	if err != nil {
+		dir = filepath.Join(c.dataDir, "log")
+	}
+	return "local:" + host + ":" + dir
+}
 
 func describeLog(c *serveConfig) string {
 	if c.logURL == "local" {

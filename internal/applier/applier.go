@@ -66,6 +66,12 @@ type Config struct {
 	AttemptTimeout time.Duration
 	// LogName names the log in fencing records (default "default").
 	LogName string
+	// HeadName names the log in spool_log_heads, where the pruning of
+	// spool_applied finds how far behind every log draining into the
+	// database is (default LogName). It must be unique among them: a
+	// shared log's name is, but local logs of several hosts may all be
+	// "default".
+	HeadName string
 	// Lease, when set, is acquired before applying and its fencing token
 	// checked at every commit; nil for a log only this process applies.
 	Lease Lease
@@ -147,6 +153,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.LogName == "" {
 		c.LogName = "default"
+	}
+	if c.HeadName == "" {
+		c.HeadName = c.LogName
 	}
 	if c.Observer == nil {
 		c.Observer = noObserver{}

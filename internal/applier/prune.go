@@ -99,7 +99,7 @@ func (a *Applier) pruneOnce(ctx context.Context, now time.Time) (int64, error) {
 	// Other logs (other sites) may drain into the same database, and
 	// spool_applied holds their records too: the bound is the earliest
 	// head of them all, as each log's applier last recorded it.
-	earliest, err := a.store.RecordLogHead(ctx, a.cfg.LogName, oldest)
+	earliest, err := a.store.RecordLogHead(ctx, a.cfg.HeadName, oldest)
 	if err != nil {
 		return 0, err
 	}
