@@ -140,3 +140,8 @@ func drainWork(batchSize int) ([][]*txn.Transaction, [][]any) {
 	}
 	return batches, rows
 }
+
+// BenchmarkPruneApplied: one pruning statement of 10,000 records.
+func BenchmarkPruneApplied(b *testing.B) {
+	storetest.BenchPruneApplied(b, openStore(b, newDatabase(b)))
+}

@@ -353,3 +353,14 @@ func TestStatementCacheBound(t *testing.T) {
 		t.Fatal("reset left statements behind")
 	}
 }
+
+// BenchmarkPruneApplied: one pruning statement of 10,000 records, which
+// holds SQLite's one writer for its time.
+func BenchmarkPruneApplied(b *testing.B) {
+	s, err := Open(context.Background(), filepath.Join(b.TempDir(), "spool.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storetest.BenchPruneApplied(b, s)
+}

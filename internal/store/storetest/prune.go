@@ -1,10 +1,12 @@
 package storetest
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/store"
 	"github.com/spoolgw/spool/internal/txn"
 )
 
@@ -66,4 +68,45 @@ func testLogHeads(t *testing.T, f *fixture) {
 	record("a", t0.Add(2*time.Minute), t0)                    // b is still behind
 	record("b", t0.Add(3*time.Minute), t0.Add(2*time.Minute)) // now a is
 	record("a", t0.Add(-time.Minute), t0.Add(-time.Minute))   // a head moves back: a log reopened behind
+}
+
+// BenchPruneApplied times PruneApplied deleting 10,000 records
+// from a spool_applied of that many more that it keeps (applied later):
+// how long one pruning statement holds the database. s must be migrated
+// and empty.
+func BenchPruneApplied(b *testing.B, s store.Store) {
+	const chunk = 10_000
+	ctx := context.Background()
+	fill := func(n int) {
+		b.Helper()
+		batch := make([]*txn.Transaction, 0, 500)
+		for range n {
+			batch = append(batch, &txn.Transaction{ID: txn.NewID()})
+			if len(batch) == cap(batch) {
+				MustApply(b, s, batch...)
+				batch = batch[:0]
+			}
+		}
+		if len(batch) > 0 {
+			MustApply(b, s, batch...)
+		}
+	}
+	for b.Loop() {
+		b.StopTimer()
+		fill(chunk)
+		time.Sleep(10 * time.Millisecond) // applied before the bound
+		bound := time.Now()
+		time.Sleep(10 * time.Millisecond)
+		fill(chunk) // applied after it: kept
+		b.StartTimer()
+		n, err := s.PruneApplied(ctx, bound, txn.FirstIDAt(time.Now().Add(time.Hour)), chunk)
+		if err != nil || n != chunk {
+			b.Fatalf("PruneApplied = %d, %v; want %d", n, err, chunk)
+		}
+		b.StopTimer()
+		if _, err := s.PruneApplied(ctx, time.Now().Add(time.Hour), txn.FirstIDAt(time.Now().Add(time.Hour)), 2*chunk); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
 }
