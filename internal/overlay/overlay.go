@@ -266,8 +266,10 @@ func (o *Overlay) Withdraw(ctx context.Context, depends func(table, key string, 
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var ids []string
+	seen := make(map[string]bool) // the transactions in ids
 	consider := func(table, key string, op Op) {
-		if !slices.Contains(ids, op.Tx) && depends(table, key, op) {
+		if !seen[op.Tx] && depends(table, key, op) {
+			seen[op.Tx] = true
 			ids = append(ids, op.Tx)
 		}
 	}

@@ -122,3 +122,22 @@ func BenchmarkMergeTable(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkWithdraw: the 500 dependents of failed transactions (the
+// changes to 100 rows of 4,000, five each) leave an overlay of 20,000
+// pending transactions, its tier in memory full.
+func BenchmarkWithdraw(b *testing.B) {
+	for b.Loop() {
+		b.StopTimer()
+		o := New()
+		for i := range 20_000 {
+			key := fmt.Sprint(i % 4000)
+			o.Add(ctx, tx(fmt.Sprint("t", i), op(txn.Update, key, schema.Row{"x": int64(i)})))
+		}
+		b.StartTimer()
+		ids, err := o.Withdraw(ctx, func(table, key string, op Op) bool { return len(key) == 3 && key[0] == '1' })
+		if err != nil || len(ids) != 500 {
+			b.Fatalf("withdrew %d, %v; want 500", len(ids), err)
+		}
+	}
+}
