@@ -26,7 +26,7 @@ type spill struct {
 	db   *sql.DB
 	path string
 	// Prepared statements of the hot paths.
-	insert, rowOps, txExists, deleteTx *sql.Stmt
+	insert, rowOps, txExists, evictTxs *sql.Stmt
 	// ops and txns count what the tier holds: Add asks ops at every
 	// write. The rows it holds are listed, by the file's triggers, in
 	// its table rows, which Stats counts.
@@ -101,7 +101,7 @@ func openSpill(ctx context.Context, path string) (*spill, error) {
 		{&s.insert, `insert into ops (tx, tbl, key, kind, vals) values (?, ?, ?, ?, ?)`},
 		{&s.rowOps, `select tx, kind, vals from ops where tbl = ? and key = ? order by seq`},
 		{&s.txExists, `select exists (select 1 from ops where tx = ?)`},
-		{&s.deleteTx, `delete from ops where tx = ?`},
+		{&s.evictTxs, `delete from ops where tx in (select value from json_each(?)) returning tx`},
 	} {
 		if *p.st, err = db.PrepareContext(ctx, p.sql); err != nil {
 			db.Close()
@@ -167,34 +167,35 @@ func (s *spill) has(ctx context.Context, id string) (bool, error) {
 	return ok, nil
 }
 
-// evict removes the changes of the transactions ids, all or none; ids
-// the tier does not hold are skipped.
+// evict removes the changes of the transactions ids, all or none, in one
+// statement; ids the tier does not hold are skipped.
 func (s *spill) evict(ctx context.Context, ids []string) error {
-	sqlTx, err := s.db.BeginTx(ctx, nil)
+	list, err := json.Marshal(ids)
 	if err != nil {
 		return fmt.Errorf("overlay spill: evict: %w", err)
 	}
-	defer sqlTx.Rollback() //nolint:errcheck // a no-op after commit
-	del := sqlTx.StmtContext(ctx, s.deleteTx)
-	ops, txns := 0, 0
-	for _, id := range ids {
-		res, err := del.ExecContext(ctx, id)
-		if err != nil {
-			return fmt.Errorf("overlay spill: evict %s: %w", id, err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("overlay spill: evict %s: %w", id, err)
-		}
-		if n > 0 {
-			ops, txns = ops+int(n), txns+1
-		}
+	// One statement for them all; each change it deletes names its
+	// transaction, to count them.
+	rs, err := s.evictTxs.QueryContext(ctx, list)
+	if err != nil {
+		return fmt.Errorf("overlay spill: evict: %w", err)
 	}
-	if err := sqlTx.Commit(); err != nil {
+	defer rs.Close()
+	ops := 0
+	gone := make(map[string]bool)
+	for rs.Next() {
+		var tx string
+		if err := rs.Scan(&tx); err != nil {
+			return fmt.Errorf("overlay spill: evict: %w", err)
+		}
+		ops++
+		gone[tx] = true
+	}
+	if err := rs.Err(); err != nil {
 		return fmt.Errorf("overlay spill: evict: %w", err)
 	}
 	s.ops -= ops
-	s.txns -= txns
+	s.txns -= len(gone)
 	return nil
 }
 

@@ -381,3 +381,32 @@ func BenchmarkStats(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEvictDisk: the applier's eviction of a committed batch of 500
+// one-change transactions from the tier on disk (the drain of a backlog
+// that spilled).
+func BenchmarkEvictDisk(b *testing.B) {
+	o := benchOverlay(b, "disk")
+	n := 0
+	for b.Loop() {
+		b.StopTimer()
+		txs := make([]*txn.Transaction, 500)
+		ids := make([]string, len(txs))
+		for i := range txs {
+			key := fmt.Sprint(n)
+			ids[i] = fmt.Sprint("t", n)
+			txs[i] = tx(ids[i], op(txn.Insert, key, schema.Row{"id": key, "x": int64(n)}))
+			n++
+		}
+		if err := o.Rebuild(ctx, txs); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := o.Evict(ctx, ids...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if s, err := o.Stats(ctx); err != nil || s.Transactions != 1 {
+		b.Fatalf("after the evictions: %+v, %v; want the fill alone", s, err)
+	}
+}
