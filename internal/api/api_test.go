@@ -278,7 +278,7 @@ func TestBadInput(t *testing.T) {
 		{"DELETE", "/v1/tables/instruments/nope", "", 404, "no such row"},
 		{"POST", "/v1/tables/instruments", `{"code":"a","name":"` + strings.Repeat("x", api.MaxBodyBytes) + `"}`, 413, "larger than"},
 		{"GET", "/v1/transactions/not-a-uuid", "", 400, "must be a UUID"},
-		{"GET", "/v1/transactions/" + missing, "", 404, "no transaction"},
+		{"GET", "/v1/transactions/" + missing, "", 404, "or it was applied longer ago than its record is kept (--applied-retention)"},
 		{"GET", "/v1/transactions/" + missing + "?wait=done", "", 400, "unknown state"},
 	}
 	for _, c := range cases {

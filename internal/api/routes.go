@@ -176,7 +176,7 @@ func (s *Server) getTransaction(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if !found {
-		return errorf(http.StatusNotFound, "no transaction %s", id)
+		return errorf(http.StatusNotFound, "no transaction %s: none was queued with that id, or it was applied longer ago than its record is kept (--applied-retention)", id)
 	}
 	writeJSON(w, http.StatusOK, st)
 	return nil
