@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spoolgw/spool/internal/store/sqlite"
+	"github.com/spoolgw/spool/internal/syncbuf"
 	"github.com/spoolgw/spool/internal/testservers"
 )
 
@@ -69,24 +69,6 @@ func startServers(dir string) error {
 	return err
 }
 
-// lockedBuffer collects a process's output while tests read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -101,7 +83,7 @@ func freeAddr(t *testing.T) string {
 type proc struct {
 	cmd    *exec.Cmd
 	url    string
-	stderr *lockedBuffer
+	stderr *syncbuf.Buffer
 	done   chan error
 }
 
@@ -128,7 +110,7 @@ func startArgs(t *testing.T, extra ...string) *proc {
 	t.Helper()
 	addr := freeAddr(t)
 	args := append([]string{"serve", "--listen", addr}, extra...)
-	p := &proc{cmd: exec.Command(binary, args...), url: "http://" + addr, stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	p := &proc{cmd: exec.Command(binary, args...), url: "http://" + addr, stderr: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -103,6 +103,10 @@ func (a *Applier) pruneOnce(ctx context.Context, now time.Time) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if behind := now.Sub(earliest); behind > a.cfg.AppliedRetention {
+		a.logger.Warn("applier: a log holds a transaction older than --applied-retention; records of later ones are kept until it drains (a log retired for good: delete its row from spool_log_heads)",
+			"oldest", earliest, "behind", behind.Round(time.Second))
+	}
 	appliedBefore := now.Add(-a.cfg.AppliedRetention)
 	idBefore := txn.FirstIDAt(earliest.Add(-a.cfg.AppliedRetention))
 	var total int64

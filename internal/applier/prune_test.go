@@ -1,10 +1,13 @@
 package applier_test
 
 import (
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/syncbuf"
 	"github.com/spoolgw/spool/internal/txn"
 )
 
@@ -92,8 +95,10 @@ func TestPruneAppliedOtherLog(t *testing.T) {
 	if _, err := st.RecordLogHead(ctx, "site-b", txn.IDTime(a.ID).Add(-time.Second)); err != nil {
 		t.Fatal(err)
 	}
+	var logged syncbuf.Buffer
+	logger := slog.New(slog.NewTextHandler(&logged, nil))
 	ap, err := applier.New(applier.Config{AppliedRetention: 30 * time.Millisecond, PruneEvery: 20 * time.Millisecond},
-		lg, st, &recorder{}, nil)
+		lg, st, &recorder{}, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +116,9 @@ func TestPruneAppliedOtherLog(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // fifteen prunings
 	if !applied() {
 		t.Fatal("a's record was pruned while another log still held an older transaction")
+	}
+	if !strings.Contains(logged.String(), "a log holds a transaction older than --applied-retention") {
+		t.Errorf("no warning that a log holds pruning back; the log says:\n%s", logged.String())
 	}
 	if _, err := st.RecordLogHead(ctx, "site-b", time.Now()); err != nil {
 		t.Fatal(err)

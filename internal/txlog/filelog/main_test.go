@@ -1,7 +1,6 @@
 package filelog
 
 import (
-	"bytes"
 	"cmp"
 	"flag"
 	"fmt"
@@ -9,10 +8,10 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/spoolgw/spool/internal/syncbuf"
 	"github.com/spoolgw/spool/internal/txlog"
 	"github.com/spoolgw/spool/internal/txlog/txlogtest"
 )
@@ -91,26 +90,8 @@ func TestConformanceSmallSegments(t *testing.T) {
 	})
 }
 
-// logBuffer is a goroutine-safe buffer for a test's logger.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testLogger returns a logger writing JSON lines into the returned buffer.
-func testLogger() (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
+func testLogger() (*slog.Logger, *syncbuf.Buffer) {
+	b := &syncbuf.Buffer{}
 	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
 }
