@@ -3,6 +3,7 @@ package applier_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -90,6 +91,36 @@ func open(t *testing.T) (*sqlite.Store, *filelog.Log) {
 	return st, lg
 }
 
+// insertObs is a transaction inserting row key of obs with n.
+func insertObs(key string, n int) *txn.Transaction {
+	return &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "obs", ID: key,
+		Values: map[string]any{"id": key, "n": int64(n)}}}}
+}
+
+// start runs an applier of lg into st until the test ends.
+func start(t *testing.T, cfg applier.Config, lg txlog.Log, st store.Store, sink applier.Sink, logger *slog.Logger) *applier.Applier {
+	t.Helper()
+	ap, err := applier.New(cfg, lg, st, sink, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ap.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ap.Stop)
+	return ap
+}
+
+// waitFor fails the test unless cond holds within 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after 10 s", what)
+		}
+	}
+}
+
 // slowAck is a log whose acknowledgements take a while, as Redis's may.
 type slowAck struct{ txlog.Log }
 
@@ -109,18 +140,10 @@ func TestReportedInOrderAndAckedByStop(t *testing.T) {
 	st, lg := open(t)
 	sink := &recorder{}
 	obs := &stages{}
-	ap, err := applier.New(applier.Config{BatchSize: 7, BatchTimeout: -1, Observer: obs}, slowAck{lg}, st, sink, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ap.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ap := start(t, applier.Config{BatchSize: 7, BatchTimeout: -1, Observer: obs}, slowAck{lg}, st, sink, nil)
 	var want []string
 	for i := range 300 {
-		key := fmt.Sprintf("k%03d", i)
-		tx := &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "obs", ID: key,
-			Values: map[string]any{"id": key, "n": int64(i)}}}}
+		tx := insertObs(fmt.Sprintf("k%03d", i), i)
 		if _, err := lg.Append(ctx, tx); err != nil {
 			t.Fatal(err)
 		}
@@ -172,9 +195,9 @@ func newHeldStore(st *sqlite.Store) *heldStore {
 	return &heldStore{Store: st, release: make(chan struct{})}
 }
 
-// Release lets the first batch go. Safe to call twice: a test defers it
-// after the applier's Stop, which would otherwise wait for the batch for
-// ever if the test failed while it was held.
+// Release lets the first batch go. Safe to call twice: a test registers
+// it as a cleanup to run before the applier's Stop, which would otherwise
+// wait for the batch for ever if the test failed while it was held.
 func (s *heldStore) Release() { s.once.Do(func() { close(s.release) }) }
 
 func (s *heldStore) ApplyBatch(ctx context.Context, batch []*txn.Transaction, gate store.Gate) ([]store.Outcome, error) {
@@ -203,22 +226,12 @@ func TestBatchTopUp(t *testing.T) {
 	st, lg := open(t)
 	held := newHeldStore(st)
 	sink := &recorder{}
-	ap, err := applier.New(applier.Config{BatchSize: 100, BatchTimeout: 10 * time.Millisecond}, lg, held, sink, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ap.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer ap.Stop()
-	defer held.Release()
+	start(t, applier.Config{BatchSize: 100, BatchTimeout: 10 * time.Millisecond}, lg, held, sink, nil)
+	t.Cleanup(held.Release) // before Stop, if the test fails while the batch is held
 	n := 0
 	add := func() {
 		t.Helper()
-		key := fmt.Sprintf("k%03d", n)
-		tx := &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "obs", ID: key,
-			Values: map[string]any{"id": key, "n": int64(n)}}}}
-		if _, err := lg.Append(ctx, tx); err != nil {
+		if _, err := lg.Append(ctx, insertObs(fmt.Sprintf("k%03d", n), n)); err != nil {
 			t.Fatal(err)
 		}
 		n++

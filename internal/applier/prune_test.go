@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/store"
 	"github.com/spoolgw/spool/internal/syncbuf"
 	"github.com/spoolgw/spool/internal/txn"
 )
@@ -21,61 +22,32 @@ import (
 func TestPruneApplied(t *testing.T) {
 	ctx := t.Context()
 	st, lg := open(t)
-	insert := func(key string) *txn.Transaction {
-		return &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "obs", ID: key,
-			Values: map[string]any{"id": key, "n": int64(1)}}}}
-	}
-	applied := func(tx *txn.Transaction) bool {
-		t.Helper()
-		_, ok, err := st.Applied(ctx, tx.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ok
-	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not after 10 s", what)
-			}
-		}
-	}
-
-	a := insert("a")
+	a := insertObs("a", 1)
 	if _, err := st.ApplyBatch(ctx, []*txn.Transaction{a}, nil); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	c := insert("c")
+	c := insertObs("c", 1)
 	if _, err := lg.Append(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond)
-	b := insert("b")
+	b := insertObs("b", 1)
 	if _, err := st.ApplyBatch(ctx, []*txn.Transaction{b}, nil); err != nil {
 		t.Fatal(err)
 	}
 
 	held := newHeldStore(st)
-	ap, err := applier.New(applier.Config{AppliedRetention: 30 * time.Millisecond, PruneEvery: 20 * time.Millisecond},
-		lg, held, &recorder{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ap.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer ap.Stop()
-	defer held.Release()
-	waitFor("a's record pruned", func() bool { return !applied(a) })
+	ap := start(t, pruneEvery20ms, lg, held, &recorder{}, nil)
+	t.Cleanup(held.Release) // before Stop, if the test fails while c is held
+	waitFor(t, "a's record pruned", func() bool { return !applied(t, st, a) })
 	time.Sleep(200 * time.Millisecond) // ten more prunings
-	if !applied(b) {
+	if !applied(t, st, b) {
 		t.Fatal("b's record was pruned while c, older, was still in the log")
 	}
 	held.Release()
-	waitFor("c applied", func() bool { return len(held.batches()) == 1 && applied(c) })
-	waitFor("b's record pruned once c left the log", func() bool { return !applied(b) })
+	waitFor(t, "c applied", func() bool { return len(held.batches()) == 1 && applied(t, st, c) })
+	waitFor(t, "b's record pruned once c left the log", func() bool { return !applied(t, st, b) })
 	if n := ap.Pruned(); n < 2 {
 		t.Errorf("Pruned() = %d after a's and b's records went, want 2 or more", n)
 	}
@@ -87,8 +59,7 @@ func TestPruneApplied(t *testing.T) {
 func TestPruneAppliedOtherLog(t *testing.T) {
 	ctx := t.Context()
 	st, lg := open(t)
-	a := &txn.Transaction{ID: txn.NewID(), Operations: []txn.Operation{{Op: txn.Insert, Table: "obs", ID: "a",
-		Values: map[string]any{"id": "a", "n": int64(1)}}}}
+	a := insertObs("a", 1)
 	if _, err := st.ApplyBatch(ctx, []*txn.Transaction{a}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -96,25 +67,9 @@ func TestPruneAppliedOtherLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logged syncbuf.Buffer
-	logger := slog.New(slog.NewTextHandler(&logged, nil))
-	ap, err := applier.New(applier.Config{AppliedRetention: 30 * time.Millisecond, PruneEvery: 20 * time.Millisecond},
-		lg, st, &recorder{}, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ap.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer ap.Stop()
-	applied := func() bool {
-		_, ok, err := st.Applied(ctx, a.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ok
-	}
+	start(t, pruneEvery20ms, lg, st, &recorder{}, slog.New(slog.NewTextHandler(&logged, nil)))
 	time.Sleep(300 * time.Millisecond) // fifteen prunings
-	if !applied() {
+	if !applied(t, st, a) {
 		t.Fatal("a's record was pruned while another log still held an older transaction")
 	}
 	if !strings.Contains(logged.String(), "a log holds a transaction older than --applied-retention") {
@@ -123,9 +78,19 @@ func TestPruneAppliedOtherLog(t *testing.T) {
 	if _, err := st.RecordLogHead(ctx, "site-b", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); applied(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("a's record not pruned 10 s after the other log moved on")
-		}
+	waitFor(t, "a's record pruned once the other log moved on", func() bool { return !applied(t, st, a) })
+}
+
+// pruneEvery20ms is an applier that keeps records 30 ms and prunes
+// every 20 ms.
+var pruneEvery20ms = applier.Config{AppliedRetention: 30 * time.Millisecond, PruneEvery: 20 * time.Millisecond}
+
+// applied reports whether st holds the record of tx.
+func applied(t *testing.T, st store.Store, tx *txn.Transaction) bool {
+	t.Helper()
+	_, ok, err := st.Applied(t.Context(), tx.ID)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return ok
 }
