@@ -61,8 +61,10 @@ type Tracker struct {
 	// the ring is full.
 	finished []string
 	next     int
-	counts   Counters
-	rate     rateWindow
+	// processed and failed count the transactions that reached applied
+	// (or replicated) and failed, since start.
+	processed, failed int64
+	rate              rateWindow
 }
 
 // New returns a tracker remembering up to retain finished transactions
@@ -130,9 +132,9 @@ func (t *Tracker) Advance(id string, state txn.State, at time.Time, lsn txn.LSN,
 	}
 	if s.State == txn.Queued {
 		if state == txn.Failed {
-			t.counts.Failed++
+			t.failed++
 		} else {
-			t.counts.Processed++
+			t.processed++
 			t.rate.add(at)
 		}
 	}
@@ -219,7 +221,7 @@ func (t *Tracker) watch(id string, pending func() bool) bool {
 // Counters returns the totals since start.
 func (t *Tracker) Counters() Counters {
 	t.mu.Lock()
-	c := t.counts
+	c := Counters{Processed: t.processed, Failed: t.failed}
 	t.mu.Unlock()
 	c.Queued = t.queued.Load()
 	return c

@@ -263,15 +263,9 @@ func (b *batchRun) fence() (log string, token int64, ok bool) {
 // It sends the pipeline and returns the function that reads its results:
 // the connection is busy until then.
 func (b *batchRun) start(ctx context.Context, batch []*txn.Transaction) (finish func() error, err error) {
-	var (
-		pb                 = &pgx.Batch{}
-		log, token, fenced = b.fence()
-		ids                = make([]any, len(batch))
-	)
-	for i, t := range batch {
-		ids[i] = t.ID
-	}
-	idList, err := arrayLiteral(schema.UUID, ids)
+	pb := &pgx.Batch{}
+	log, token, fenced := b.fence()
+	idList, err := batchIDs(batch)
 	if err != nil {
 		return nil, err
 	}
@@ -355,6 +349,15 @@ func (b *batchRun) readStart(br pgx.BatchResults, fenced bool) error {
 		return fmt.Errorf("look up earlier runs: %w", err)
 	}
 	return nil
+}
+
+// batchIDs is the array literal of the ids of the batch's transactions.
+func batchIDs(batch []*txn.Transaction) (string, error) {
+	ids := make([]any, len(batch))
+	for i, t := range batch {
+		ids[i] = t.ID
+	}
+	return arrayLiteral(schema.UUID, ids)
 }
 
 // retriedList is the array literal of the dead letters the batch's
@@ -574,11 +577,7 @@ func (b *batchRun) leanFits(batch []*txn.Transaction) bool {
 // check that no transaction of the batch was dead-lettered before. A
 // transaction applied before is caught by spool_applied's key.
 func (b *batchRun) leanHead(batch []*txn.Transaction) ([]stmt, error) {
-	ids := make([]any, len(batch))
-	for i, t := range batch {
-		ids[i] = t.ID
-	}
-	list, err := arrayLiteral(schema.UUID, ids)
+	list, err := batchIDs(batch)
 	if err != nil {
 		return nil, err
 	}
