@@ -29,12 +29,16 @@ Scenarios (default: ingest read):
               spool": a handler in the bench that inserts each request's row
               with one statement into a database of the same kind — a
               separate SQLite file with spool's pragmas, or the same
-              PostgreSQL server); then an open loop (fixed arrival rate,
-              latency from each request's scheduled time) at half the highest
-              rate measured, or at --rate, with the server's own p50/p99
-              from its request histogram and, on the local log, those of its
-              fdatasyncs meanwhile (GET /metrics; to the bound of the bucket
-              they fall in)
+              PostgreSQL server), and the durable no-op (the no-op answering
+              once the body is durable the way spool's log makes it: appended
+              to a file under group-committed fsync, or with --servers one
+              RPUSH to the same Redis; no validation, overlay or drain: the
+              most any durable acknowledgement reaches here); then an open
+              loop (fixed arrival rate, latency from each request's scheduled
+              time) at half the highest rate measured, or at --rate, with the
+              server's own p50/p99 from its request histogram and, on the
+              local log, those of its fdatasyncs meanwhile (GET /metrics; to
+              the bound of the bucket they fall in)
   drain       pre-fills the log with the drain held, then rows/s into the
               database once it drains, beside the same number of rows written
               raw in batches of 500 (COPY on PostgreSQL, one multi-row INSERT

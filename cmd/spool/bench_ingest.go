@@ -22,7 +22,7 @@ func (b *bench) ingest(ctx context.Context) error {
 	}
 	defer stopCeiling()
 	url, proc := b.cfg.url, (*spoolProc)(nil)
-	var syncURL string
+	var syncURL, durableURL string
 	var d *deployment
 	if url == "" {
 		var err error
@@ -42,6 +42,12 @@ func (b *bench) ingest(ctx context.Context) error {
 		}
 		defer stop()
 		syncURL = u
+		f, stopDurable, err := b.env.startDurable()
+		if err != nil {
+			return err
+		}
+		defer stopDurable()
+		durableURL = f
 	}
 	lg, base := newLoadgen("ingest"), newLoadgen("noop")
 	var seq, baseSeq atomic.Int64
@@ -59,6 +65,14 @@ func (b *bench) ingest(ctx context.Context) error {
 		}
 		b.maxRate = max(b.maxRate, got.perSecond())
 		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d writes/s", c), Value: got.perSecond(), Unit: "1/s", Baseline: "no-op", BaselineValue: ceil.perSecond()})
+		if durableURL != "" {
+			dur := base.closed(ctx, durableURL, c, b.cfg.duration, http.StatusAccepted, &baseSeq)
+			if err := dur.failed(fmt.Sprintf("durable no-op c=%d", c)); err != nil {
+				return err
+			}
+			b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d writes/s vs durable no-op", c), Value: got.perSecond(), Unit: "1/s", Baseline: "durable no-op", BaselineValue: dur.perSecond()})
+			b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d durable no-op writes/s", c), Value: dur.perSecond(), Unit: "1/s", Baseline: "no-op", BaselineValue: ceil.perSecond()})
+		}
 		if syncURL != "" {
 			syn := base.closed(ctx, syncURL, c, b.cfg.duration, http.StatusCreated, &baseSeq)
 			if err := syn.failed(fmt.Sprintf("synchronous c=%d", c)); err != nil {
