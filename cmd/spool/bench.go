@@ -33,9 +33,10 @@ Scenarios (default: ingest read):
               once the body is durable the way spool's log makes it: appended
               to a file under group-committed fsync, or with --servers one
               RPUSH to the same Redis; no validation, overlay or drain: the
-              most any durable acknowledgement reaches here); then an open
+              most a durable acknowledgement reaches here); then an open
               loop (fixed arrival rate, latency from each request's scheduled
-              time) at half the highest rate measured, or at --rate, with the
+              time) at half the highest rate measured, or at --rate, beside
+              the no-op and the durable no-op at that rate, with the
               server's own p50/p99 from its request histogram and, on the
               local log, those of its fdatasyncs meanwhile (GET /metrics; to
               the bound of the bucket they fall in)

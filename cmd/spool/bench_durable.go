@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -45,9 +44,8 @@ func (e *benchEnv) startDurable() (string, func(), error) {
 		appendBody, closeLog = g.append, func() { g.close(); f.Close() }
 	}
 	url, stop, err := serveLocal(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var v map[string]any
-		if err := json.NewDecoder(r.Body).Decode(&v); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+		v, ok := decodeBody(w, r)
+		if !ok {
 			return
 		}
 		body, err := json.Marshal(v)
@@ -59,9 +57,7 @@ func (e *benchEnv) startDurable() (string, func(), error) {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusAccepted)
-		io.WriteString(w, `{"id":"0190b5a0-0000-7000-8000-000000000000","transaction_id":"0190b5a0-0000-7000-8000-000000000000","state":"queued"}`)
+		answerQueued(w)
 	}))
 	if err != nil {
 		closeLog()

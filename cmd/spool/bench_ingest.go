@@ -7,109 +7,134 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 )
 
-// ingest measures acknowledged writes against the no-op ceiling and the
-// synchronous baseline at each concurrency, then an open loop at half the
-// highest rate.
+// ingest measures acknowledged writes against the no-op ceiling, the
+// durable no-op and the synchronous baseline at each concurrency, then an
+// open loop at half the highest rate.
 func (b *bench) ingest(ctx context.Context) error {
-	ceiling, stopCeiling, err := startNoop()
+	r := &ingestRun{lg: newLoadgen("ingest"), base: newLoadgen("noop")}
+	noop, stopNoop, err := startNoop()
 	if err != nil {
 		return err
 	}
-	defer stopCeiling()
-	url, proc := b.cfg.url, (*spoolProc)(nil)
-	var syncURL, durableURL string
+	defer stopNoop()
+	r.noop, r.spool = noop, b.cfg.url
 	var d *deployment
-	if url == "" {
+	if r.spool == "" {
 		var err error
 		if d, err = b.env.deploy(ctx, "ingest", false); err != nil {
 			return err
 		}
 		defer d.stop()
-		url, proc = d.url(), d.api
+		r.spool, r.proc = d.url(), d.api
 		db, err := d.be.baselineDB(ctx, "sync")
 		if err != nil {
 			return err
 		}
 		defer db.Close()
-		u, stop, err := startSync(db)
+		sync, stopSync, err := startSync(db)
 		if err != nil {
 			return err
 		}
-		defer stop()
-		syncURL = u
-		f, stopDurable, err := b.env.startDurable()
+		defer stopSync()
+		durable, stopDurable, err := b.env.startDurable()
 		if err != nil {
 			return err
 		}
 		defer stopDurable()
-		durableURL = f
+		r.sync, r.durable = sync, durable
 	}
-	lg, base := newLoadgen("ingest"), newLoadgen("noop")
-	var seq, baseSeq atomic.Int64
-	target := url + "/v1/tables/observations"
 	for _, c := range b.cfg.levels {
-		ceil := base.closed(ctx, ceiling, c, b.cfg.duration, http.StatusAccepted, &baseSeq)
-		var got *result
-		if err := b.prof.around(ctx, proc, fmt.Sprintf("ingest-c%d", c), b.cfg.duration, func() {
-			got = lg.closed(ctx, target, c, b.cfg.duration, http.StatusCreated, &seq)
-		}); err != nil {
+		if err := b.ingestClosed(ctx, r, c); err != nil {
 			return err
 		}
-		if err := got.failed(fmt.Sprintf("c=%d", c)); err != nil {
-			return err
-		}
-		b.maxRate = max(b.maxRate, got.perSecond())
-		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d writes/s", c), Value: got.perSecond(), Unit: "1/s", Baseline: "no-op", BaselineValue: ceil.perSecond()})
-		if durableURL != "" {
-			dur := base.closed(ctx, durableURL, c, b.cfg.duration, http.StatusAccepted, &baseSeq)
-			if err := dur.failed(fmt.Sprintf("durable no-op c=%d", c)); err != nil {
-				return err
-			}
-			b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d writes/s vs durable no-op", c), Value: got.perSecond(), Unit: "1/s", Baseline: "durable no-op", BaselineValue: dur.perSecond()})
-			b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d durable no-op writes/s", c), Value: dur.perSecond(), Unit: "1/s", Baseline: "no-op", BaselineValue: ceil.perSecond()})
-		}
-		if syncURL != "" {
-			syn := base.closed(ctx, syncURL, c, b.cfg.duration, http.StatusCreated, &baseSeq)
-			if err := syn.failed(fmt.Sprintf("synchronous c=%d", c)); err != nil {
-				return err
-			}
-			b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d writes/s vs synchronous", c), Value: got.perSecond(), Unit: "1/s", Baseline: "synchronous insert", BaselineValue: syn.perSecond()})
-		}
-		b.out.percentiles("ingest", fmt.Sprintf("c=%d latency", c), []int{50, 90, 99, 999}, got, "no-op", ceil)
 	}
-	if err := b.ingestOpen(ctx, lg, base, target, ceiling, proc, &seq, &baseSeq); err != nil {
+	if err := b.ingestOpen(ctx, r); err != nil {
 		return err
 	}
 	if d != nil {
-		return d.verify(ctx, lg.tag, int(seq.Load()))
+		return d.verify(ctx, r.lg.tag, int(r.seq.Load()))
 	}
 	return nil
 }
 
+// ingestRun is what the ingest scenario drives: spool, and the baselines
+// beside it on the same HTTP stack (sync and durable are empty with --url).
+type ingestRun struct {
+	lg, base     *loadgen     // spool's load, and the baselines'
+	seq, baseSeq atomic.Int64 // their writes so far
+	spool        string       // spool's base URL
+	proc         *spoolProc   // spool's process, nil with --url
+	noop         string       // the ceiling
+	durable      string       // the durable no-op
+	sync         string       // the synchronous baseline
+}
+
+func (r *ingestRun) target() string { return r.spool + "/v1/tables/observations" }
+
+// ingestClosed measures c writers in a closed loop on spool and on each
+// baseline.
+func (b *bench) ingestClosed(ctx context.Context, r *ingestRun, c int) error {
+	ceil := r.base.closed(ctx, r.noop, c, b.cfg.duration, http.StatusAccepted, &r.baseSeq)
+	var got *result
+	if err := b.prof.around(ctx, r.proc, fmt.Sprintf("ingest-c%d", c), b.cfg.duration, func() {
+		got = r.lg.closed(ctx, r.target(), c, b.cfg.duration, http.StatusCreated, &r.seq)
+	}); err != nil {
+		return err
+	}
+	if err := got.failed(fmt.Sprintf("c=%d", c)); err != nil {
+		return err
+	}
+	b.maxRate = max(b.maxRate, got.perSecond())
+	b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d writes/s", c), Value: got.perSecond(), Unit: "1/s", Baseline: "no-op", BaselineValue: ceil.perSecond()})
+	if r.durable != "" {
+		dur := r.base.closed(ctx, r.durable, c, b.cfg.duration, http.StatusAccepted, &r.baseSeq)
+		if err := dur.failed(fmt.Sprintf("durable no-op c=%d", c)); err != nil {
+			return err
+		}
+		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d writes/s vs durable no-op", c), Value: got.perSecond(), Unit: "1/s", Baseline: "durable no-op", BaselineValue: dur.perSecond()})
+		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d durable no-op writes/s", c), Value: dur.perSecond(), Unit: "1/s", Baseline: "no-op", BaselineValue: ceil.perSecond()})
+	}
+	if r.sync != "" {
+		syn := r.base.closed(ctx, r.sync, c, b.cfg.duration, http.StatusCreated, &r.baseSeq)
+		if err := syn.failed(fmt.Sprintf("synchronous c=%d", c)); err != nil {
+			return err
+		}
+		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d writes/s vs synchronous", c), Value: got.perSecond(), Unit: "1/s", Baseline: "synchronous insert", BaselineValue: syn.perSecond()})
+	}
+	b.out.percentiles("ingest", fmt.Sprintf("c=%d latency", c), []int{50, 90, 99, 999}, got, "no-op", ceil)
+	return nil
+}
+
 // ingestOpen runs the open loop at --rate or half the highest rate, beside
-// the no-op at the same rate.
-func (b *bench) ingestOpen(ctx context.Context, lg, base *loadgen, target, ceiling string, proc *spoolProc, seq, baseSeq *atomic.Int64) error {
+// the no-op and the durable no-op at the same rate.
+func (b *bench) ingestOpen(ctx context.Context, r *ingestRun) error {
 	rate, label := b.cfg.rate, "open %.0f/s latency"
 	if rate == 0 {
 		rate, label = b.maxRate/2, "open 0.5×max (%.0f/s) latency"
 	}
-	ceil := base.open(ctx, ceiling, rate, b.cfg.duration, http.StatusAccepted, baseSeq)
-	spool := strings.TrimSuffix(target, "/v1/tables/observations")
+	label = fmt.Sprintf(label, rate)
+	ceil := r.base.open(ctx, r.noop, rate, b.cfg.duration, http.StatusAccepted, &r.baseSeq)
+	var dur *result
+	if r.durable != "" {
+		dur = r.base.open(ctx, r.durable, rate, b.cfg.duration, http.StatusAccepted, &r.baseSeq)
+		if err := dur.failed(fmt.Sprintf("durable no-op at %.0f/s", rate)); err != nil {
+			return err
+		}
+	}
 	// A spool the bench did not start (--url) may not serve /metrics:
 	// then the server-side figures are left out.
 	var writes, syncs serverSide
-	if err := writes.start(ctx, requests(spool, writeRoute, "201")); err != nil && b.cfg.url == "" {
+	if err := writes.start(ctx, requests(r.spool, writeRoute, "201")); err != nil && b.cfg.url == "" {
 		return err
 	}
-	syncs.start(ctx, logSyncs(spool)) //nolint:errcheck // left out like the writes'
+	syncs.start(ctx, logSyncs(r.spool)) //nolint:errcheck // left out like the writes'
 	var got *result
-	if err := b.prof.around(ctx, proc, "ingest-open", b.cfg.duration, func() {
-		got = lg.open(ctx, target, rate, b.cfg.duration, http.StatusCreated, seq)
+	if err := b.prof.around(ctx, r.proc, "ingest-open", b.cfg.duration, func() {
+		got = r.lg.open(ctx, r.target(), rate, b.cfg.duration, http.StatusCreated, &r.seq)
 		writes.stop(ctx)
 		syncs.stop(ctx)
 	}); err != nil {
@@ -118,10 +143,15 @@ func (b *bench) ingestOpen(ctx context.Context, lg, base *loadgen, target, ceili
 	if err := got.failed(fmt.Sprintf("open loop at %.0f/s", rate)); err != nil {
 		return err
 	}
-	b.out.percentiles("ingest", fmt.Sprintf(label, rate), []int{50, 99, 999}, got, "no-op", ceil)
+	b.out.percentiles("ingest", label, []int{50, 99, 999}, got, "no-op", ceil)
+	if dur != nil {
+		for _, q := range []int{50, 99} {
+			b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("%s p%d vs durable no-op", label, q), Value: got.pct(q), Unit: "ms", Baseline: "durable no-op", BaselineValue: dur.pct(q)})
+		}
+	}
 	// The server's own time per write, from its request histogram: what
 	// the loopback and the load generator's scheduling add is left out.
-	writes.print(b.out, "ingest", fmt.Sprintf(label, rate))
+	writes.print(b.out, "ingest", label)
 	// Beside it, the local log's fdatasyncs in the same interval: a write
 	// waits for the one in flight when it arrives, then for its own.
 	syncs.print(b.out, "ingest", fmt.Sprintf("open %.0f/s log fdatasync", rate))
@@ -132,14 +162,9 @@ func (b *bench) ingestOpen(ctx context.Context, lg, base *loadgen, target, ceili
 // answering 202, nothing behind it.
 func startNoop() (string, func(), error) {
 	return serveLocal(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var v map[string]any
-		if err := json.NewDecoder(r.Body).Decode(&v); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
+		if _, ok := decodeBody(w, r); ok {
+			answerQueued(w)
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusAccepted)
-		io.WriteString(w, `{"id":"0190b5a0-0000-7000-8000-000000000000","transaction_id":"0190b5a0-0000-7000-8000-000000000000","state":"queued"}`)
 	}))
 }
 
@@ -148,9 +173,8 @@ func startNoop() (string, func(), error) {
 // before the answer.
 func startSync(db benchDB) (string, func(), error) {
 	return serveLocal(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var v map[string]any
-		if err := json.NewDecoder(r.Body).Decode(&v); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+		v, ok := decodeBody(w, r)
+		if !ok {
 			return
 		}
 		row, err := obsRowFromBody(v)
@@ -166,6 +190,24 @@ func startSync(db benchDB) (string, func(), error) {
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"id":%q}`, row.id)
 	}))
+}
+
+// decodeBody decodes a baseline's request body as spool's handler does,
+// or answers 400.
+func decodeBody(w http.ResponseWriter, r *http.Request) (map[string]any, bool) {
+	var v map[string]any
+	if err := json.NewDecoder(r.Body).Decode(&v); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return nil, false
+	}
+	return v, true
+}
+
+// answerQueued answers 202 with a body the size of spool's.
+func answerQueued(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	io.WriteString(w, `{"id":"0190b5a0-0000-7000-8000-000000000000","transaction_id":"0190b5a0-0000-7000-8000-000000000000","state":"queued"}`)
 }
 
 // serveLocal serves h on a free loopback port.

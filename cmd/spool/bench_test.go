@@ -47,7 +47,7 @@ type want struct{ prefix, suffix string }
 var smokeFigures = []want{
 	{"ingest c=4 writes/s", ""}, {"ingest c=4 writes/s vs synchronous", ""}, {"ingest c=4 latency p99", ""},
 	{"ingest c=4 writes/s vs durable no-op", ""}, {"ingest c=4 durable no-op writes/s", ""},
-	{"ingest open 0.5×max", "latency p99"},
+	{"ingest open 0.5×max", "latency p99"}, {"ingest open 0.5×max", "latency p99 vs durable no-op"},
 	{"drain ", "rows drained, rows/s"}, {"visibility ack → applied at ", " p99"},
 	{"read get by id, 0 buffered p99", ""}, {"read get by id, 100 buffered p99", ""}, {"read list of 50, 100 buffered p99", ""},
 	{"outage writes/s over", ""}, {"outage heap at the end", ""}, {"outage log size at the end", ""},
