@@ -50,7 +50,9 @@ Scenarios (default: ingest read):
   visibility  at half the highest ingest rate, time from each acknowledgement
               to applied and (--servers) to replicated, beside the raw
               replica lag measured in the same run (commit on the primary
-              until the replica's replay position passes it)
+              until the replica's replay position passes it); with the
+              p50/p99 of each stage of the applier's batches meanwhile, as
+              in drain
   read        GET by id and a filtered, ordered list of 50, p50/p99, with 0,
               1k and 10k rows buffered in the overlay (drain held)
   outage      writes at --outage-rate while the database is down for

@@ -13,10 +13,6 @@ import (
 // drainMinRows is the least the drain scenario fills the log with.
 const drainMinRows = 4 * applier.DefaultBatchSize
 
-// drainStages are the stages of the applier's batches the drain scenario
-// reports, from the applier's histogram: where a batch's time goes.
-var drainStages = []string{applier.StageClaimWait, applier.StageApply, applier.StageFinishWait, applier.StageReport, applier.StageAck}
-
 // drain pre-fills the log with the drain held, releases it and measures
 // rows/s into the database, beside the same number of rows written raw.
 func (b *bench) drain(ctx context.Context) error {
@@ -51,22 +47,16 @@ func (b *bench) drain(ctx context.Context) error {
 	// The stages are counted from the first row gone: on the embedded
 	// shape the batch under way when the drain was released waited for
 	// the bench's lock, and is left out.
-	stages := make([]serverSide, len(drainStages))
-	began := func() {
-		for i, stage := range drainStages {
-			_ = stages[i].start(ctx, applierStage(proc.url, stage)) // an older spool has none: left out
-		}
-	}
+	var stages batchStages
+	began := func() { stages.start(ctx, proc.url) }
 	if err := b.prof.around(ctx, proc, "drain", time.Second, func() { rate, err = d.drainRate(ctx, int64(n), began) }); err != nil {
 		return err
 	}
 	if err != nil {
 		return err
 	}
-	for i, stage := range drainStages {
-		stages[i].stop(ctx)
-		stages[i].print(b.out, "drain", "batch stage "+stage)
-	}
+	stages.stop(ctx)
+	stages.print(b.out, "drain")
 	if err := d.verify(ctx, lg.tag, n); err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"math"
 	"net/http"
 
+	"github.com/spoolgw/spool/internal/applier"
+
 	"github.com/prometheus/common/expfmt"
 )
 
@@ -155,5 +157,33 @@ func (s *serverSide) print(out *reporter, scenario, what string) {
 			continue
 		}
 		out.print(figure{Scenario: scenario, Figure: fmt.Sprintf("%s %s, server-side (bucket bound)", what, q.name), Value: v, Unit: "ms"})
+	}
+}
+
+// batchStages measures the applier's stage histogram across a
+// measurement: where its batches' time goes. A spool without it (an
+// older one) leaves the figures out.
+type batchStages [len(stageNames)]serverSide
+
+// stageNames are the stages of the applier's batches, in their order.
+var stageNames = [...]string{applier.StageClaimWait, applier.StageApply, applier.StageFinishWait, applier.StageReport, applier.StageAck}
+
+// start reads the histograms of the applier serving base.
+func (s *batchStages) start(ctx context.Context, base string) {
+	for i, stage := range stageNames {
+		_ = s[i].start(ctx, applierStage(base, stage)) // left out if missing
+	}
+}
+
+func (s *batchStages) stop(ctx context.Context) {
+	for i := range s {
+		s[i].stop(ctx)
+	}
+}
+
+// print reports p50 and p99 of each stage.
+func (s *batchStages) print(out *reporter, scenario string) {
+	for i, stage := range stageNames {
+		s[i].print(out, scenario, "batch stage "+stage)
 	}
 }

@@ -48,9 +48,17 @@ func (b *bench) visibility(ctx context.Context) error {
 	} else {
 		lagDone <- nil
 	}
+	// The applier's stages meanwhile: where the time to applied goes.
+	applierProc := d.api
+	if d.split {
+		applierProc = d.applier
+	}
+	var stages batchStages
+	stages.start(ctx, applierProc.url)
 	var got *result
 	err = b.prof.around(ctx, d.api, "visibility", b.cfg.duration, func() {
 		got = lg.open(ctx, target, rate, b.cfg.duration, http.StatusCreated, &seq)
+		stages.stop(ctx)
 	})
 	stopLag()
 	lags := <-lagDone
@@ -66,7 +74,11 @@ func (b *bench) visibility(ctx context.Context) error {
 	if err := d.verify(ctx, lg.tag, int(seq.Load())); err != nil {
 		return err
 	}
-	return b.visibilityReport(ctx, lg, d.url(), rate, acks, lags)
+	if err := b.visibilityReport(ctx, lg, d.url(), rate, acks, lags); err != nil {
+		return err
+	}
+	stages.print(b.out, "visibility")
+	return nil
 }
 
 // visibilityRate is --rate, or half the highest ingest rate (measured here
