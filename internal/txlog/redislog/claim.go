@@ -278,7 +278,8 @@ func (l *Log) forgetIdleConsumers(ctx context.Context) {
 }
 
 // Ack acknowledges claimed entries and deletes them from the stream, in one
-// script call: XACK, then XDEL of each entry XACK found pending. An entry
+// script call: XACK, then the deletion of each entry XACK found pending
+// (see ackScript). An entry
 // that was not pending (never claimed, or acknowledged already) is left
 // alone: acknowledging twice is harmless, and an entry never claimed is
 // never deleted. Order does not matter to the stream.

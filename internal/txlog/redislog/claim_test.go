@@ -28,7 +28,7 @@ func appendN(t *testing.T, l *Log, n int) []txlog.Entry {
 }
 
 // claimN claims until it has n entries.
-func claimN(t *testing.T, l *Log, n int) []txlog.Entry {
+func claimN(t testing.TB, l *Log, n int) []txlog.Entry {
 	t.Helper()
 	var got []txlog.Entry
 	for len(got) < n {
@@ -144,6 +144,41 @@ func TestClaimHonoursContextWhileTakingOver(t *testing.T) {
 	if es, err := b.Claim(ctx, 1); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("claim while a's entry is young: %d entries, %v; want context.DeadlineExceeded", len(es), err)
 	}
+}
+
+// TestAckBehindPending: entries acknowledged behind one still pending are
+// deleted, the pending one and those never claimed stay, and the stream
+// holds exactly the entries not yet acknowledged throughout.
+func TestAckBehindPending(t *testing.T) {
+	t.Parallel()
+	l := openLog(t, Config{})
+	ctx := testCtx(t)
+	es := appendN(t, l, 5)
+	claimed := claimN(t, l, 3)
+	left := func(want []txlog.Entry) {
+		t.Helper()
+		var got []txlog.Entry
+		if err := l.Pending(ctx, func(e txlog.Entry) error { got = append(got, e); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		samePositions(t, "left in the stream", got, want)
+		if n, err := l.client.XLen(ctx, l.keys.stream).Result(); err != nil || n != int64(len(want)) {
+			t.Fatalf("XLEN %d (%v), want %d", n, err, len(want))
+		}
+	}
+	if err := l.Ack(ctx, claimed[1:]); err != nil { // behind the first, still pending
+		t.Fatal(err)
+	}
+	left([]txlog.Entry{es[0], es[3], es[4]})
+	if err := l.Ack(ctx, claimed[:1]); err != nil {
+		t.Fatal(err)
+	}
+	left(es[3:])
+	samePositions(t, "claimed next", claimN(t, l, 2), es[3:])
+	if err := l.Ack(ctx, es[3:]); err != nil {
+		t.Fatal(err)
+	}
+	left(nil)
 }
 
 // TestAckLeavesUnclaimedEntries: acknowledging an entry nobody claimed

@@ -301,20 +301,57 @@ return {0, moved}
 // only if it was pending in the group: an entry never claimed is not
 // deleted, and acknowledging twice is harmless.
 //
+// The deletion trims: every entry older than the newest one acknowledged
+// here was delivered (the group delivers in stream order), and every
+// entry older than the oldest still pending is acknowledged, so XTRIM
+// MINID up to the older of the two takes exactly entries that are
+// acknowledged, whole nodes at a time, where XDEL of each id marks it
+// deleted in its node. Entries acknowledged here that are not older than
+// the oldest pending one (acknowledged out of order, behind an entry
+// still pending) are deleted with XDEL, so the stream still holds exactly
+// the entries not yet acknowledged.
+//
 //	KEYS: stream
 //	ARGV: group, then the entries' ids
 //
 // It returns how many entries were pending.
 var ackScript = redis.NewScript(`
+-- id returns the two parts of a stream id as numbers (exact: the
+-- milliseconds have 13 digits and the sequence is small).
+local function id(s)
+  local ms, seq = string.match(s, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function before(ams, aseq, bms, bseq)
+  return ams < bms or (ams == bms and aseq < bseq)
+end
 local acked = {}
+local topMs, topSeq = -1, -1
 for i = 2, #ARGV do
   if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
     acked[#acked + 1] = ARGV[i]
+    local ms, seq = id(ARGV[i])
+    if before(topMs, topSeq, ms, seq) then topMs, topSeq = ms, seq end
   end
 end
+if #acked == 0 then return 0 end
+-- The first entry that may stay: the one after the newest acknowledged,
+-- or the oldest pending if that is older.
+local minMs, minSeq = topMs, topSeq + 1
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1])
+if pending[1] > 0 then
+  local ms, seq = id(pending[2])
+  if before(ms, seq, minMs, minSeq) then minMs, minSeq = ms, seq end
+end
+redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', minMs, minSeq))
+local left = {}
+for _, a in ipairs(acked) do
+  local ms, seq = id(a)
+  if not before(ms, seq, minMs, minSeq) then left[#left + 1] = a end
+end
 -- One XDEL per 1,000 entries: unpack has a stack limit.
-for i = 1, #acked, 1000 do
-  redis.call('XDEL', KEYS[1], unpack(acked, i, math.min(i + 999, #acked)))
+for i = 1, #left, 1000 do
+  redis.call('XDEL', KEYS[1], unpack(left, i, math.min(i + 999, #left)))
 end
 return #acked
 `)
