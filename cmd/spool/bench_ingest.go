@@ -90,17 +90,21 @@ func (b *bench) ingestClosed(ctx context.Context, r *ingestRun, c int) error {
 	}
 	b.maxRate = max(b.maxRate, got.perSecond())
 	b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d writes/s", c), Value: got.perSecond(), Unit: "1/s", Baseline: "no-op", BaselineValue: ceil.perSecond()})
+	baseline := func(url, what string, code int) (*result, error) {
+		res := r.base.closed(ctx, url, c, b.cfg.duration, code, &r.baseSeq)
+		return res, res.failed(fmt.Sprintf("%s c=%d", what, c))
+	}
 	if r.durable != "" {
-		dur := r.base.closed(ctx, r.durable, c, b.cfg.duration, http.StatusAccepted, &r.baseSeq)
-		if err := dur.failed(fmt.Sprintf("durable no-op c=%d", c)); err != nil {
+		dur, err := baseline(r.durable, "durable no-op", http.StatusAccepted)
+		if err != nil {
 			return err
 		}
 		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d writes/s vs durable no-op", c), Value: got.perSecond(), Unit: "1/s", Baseline: "durable no-op", BaselineValue: dur.perSecond()})
 		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d durable no-op writes/s", c), Value: dur.perSecond(), Unit: "1/s", Baseline: "no-op", BaselineValue: ceil.perSecond()})
 	}
 	if r.sync != "" {
-		syn := r.base.closed(ctx, r.sync, c, b.cfg.duration, http.StatusCreated, &r.baseSeq)
-		if err := syn.failed(fmt.Sprintf("synchronous c=%d", c)); err != nil {
+		syn, err := baseline(r.sync, "synchronous", http.StatusCreated)
+		if err != nil {
 			return err
 		}
 		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d writes/s vs synchronous", c), Value: got.perSecond(), Unit: "1/s", Baseline: "synchronous insert", BaselineValue: syn.perSecond()})

@@ -41,6 +41,16 @@ func claimN(t testing.TB, l *Log, n int) []txlog.Entry {
 	return got
 }
 
+// pending lists the entries of the log not yet acknowledged.
+func pending(t *testing.T, l *Log) []txlog.Entry {
+	t.Helper()
+	var got []txlog.Entry
+	if err := l.Pending(testCtx(t), func(e txlog.Entry) error { got = append(got, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 func samePositions(t *testing.T, what string, got, want []txlog.Entry) {
 	t.Helper()
 	if len(got) != len(want) {
@@ -157,11 +167,7 @@ func TestAckBehindPending(t *testing.T) {
 	claimed := claimN(t, l, 3)
 	left := func(want []txlog.Entry) {
 		t.Helper()
-		var got []txlog.Entry
-		if err := l.Pending(ctx, func(e txlog.Entry) error { got = append(got, e); return nil }); err != nil {
-			t.Fatal(err)
-		}
-		samePositions(t, "left in the stream", got, want)
+		samePositions(t, "left in the stream", pending(t, l), want)
 		if n, err := l.client.XLen(ctx, l.keys.stream).Result(); err != nil || n != int64(len(want)) {
 			t.Fatalf("XLEN %d (%v), want %d", n, err, len(want))
 		}
@@ -195,11 +201,7 @@ func TestAckLeavesUnclaimedEntries(t *testing.T) {
 	if err := l.Ack(ctx, claimed); err != nil {
 		t.Fatal(err)
 	}
-	var left []txlog.Entry
-	if err := l.Pending(ctx, func(e txlog.Entry) error { left = append(left, e); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	samePositions(t, "pending", left, es[1:])
+	samePositions(t, "pending", pending(t, l), es[1:])
 	if err := l.Ack(ctx, []txlog.Entry{{Pos: "not-a-position"}}); err == nil {
 		t.Fatal("ack of a position that is no stream id: no error")
 	}
