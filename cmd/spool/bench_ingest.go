@@ -35,17 +35,17 @@ func (b *bench) ingest(ctx context.Context) error {
 			return err
 		}
 		defer db.Close()
-		sync, stopSync, err := startSync(db)
+		syncURL, stopSync, err := startSync(db)
 		if err != nil {
 			return err
 		}
 		defer stopSync()
-		durable, stopDurable, err := b.env.startDurable()
+		durableURL, stopDurable, err := b.env.startDurable()
 		if err != nil {
 			return err
 		}
 		defer stopDurable()
-		r.sync, r.durable = sync, durable
+		r.sync, r.durable = syncURL, durableURL
 	}
 	for _, c := range b.cfg.levels {
 		if err := b.ingestClosed(ctx, r, c); err != nil {
@@ -196,7 +196,7 @@ func startSync(db benchDB) (string, func(), error) {
 	}))
 }
 
-// decodeBody decodes a baseline's request body as spool's handler does,
+// decodeBody decodes a baseline's request body, the JSON object of a row,
 // or answers 400.
 func decodeBody(w http.ResponseWriter, r *http.Request) (map[string]any, bool) {
 	var v map[string]any
