@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 
 	"github.com/spoolgw/spool/internal/txlog/filelog"
 )
@@ -32,7 +31,7 @@ the log is corrupt.
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	dir := filepath.Join(*dataDir, "log")
+	dir := localLogDir(*dataDir)
 	rep, err := filelog.Check(dir)
 	if rep.Segments != nil || err == nil {
 		fmt.Fprintf(stdout, "log %s: %d segments, %d records (seq %d–%d), acknowledged up to %d\n",

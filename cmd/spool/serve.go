@@ -328,7 +328,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 
 func openLog(ctx context.Context, c *serveConfig, shared bool, logger *slog.Logger) (txlog.Log, gateway.Overlay, applier.Lease, error) {
 	if !shared {
-		lg, err := filelog.Open(filepath.Join(c.dataDir, "log"), filelog.Config{}, logger)
+		lg, err := filelog.Open(localLogDir(c.dataDir), filelog.Config{}, logger)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("open log: %w", err)
 		}
@@ -448,16 +448,19 @@ func headName(c *serveConfig) string {
 		return c.logName
 	}
 	host, _ := os.Hostname()
-	dir, err := filepath.Abs(filepath.Join(c.dataDir, "log"))
-	if err != nil {
-		dir = filepath.Join(c.dataDir, "log")
+	dir := localLogDir(c.dataDir)
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
 	}
 	return "local:" + host + ":" + dir
 }
 
+// localLogDir is where the local log of data directory dataDir lives.
+func localLogDir(dataDir string) string { return filepath.Join(dataDir, "log") }
+
 func describeLog(c *serveConfig) string {
 	if c.logURL == "local" {
-		return "local:" + filepath.Join(c.dataDir, "log")
+		return "local:" + localLogDir(c.dataDir)
 	}
 	return redact(c.logURL) + " (" + c.logName + ")"
 }

@@ -22,20 +22,14 @@ import (
 func TestPruneApplied(t *testing.T) {
 	ctx := t.Context()
 	st, lg := open(t)
-	a := insertObs("a", 1)
-	if _, err := st.ApplyBatch(ctx, []*txn.Transaction{a}, nil); err != nil {
-		t.Fatal(err)
-	}
+	a := applyNow(t, st, insertObs("a", 1))
 	time.Sleep(50 * time.Millisecond)
 	c := insertObs("c", 1)
 	if _, err := lg.Append(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond)
-	b := insertObs("b", 1)
-	if _, err := st.ApplyBatch(ctx, []*txn.Transaction{b}, nil); err != nil {
-		t.Fatal(err)
-	}
+	b := applyNow(t, st, insertObs("b", 1))
 
 	held := newHeldStore(st)
 	ap := start(t, pruneEvery20ms, lg, held, &recorder{}, nil)
@@ -59,10 +53,7 @@ func TestPruneApplied(t *testing.T) {
 func TestPruneAppliedOtherLog(t *testing.T) {
 	ctx := t.Context()
 	st, lg := open(t)
-	a := insertObs("a", 1)
-	if _, err := st.ApplyBatch(ctx, []*txn.Transaction{a}, nil); err != nil {
-		t.Fatal(err)
-	}
+	a := applyNow(t, st, insertObs("a", 1))
 	if _, err := st.RecordLogHead(ctx, "site-b", txn.IDTime(a.ID).Add(-time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +75,16 @@ func TestPruneAppliedOtherLog(t *testing.T) {
 // pruneEvery20ms is an applier that keeps records 30 ms and prunes
 // every 20 ms.
 var pruneEvery20ms = applier.Config{AppliedRetention: 30 * time.Millisecond, PruneEvery: 20 * time.Millisecond}
+
+// applyNow applies tx to st directly, as an applier before this one did,
+// and returns it.
+func applyNow(t *testing.T, st store.Store, tx *txn.Transaction) *txn.Transaction {
+	t.Helper()
+	if _, err := st.ApplyBatch(t.Context(), []*txn.Transaction{tx}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
 
 // applied reports whether st holds the record of tx.
 func applied(t *testing.T, st store.Store, tx *txn.Transaction) bool {
