@@ -16,6 +16,9 @@ type Redis struct {
 	Addr string // 127.0.0.1:port
 	URL  string // redis://127.0.0.1:port/0
 	Dir  string
+	// Args are added to the server's command line at every Start after
+	// they are set (a test's settings, such as a slow load).
+	Args []string
 
 	bin  string
 	port int
@@ -43,10 +46,10 @@ func StartRedis(dir string) (*Redis, error) {
 // Start starts (or restarts) the server on its port and directory; the AOF
 // written before is loaded back.
 func (r *Redis) Start() error {
-	r.cmd = exec.Command(r.bin,
-		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.Dir,
+	args := []string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.Dir,
 		"--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction",
-		"--save", "", "--daemonize", "no", "--logfile", filepath.Join(r.Dir, "redis.log"))
+		"--save", "", "--daemonize", "no", "--logfile", filepath.Join(r.Dir, "redis.log")}
+	r.cmd = exec.Command(r.bin, append(args, r.Args...)...)
 	if err := r.cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}

@@ -2,6 +2,7 @@ package redislog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -240,4 +241,75 @@ func TestRedisCrashKeepsLogAndOverlayInStep(t *testing.T) {
 	}
 	t.Logf("%d appends acknowledged before the kill, %d in the log after the restart, %d snapshots agreed under load",
 		ackedAtKill, len(s.stream), snapshots.Load())
+}
+
+// TestOpenWaitsForLoading: a Redis just restarted answers LOADING until
+// its dataset is read back; Open waits for it instead of failing, and the
+// log holds what it held. The server is made to load slowly: its dataset
+// rewritten into the AOF's base file (2,000 filler keys beside the log's),
+// then read back with a delay per key.
+func TestOpenWaitsForLoading(t *testing.T) {
+	t.Parallel()
+	testservers.Need(t, srvErr) // the binary is there
+	dir, err := testservers.TempDir("spool-redislog-loading-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	own, err := testservers.StartRedis(dir) // its own server: this test restarts it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = own.Stop() }()
+	cfg := Config{URL: own.URL, Name: uniqueName(t)}
+	ctx := testCtx(t)
+	l, err := Open(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := appendN(t, l, 3)
+	fill := `for i = 1, 2000 do redis.call('SET', 'filler:' .. i, 'x') end`
+	if err := l.client.Eval(ctx, fill, nil).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
+	if err := l.client.BgRewriteAOF(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, err := l.client.Info(ctx, "persistence").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(info, "aof_rewrite_in_progress:0") && strings.Contains(info, "aof_rewrite_scheduled:0") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the AOF rewrite did not end in 20 s")
+		}
+	}
+	_ = l.Close()
+	if err := own.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// 2,000 keys and more at 0.5 ms each: a second of LOADING at least.
+	own.Args = []string{"--key-load-delay", "500", "--loading-process-events-interval-bytes", "1024"}
+	if err := own.Start(); err != nil {
+		t.Fatal(err)
+	}
+	raw := redis.NewClient(&redis.Options{Addr: own.Addr})
+	defer raw.Close()
+	if err := raw.Ping(ctx).Err(); !redis.HasErrorPrefix(err, "LOADING") {
+		t.Fatalf("PING just after the restart: %v; want LOADING (the test needs a slow load)", err)
+	}
+	logger, logged := testLogger()
+	l, err = Open(ctx, cfg, logger)
+	if err != nil {
+		t.Fatalf("open while Redis loads: %v", err)
+	}
+	defer l.Close()
+	if !strings.Contains(logged.String(), "Redis is loading its dataset") {
+		t.Errorf("Open did not say it waited for the load; its log:\n%s", logged.String())
+	}
+	samePositions(t, "pending after the restart", pending(t, l), es)
 }

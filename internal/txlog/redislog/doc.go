@@ -59,6 +59,9 @@
 // appendfsync always, Redis fsyncs the AOF before it replies (and groups the
 // fsync of every client in one event-loop turn). Open checks the server:
 //
+//   - a server still loading its dataset (just started: it answers
+//     LOADING until its AOF is read back) is waited for, as long as Open's
+//     context allows; any other failure to connect fails Open at once;
 //   - maxmemory-policy must be noeviction, or Open fails (ErrUnsafeServer):
 //     any other policy can evict the log's keys and silently drop
 //     acknowledged writes;

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -157,8 +158,8 @@ func newClient(rawURL string) (redis.UniversalClient, error) {
 
 // open checks the server and creates the stream and its group.
 func (l *Log) open(ctx context.Context) error {
-	if err := l.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redislog: open: connect: %w", err)
+	if err := l.ping(ctx); err != nil {
+		return err
 	}
 	if err := l.checkServer(ctx); err != nil {
 		return err
@@ -171,6 +172,35 @@ func (l *Log) open(ctx context.Context) error {
 	}
 	l.logger.Debug("redislog: opened", "stream", l.keys.stream, "consumer", l.cfg.Consumer)
 	return nil
+}
+
+// loadingPoll is how often open asks a server that is loading its
+// dataset whether it is done.
+const loadingPoll = 50 * time.Millisecond
+
+// ping checks that the server answers. A server that has just started
+// answers LOADING until its AOF is read back (seconds for a large one):
+// ping waits for it, for as long as ctx allows, so that spool and Redis
+// started together (a host's reboot) do not fail spool's start. Any other
+// error fails at once.
+func (l *Log) ping(ctx context.Context) error {
+	for logged := false; ; logged = true {
+		err := l.client.Ping(ctx).Err()
+		if err == nil {
+			return nil
+		}
+		if !redis.HasErrorPrefix(err, "LOADING") {
+			return fmt.Errorf("redislog: open: connect: %w", err)
+		}
+		if !logged {
+			l.logger.Info("redislog: Redis is loading its dataset; waiting for it", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redislog: open: connect: %w (%w)", err, ctx.Err())
+		case <-time.After(loadingPoll):
+		}
+	}
 }
 
 // createGroup creates the stream and the appliers' group, reading from the
