@@ -278,8 +278,8 @@ func (l *Log) forgetIdleConsumers(ctx context.Context) {
 }
 
 // Ack acknowledges claimed entries and deletes them from the stream, in one
-// script call: XACK, then the deletion of each entry XACK found pending
-// (see ackScript). An entry
+// script call: XACK, then the deletion of the entries acknowledged (see
+// ackScript). An entry
 // that was not pending (never claimed, or acknowledged already) is left
 // alone: acknowledging twice is harmless, and an entry never claimed is
 // never deleted. Order does not matter to the stream.
@@ -295,14 +295,19 @@ func (l *Log) Ack(ctx context.Context, entries []txlog.Entry) error {
 	if l.isClosing() {
 		return fmt.Errorf("redislog: ack: %w", txlog.ErrClosed)
 	}
-	args := make([]any, 0, 1+len(entries))
-	args = append(args, groupName)
-	for _, e := range entries {
-		if _, _, ok := parsePos(e.Pos); !ok {
+	args := make([]any, 2, 2+len(entries))
+	var newestMs, newestSeq uint64
+	for i, e := range entries {
+		ms, seq, ok := parsePos(e.Pos)
+		if !ok {
 			return fmt.Errorf("redislog: ack: %q is not a position of this log", e.Pos)
+		}
+		if i == 0 || ms > newestMs || (ms == newestMs && seq > newestSeq) {
+			newestMs, newestSeq = ms, seq
 		}
 		args = append(args, e.Pos)
 	}
+	args[0], args[1] = groupName, fmt.Sprintf("%d-%d", newestMs, newestSeq)
 	n, err := ackScript.Run(ctx, l.client, []string{l.keys.stream}, args...).Int()
 	if err != nil {
 		return l.fail("ack", err)

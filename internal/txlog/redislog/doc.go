@@ -89,12 +89,12 @@
 // then it delivers the entries pending under its own name (claimed
 // before a restart, or taken over) in stream order, and then new entries
 // (XREADGROUP >), blocking in Redis for at most Config.ClaimBlock per read
-// so that its context and Close are honoured. Ack is a script: XACK, then
-// the deletion of every entry XACK found pending, which gives the space
-// back: XTRIM MINID up to the entry after the newest acknowledged or the
-// oldest still pending, whichever is older (everything before both is
-// acknowledged), and XDEL for what was acknowledged behind a pending
-// entry. So the stream holds exactly the entries not yet acknowledged,
+// so that its context and Close are honoured. Ack is a script: one XACK
+// of all the entries, then the deletion of those it found pending, which
+// gives the space back: XTRIM MINID up to the entry after the group's last
+// delivered one or the oldest still pending, whichever is older
+// (everything before both was delivered and is acknowledged), and XDEL
+// for what was acknowledged behind a pending entry. So the stream holds exactly the entries not yet acknowledged,
 // Pending is an XRANGE over it, and Stats.Depth is XLEN. Entry.Pos is the
 // stream id; ComparePos orders positions.
 //

@@ -301,18 +301,19 @@ return {0, moved}
 // only if it was pending in the group: an entry never claimed is not
 // deleted, and acknowledging twice is harmless.
 //
-// The deletion trims: every entry older than the newest one acknowledged
-// here was delivered (the group delivers in stream order), and every
-// entry older than the oldest still pending is acknowledged, so XTRIM
-// MINID up to the older of the two takes exactly entries that are
+// It acknowledges them with one XACK, then trims. Every entry up to the
+// group's last delivered one was delivered, and every entry older than
+// the oldest still pending is not pending, so it was acknowledged: XTRIM
+// MINID up to the older of the two bounds takes exactly entries that are
 // acknowledged, whole nodes at a time, where XDEL of each id marks it
-// deleted in its node. Entries acknowledged here that are not older than
-// the oldest pending one (acknowledged out of order, behind an entry
-// still pending) are deleted with XDEL, so the stream still holds exactly
-// the entries not yet acknowledged.
+// deleted in its node. Entries acknowledged here at or past that bound
+// (acknowledged out of order, behind an entry still pending) are deleted
+// with XDEL, so the stream still holds exactly the entries not yet
+// acknowledged. An entry past the last delivered one was never claimed:
+// XACK leaves it pending in no list, and the script never deletes it.
 //
 //	KEYS: stream
-//	ARGV: group, then the entries' ids
+//	ARGV: group, the newest of the ids, then the ids
 //
 // It returns how many entries were pending.
 var ackScript = redis.NewScript(`
@@ -325,35 +326,46 @@ end
 local function before(ams, aseq, bms, bseq)
   return ams < bms or (ams == bms and aseq < bseq)
 end
-local acked = {}
-local topMs, topSeq = -1, -1
-for i = 2, #ARGV do
-  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
-    acked[#acked + 1] = ARGV[i]
-    local ms, seq = id(ARGV[i])
-    if before(topMs, topSeq, ms, seq) then topMs, topSeq = ms, seq end
-  end
+local stream, group = KEYS[1], ARGV[1]
+local acked = 0
+-- One XACK per 1,000 entries: unpack has a stack limit.
+for i = 3, #ARGV, 1000 do
+  acked = acked + redis.call('XACK', stream, group, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
-if #acked == 0 then return 0 end
--- The first entry that may stay: the one after the newest acknowledged,
--- or the oldest pending if that is older.
-local minMs, minSeq = topMs, topSeq + 1
-local pending = redis.call('XPENDING', KEYS[1], ARGV[1])
+if acked == 0 then return 0 end
+-- The group's last delivered entry.
+local lastMs, lastSeq
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+  local name, last
+  for j = 1, #g, 2 do
+    if g[j] == 'name' then name = g[j + 1] elseif g[j] == 'last-delivered-id' then last = g[j + 1] end
+  end
+  if name == group then lastMs, lastSeq = id(last) end
+end
+-- The first entry that may stay: the one after the last delivered, or
+-- the oldest pending if that is older.
+local minMs, minSeq = lastMs, lastSeq + 1
+local pending = redis.call('XPENDING', stream, group)
 if pending[1] > 0 then
   local ms, seq = id(pending[2])
   if before(ms, seq, minMs, minSeq) then minMs, minSeq = ms, seq end
 end
-redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', minMs, minSeq))
+redis.call('XTRIM', stream, 'MINID', string.format('%d-%d', minMs, minSeq))
+local newestMs, newestSeq = id(ARGV[2])
+if before(newestMs, newestSeq, minMs, minSeq) then return acked end
+-- Some were acknowledged behind an entry still pending: delete those,
+-- which were delivered and are no longer pending.
 local left = {}
-for _, a in ipairs(acked) do
-  local ms, seq = id(a)
-  if not before(ms, seq, minMs, minSeq) then left[#left + 1] = a end
+for i = 3, #ARGV do
+  local ms, seq = id(ARGV[i])
+  if not before(ms, seq, minMs, minSeq) and not before(lastMs, lastSeq, ms, seq) then
+    left[#left + 1] = ARGV[i]
+  end
 end
--- One XDEL per 1,000 entries: unpack has a stack limit.
 for i = 1, #left, 1000 do
-  redis.call('XDEL', KEYS[1], unpack(left, i, math.min(i + 999, #left)))
+  redis.call('XDEL', stream, unpack(left, i, math.min(i + 999, #left)))
 end
-return #acked
+return acked
 `)
 
 // leaseAcquireScript takes the lease if nobody holds it and, in the same
