@@ -46,7 +46,12 @@ Scenarios (default: ingest read):
               on SQLite), each batch its own transaction, and (PostgreSQL)
               one COPY of them all; with the p50/p99 of each stage of the
               applier's batches meanwhile (claim_wait, apply, finish_wait,
-              report, ack; GET /metrics, to the bound of the bucket)
+              report, ack; GET /metrics, to the bound of the bucket); and
+              (Linux) the CPU time per row that spool, Redis and PostgreSQL
+              used while the log drained (each with its children, from
+              /proc), against what the raw batches' writer and database used
+              per row, with the cores they kept busy: on a machine whose
+              cores are busy, CPU per row bounds the rate
   visibility  at half the highest ingest rate, time from each acknowledgement
               to applied and (--servers) to replicated, beside the raw
               replica lag measured in the same run (commit on the primary

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 )
 
@@ -171,4 +172,24 @@ func (d *deployment) verify(ctx context.Context, tag string, acked int) error {
 		return fmt.Errorf("bench: %d writes acknowledged, %d rows in the database", acked, n)
 	}
 	return nil
+}
+
+// cpuGroups names the deployment's processes by group (see cpuGroups), the
+// bench's own among them so that it counts apart from its children.
+func (d *deployment) cpuGroups() cpuGroups {
+	g := cpuGroups{cpuBench: {os.Getpid()}}
+	if d.split {
+		g[cpuAPI], g[cpuApplier] = []int{d.api.pid()}, []int{d.applier.pid()}
+	} else {
+		g[cpuSpool] = []int{d.api.pid()}
+	}
+	if e := d.be.env; e.servers() {
+		g[cpuRedis] = []int{e.redis.Pid()}
+		for _, pid := range []int{e.pg.PrimaryPid(), e.pg.ReplicaPid()} {
+			if pid != 0 {
+				g[cpuPostgres] = append(g[cpuPostgres], pid)
+			}
+		}
+	}
+	return g
 }

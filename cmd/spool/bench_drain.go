@@ -48,10 +48,21 @@ func (b *bench) drain(ctx context.Context) error {
 	// shape the batch under way when the drain was released waited for
 	// the bench's lock, and is left out.
 	var stages batchStages
-	began := func() { stages.start(ctx, proc.url) }
+	groups := d.cpuGroups()
+	cpu := newCPUMeter(groups)
+	var drained int64
+	began := func(depth int64) {
+		stages.start(ctx, proc.url)
+		cpu.begin()
+		drained = depth
+	}
 	if err := b.prof.around(ctx, proc, "drain", time.Second, func() { rate, err = d.drainRate(ctx, int64(n), began) }); err != nil {
 		return err
 	}
+	if err != nil {
+		return err
+	}
+	used, wall, err := cpu.end()
 	if err != nil {
 		return err
 	}
@@ -60,13 +71,22 @@ func (b *bench) drain(ctx context.Context) error {
 	if err := d.verify(ctx, lg.tag, n); err != nil {
 		return err
 	}
-	return b.drainBaselines(ctx, d.be, n, rate)
+	return b.drainBaselines(ctx, d.be, n, rate, drainCPU{groups: groups, used: used, wall: wall, rows: int(drained)})
+}
+
+// drainCPU is the CPU time the deployment's processes used while the log
+// drained, and the rows it drained meanwhile.
+type drainCPU struct {
+	groups cpuGroups
+	used   cpuTimes
+	wall   time.Duration
+	rows   int
 }
 
 // drainRate watches the log's depth once the drain is released: rows/s
-// from the first row gone (the drain has begun; began is called then)
-// until the log is empty.
-func (d *deployment) drainRate(ctx context.Context, n int64, began func()) (float64, error) {
+// from the first row gone (the drain has begun; began is called then,
+// with the depth left) until the log is empty.
+func (d *deployment) drainRate(ctx context.Context, n int64, began func(depth int64)) (float64, error) {
 	deadline := time.Now().Add(5 * time.Minute)
 	var t0 time.Time
 	var d0 int64
@@ -78,7 +98,7 @@ func (d *deployment) drainRate(ctx context.Context, n int64, began func()) (floa
 		now := time.Now()
 		if t0.IsZero() && st.Log.Depth < n {
 			t0, d0 = now, st.Log.Depth
-			began()
+			began(d0)
 		}
 		if st.Log.Depth == 0 {
 			if d0 == 0 || now.Sub(t0) <= 0 {
@@ -95,14 +115,22 @@ func (d *deployment) drainRate(ctx context.Context, n int64, began func()) (floa
 
 // drainBaselines writes n rows of the same shape raw into a database of
 // the same kind, in batches of the applier's size, each its own
-// transaction; and on PostgreSQL once more in one COPY.
-func (b *bench) drainBaselines(ctx context.Context, be *backend, n int, rate float64) error {
+// transaction; and on PostgreSQL once more in one COPY. Beside the rate
+// of the batches it prints the CPU time per row that the drain's
+// processes used against what the batches' writer and database did.
+func (b *bench) drainBaselines(ctx context.Context, be *backend, n int, rate float64, drained drainCPU) error {
 	db, err := be.baselineDB(ctx, "raw")
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	cpu := newCPUMeter(drained.groups)
+	cpu.begin()
 	batched, err := rawRate(ctx, db, n, applier.DefaultBatchSize)
+	if err != nil {
+		return err
+	}
+	rawUsed, rawWall, err := cpu.end()
 	if err != nil {
 		return err
 	}
@@ -111,6 +139,15 @@ func (b *bench) drainBaselines(ctx context.Context, be *backend, n int, rate flo
 		raw = "COPY per 500"
 	}
 	b.out.print(figure{Scenario: "drain", Figure: fmt.Sprintf("%d rows drained, rows/s", n), Value: rate, Unit: "1/s", Baseline: raw, BaselineValue: batched})
+	if rawUsed != nil && drained.used != nil && drained.rows > 0 {
+		// The raw batches' writer is the bench; spool's processes idle.
+		writer := []string{cpuBench}
+		if b.env.servers() {
+			writer = append(writer, cpuPostgres)
+		}
+		base := b.cpuFigures("drain", "written raw", n, rawUsed, rawWall, writer, "", 0)
+		b.cpuFigures("drain", "drained", drained.rows, drained.used, drained.wall, drained.groups.order(), raw, base)
+	}
 	if !b.env.servers() {
 		return nil
 	}
