@@ -51,7 +51,14 @@ Scenarios (default: ingest read):
               used while the log drained (each with its children, from
               /proc), against what the raw batches' writer and database used
               per row, with the cores they kept busy: on a machine whose
-              cores are busy, CPU per row bounds the rate
+              cores are busy, CPU per row bounds the rate; with --servers
+              also the minimal drain, the floor under any drain of a Redis
+              log into PostgreSQL: the same number of transactions of the
+              shape spool's log holds, claimed from a stream of the same
+              Redis 500 at a time, decoded as the applier decodes them,
+              copied (COPY) and acknowledged, the next batch claimed while
+              one is copied; no overlay, exactly-once record, fencing or
+              status
   visibility  at half the highest ingest rate, time from each acknowledgement
               to applied and (--servers) to replicated, beside the raw
               replica lag measured in the same run (commit on the primary

@@ -139,13 +139,14 @@ func (b *bench) drainBaselines(ctx context.Context, be *backend, n int, rate flo
 		raw = "COPY per 500"
 	}
 	b.out.print(figure{Scenario: "drain", Figure: fmt.Sprintf("%d rows drained, rows/s", n), Value: rate, Unit: "1/s", Baseline: raw, BaselineValue: batched})
+	// The raw batches' writer is the bench; spool's processes idle.
+	writer := []string{cpuBench}
+	if b.env.servers() {
+		writer = append(writer, cpuPostgres)
+	}
+	var base float64 // the raw batches' CPU per row
 	if rawUsed != nil && drained.used != nil && drained.rows > 0 {
-		// The raw batches' writer is the bench; spool's processes idle.
-		writer := []string{cpuBench}
-		if b.env.servers() {
-			writer = append(writer, cpuPostgres)
-		}
-		base := b.cpuFigures("drain", "written raw", n, rawUsed, rawWall, writer, "", 0)
+		base = b.cpuFigures("drain", "written raw", n, rawUsed, rawWall, writer, "", 0)
 		b.cpuFigures("drain", "drained", drained.rows, drained.used, drained.wall, drained.groups.order(), raw, base)
 	}
 	if !b.env.servers() {
@@ -159,6 +160,18 @@ func (b *bench) drainBaselines(ctx context.Context, be *backend, n int, rate flo
 		return err
 	}
 	b.out.print(figure{Scenario: "drain", Figure: fmt.Sprintf("%d rows drained, rows/s vs one COPY", n), Value: rate, Unit: "1/s", Baseline: "one COPY of all rows", BaselineValue: whole})
+	if err := db.exec(ctx, "TRUNCATE observations"); err != nil {
+		return err
+	}
+	minimal, minUsed, minWall, err := b.minimalDrain(ctx, db, n, drained.groups)
+	if err != nil {
+		return err
+	}
+	b.out.print(figure{Scenario: "drain", Figure: "minimal drain rows/s", Value: minimal, Unit: "1/s", Baseline: raw, BaselineValue: batched})
+	b.out.print(figure{Scenario: "drain", Figure: fmt.Sprintf("%d rows drained, rows/s vs minimal drain", n), Value: rate, Unit: "1/s", Baseline: "minimal drain", BaselineValue: minimal})
+	if minUsed != nil && base > 0 {
+		b.cpuFigures("drain", "minimal drain", n, minUsed, minWall, append(writer, cpuRedis), raw, base)
+	}
 	return nil
 }
 

@@ -90,7 +90,7 @@ func TestBenchSmokeServers(t *testing.T) {
 	testservers.Need(t, serversErr)
 	checkFigures(t, benchRun(t, append(smokeArgs, "--servers")...), append(smokeFigures,
 		want{"visibility ack → replicated at ", " p99"}, want{"visibility applied → replicated at ", " p99"},
-		want{"drain ", "rows/s vs one COPY"}))
+		want{"drain ", "rows/s vs one COPY"}, want{"drain minimal drain rows/s", ""}, want{"drain ", "rows/s vs minimal drain"}))
 }
 
 // With --db-latency the database is that far away for spool and the
