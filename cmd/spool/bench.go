@@ -65,8 +65,12 @@ Scenarios (default: ingest read):
               until the replica's replay position passes it); with the
               p50/p99 of each stage of the applier's batches meanwhile, as
               in drain
-  read        GET by id and a filtered, ordered list of 50, p50/p99, with 0,
-              1k and 10k rows buffered in the overlay (drain held)
+  read        GET by id and a filtered, ordered list of 50, with 0, 1k and
+              10k rows buffered in the overlay (drain held): reads/s and
+              p50/p99 of 8 readers in a closed loop, then p50/p99 in an open
+              loop at half that rate beside a no-op reader at the same rate
+              (the same HTTP stack answering a row-sized body), each with
+              the server's own p50/p99 (GET /metrics, to the bucket bound)
   outage      writes at --outage-rate while the database is down for
               --outage (PostgreSQL stopped; embedded: SQLite's write lock
               held by another connection); spool's live heap (after a

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"sync"
@@ -30,6 +31,11 @@ func (b *bench) read(ctx context.Context) error {
 		defer d.stop()
 		url = d.url()
 	}
+	noop, stopNoop, err := startNoopReader()
+	if err != nil {
+		return err
+	}
+	defer stopNoop()
 	lg := newLoadgen(fmt.Sprintf("read%d", time.Now().UnixNano()))
 	var mu sync.Mutex
 	var ids []string
@@ -63,7 +69,7 @@ func (b *bench) read(ctx context.Context) error {
 		if n > 0 {
 			pick = ids[len(inDB):]
 		}
-		if err := b.readOnce(ctx, lg, url, n, pick, d); err != nil {
+		if err := b.readOnce(ctx, lg, url, noop, n, pick, d); err != nil {
 			return err
 		}
 	}
@@ -76,8 +82,9 @@ func (b *bench) read(ctx context.Context) error {
 	return d.verify(ctx, lg.tag, int(seq.Load()))
 }
 
-// readOnce measures both reads with n rows buffered, ids to GET.
-func (b *bench) readOnce(ctx context.Context, lg *loadgen, url string, n int, ids []string, d *deployment) error {
+// readOnce measures both reads with n rows buffered, ids to GET, and the
+// no-op reader at noop at the same rates.
+func (b *bench) readOnce(ctx context.Context, lg *loadgen, url, noop string, n int, ids []string, d *deployment) error {
 	if d != nil && n > 0 {
 		st, err := d.stats(ctx)
 		if err != nil {
@@ -92,19 +99,15 @@ func (b *bench) readOnce(ctx context.Context, lg *loadgen, url string, n int, id
 		proc = d.api
 	}
 	var i atomic.Int64
-	var get, list *result
-	var getServer, listServer serverSide
-	err := b.prof.around(ctx, proc, fmt.Sprintf("read-%d", n), 2*b.cfg.duration, func() {
-		getServer.start(ctx, requests(url, getRoute, "200")) //nolint:errcheck // figures left out
-		get = closedFn(ctx, 8, b.cfg.duration, func(ctx context.Context) error {
+	var get, list *readLoad
+	ceiling := func(ctx context.Context) error { return lg.get(ctx, noop) }
+	err := b.prof.around(ctx, proc, fmt.Sprintf("read-%d", n), 6*b.cfg.duration, func() {
+		get = b.measureRead(ctx, url, getRoute, func(ctx context.Context) error {
 			return lg.get(ctx, url+"/v1/tables/observations/"+ids[int(i.Add(1))%len(ids)])
-		})
-		getServer.stop(ctx)
-		listServer.start(ctx, requests(url, listRoute, "200")) //nolint:errcheck // figures left out
-		list = closedFn(ctx, 8, b.cfg.duration, func(ctx context.Context) error {
+		}, ceiling)
+		list = b.measureRead(ctx, url, listRoute, func(ctx context.Context) error {
 			return lg.get(ctx, url+readList)
-		})
-		listServer.stop(ctx)
+		}, ceiling)
 	})
 	if err != nil {
 		return err
@@ -115,9 +118,66 @@ func (b *bench) readOnce(ctx context.Context, lg *loadgen, url string, n int, id
 	if err := list.failed("list"); err != nil {
 		return err
 	}
-	b.out.percentiles("read", fmt.Sprintf("get by id, %d buffered", n), []int{50, 99}, get, "", nil)
-	getServer.print(b.out, "read", fmt.Sprintf("get by id, %d buffered", n))
-	b.out.percentiles("read", fmt.Sprintf("list of 50, %d buffered", n), []int{50, 99}, list, "", nil)
-	listServer.print(b.out, "read", fmt.Sprintf("list of 50, %d buffered", n))
+	get.print(b.out, fmt.Sprintf("get by id, %d buffered", n))
+	list.print(b.out, fmt.Sprintf("list of 50, %d buffered", n))
 	return nil
+}
+
+// readLoad is one read measured: a closed loop of readers (the most it
+// serves, and its latency with the machine saturated), then an open loop
+// at half that rate (its latency at half load, as ingest's), each beside
+// the server's own histogram, and the no-op reader at the same rate (the
+// ceiling: the same HTTP stack answering a row-sized body, nothing
+// behind it).
+type readLoad struct {
+	closed, open, ceiling *result
+	rate                  float64 // of the open loops
+	closedSrv, openSrv    serverSide
+}
+
+// readers is the closed loop's concurrency.
+const readers = 8
+
+func (b *bench) measureRead(ctx context.Context, url, route string, fn, ceiling func(context.Context) error) *readLoad {
+	r := &readLoad{}
+	r.closedSrv.start(ctx, requests(url, route, "200")) //nolint:errcheck // figures left out
+	r.closed = closedFn(ctx, readers, b.cfg.duration, fn)
+	r.closedSrv.stop(ctx)
+	if r.closed.n == 0 {
+		return r
+	}
+	r.rate = r.closed.perSecond() / 2
+	r.openSrv.start(ctx, requests(url, route, "200")) //nolint:errcheck // figures left out
+	r.open = openFn(ctx, r.rate, b.cfg.duration, fn)
+	r.openSrv.stop(ctx)
+	r.ceiling = openFn(ctx, r.rate, b.cfg.duration, ceiling)
+	return r
+}
+
+func (r *readLoad) failed(what string) error {
+	if err := r.closed.failed(what); err != nil {
+		return err
+	}
+	if err := r.open.failed(what + " at half load"); err != nil {
+		return err
+	}
+	return r.ceiling.failed("the no-op reader")
+}
+
+func (r *readLoad) print(out *reporter, what string) {
+	out.print(figure{Scenario: "read", Figure: fmt.Sprintf("%s reads/s, %d readers", what, readers), Value: r.closed.perSecond(), Unit: "1/s"})
+	out.percentiles("read", what, []int{50, 99}, r.closed, "", nil)
+	r.closedSrv.print(out, "read", what)
+	half := fmt.Sprintf("%s at 0.5×max (%.0f/s)", what, r.rate)
+	out.percentiles("read", half, []int{50, 99}, r.open, "no-op", r.ceiling)
+	r.openSrv.print(out, "read", half)
+}
+
+// startNoopReader serves the reads' ceiling: the same HTTP stack answering
+// every request 200 with a body the size of a row, nothing behind it.
+func startNoopReader() (string, func(), error) {
+	return serveLocal(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"0190b5a0-0000-7000-8000-000000000000","target":"read-000000","telescope":"main","exposure_s":540,"status":"planned","started_at":null,"finished_at":null,"meta":{"n":0}}`)
+	}))
 }

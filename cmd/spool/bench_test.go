@@ -51,6 +51,8 @@ var smokeFigures = []want{
 	{"drain ", "rows drained, rows/s"}, {"drain CPU per row drained", "drained"}, {"drain cores busy drained", ""},
 	{"visibility ack → applied at ", " p99"},
 	{"read get by id, 0 buffered p99", ""}, {"read get by id, 100 buffered p99", ""}, {"read list of 50, 100 buffered p99", ""},
+	{"read get by id, 0 buffered reads/s", ""}, {"read get by id, 100 buffered at 0.5×max", " p99"},
+	{"read list of 50, 100 buffered at 0.5×max", " p99"},
 	{"outage writes/s over", ""}, {"outage heap at the end", ""}, {"outage log size at the end", ""},
 	{"telemetry rows/s accepted", ""}, {"telemetry rows written in all", ""},
 }
