@@ -136,11 +136,11 @@ func (m *cpuMeter) end() (cpuTimes, time.Duration, error) {
 	return used, wall, nil
 }
 
-// cpuFigures prints the CPU time per row of each group in order over a
-// span of rows (if more than one), and of them all, the last against a baseline's (named
-// baseName, worth base; none where base is 0), and how many of the
-// machine's cores they kept busy meanwhile. It returns the CPU time per
-// row of them all.
+// cpuFigures prints, over a span of rows, the CPU time per row of each
+// group in order (if more than one) and of them all, the last against a
+// baseline's (named baseName, worth base; none where base is 0), and how
+// many of the machine's cores they kept busy meanwhile. It returns the
+// CPU time per row of them all.
 func (b *bench) cpuFigures(scenario, what string, rows int, used cpuTimes, wall time.Duration, order []string, baseName string, base float64) float64 {
 	var all time.Duration
 	for _, name := range order {

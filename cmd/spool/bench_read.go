@@ -138,6 +138,8 @@ type readLoad struct {
 // readers is the closed loop's concurrency.
 const readers = 8
 
+// measureRead measures one read, fn, served at route, and the ceiling
+// at the open loop's rate.
 func (b *bench) measureRead(ctx context.Context, url, route string, fn, ceiling func(context.Context) error) *readLoad {
 	r := &readLoad{}
 	r.closedSrv.start(ctx, requests(url, route, "200")) //nolint:errcheck // figures left out
