@@ -41,24 +41,23 @@ Scenarios (default: ingest read):
               local log, those of its fdatasyncs meanwhile (GET /metrics; to
               the bound of the bucket they fall in)
   drain       pre-fills the log with the drain held, then rows/s into the
-              database once it drains, beside the same number of rows written
-              raw in batches of 500 (COPY on PostgreSQL, one multi-row INSERT
-              on SQLite), each batch its own transaction, and (PostgreSQL)
-              one COPY of them all; with the p50/p99 of each stage of the
-              applier's batches meanwhile (claim_wait, apply, finish_wait,
-              report, ack; GET /metrics, to the bound of the bucket); and
-              (Linux) the CPU time per row that spool, Redis and PostgreSQL
-              used while the log drained (each with its children, from
-              /proc), against what the raw batches' writer and database used
-              per row, with the cores they kept busy: on a machine whose
-              cores are busy, CPU per row bounds the rate; with --servers
-              also the minimal drain, the floor under any drain of a Redis
-              log into PostgreSQL: the same number of transactions of the
-              shape spool's log holds, claimed from a stream of the same
-              Redis 500 at a time, decoded as the applier decodes them,
-              copied (COPY) and acknowledged, the next batch claimed while
-              one is copied; no overlay, exactly-once record, fencing or
-              status
+              database once it drains. Beside it: the same number of rows
+              written raw in batches of 500 (COPY on PostgreSQL, one
+              multi-row INSERT on SQLite), each batch its own transaction,
+              and (PostgreSQL) one COPY of them all. Also the p50/p99 of
+              each stage of the applier's batches meanwhile (claim_wait,
+              apply, finish_wait, report, ack; GET /metrics, to the bound
+              of the bucket), and (Linux) the CPU time per row that spool,
+              Redis and PostgreSQL used while the log drained (from /proc,
+              each with its children) against the raw batches', with the
+              cores each kept busy: on busy cores, CPU per row bounds the
+              rate. With --servers also the minimal drain, the floor under
+              any drain of a Redis log into PostgreSQL: the same number of
+              transactions of the shape spool's log holds, claimed from a
+              stream of the same Redis 500 at a time, decoded as the
+              applier decodes them, copied (COPY) and acknowledged, the
+              next batch claimed during the copy; no overlay, exactly-once
+              record, fencing or status
   visibility  at half the highest ingest rate, time from each acknowledgement
               to applied and (--servers) to replicated, beside the raw
               replica lag measured in the same run (commit on the primary
