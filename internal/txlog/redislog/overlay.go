@@ -29,6 +29,7 @@ type Overlay struct {
 	normalize func(table string, values map[string]any)
 	mu        sync.Mutex
 	read      map[string]*tableRead // by table: what Table last read of it
+	flights   map[string]*flights   // by table: the reads of it under way
 }
 
 // SetNormalize makes Row and Table return values normalised by fn (the
@@ -75,6 +76,104 @@ func (o *Overlay) Table(ctx context.Context, table string) (map[string]overlay.P
 	if o.l.isClosing() {
 		return nil, fmt.Errorf("redislog: overlay table: %w", txlog.ErrClosed)
 	}
+	next, err := o.readShared(ctx, table)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]overlay.Pending, len(next.elems))
+	for i, s := range next.elems {
+		_, key, _ := splitElement(s) // checked when it was decoded
+		if p, ok := out[key]; ok {
+			out[key] = append(p, next.ops[i])
+		} else {
+			// A row's first change is a view of next's, capped, so that
+			// a second one is appended to a copy.
+			out[key] = next.ops[i : i+1 : i+1]
+		}
+	}
+	return out, nil
+}
+
+// flights are the reads of one table under way: the one running, and
+// the next, which every caller that arrives while one runs joins, and
+// which starts once the running one has ended. Concurrent readers of a
+// table share its reading and decoding (with a backlog of thousands of
+// changes, each would otherwise decode the same new changes), and a
+// caller never shares a read that began before it called, so it sees
+// every change appended before its call.
+type flights struct {
+	running, next *flight
+}
+
+// flight is one read of a table, shared by the callers that joined it.
+type flight struct {
+	done chan struct{} // closed once read or err is set
+	read *tableRead
+	err  error
+}
+
+// readShared returns what a read of table that began after the call read,
+// sharing it with concurrent callers (see flights).
+func (o *Overlay) readShared(ctx context.Context, table string) (*tableRead, error) {
+	for {
+		o.mu.Lock()
+		fs := o.flights[table]
+		if fs == nil {
+			if o.flights == nil {
+				o.flights = map[string]*flights{}
+			}
+			fs = &flights{}
+			o.flights[table] = fs
+		}
+		if fs.running == nil {
+			// Nothing runs: run the next read, which callers may have
+			// joined already.
+			f := fs.next
+			if f == nil {
+				f = &flight{done: make(chan struct{})}
+			}
+			fs.running, fs.next = f, nil
+			o.mu.Unlock()
+			f.read, f.err = o.readTable(ctx, table)
+			o.mu.Lock()
+			fs.running = nil
+			o.mu.Unlock()
+			close(f.done)
+			return f.read, f.err
+		}
+		if fs.next == nil {
+			fs.next = &flight{done: make(chan struct{})}
+		}
+		f, running := fs.next, fs.running
+		o.mu.Unlock()
+		// Wait for the running read to end; then the first of the next
+		// read's callers to get here runs it, and the others wait for it.
+		select {
+		case <-running.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("redislog: overlay table: %w", ctx.Err())
+		}
+		o.mu.Lock()
+		started := fs.running == f
+		o.mu.Unlock()
+		if !started {
+			continue // f is still the next read: run it
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("redislog: overlay table: %w", ctx.Err())
+		}
+		if f.err != nil && ctx.Err() == nil && (errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) {
+			continue // the caller that ran it gave up; this one has not
+		}
+		return f.read, f.err
+	}
+}
+
+// readTable reads table with one script call, given what was read of it
+// before, and keeps what it read for the next read.
+func (o *Overlay) readTable(ctx context.Context, table string) (*tableRead, error) {
 	o.mu.Lock()
 	last := o.read[table]
 	o.mu.Unlock()
@@ -101,18 +200,7 @@ func (o *Overlay) Table(ctx context.Context, table string) (map[string]overlay.P
 		o.read[table] = next
 	}
 	o.mu.Unlock()
-	out := make(map[string]overlay.Pending, len(next.elems))
-	for i, s := range next.elems {
-		_, key, _ := splitElement(s) // checked when it was decoded
-		if p, ok := out[key]; ok {
-			out[key] = append(p, next.ops[i])
-		} else {
-			// A row's first change is a view of next's, capped, so that
-			// a second one is appended to a copy.
-			out[key] = next.ops[i : i+1 : i+1]
-		}
-	}
-	return out, nil
+	return next, nil
 }
 
 // tableRead is what Table read of one table: the table's list of changes

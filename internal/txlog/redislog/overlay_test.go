@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/spoolgw/spool/internal/overlay"
 	"github.com/spoolgw/spool/internal/txlog"
 	"github.com/spoolgw/spool/internal/txn"
@@ -653,5 +655,112 @@ func TestTableConcurrentReaders(t *testing.T) {
 	tbl, err := o.Table(ctx, "w")
 	if err != nil || len(tbl) != len(ids) {
 		t.Fatalf("final read: %d rows, %v; want %d", len(tbl), err, len(ids))
+	}
+}
+
+// TestTableReadsOwnWrites: writers that each append a row and read the
+// table at once, all at the same time, each see their own row: a read
+// shared between callers began after each of them called.
+func TestTableReadsOwnWrites(t *testing.T) {
+	t.Parallel()
+	l := openLog(t, Config{})
+	o := l.Overlay()
+	o.SetNormalize(func(string, map[string]any) {})
+	ctx := testCtx(t)
+	const writers, rounds = 8, 40
+	errs := make(chan error, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for r := range rounds {
+				key := fmt.Sprintf("%d-%d", w, r)
+				if _, err := l.Append(ctx, newTxn(op(txn.Insert, "own", key, map[string]any{"w": w}))); err != nil {
+					errs <- err
+					return
+				}
+				tbl, err := o.Table(ctx, "own")
+				if err != nil {
+					errs <- err
+					return
+				}
+				if _, ok := tbl[key]; !ok {
+					errs <- fmt.Errorf("writer %d did not read its own row %s (%d rows read)", w, key, len(tbl))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// TestTableSharesConcurrentReads: readers of one table that call while a
+// read of it is under way share one read after it, however many they
+// are. Redis is paused (CLIENT PAUSE) while they call, so that the first
+// read is held in Redis until all of them have called; its script calls
+// are counted by Redis (INFO commandstats). Not parallel: it pauses the
+// package's server and counts all of its script calls.
+func TestTableSharesConcurrentReads(t *testing.T) {
+	l := openLog(t, Config{})
+	o := l.Overlay()
+	o.SetNormalize(func(string, map[string]any) {})
+	ctx := testCtx(t)
+	for i := range 100 {
+		if _, err := l.Append(ctx, newTxn(op(txn.Insert, "shared", strconv.Itoa(i), map[string]any{"i": i}))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer admin.Close()
+	calls := func() int64 {
+		t.Helper()
+		info, err := admin.Info(ctx, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(info) {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:calls="); ok {
+				n, err := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		}
+		return 0
+	}
+	if _, err := o.Table(ctx, "shared"); err != nil { // loads the script
+		t.Fatal(err)
+	}
+	before := calls()
+	const readers = 8
+	if err := admin.Do(ctx, "CLIENT", "PAUSE", 1000, "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, readers)
+	var wg sync.WaitGroup
+	for range readers {
+		wg.Go(func() {
+			tbl, err := o.Table(ctx, "shared")
+			if err == nil && len(tbl) != 100 {
+				err = fmt.Errorf("read %d rows, want 100", len(tbl))
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first read, held by the pause, and one that every other reader
+	// joined while it was held.
+	if n := calls() - before; n != 2 {
+		t.Fatalf("%d readers calling while one read was held made %d reads, want 2", readers, n)
 	}
 }
