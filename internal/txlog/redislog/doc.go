@@ -109,7 +109,10 @@
 // of it, only the changes added since; else the whole list. The process
 // keeps what it read, decoded (up to MaxDecoded changes of a table), so a
 // list of a table with a backlog costs the new changes and the merge, not
-// the backlog. Evict is a script that removes transactions' entries from
+// the backlog. Concurrent reads of one table share one read: a caller
+// that arrives while a read runs joins the next, which starts once that
+// one ends, so no caller gets a read that began before its call. Evict is
+// a script that removes transactions' entries from
 // the rows they touched (found in their hashes) and from those rows'
 // tables' lists: in log order, as the applier evicts, by dropping the
 // lists' heads; else by scanning from the head. It drops tables left
