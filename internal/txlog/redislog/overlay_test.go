@@ -699,7 +699,8 @@ func TestTableReadsOwnWrites(t *testing.T) {
 
 // TestTableSharesConcurrentReads: readers of one table that call while a
 // read of it is under way share one read after it, however many they
-// are. Redis is paused (CLIENT PAUSE) while they call, so that the first
+// are. Redis is paused (CLIENT PAUSE, 2 s: ample for eight goroutines to
+// start, even on a loaded machine) while they call, so that the first
 // read is held in Redis until all of them have called; its script calls
 // are counted by Redis (INFO commandstats). Not parallel: it pauses the
 // package's server and counts all of its script calls.
@@ -737,7 +738,7 @@ func TestTableSharesConcurrentReads(t *testing.T) {
 	}
 	before := calls()
 	const readers = 8
-	if err := admin.Do(ctx, "CLIENT", "PAUSE", 1000, "ALL").Err(); err != nil {
+	if err := admin.Do(ctx, "CLIENT", "PAUSE", 2000, "ALL").Err(); err != nil {
 		t.Fatal(err)
 	}
 	errs := make(chan error, readers)
