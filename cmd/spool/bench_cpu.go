@@ -118,35 +118,41 @@ func (m *cpuMeter) begin() {
 	m.start, m.err = cpuSnapshot(m.groups)
 }
 
-// end ends the span and returns each group's CPU time over it and the
-// span's length; nil times where they cannot be read (not Linux).
-func (m *cpuMeter) end() (cpuTimes, time.Duration, error) {
-	wall := time.Since(m.began)
+// cpuSpan is the CPU time each group used over a span, nil where it
+// cannot be read (not Linux), and the span's length.
+type cpuSpan struct {
+	used cpuTimes
+	wall time.Duration
+}
+
+// end ends the span.
+func (m *cpuMeter) end() (cpuSpan, error) {
+	s := cpuSpan{wall: time.Since(m.began)}
 	if m.err != nil || m.start == nil {
-		return nil, wall, m.err
+		return s, m.err
 	}
 	now, err := cpuSnapshot(m.groups)
 	if err != nil || now == nil {
-		return nil, wall, err
+		return s, err
 	}
-	used := make(cpuTimes, len(now))
+	s.used = make(cpuTimes, len(now))
 	for name, t := range now {
-		used[name] = t - m.start[name]
+		s.used[name] = t - m.start[name]
 	}
-	return used, wall, nil
+	return s, nil
 }
 
-// cpuFigures prints, over a span of rows, the CPU time per row of each
+// cpuFigures prints, over span s of rows, the CPU time per row of each
 // group in order (if more than one) and of them all, the last against a
 // baseline's (named baseName, worth base; none where base is 0), and how
 // many of the machine's cores they kept busy meanwhile. It returns the
 // CPU time per row of them all.
-func (b *bench) cpuFigures(scenario, what string, rows int, used cpuTimes, wall time.Duration, order []string, baseName string, base float64) float64 {
+func (b *bench) cpuFigures(scenario, what string, rows int, s cpuSpan, order []string, baseName string, base float64) float64 {
 	var all time.Duration
 	for _, name := range order {
-		all += used[name]
+		all += s.used[name]
 		if len(order) > 1 {
-			b.out.print(figure{Scenario: scenario, Figure: fmt.Sprintf("CPU per row %s, by %s", what, name), Value: perRow(used[name], rows), Unit: "µs"})
+			b.out.print(figure{Scenario: scenario, Figure: fmt.Sprintf("CPU per row %s, by %s", what, name), Value: perRow(s.used[name], rows), Unit: "µs"})
 		}
 	}
 	f := figure{Scenario: scenario, Figure: "CPU per row " + what, Value: perRow(all, rows), Unit: "µs"}
@@ -154,8 +160,8 @@ func (b *bench) cpuFigures(scenario, what string, rows int, used cpuTimes, wall 
 		f.Baseline, f.BaselineValue = baseName, base
 	}
 	b.out.print(f)
-	if wall > 0 {
-		b.out.print(figure{Scenario: scenario, Figure: fmt.Sprintf("cores busy %s, of %d", what, runtime.NumCPU()), Value: all.Seconds() / wall.Seconds()})
+	if s.wall > 0 {
+		b.out.print(figure{Scenario: scenario, Figure: fmt.Sprintf("cores busy %s, of %d", what, runtime.NumCPU()), Value: all.Seconds() / s.wall.Seconds()})
 	}
 	return f.Value
 }

@@ -42,10 +42,11 @@ func TestCPUMeterCountsDescendants(t *testing.T) {
 	m := newCPUMeter(cpuGroups{"shell": {sh.Process.Pid}, "self": {os.Getpid()}})
 	m.begin()
 	time.Sleep(500 * time.Millisecond) // the span measured, not a wait for an outcome
-	used, wall, err := m.end()
+	span, err := m.end()
 	if err != nil {
 		t.Fatal(err)
 	}
+	used, wall := span.used, span.wall
 	if used["shell"] < 100*time.Millisecond || used["shell"] > wall+50*time.Millisecond {
 		t.Errorf("the spinning child used %v over %v", used["shell"], wall)
 	}

@@ -62,7 +62,7 @@ func (b *bench) drain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	used, wall, err := cpu.end()
+	span, err := cpu.end()
 	if err != nil {
 		return err
 	}
@@ -71,15 +71,14 @@ func (b *bench) drain(ctx context.Context) error {
 	if err := d.verify(ctx, lg.tag, n); err != nil {
 		return err
 	}
-	return b.drainBaselines(ctx, d.be, n, rate, drainCPU{groups: groups, used: used, wall: wall, rows: int(drained)})
+	return b.drainBaselines(ctx, d.be, n, rate, drainCPU{groups: groups, span: span, rows: int(drained)})
 }
 
 // drainCPU is the CPU time the deployment's processes used while the log
 // drained, and the rows it drained meanwhile.
 type drainCPU struct {
 	groups cpuGroups
-	used   cpuTimes
-	wall   time.Duration
+	span   cpuSpan
 	rows   int
 }
 
@@ -130,7 +129,7 @@ func (b *bench) drainBaselines(ctx context.Context, be *backend, n int, rate flo
 	if err != nil {
 		return err
 	}
-	rawUsed, rawWall, err := cpu.end()
+	rawSpan, err := cpu.end()
 	if err != nil {
 		return err
 	}
@@ -145,9 +144,9 @@ func (b *bench) drainBaselines(ctx context.Context, be *backend, n int, rate flo
 		writer = append(writer, cpuPostgres)
 	}
 	var base float64 // the raw batches' CPU per row
-	if rawUsed != nil && drained.used != nil && drained.rows > 0 {
-		base = b.cpuFigures("drain", "written raw", n, rawUsed, rawWall, writer, "", 0)
-		b.cpuFigures("drain", "drained", drained.rows, drained.used, drained.wall, drained.groups.order(), raw, base)
+	if rawSpan.used != nil && drained.span.used != nil && drained.rows > 0 {
+		base = b.cpuFigures("drain", "written raw", n, rawSpan, writer, "", 0)
+		b.cpuFigures("drain", "drained", drained.rows, drained.span, drained.groups.order(), raw, base)
 	}
 	if !b.env.servers() {
 		return nil
@@ -163,14 +162,14 @@ func (b *bench) drainBaselines(ctx context.Context, be *backend, n int, rate flo
 	if err := db.exec(ctx, "TRUNCATE observations"); err != nil {
 		return err
 	}
-	minimal, minUsed, minWall, err := b.minimalDrain(ctx, db, n, drained.groups)
+	minimal, minSpan, err := b.minimalDrain(ctx, db, n, drained.groups)
 	if err != nil {
 		return err
 	}
 	b.out.print(figure{Scenario: "drain", Figure: "minimal drain rows/s", Value: minimal, Unit: "1/s", Baseline: raw, BaselineValue: batched})
 	b.out.print(figure{Scenario: "drain", Figure: fmt.Sprintf("%d rows drained, rows/s vs minimal drain", n), Value: rate, Unit: "1/s", Baseline: "minimal drain", BaselineValue: minimal})
-	if minUsed != nil && base > 0 {
-		b.cpuFigures("drain", "minimal drain", n, minUsed, minWall, append(writer, cpuRedis), raw, base)
+	if minSpan.used != nil && base > 0 {
+		b.cpuFigures("drain", "minimal drain", n, minSpan, append(writer, cpuRedis), raw, base)
 	}
 	return nil
 }

@@ -17,28 +17,28 @@ import (
 // does, on n transactions of the shape spool's log holds, and returns its
 // rows/s and the CPU time its processes used. The transactions' JSON is
 // claimed from a stream of the bench's Redis a batch of the applier's size
-// at a time (XREADGROUP) and decoded as the applier decodes it; each
+// at a time (XREADGROUP) and decoded as the logs decode it (txn.Decode); each
 // batch's rows are copied into db in a transaction of their own (COPY),
 // then acknowledged and deleted from the stream in one round trip; the
 // next batch is claimed and decoded while one is copied, as in spool.
 // There is no overlay to evict, no record of what was applied, no fencing
 // and no status: not a drain that keeps spool's promises, but the floor
 // under any drain of this log into this database.
-func (b *bench) minimalDrain(ctx context.Context, db benchDB, n int, groups cpuGroups) (float64, cpuTimes, time.Duration, error) {
+func (b *bench) minimalDrain(ctx context.Context, db benchDB, n int, groups cpuGroups) (float64, cpuSpan, error) {
 	opts, err := redis.ParseURL(b.env.redis.URL)
 	if err != nil {
-		return 0, nil, 0, fmt.Errorf("bench: minimal drain: %w", err)
+		return 0, cpuSpan{}, fmt.Errorf("bench: minimal drain: %w", err)
 	}
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	const stream, group = "bench:minimal", "drain"
 	tag := fmt.Sprintf("minimal%d", time.Now().UnixNano())
 	if err := fillStream(ctx, rdb, stream, tag, n); err != nil {
-		return 0, nil, 0, err
+		return 0, cpuSpan{}, err
 	}
 	defer rdb.Del(context.WithoutCancel(ctx), stream)
 	if err := rdb.XGroupCreate(ctx, stream, group, "0").Err(); err != nil {
-		return 0, nil, 0, fmt.Errorf("bench: minimal drain: %w", err)
+		return 0, cpuSpan{}, fmt.Errorf("bench: minimal drain: %w", err)
 	}
 
 	type batch struct {
@@ -80,29 +80,29 @@ func (b *bench) minimalDrain(ctx context.Context, db benchDB, n int, groups cpuG
 	}()
 	for bt := range claimed {
 		if err := db.bulk(ctx, bt.rows); err != nil {
-			return 0, nil, 0, err
+			return 0, cpuSpan{}, err
 		}
 		pipe := rdb.Pipeline()
 		pipe.XAck(ctx, stream, group, bt.ids...)
 		pipe.XDel(ctx, stream, bt.ids...)
 		if _, err := pipe.Exec(ctx); err != nil {
-			return 0, nil, 0, fmt.Errorf("bench: minimal drain: acknowledge: %w", err)
+			return 0, cpuSpan{}, fmt.Errorf("bench: minimal drain: acknowledge: %w", err)
 		}
 	}
 	select {
 	case err := <-claimErr:
-		return 0, nil, 0, err
+		return 0, cpuSpan{}, err
 	default:
 	}
 	rate := float64(n) / time.Since(start).Seconds()
-	used, wall, err := cpu.end()
+	span, err := cpu.end()
 	if err != nil {
-		return 0, nil, 0, err
+		return 0, cpuSpan{}, err
 	}
 	if got, err := db.count(ctx, tag); err != nil || got != int64(n) {
-		return 0, nil, 0, fmt.Errorf("bench: minimal drain: %d of %d rows in the database (%v)", got, n, err)
+		return 0, cpuSpan{}, fmt.Errorf("bench: minimal drain: %d of %d rows in the database (%v)", got, n, err)
 	}
-	return rate, used, wall, nil
+	return rate, span, nil
 }
 
 // fillStream appends n transactions of the shape spool's log holds for the
@@ -112,11 +112,10 @@ func fillStream(ctx context.Context, rdb *redis.Client, stream, tag string, n in
 	for i := 0; i < n; i += applier.DefaultBatchSize {
 		pipe := rdb.Pipeline()
 		for j := i; j < min(n, i+applier.DefaultBatchSize); j++ {
-			id := txn.NewID()
+			r := obsRowFor(tag, int64(j))
 			tx := txn.Transaction{ID: txn.NewID(), CreatedAt: created, Operations: []txn.Operation{{
-				Op: txn.Insert, Table: "observations", ID: id, Generated: true,
-				Values: map[string]any{"id": id, "target": fmt.Sprintf("%s-%d", tag, j),
-					"exposure_s": json.Number(fmt.Sprint(j % 600)), "meta": map[string]any{"n": json.Number(fmt.Sprint(j))}},
+				Op: txn.Insert, Table: "observations", ID: r.id, Generated: true,
+				Values: map[string]any{"id": r.id, "target": r.target, "exposure_s": r.exposure, "meta": json.RawMessage(r.meta)},
 			}}}
 			payload, err := json.Marshal(tx)
 			if err != nil {
@@ -131,15 +130,16 @@ func fillStream(ctx context.Context, rdb *redis.Client, stream, tag string, n in
 	return nil
 }
 
-// minimalRow decodes a stream entry's transaction as the applier does
-// (encoding/json, numbers kept exact) and returns its row.
+// minimalRow decodes a stream entry's transaction as the logs do
+// (txn.Decode) and returns its row.
 func minimalRow(m redis.XMessage) (obsRow, error) {
 	payload, _ := m.Values["tx"].(string)
-	dec := json.NewDecoder(strings.NewReader(payload))
-	dec.UseNumber()
-	var tx txn.Transaction
-	if err := dec.Decode(&tx); err != nil || len(tx.Operations) != 1 {
-		return obsRow{}, fmt.Errorf("bench: minimal drain: entry %s: %d operations, %v", m.ID, len(tx.Operations), err)
+	tx, err := txn.Decode(strings.NewReader(payload))
+	if err != nil {
+		return obsRow{}, fmt.Errorf("bench: minimal drain: entry %s: %w", m.ID, err)
+	}
+	if len(tx.Operations) != 1 {
+		return obsRow{}, fmt.Errorf("bench: minimal drain: entry %s: %d operations, want 1", m.ID, len(tx.Operations))
 	}
 	v := tx.Operations[0].Values
 	target, _ := v["target"].(string)

@@ -3,7 +3,9 @@
 package txn
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/google/uuid"
@@ -52,6 +54,18 @@ type Transaction struct {
 	CreatedAt  time.Time   `json:"created_at"`
 	// RetryOf links a re-queued dead letter to the transaction it replaces.
 	RetryOf string `json:"retry_of,omitempty"`
+}
+
+// Decode decodes one transaction as the logs store it (its JSON) from r.
+// Numbers decode as json.Number, so integers beyond 2^53 keep every digit.
+func Decode(r io.Reader) (*Transaction, error) {
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	var tx Transaction
+	if err := dec.Decode(&tx); err != nil {
+		return nil, fmt.Errorf("decode transaction: %w", err)
+	}
+	return &tx, nil
 }
 
 // NewID returns a new time-ordered id (UUIDv7) as text.

@@ -3,7 +3,6 @@ package filelog
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -275,7 +274,7 @@ func (lr *logReader) read(seq uint64) (txlog.Entry, error) {
 		}
 		return txlog.Entry{}, err
 	}
-	tx, err := decodeTransaction(payload)
+	tx, err := txn.Decode(bytes.NewReader(payload))
 	if err != nil {
 		return txlog.Entry{}, &CorruptionError{Segment: lr.seg.name, Offset: lr.off, Err: err}
 	}
@@ -308,16 +307,4 @@ func (lr *logReader) close() {
 	}
 	lr.f, lr.seg, lr.off, lr.seq = nil, segment{}, 0, 0
 	lr.rd.reset(nil)
-}
-
-// decodeTransaction decodes a record's payload. Numbers decode as
-// json.Number, so integers beyond 2^53 keep every digit.
-func decodeTransaction(payload []byte) (*txn.Transaction, error) {
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	var tx txn.Transaction
-	if err := dec.Decode(&tx); err != nil {
-		return nil, fmt.Errorf("decode transaction: %w", err)
-	}
-	return &tx, nil
 }

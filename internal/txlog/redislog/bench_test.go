@@ -283,26 +283,7 @@ func (m *scriptMeter) around(fn func()) {
 }
 
 // read returns the microseconds Redis has spent in EVALSHA so far.
-func (m *scriptMeter) read() int64 {
-	info, err := m.c.Info(m.b.Context(), "commandstats").Result()
-	if err != nil {
-		m.b.Fatal(err)
-	}
-	for line := range strings.Lines(info) {
-		if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:"); ok {
-			for field := range strings.SplitSeq(strings.TrimSpace(rest), ",") {
-				if v, ok := strings.CutPrefix(field, "usec="); ok {
-					n, err := strconv.ParseInt(v, 10, 64)
-					if err != nil {
-						m.b.Fatal(err)
-					}
-					return n
-				}
-			}
-		}
-	}
-	return 0
-}
+func (m *scriptMeter) read() int64 { return evalshaStat(m.b, m.c, "usec") }
 
 // report reports the scripts' time per unit, n units in all.
 func (m *scriptMeter) report(n int, unit string) {

@@ -295,19 +295,18 @@ func (l *Log) Ack(ctx context.Context, entries []txlog.Entry) error {
 	if l.isClosing() {
 		return fmt.Errorf("redislog: ack: %w", txlog.ErrClosed)
 	}
+	newest := entries[0].Pos
 	args := make([]any, 2, 2+len(entries))
-	var newestMs, newestSeq uint64
-	for i, e := range entries {
-		ms, seq, ok := parsePos(e.Pos)
-		if !ok {
+	for _, e := range entries {
+		if _, _, ok := parsePos(e.Pos); !ok {
 			return fmt.Errorf("redislog: ack: %q is not a position of this log", e.Pos)
 		}
-		if i == 0 || ms > newestMs || (ms == newestMs && seq > newestSeq) {
-			newestMs, newestSeq = ms, seq
+		if ComparePos(e.Pos, newest) > 0 {
+			newest = e.Pos
 		}
 		args = append(args, e.Pos)
 	}
-	args[0], args[1] = groupName, fmt.Sprintf("%d-%d", newestMs, newestSeq)
+	args[0], args[1] = groupName, newest
 	n, err := ackScript.Run(ctx, l.client, []string{l.keys.stream}, args...).Int()
 	if err != nil {
 		return l.fail("ack", err)

@@ -94,9 +94,10 @@
 // gives the space back: XTRIM MINID up to the entry after the group's last
 // delivered one or the oldest still pending, whichever is older
 // (everything before both was delivered and is acknowledged), and XDEL
-// for what was acknowledged behind a pending entry. So the stream holds exactly the entries not yet acknowledged,
-// Pending is an XRANGE over it, and Stats.Depth is XLEN. Entry.Pos is the
-// stream id; ComparePos orders positions.
+// for what was acknowledged behind a pending entry. So the stream holds
+// exactly the entries not yet acknowledged, Pending is an XRANGE over it,
+// and Stats.Depth is XLEN. Entry.Pos is the stream id; ComparePos orders
+// positions.
 //
 // Delivery is at least once: an entry claimed and not acknowledged comes
 // again, and the database dedupes by transaction id.

@@ -1,8 +1,12 @@
 package redislog
 
 import (
+	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
+
+	"github.com/spoolgw/spool/internal/txn"
 )
 
 // FuzzComparePos: positions compare as a total order, whatever the text.
@@ -41,12 +45,12 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("round trip changed %s to %s", b, b2)
 			}
 		}
-		if tx, err := decodeTransaction(s); err == nil {
+		if tx, err := txn.Decode(strings.NewReader(s)); err == nil {
 			b, err := json.Marshal(tx)
 			if err != nil {
 				t.Fatalf("encode %+v: %v", tx, err)
 			}
-			if _, err := decodeTransaction(string(b)); err != nil {
+			if _, err := txn.Decode(bytes.NewReader(b)); err != nil {
 				t.Fatalf("decode %s again: %v", b, err)
 			}
 		}

@@ -386,21 +386,11 @@ func decodeMessage(m redis.XMessage) (txlog.Entry, error) {
 	if !ok {
 		return txlog.Entry{}, fmt.Errorf("%w: stream entry %s has no transaction", ErrCorrupt, m.ID)
 	}
-	tx, err := decodeTransaction(payload)
+	tx, err := txn.Decode(strings.NewReader(payload))
 	if err != nil {
 		return txlog.Entry{}, fmt.Errorf("%w: stream entry %s: %w", ErrCorrupt, m.ID, err)
 	}
 	return txlog.Entry{Pos: m.ID, Tx: tx}, nil
-}
-
-func decodeTransaction(payload string) (*txn.Transaction, error) {
-	dec := json.NewDecoder(strings.NewReader(payload))
-	dec.UseNumber()
-	var tx txn.Transaction
-	if err := dec.Decode(&tx); err != nil {
-		return nil, fmt.Errorf("decode transaction: %w", err)
-	}
-	return &tx, nil
 }
 
 // decodeOp decodes a row-list entry.

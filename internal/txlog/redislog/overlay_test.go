@@ -716,23 +716,7 @@ func TestTableSharesConcurrentReads(t *testing.T) {
 	}
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	defer admin.Close()
-	calls := func() int64 {
-		t.Helper()
-		info, err := admin.Info(ctx, "commandstats").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for line := range strings.Lines(info) {
-			if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:calls="); ok {
-				n, err := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return n
-			}
-		}
-		return 0
-	}
+	calls := func() int64 { return evalshaStat(t, admin, "calls") }
 	if _, err := o.Table(ctx, "shared"); err != nil { // loads the script
 		t.Fatal(err)
 	}
