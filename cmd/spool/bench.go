@@ -61,9 +61,14 @@ Scenarios (default: ingest read):
   visibility  at half the highest ingest rate, time from each acknowledgement
               to applied and (--servers) to replicated, beside the raw
               replica lag measured in the same run (commit on the primary
-              until the replica's replay position passes it); with the
-              p50/p99 of each stage of the applier's batches meanwhile, as
-              in drain
+              until the replica's replay position passes it). The first
+              second of writes is a warm-up: a spool just started applies
+              its first batches slowly, and the time to applied of the
+              writes behind them is reported apart. Measured after it: the
+              p50/p99 of each stage of the applier's batches, as in drain,
+              and (Linux) the CPU time per write of each process, the
+              bench's load generator included, with the cores they kept
+              busy: how much room the machine had left at that rate
   read        GET by id and a filtered, ordered list of 50, with 0, 1k and
               10k rows buffered in the overlay (drain held): reads/s and
               p50/p99 of 8 readers in a closed loop, then p50/p99 in an open

@@ -86,9 +86,13 @@ func (d *deployment) hold(ctx context.Context) error {
 	return nil
 }
 
-// release lets the drain run again.
+// release lets the drain run again; without a hold before it, it does
+// nothing.
 func (d *deployment) release(ctx context.Context) error {
 	if d.split {
+		if d.applier != nil {
+			return nil // a second applier would stand by, and outlive stop
+		}
 		return d.startApplier(ctx)
 	}
 	if d.lock == nil {

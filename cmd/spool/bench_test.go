@@ -49,7 +49,7 @@ var smokeFigures = []want{
 	{"ingest c=4 writes/s vs durable no-op", ""}, {"ingest c=4 durable no-op writes/s", ""},
 	{"ingest open 0.5×max", "latency p99"}, {"ingest open 0.5×max", "latency p99 vs durable no-op"},
 	{"drain ", "rows drained, rows/s"}, {"drain CPU per row drained", "drained"}, {"drain cores busy drained", ""},
-	{"visibility ack → applied at ", " p99"},
+	{"visibility ack → applied at ", " p99"}, {"visibility ack → applied at ", " in the warm-up p99"}, {"visibility cores busy at ", ""},
 	{"read get by id, 0 buffered p99", ""}, {"read get by id, 100 buffered p99", ""}, {"read list of 50, 100 buffered p99", ""},
 	{"read get by id, 0 buffered reads/s", ""}, {"read get by id, 100 buffered at 0.5×max", " p99"},
 	{"read list of 50, 100 buffered at 0.5×max", " p99"},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,13 +13,22 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// visibilitySample bounds how many acknowledged writes have their status
-// read back after the run.
+// visibilitySample bounds how many acknowledged writes of each part of
+// the run (the warm-up, the measurement) have their status read back.
 const visibilitySample = 2000
+
+// visibilityWarmup is how long writes flow before the measurement: a
+// spool just started, on a database just created, applies its first
+// batches several times slower than later ones (cold connections,
+// caches and heap), and the writes queued behind them wait up to a few
+// hundred milliseconds. Those writes are reported apart.
+const visibilityWarmup = time.Second
 
 // visibility writes at half the highest ingest rate and measures, for a
 // sample of the writes, the time from the acknowledgement to applied and
-// to replicated, beside the raw replica lag measured meanwhile.
+// to replicated, beside the raw replica lag measured meanwhile. The first
+// second of writes (less in a shorter run) is a warm-up, whose time to
+// applied is reported apart; the applier's stages are measured after it.
 func (b *bench) visibility(ctx context.Context) error {
 	d, err := b.env.deploy(ctx, "visibility", false)
 	if err != nil {
@@ -53,13 +63,23 @@ func (b *bench) visibility(ctx context.Context) error {
 	if d.split {
 		applierProc = d.applier
 	}
+	warmup := min(visibilityWarmup, b.cfg.duration)
 	var stages batchStages
-	stages.start(ctx, applierProc.url)
+	groups := d.cpuGroups()
+	cpu := newCPUMeter(groups)
 	var got *result
-	err = b.prof.around(ctx, d.api, "visibility", b.cfg.duration, func() {
-		got = lg.open(ctx, target, rate, b.cfg.duration, http.StatusCreated, &seq)
+	var measured time.Time // when the warm-up ended
+	err = b.prof.around(ctx, d.api, "visibility", warmup+b.cfg.duration, func() {
+		loaded := make(chan *result, 1)
+		go func() { loaded <- lg.open(ctx, target, rate, warmup+b.cfg.duration, http.StatusCreated, &seq) }()
+		sleepCtx(ctx, warmup) // an early end shows in the load's result
+		measured = time.Now()
+		stages.start(ctx, applierProc.url)
+		cpu.begin()
+		got = <-loaded
 		stages.stop(ctx)
 	})
+	span, cpuErr := cpu.end()
 	stopLag()
 	lags := <-lagDone
 	if err != nil {
@@ -74,10 +94,24 @@ func (b *bench) visibility(ctx context.Context) error {
 	if err := d.verify(ctx, lg.tag, int(seq.Load())); err != nil {
 		return err
 	}
-	if err := b.visibilityReport(ctx, lg, d.url(), rate, acks, lags); err != nil {
+	if err := b.visibilityReport(ctx, lg, d.url(), rate, acks, measured, lags); err != nil {
 		return err
 	}
 	stages.print(b.out, "visibility")
+	if cpuErr != nil {
+		return cpuErr
+	}
+	if span.used != nil {
+		n := 0
+		for _, a := range acks {
+			if !a.at.Before(measured) {
+				n++
+			}
+		}
+		// How busy the machine was at this rate, the load generator
+		// (the bench) counted in: what room a stall has to be absorbed.
+		b.cpuFigures("visibility", fmt.Sprintf("at %.0f/s", rate), n, span, append(groups.order(), cpuBench), "", 0)
+	}
 	return nil
 }
 
@@ -99,35 +133,65 @@ func (b *bench) visibilityRate(ctx context.Context, lg *loadgen, target string, 
 }
 
 // visibilityReport reads back the status of a sample of acks and prints
-// the latencies.
-func (b *bench) visibilityReport(ctx context.Context, lg *loadgen, url string, rate float64, acks []benchAck, lags []time.Duration) error {
+// the latencies: of the writes acknowledged from measured on, and apart,
+// the time to applied of those acknowledged during the warm-up.
+func (b *bench) visibilityReport(ctx context.Context, lg *loadgen, url string, rate float64, acks []benchAck, measured time.Time, lags []time.Duration) error {
+	// Acks arrive out of order: each write has its own goroutine.
+	slices.SortFunc(acks, func(x, y benchAck) int { return x.at.Compare(y.at) })
 	last := acks[len(acks)-1].TransactionID
 	if err := lg.get(ctx, url+"/v1/transactions/"+last+"?wait=replicated&timeout=30s"); err != nil {
 		return fmt.Errorf("wait for the last write to be replicated: %w", err)
 	}
-	step := max(1, len(acks)/visibilitySample)
-	var applied, replicated, behind []time.Duration
-	for i := 0; i < len(acks); i += step {
-		st, err := txStatus(ctx, lg.client, url, acks[i].TransactionID)
-		if err != nil {
-			return err
-		}
-		if st.AppliedAt.IsZero() || st.ReplicatedAt.IsZero() {
-			return fmt.Errorf("transaction %s is %s, not replicated, after the last write was", acks[i].TransactionID, st.State)
-		}
-		applied = append(applied, max(0, st.AppliedAt.Sub(acks[i].at)))
-		replicated = append(replicated, max(0, st.ReplicatedAt.Sub(acks[i].at)))
-		behind = append(behind, st.ReplicatedAt.Sub(st.AppliedAt))
+	cut, _ := slices.BinarySearchFunc(acks, measured, func(a benchAck, t time.Time) int { return a.at.Compare(t) })
+	warm, steady := acks[:cut], acks[cut:]
+	if len(steady) == 0 {
+		return fmt.Errorf("no write was acknowledged after the warm-up (%d during it)", len(warm))
 	}
 	at := fmt.Sprintf("at %.0f/s", rate)
-	b.out.percentiles("visibility", "ack → applied "+at, []int{50, 99}, &result{lat: applied}, "", nil)
+	cold, err := visibilitySampled(ctx, lg.client, url, warm)
+	if err != nil {
+		return err
+	}
+	s, err := visibilitySampled(ctx, lg.client, url, steady)
+	if err != nil {
+		return err
+	}
+	b.out.percentiles("visibility", "ack → applied "+at, []int{50, 99}, &result{lat: s.applied}, "", nil)
+	if len(cold.applied) > 0 {
+		b.out.percentiles("visibility", "ack → applied "+at+" in the warm-up", []int{99}, &result{lat: cold.applied}, "", nil)
+	}
 	if !b.env.servers() {
 		return nil
 	}
 	raw := &result{lat: lags}
-	b.out.percentiles("visibility", "ack → replicated "+at, []int{50, 99}, &result{lat: replicated}, "", nil)
-	b.out.percentiles("visibility", "applied → replicated "+at, []int{50, 99}, &result{lat: behind}, "raw replica lag", raw)
+	b.out.percentiles("visibility", "ack → replicated "+at, []int{50, 99}, &result{lat: s.replicated}, "", nil)
+	b.out.percentiles("visibility", "applied → replicated "+at, []int{50, 99}, &result{lat: s.behind}, "raw replica lag", raw)
 	return nil
+}
+
+// visibilityTimes are the latencies of a sample of acknowledged writes.
+type visibilityTimes struct {
+	applied, replicated, behind []time.Duration
+}
+
+// visibilitySampled reads the status of up to visibilitySample of acks,
+// evenly spread, every one of which must be replicated.
+func visibilitySampled(ctx context.Context, c *http.Client, url string, acks []benchAck) (visibilityTimes, error) {
+	var v visibilityTimes
+	step := max(1, len(acks)/visibilitySample)
+	for i := 0; i < len(acks); i += step {
+		st, err := txStatus(ctx, c, url, acks[i].TransactionID)
+		if err != nil {
+			return v, err
+		}
+		if st.AppliedAt.IsZero() || st.ReplicatedAt.IsZero() {
+			return v, fmt.Errorf("transaction %s is %s, not replicated, after the last write was", acks[i].TransactionID, st.State)
+		}
+		v.applied = append(v.applied, max(0, st.AppliedAt.Sub(acks[i].at)))
+		v.replicated = append(v.replicated, max(0, st.ReplicatedAt.Sub(acks[i].at)))
+		v.behind = append(v.behind, st.ReplicatedAt.Sub(st.AppliedAt))
+	}
+	return v, nil
 }
 
 // txState is the part of GET /v1/transactions/{id} the bench reads.
