@@ -112,6 +112,25 @@ func (b *bench) readOnce(ctx context.Context, lg *loadgen, url, noop string, n i
 	if err != nil {
 		return err
 	}
+	if d != nil && n == 0 && b.env.servers() && get.closed.n > 0 {
+		// Rows in the database: spool's GET makes both round trips, as
+		// the minimal reader does.
+		m, err := b.env.startMinimalReader(ctx, d.be.replica)
+		if err != nil {
+			return err
+		}
+		read := func(ctx context.Context) error { return lg.get(ctx, m.url+"/"+ids[int(i.Add(1))%len(ids)]) }
+		// Warm as spool is by its closed loop: connections open, and
+		// the replica's backends have the table cached.
+		closedFn(ctx, readers, min(time.Second, b.cfg.duration), read)
+		m.reset()
+		get.minimal = openFn(ctx, get.rate, b.cfg.duration, read)
+		get.minimalSrv = m.served()
+		m.stop()
+		if err := get.minimal.failed("the minimal reader"); err != nil {
+			return err
+		}
+	}
 	if err := get.failed("get by id"); err != nil {
 		return err
 	}
@@ -133,6 +152,9 @@ type readLoad struct {
 	closed, open, ceiling *result
 	rate                  float64 // of the open loops
 	closedSrv, openSrv    serverSide
+	// minimal is the minimal reader at the open loop's rate, when it ran
+	// (see startMinimalReader), and minimalSrv its own times.
+	minimal, minimalSrv *result
 }
 
 // readers is the closed loop's concurrency.
@@ -173,6 +195,10 @@ func (r *readLoad) print(out *reporter, what string) {
 	half := fmt.Sprintf("%s at 0.5×max (%.0f/s)", what, r.rate)
 	out.percentiles("read", half, []int{50, 99}, r.open, "no-op", r.ceiling)
 	r.openSrv.print(out, "read", half)
+	if r.minimal != nil {
+		out.percentiles("read", half+", vs minimal reader", []int{50, 99}, r.open, "minimal reader", r.minimal)
+		out.percentiles("read", half+", minimal reader, server-side", []int{50, 99}, r.minimalSrv, "", nil)
+	}
 }
 
 // startNoopReader serves the reads' ceiling: the same HTTP stack answering

@@ -92,7 +92,9 @@ func TestBenchSmokeServers(t *testing.T) {
 	testservers.Need(t, serversErr)
 	checkFigures(t, benchRun(t, append(smokeArgs, "--servers")...), append(smokeFigures,
 		want{"visibility ack → replicated at ", " p99"}, want{"visibility applied → replicated at ", " p99"},
-		want{"drain ", "rows/s vs one COPY"}, want{"drain minimal drain rows/s", ""}, want{"drain ", "rows/s vs minimal drain"}))
+		want{"drain ", "rows/s vs one COPY"}, want{"drain minimal drain rows/s", ""}, want{"drain ", "rows/s vs minimal drain"},
+		want{"read get by id, 0 buffered at 0.5×max", ", vs minimal reader p99"},
+		want{"read get by id, 0 buffered at 0.5×max", ", minimal reader, server-side p99"}))
 }
 
 // With --db-latency the database is that far away for spool and the
