@@ -68,7 +68,13 @@ Scenarios (default: ingest read):
               p50/p99 of each stage of the applier's batches, as in drain,
               and (Linux) the CPU time per write of each process, the
               bench's load generator included, with the cores they kept
-              busy: how much room the machine had left at that rate
+              busy: how much room the machine had left at that rate. With
+              --servers, the time to applied also beside the minimal
+              pipeline at the same rate, warm-up and measurement: the
+              least a Redis log drained into PostgreSQL does between the
+              acknowledgement and the row committed (each write XADDed to a
+              stream of the same Redis before the 201, drained as the
+              minimal drain drains; no validation, overlay or status)
   read        GET by id and a filtered, ordered list of 50, with 0, 1k and
               10k rows buffered in the overlay (drain held): reads/s and
               p50/p99 of 8 readers in a closed loop, then p50/p99 in an open

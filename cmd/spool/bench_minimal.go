@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -41,23 +44,50 @@ func (b *bench) minimalDrain(ctx context.Context, db benchDB, n int, groups cpuG
 		return 0, cpuSpan{}, fmt.Errorf("bench: minimal drain: %w", err)
 	}
 
+	cpu := newCPUMeter(groups)
+	cpu.begin()
+	start := time.Now()
+	if err := copyStream(ctx, rdb, stream, group, db, n, nil); err != nil {
+		return 0, cpuSpan{}, err
+	}
+	rate := float64(n) / time.Since(start).Seconds()
+	span, err := cpu.end()
+	if err != nil {
+		return 0, cpuSpan{}, err
+	}
+	if got, err := db.count(ctx, tag); err != nil || got != int64(n) {
+		return 0, cpuSpan{}, fmt.Errorf("bench: minimal drain: %d of %d rows in the database (%v)", got, n, err)
+	}
+	return rate, span, nil
+}
+
+// copyStream claims the entries of stream for group a batch of the
+// applier's size at a time (XREADGROUP), decodes them as the logs do, and
+// copies each batch's rows into db in a transaction of its own (COPY),
+// then acknowledges and deletes them in one round trip; the next batch is
+// claimed while one is copied. committed, if set, is told each batch's
+// rows once they are in the database. It returns once n rows are copied,
+// or with n = 0 once ctx ends.
+func copyStream(ctx context.Context, rdb *redis.Client, stream, group string, db benchDB, n int, committed func([]obsRow)) error {
 	type batch struct {
 		ids  []string
 		rows []obsRow
 	}
 	claimed := make(chan batch, 1) // one batch claimed ahead
 	claimErr := make(chan error, 1)
-	ctx, cancel := context.WithCancel(ctx)
+	claimCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cpu := newCPUMeter(groups)
-	cpu.begin()
-	start := time.Now()
 	go func() {
 		defer close(claimed)
-		for got := 0; got < n; {
-			res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: "bench",
-				Streams: []string{stream, ">"}, Count: applier.DefaultBatchSize, Block: time.Second}).Result()
-			if err != nil {
+		for got := 0; n == 0 || got < n; {
+			res, err := rdb.XReadGroup(claimCtx, &redis.XReadGroupArgs{Group: group, Consumer: "bench",
+				Streams: []string{stream, ">"}, Count: applier.DefaultBatchSize, Block: 100 * time.Millisecond}).Result()
+			switch {
+			case claimCtx.Err() != nil:
+				return
+			case errors.Is(err, redis.Nil):
+				continue // nothing new yet
+			case err != nil:
 				claimErr <- fmt.Errorf("bench: minimal drain: claim: %w", err)
 				return
 			}
@@ -73,36 +103,37 @@ func (b *bench) minimalDrain(ctx context.Context, db benchDB, n int, groups cpuG
 			got += len(bt.ids)
 			select {
 			case claimed <- bt:
-			case <-ctx.Done():
+			case <-claimCtx.Done():
 				return
 			}
 		}
 	}()
 	for bt := range claimed {
 		if err := db.bulk(ctx, bt.rows); err != nil {
-			return 0, cpuSpan{}, err
+			if n == 0 && ctx.Err() != nil {
+				return nil // stopped
+			}
+			return err
+		}
+		if committed != nil {
+			committed(bt.rows)
 		}
 		pipe := rdb.Pipeline()
 		pipe.XAck(ctx, stream, group, bt.ids...)
 		pipe.XDel(ctx, stream, bt.ids...)
 		if _, err := pipe.Exec(ctx); err != nil {
-			return 0, cpuSpan{}, fmt.Errorf("bench: minimal drain: acknowledge: %w", err)
+			return fmt.Errorf("bench: minimal drain: acknowledge: %w", err)
 		}
 	}
 	select {
 	case err := <-claimErr:
-		return 0, cpuSpan{}, err
+		return err
 	default:
 	}
-	rate := float64(n) / time.Since(start).Seconds()
-	span, err := cpu.end()
-	if err != nil {
-		return 0, cpuSpan{}, err
+	if n == 0 {
+		return nil
 	}
-	if got, err := db.count(ctx, tag); err != nil || got != int64(n) {
-		return 0, cpuSpan{}, fmt.Errorf("bench: minimal drain: %d of %d rows in the database (%v)", got, n, err)
-	}
-	return rate, span, nil
+	return ctx.Err()
 }
 
 // fillStream appends n transactions of the shape spool's log holds for the
@@ -153,4 +184,111 @@ func minimalRow(m redis.XMessage) (obsRow, error) {
 		return obsRow{}, fmt.Errorf("bench: minimal drain: entry %s: meta: %w", m.ID, err)
 	}
 	return obsRow{id: tx.Operations[0].ID, target: target, exposure: exposure, meta: string(meta)}, nil
+}
+
+// minimalPipeline is, with --servers, the least a gateway that buffers
+// writes in a Redis log and drains them into PostgreSQL does between a
+// write's acknowledgement and its row in the database: each POSTed body is
+// made a transaction of the shape spool's log holds and appended to a
+// stream of the bench's Redis (XADD; appendfsync always) before the 201,
+// and copyStream drains the stream into a database of the bench's
+// meanwhile. No validation, overlay, status, exactly-once record or
+// fencing: the floor under the time from acknowledged to applied on this
+// machine at a given rate.
+type minimalPipeline struct {
+	url  string
+	stop func() error // stops serving and draining
+
+	mu        sync.Mutex
+	committed map[string]time.Time // row id → when its batch committed
+}
+
+// startMinimalPipeline serves the minimal pipeline, draining into db.
+func (e *benchEnv) startMinimalPipeline(ctx context.Context, db benchDB) (*minimalPipeline, error) {
+	opts, err := redis.ParseURL(e.redis.URL)
+	if err != nil {
+		return nil, fmt.Errorf("bench: minimal pipeline: %w", err)
+	}
+	rdb := redis.NewClient(opts)
+	const stream, group = "bench:pipeline", "drain"
+	if err := rdb.XGroupCreateMkStream(ctx, stream, group, "$").Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("bench: minimal pipeline: %w", err)
+	}
+	p := &minimalPipeline{committed: make(map[string]time.Time)}
+	url, stopServing, err := serveLocal(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, ok := decodeBody(w, r)
+		if !ok {
+			return
+		}
+		v["id"] = txn.NewID()
+		tx := txn.Transaction{ID: txn.NewID(), CreatedAt: time.Now().UTC(), Operations: []txn.Operation{{
+			Op: txn.Insert, Table: "observations", ID: v["id"].(string), Generated: true, Values: v,
+		}}}
+		payload, err := json.Marshal(tx)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := rdb.XAdd(r.Context(), &redis.XAddArgs{Stream: stream, Values: []any{"tx", payload}}).Err(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		json.NewEncoder(w).Encode(benchAck{ID: tx.Operations[0].ID, TransactionID: tx.ID})
+	}))
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	drainCtx, stopDrain := context.WithCancel(context.WithoutCancel(ctx))
+	drained := make(chan error, 1)
+	go func() {
+		drained <- copyStream(drainCtx, rdb, stream, group, db, 0, func(rows []obsRow) {
+			now := time.Now()
+			p.mu.Lock()
+			for _, row := range rows {
+				p.committed[row.id] = now
+			}
+			p.mu.Unlock()
+		})
+	}()
+	p.url = url
+	p.stop = func() error {
+		stopServing()
+		stopDrain()
+		err := <-drained
+		rdb.Del(context.WithoutCancel(ctx), stream)
+		rdb.Close()
+		return err
+	}
+	return p, nil
+}
+
+// appliedAt returns when the row of each ack committed, waiting up to
+// timeout for the drain to reach the last of them.
+func (p *minimalPipeline) appliedAt(ctx context.Context, acks []benchAck, timeout time.Duration) ([]time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		p.mu.Lock()
+		at := make([]time.Time, 0, len(acks))
+		for _, a := range acks {
+			t, ok := p.committed[a.ID]
+			if !ok {
+				break
+			}
+			at = append(at, t)
+		}
+		p.mu.Unlock()
+		if len(at) == len(acks) {
+			return at, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("bench: minimal pipeline: %d of %d acknowledged rows committed after %v", len(at), len(acks), timeout)
+		}
+		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
 }

@@ -93,6 +93,7 @@ func TestBenchSmokeServers(t *testing.T) {
 	checkFigures(t, benchRun(t, append(smokeArgs, "--servers")...), append(smokeFigures,
 		want{"visibility ack → replicated at ", " p99"}, want{"visibility applied → replicated at ", " p99"},
 		want{"drain ", "rows/s vs one COPY"}, want{"drain minimal drain rows/s", ""}, want{"drain ", "rows/s vs minimal drain"},
+		want{"visibility ack → applied at ", ", vs minimal pipeline p99"},
 		want{"read get by id, 0 buffered at 0.5×max", ", vs minimal reader p99"},
 		want{"read get by id, 0 buffered at 0.5×max", ", minimal reader, server-side p99"}))
 }
