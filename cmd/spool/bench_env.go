@@ -142,11 +142,16 @@ func (e *benchEnv) backend(ctx context.Context, scenario string) (*backend, erro
 	return b, nil
 }
 
-// database creates a PostgreSQL database and waits until the replica has
-// it too.
+// database creates a PostgreSQL database, checkpoints, and waits until
+// the replica has it too.
 func (e *benchEnv) database(ctx context.Context, name string) (primary, replica string, err error) {
 	if _, err := e.admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		return "", "", fmt.Errorf("bench: create database %s: %w", name, err)
+	}
+	// What the measurements before wrote goes to disk now, not in a
+	// checkpoint during the next one.
+	if _, err := e.admin.Exec(ctx, "CHECKPOINT"); err != nil {
+		return "", "", fmt.Errorf("bench: checkpoint: %w", err)
 	}
 	primary, replica = e.pg.DatabaseURLs(name)
 	if e.latency > 0 {
