@@ -81,12 +81,12 @@ Scenarios (default: ingest read):
               loop at half that rate beside a no-op reader at the same rate
               (the same HTTP stack answering a row-sized body), each with
               the server's own p50/p99 (GET /metrics, to the bucket bound).
-              With --servers and 0 buffered, the GET also beside the minimal
-              reader at the same rate, at the client and server-side: the
-              least a GET of a row in the database does here, one LRANGE
-              on the same Redis and the row as JSON from the replica, in
-              the bench's process, warmed first as spool is by its closed
-              loop
+              With --servers, the GET also beside the minimal reader at the
+              same rate, at the client and server-side: the least such a
+              GET does here, one LRANGE of spool's own list of the row's
+              pending changes in the same Redis, answered from it if it
+              has any, else the row as JSON from the replica; in the
+              bench's process, warmed first as spool is by its closed loop
   outage      writes at --outage-rate while the database is down for
               --outage (PostgreSQL stopped; embedded: SQLite's write lock
               held by another connection); spool's live heap (after a

@@ -14,18 +14,21 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/spoolgw/spool/internal/txlog/redislog"
 )
 
 // startMinimalReader serves, on the servers shape, the least a GET by id
-// that shows a writer its own writes does when the row is not buffered:
-// one round trip to the bench's Redis for the row's pending changes (an
-// LRANGE of a list that is empty) and one to the replica for the row, by
-// its key, as JSON (to_json: PostgreSQL encodes it), answered as it came.
-// No routing, key check, schema, merge or metrics: spool's GET of a row
-// in the database against it is what spool's own work costs, it against
-// the no-op reader what the two round trips cost on this machine. GET
-// /<id> reads the row of observations with that id from replica.
-func (e *benchEnv) startMinimalReader(ctx context.Context, replica string) (*minimalReader, error) {
+// that shows a writer its own writes does: one round trip to the log's
+// Redis for the row's pending changes (an LRANGE of the list spool keeps
+// for the row in the log named logName), answered with the newest of
+// them as it is stored if there are any; otherwise one more to the
+// replica for the row, by its key, as JSON (to_json: PostgreSQL encodes
+// it), answered as it came. No routing, key check, schema, merge or
+// metrics: spool's GET against it is what spool's own work costs, it
+// against the no-op reader what the round trips cost on this machine.
+// GET /<id> reads the row of observations with that id.
+func (e *benchEnv) startMinimalReader(ctx context.Context, logName, replica string) (*minimalReader, error) {
 	o, err := redis.ParseURL(e.redis.URL)
 	if err != nil {
 		return nil, fmt.Errorf("bench: minimal reader: %w", err)
@@ -40,12 +43,18 @@ func (e *benchEnv) startMinimalReader(ctx context.Context, replica string) (*min
 	url, stop, err := serveLocal(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer m.took(time.Now())
 		id := strings.TrimPrefix(r.URL.Path, "/")
-		if _, err := rdb.LRange(r.Context(), "bench:minimal-read:"+id, 0, -1).Result(); err != nil {
+		pending, err := rdb.LRange(r.Context(), redislog.RowKey(logName, "observations", id), 0, -1).Result()
+		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
+		if len(pending) > 0 {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, pending[len(pending)-1])
+			return
+		}
 		var row string
-		err := pool.QueryRow(r.Context(), "SELECT to_json(o)::text FROM observations o WHERE id = $1", id).Scan(&row)
+		err = pool.QueryRow(r.Context(), "SELECT to_json(o)::text FROM observations o WHERE id = $1", id).Scan(&row)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			http.Error(w, "no such row", http.StatusNotFound)

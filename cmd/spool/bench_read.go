@@ -112,10 +112,10 @@ func (b *bench) readOnce(ctx context.Context, lg *loadgen, url, noop string, n i
 	if err != nil {
 		return err
 	}
-	if d != nil && n == 0 && b.env.servers() && get.closed.n > 0 {
-		// Rows in the database: spool's GET makes both round trips, as
-		// the minimal reader does.
-		m, err := b.env.startMinimalReader(ctx, d.be.replica)
+	if d != nil && b.env.servers() && get.closed.n > 0 {
+		// The minimal reader makes the round trips spool's GET makes:
+		// to Redis, and for a row in the database to the replica too.
+		m, err := b.env.startMinimalReader(ctx, d.be.name, d.be.replica)
 		if err != nil {
 			return err
 		}
@@ -153,7 +153,8 @@ type readLoad struct {
 	rate                  float64 // of the open loops
 	closedSrv, openSrv    serverSide
 	// minimal is the minimal reader at the open loop's rate, when it ran
-	// (see startMinimalReader), and minimalSrv its own times.
+	// (GET by id on the servers shape; see startMinimalReader), and
+	// minimalSrv its own times.
 	minimal, minimalSrv *result
 }
 

@@ -95,7 +95,8 @@ func TestBenchSmokeServers(t *testing.T) {
 		want{"drain ", "rows/s vs one COPY"}, want{"drain minimal drain rows/s", ""}, want{"drain ", "rows/s vs minimal drain"},
 		want{"visibility ack → applied at ", ", vs minimal pipeline p99"},
 		want{"read get by id, 0 buffered at 0.5×max", ", vs minimal reader p99"},
-		want{"read get by id, 0 buffered at 0.5×max", ", minimal reader, server-side p99"}))
+		want{"read get by id, 0 buffered at 0.5×max", ", minimal reader, server-side p99"},
+		want{"read get by id, 100 buffered at 0.5×max", ", minimal reader, server-side p99"}))
 }
 
 // With --db-latency the database is that far away for spool and the

@@ -49,6 +49,12 @@ func rowMember(table, key string) string {
 // row is the list of pending changes to one row.
 func (k keys) row(table, key string) string { return k.prefix + "row:" + rowMember(table, key) }
 
+// RowKey is the Redis key of the list of pending changes to one row (key:
+// its normalised text) of table in the log named name. The list is empty
+// (the key absent) when no change to the row is pending. spool bench's
+// minimal reader reads it as spool's GET does.
+func RowKey(name, table, key string) string { return newKeys(name).row(table, key) }
+
 // ops is the list of table's pending changes in log order, one element per
 // change: its row-list entry, '\n', its row's key. The table name is the
 // whole rest of the key, so it needs no encoding. The entry is JSON, which
