@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // startDurable serves the durable no-op: the no-op answering once the
@@ -26,11 +24,10 @@ func (e *benchEnv) startDurable() (string, func(), error) {
 		closeLog   func()
 	)
 	if e.servers() {
-		o, err := redis.ParseURL(e.redis.URL)
+		rdb, err := e.redisClient("durable no-op")
 		if err != nil {
-			return "", nil, fmt.Errorf("bench: durable no-op: %w", err)
+			return "", nil, err
 		}
-		rdb := redis.NewClient(o)
 		const key = "bench:durable-noop"
 		appendBody = func(ctx context.Context, body []byte) error {
 			return rdb.RPush(ctx, key, body).Err()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/spoolgw/spool/internal/testservers"
 )
@@ -77,6 +78,16 @@ func (e *benchEnv) startServers(ctx context.Context) error {
 		return fmt.Errorf("bench --servers: connect to the primary: %w", err)
 	}
 	return nil
+}
+
+// redisClient returns a client of the bench's Redis, for a baseline or a
+// ceiling of the bench's own; what names it goes in its errors.
+func (e *benchEnv) redisClient(what string) (*redis.Client, error) {
+	o, err := redis.ParseURL(e.redis.URL)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %s: %w", what, err)
+	}
+	return redis.NewClient(o), nil
 }
 
 // servers reports whether the run uses Redis and PostgreSQL.

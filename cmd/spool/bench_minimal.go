@@ -28,11 +28,10 @@ import (
 // and no status: not a drain that keeps spool's promises, but the floor
 // under any drain of this log into this database.
 func (b *bench) minimalDrain(ctx context.Context, db benchDB, n int, groups cpuGroups) (float64, cpuSpan, error) {
-	opts, err := redis.ParseURL(b.env.redis.URL)
+	rdb, err := b.env.redisClient("minimal drain")
 	if err != nil {
-		return 0, cpuSpan{}, fmt.Errorf("bench: minimal drain: %w", err)
+		return 0, cpuSpan{}, err
 	}
-	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	const stream, group = "bench:minimal", "drain"
 	tag := fmt.Sprintf("minimal%d", time.Now().UnixNano())
@@ -144,10 +143,7 @@ func fillStream(ctx context.Context, rdb *redis.Client, stream, tag string, n in
 		pipe := rdb.Pipeline()
 		for j := i; j < min(n, i+applier.DefaultBatchSize); j++ {
 			r := obsRowFor(tag, int64(j))
-			tx := txn.Transaction{ID: txn.NewID(), CreatedAt: created, Operations: []txn.Operation{{
-				Op: txn.Insert, Table: "observations", ID: r.id, Generated: true,
-				Values: map[string]any{"id": r.id, "target": r.target, "exposure_s": r.exposure, "meta": json.RawMessage(r.meta)},
-			}}}
+			tx := obsInsert(r.id, created, map[string]any{"target": r.target, "exposure_s": r.exposure, "meta": json.RawMessage(r.meta)})
 			payload, err := json.Marshal(tx)
 			if err != nil {
 				return fmt.Errorf("bench: minimal drain: %w", err)
@@ -159,6 +155,16 @@ func fillStream(ctx context.Context, rdb *redis.Client, stream, tag string, n in
 		}
 	}
 	return nil
+}
+
+// obsInsert is a transaction of the shape spool's log holds for one of
+// the bench's writes: the insert of values into observations, under the
+// generated key id (which it adds to values).
+func obsInsert(id string, created time.Time, values map[string]any) *txn.Transaction {
+	values["id"] = id
+	return &txn.Transaction{ID: txn.NewID(), CreatedAt: created, Operations: []txn.Operation{{
+		Op: txn.Insert, Table: "observations", ID: id, Generated: true, Values: values,
+	}}}
 }
 
 // minimalRow decodes a stream entry's transaction as the logs do
@@ -205,11 +211,10 @@ type minimalPipeline struct {
 
 // startMinimalPipeline serves the minimal pipeline, draining into db.
 func (e *benchEnv) startMinimalPipeline(ctx context.Context, db benchDB) (*minimalPipeline, error) {
-	opts, err := redis.ParseURL(e.redis.URL)
+	rdb, err := e.redisClient("minimal pipeline")
 	if err != nil {
-		return nil, fmt.Errorf("bench: minimal pipeline: %w", err)
+		return nil, err
 	}
-	rdb := redis.NewClient(opts)
 	const stream, group = "bench:pipeline", "drain"
 	if err := rdb.XGroupCreateMkStream(ctx, stream, group, "$").Err(); err != nil {
 		rdb.Close()
@@ -221,10 +226,7 @@ func (e *benchEnv) startMinimalPipeline(ctx context.Context, db benchDB) (*minim
 		if !ok {
 			return
 		}
-		v["id"] = txn.NewID()
-		tx := txn.Transaction{ID: txn.NewID(), CreatedAt: time.Now().UTC(), Operations: []txn.Operation{{
-			Op: txn.Insert, Table: "observations", ID: v["id"].(string), Generated: true, Values: v,
-		}}}
+		tx := obsInsert(txn.NewID(), time.Now().UTC(), v)
 		payload, err := json.Marshal(tx)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/spoolgw/spool/internal/txlog/redislog"
 )
@@ -29,11 +28,10 @@ import (
 // against the no-op reader what the round trips cost on this machine.
 // GET /<id> reads the row of observations with that id.
 func (e *benchEnv) startMinimalReader(ctx context.Context, logName, replica string) (*minimalReader, error) {
-	o, err := redis.ParseURL(e.redis.URL)
+	rdb, err := e.redisClient("minimal reader")
 	if err != nil {
-		return nil, fmt.Errorf("bench: minimal reader: %w", err)
+		return nil, err
 	}
-	rdb := redis.NewClient(o)
 	pool, err := pgxpool.New(ctx, replica)
 	if err != nil {
 		rdb.Close()

@@ -98,7 +98,8 @@ func (b *bench) visibility(ctx context.Context) error {
 	if err := d.verify(ctx, lg.tag, int(seq.Load())); err != nil {
 		return err
 	}
-	applied, err := b.visibilityReport(ctx, lg, d.url(), rate, acks, measured, lags)
+	warm, steady := splitAcks(acks, measured)
+	applied, err := b.visibilityReport(ctx, lg, d.url(), rate, warm, steady, lags)
 	if err != nil {
 		return err
 	}
@@ -107,15 +108,9 @@ func (b *bench) visibility(ctx context.Context) error {
 		return cpuErr
 	}
 	if span.used != nil {
-		n := 0
-		for _, a := range acks {
-			if !a.at.Before(measured) {
-				n++
-			}
-		}
 		// How busy the machine was at this rate, the load generator
 		// (the bench) counted in: what room a stall has to be absorbed.
-		b.cpuFigures("visibility", fmt.Sprintf("at %.0f/s", rate), n, span, append(groups.order(), cpuBench), "", 0)
+		b.cpuFigures("visibility", fmt.Sprintf("at %.0f/s", rate), len(steady), span, append(groups.order(), cpuBench), "", 0)
 	}
 	if b.env.servers() {
 		return b.visibilityFloor(ctx, d.be, rate, warmup, applied)
@@ -148,17 +143,8 @@ func (b *bench) visibilityFloor(ctx context.Context, be *backend, rate float64, 
 		p.stop()
 		return err
 	}
-	var sample []benchAck
-	for _, a := range acks {
-		if !a.at.Before(measured) {
-			sample = append(sample, a)
-		}
-	}
-	step := max(1, len(sample)/visibilitySample)
-	for i := range len(sample) / step {
-		sample[i] = sample[i*step]
-	}
-	sample = sample[:len(sample)/step]
+	_, steady := splitAcks(acks, measured)
+	sample := spread(steady)
 	at, err := p.appliedAt(ctx, sample, 30*time.Second)
 	if stopErr := p.stop(); err == nil {
 		err = stopErr
@@ -195,21 +181,37 @@ func (b *bench) visibilityRate(ctx context.Context, lg *loadgen, target string, 
 	return b.maxRate / 2, nil
 }
 
-// visibilityReport reads back the status of a sample of acks and prints
-// the latencies: of the writes acknowledged from measured on, and apart,
-// the time to applied of those acknowledged during the warm-up. It
-// returns the times to applied of the sample measured.
-func (b *bench) visibilityReport(ctx context.Context, lg *loadgen, url string, rate float64, acks []benchAck, measured time.Time, lags []time.Duration) ([]time.Duration, error) {
-	// Acks arrive out of order: each write has its own goroutine.
+// splitAcks sorts acks by the time each was acknowledged (they arrive out
+// of order: each write has its own goroutine) and splits them at
+// measured: the warm-up's, then the measurement's.
+func splitAcks(acks []benchAck, measured time.Time) (warm, steady []benchAck) {
 	slices.SortFunc(acks, func(x, y benchAck) int { return x.at.Compare(y.at) })
-	last := acks[len(acks)-1].TransactionID
-	if err := lg.get(ctx, url+"/v1/transactions/"+last+"?wait=replicated&timeout=30s"); err != nil {
-		return nil, fmt.Errorf("wait for the last write to be replicated: %w", err)
-	}
 	cut, _ := slices.BinarySearchFunc(acks, measured, func(a benchAck, t time.Time) int { return a.at.Compare(t) })
-	warm, steady := acks[:cut], acks[cut:]
+	return acks[:cut], acks[cut:]
+}
+
+// spread returns up to visibilitySample of acks, evenly spread.
+func spread(acks []benchAck) []benchAck {
+	step := max(1, len(acks)/visibilitySample)
+	out := make([]benchAck, 0, len(acks)/step+1)
+	for i := 0; i < len(acks); i += step {
+		out = append(out, acks[i])
+	}
+	return out
+}
+
+// visibilityReport reads back the status of a sample of the writes
+// acknowledged during the warm-up (warm) and after it (steady), both in
+// the order they were acknowledged, and prints the latencies of steady's,
+// and apart the time to applied of warm's. It returns the times to
+// applied of steady's sample.
+func (b *bench) visibilityReport(ctx context.Context, lg *loadgen, url string, rate float64, warm, steady []benchAck, lags []time.Duration) ([]time.Duration, error) {
 	if len(steady) == 0 {
 		return nil, fmt.Errorf("no write was acknowledged after the warm-up (%d during it)", len(warm))
+	}
+	last := steady[len(steady)-1].TransactionID
+	if err := lg.get(ctx, url+"/v1/transactions/"+last+"?wait=replicated&timeout=30s"); err != nil {
+		return nil, fmt.Errorf("wait for the last write to be replicated: %w", err)
 	}
 	at := fmt.Sprintf("at %.0f/s", rate)
 	cold, err := visibilitySampled(ctx, lg.client, url, warm)
@@ -238,21 +240,20 @@ type visibilityTimes struct {
 	applied, replicated, behind []time.Duration
 }
 
-// visibilitySampled reads the status of up to visibilitySample of acks,
-// evenly spread, every one of which must be replicated.
+// visibilitySampled reads the status of a spread of acks, every one of
+// which must be replicated.
 func visibilitySampled(ctx context.Context, c *http.Client, url string, acks []benchAck) (visibilityTimes, error) {
 	var v visibilityTimes
-	step := max(1, len(acks)/visibilitySample)
-	for i := 0; i < len(acks); i += step {
-		st, err := txStatus(ctx, c, url, acks[i].TransactionID)
+	for _, a := range spread(acks) {
+		st, err := txStatus(ctx, c, url, a.TransactionID)
 		if err != nil {
 			return v, err
 		}
 		if st.AppliedAt.IsZero() || st.ReplicatedAt.IsZero() {
-			return v, fmt.Errorf("transaction %s is %s, not replicated, after the last write was", acks[i].TransactionID, st.State)
+			return v, fmt.Errorf("transaction %s is %s, not replicated, after the last write was", a.TransactionID, st.State)
 		}
-		v.applied = append(v.applied, max(0, st.AppliedAt.Sub(acks[i].at)))
-		v.replicated = append(v.replicated, max(0, st.ReplicatedAt.Sub(acks[i].at)))
+		v.applied = append(v.applied, max(0, st.AppliedAt.Sub(a.at)))
+		v.replicated = append(v.replicated, max(0, st.ReplicatedAt.Sub(a.at)))
 		v.behind = append(v.behind, st.ReplicatedAt.Sub(st.AppliedAt))
 	}
 	return v, nil

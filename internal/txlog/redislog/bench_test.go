@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -64,7 +63,7 @@ func benchAppend(b *testing.B, cfg Config, writers int) {
 		txs[i] = benchTx()
 	}
 	calls0, appended0 := l.calls.Load(), l.appended.Load()
-	usec0 := scriptMicros(b, l)
+	usec0 := evalshaStat(b, l.client, "usec")
 	runWriters(b, writers, func(ctx context.Context, i int) error {
 		_, err := l.Append(ctx, txs[i])
 		return err
@@ -73,33 +72,11 @@ func benchAppend(b *testing.B, cfg Config, writers int) {
 	if n := l.calls.Load() - calls0; n > 0 {
 		b.ReportMetric(float64(appended)/float64(n), "appends/call")
 	}
-	if usec := scriptMicros(b, l) - usec0; appended > 0 && usec > 0 {
+	if usec := evalshaStat(b, l.client, "usec") - usec0; appended > 0 && usec > 0 {
 		// Redis's own time running the script, per append: what bounds
 		// the appends one Redis takes, whatever the load on the client.
 		b.ReportMetric(float64(usec)/float64(appended), "redis-us/append")
 	}
-}
-
-// scriptMicros is the time Redis has spent in EVALSHA since its start, in
-// microseconds (INFO commandstats); 0 if it does not say.
-func scriptMicros(b *testing.B, l *Log) int64 {
-	info, err := l.client.Info(b.Context(), "commandstats").Result()
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(info) {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_evalsha:")
-		if !ok {
-			continue
-		}
-		for f := range strings.SplitSeq(rest, ",") {
-			if v, ok := strings.CutPrefix(f, "usec="); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				return n
-			}
-		}
-	}
-	return 0
 }
 
 // runWriters calls appendOne b.N times from writers goroutines and reports

@@ -171,7 +171,7 @@ func testLogger() (*slog.Logger, *syncbuf.Buffer) {
 // evalshaStat returns one field (calls, usec) of EVALSHA in the INFO
 // commandstats of the server c talks to: the server's own count of the
 // script calls it ran and of the time they took.
-func evalshaStat(t testing.TB, c *redis.Client, field string) int64 {
+func evalshaStat(t testing.TB, c redis.UniversalClient, field string) int64 {
 	t.Helper()
 	info, err := c.Info(t.Context(), "commandstats").Result()
 	if err != nil {
