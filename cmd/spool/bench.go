@@ -49,7 +49,8 @@ Scenarios (default: ingest read):
               apply, finish_wait, report, ack; GET /metrics, to the bound
               of the bucket), and (Linux) the CPU time per row that spool,
               Redis and PostgreSQL used while the log drained (from /proc,
-              each with its children) against the raw batches', with the
+              each with its children; with --servers from the applier's
+              start, over every row) against the raw batches', with the
               cores each kept busy: on busy cores, CPU per row bounds the
               rate. With --servers also the minimal drain, the floor under
               any drain of a Redis log into PostgreSQL: the same number of

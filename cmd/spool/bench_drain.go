@@ -38,23 +38,33 @@ func (b *bench) drain(ctx context.Context) error {
 	n := int(seq.Load())
 	var rate float64
 	proc := d.api // embedded: one process, which only drains from here on
+	// The CPU time: embedded, from the first row gone (the batch under way
+	// when the drain was released waited for the bench's lock, and the
+	// applier may sleep in its backoff a while after). Split, the applier
+	// is a new process that drains before it answers its first poll, the
+	// more so on a loaded machine: its CPU time counts from its start, over
+	// every row (a group missing when the span begins counts from zero).
+	cpu := newCPUMeter(d.cpuGroups())
+	drained := int64(n)
+	if d.split {
+		cpu.begin()
+	}
 	if err := d.release(ctx); err != nil {
 		return err
 	}
+	groups := d.cpuGroups()
+	cpu.groups = groups
 	if d.split {
 		proc = d.applier
 	}
-	// The stages are counted from the first row gone: on the embedded
-	// shape the batch under way when the drain was released waited for
-	// the bench's lock, and is left out.
+	// The stages are counted from the first row gone, for the same reason.
 	var stages batchStages
-	groups := d.cpuGroups()
-	cpu := newCPUMeter(groups)
-	var drained int64
 	began := func(depth int64) {
 		stages.start(ctx, proc.url)
-		cpu.begin()
-		drained = depth
+		if !d.split {
+			cpu.begin()
+			drained = depth
+		}
 	}
 	if err := b.prof.around(ctx, proc, "drain", time.Second, func() { rate, err = d.drainRate(ctx, int64(n), began) }); err != nil {
 		return err
