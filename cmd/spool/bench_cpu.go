@@ -23,20 +23,25 @@ type cpuGroups map[string][]int
 // cpuTimes is the CPU time (user and system) each group has used so far.
 type cpuTimes map[string]time.Duration
 
-// cpuSnapshot reads the CPU time of every group from /proc. It returns
-// nil where there is no /proc (not Linux): the figures are left out.
-// A process that exited counts in its parent's figures once the parent
-// has waited for it (as a postmaster does for its backends).
-func cpuSnapshot(groups cpuGroups) (cpuTimes, error) {
+// procTable is the CPU time and the parent of every process, read from
+// /proc at one moment.
+type procTable map[int]procStat
+
+type procStat struct {
+	ppid int
+	cpu  time.Duration
+}
+
+// readProcs reads every process from /proc. It returns nil where there is
+// no /proc (not Linux): the figures are left out. A process that exited
+// counts in its parent's CPU time once the parent has waited for it (as a
+// postmaster does for its backends).
+func readProcs() (procTable, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, nil
 	}
-	type proc struct {
-		ppid int
-		cpu  time.Duration
-	}
-	procs := make(map[int]proc, len(entries))
+	procs := make(procTable, len(entries))
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -50,8 +55,13 @@ func cpuSnapshot(groups cpuGroups) (cpuTimes, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bench: /proc/%d/stat: %w", pid, err)
 		}
-		procs[pid] = proc{ppid: ppid, cpu: time.Duration(ticks) * time.Second / userHZ}
+		procs[pid] = procStat{ppid: ppid, cpu: time.Duration(ticks) * time.Second / userHZ}
 	}
+	return procs, nil
+}
+
+// byGroup adds up the CPU time of each group's processes.
+func (t procTable) byGroup(groups cpuGroups) cpuTimes {
 	rootOf := make(map[int]string)
 	for name, pids := range groups {
 		for _, pid := range pids {
@@ -59,17 +69,17 @@ func cpuSnapshot(groups cpuGroups) (cpuTimes, error) {
 		}
 	}
 	out := make(cpuTimes, len(groups))
-	for pid, p := range procs {
+	for pid, p := range t {
 		// Walk up to the nearest root; a process under none is not ours.
 		for up, depth := pid, 0; up > 1 && depth < 64; depth++ {
 			if name, ok := rootOf[up]; ok {
 				out[name] += p.cpu
 				break
 			}
-			up = procs[up].ppid
+			up = t[up].ppid
 		}
 	}
-	return out, nil
+	return out
 }
 
 // parseStat returns the parent's pid and the user and system CPU ticks
@@ -102,20 +112,20 @@ func parseStat(stat []byte) (ppid int, ticks int64, err error) {
 	return ppid, ticks, nil
 }
 
-// cpuMeter measures the CPU time groups of processes use over a span.
+// cpuMeter measures the CPU time groups of processes use over a span. It
+// reads every process when the span begins and learns the groups when it
+// ends, so a process started within the span (an applier the bench starts
+// once the span has begun) counts from zero.
 type cpuMeter struct {
-	groups cpuGroups
-	start  cpuTimes
-	began  time.Time
-	err    error
+	start procTable
+	began time.Time
+	err   error
 }
-
-func newCPUMeter(groups cpuGroups) *cpuMeter { return &cpuMeter{groups: groups} }
 
 // begin starts the span.
 func (m *cpuMeter) begin() {
 	m.began = time.Now()
-	m.start, m.err = cpuSnapshot(m.groups)
+	m.start, m.err = readProcs()
 }
 
 // cpuSpan is the CPU time each group used over a span, nil where it
@@ -125,19 +135,20 @@ type cpuSpan struct {
 	wall time.Duration
 }
 
-// end ends the span.
-func (m *cpuMeter) end() (cpuSpan, error) {
+// end ends the span and returns what groups used in it.
+func (m *cpuMeter) end(groups cpuGroups) (cpuSpan, error) {
 	s := cpuSpan{wall: time.Since(m.began)}
 	if m.err != nil || m.start == nil {
 		return s, m.err
 	}
-	now, err := cpuSnapshot(m.groups)
+	now, err := readProcs()
 	if err != nil || now == nil {
 		return s, err
 	}
-	s.used = make(cpuTimes, len(now))
-	for name, t := range now {
-		s.used[name] = t - m.start[name]
+	before, after := m.start.byGroup(groups), now.byGroup(groups)
+	s.used = make(cpuTimes, len(after))
+	for name, t := range after {
+		s.used[name] = t - before[name]
 	}
 	return s, nil
 }

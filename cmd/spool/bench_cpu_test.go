@@ -27,22 +27,12 @@ func TestParseStat(t *testing.T) {
 // child spins for half a second has used about that much, and a group
 // rooted elsewhere none of it.
 func TestCPUMeterCountsDescendants(t *testing.T) {
-	if _, err := os.Stat("/proc/self/stat"); err != nil {
-		t.Skip("no /proc:", err)
-	}
-	sh := exec.Command("sh", "-c", `sh -c 'while :; do :; done' & wait`)
-	sh.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := sh.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		syscall.Kill(-sh.Process.Pid, syscall.SIGKILL) // the shell and its child
-		sh.Wait()
-	})
-	m := newCPUMeter(cpuGroups{"shell": {sh.Process.Pid}, "self": {os.Getpid()}})
+	needProc(t)
+	sh := startSpinner(t)
+	var m cpuMeter
 	m.begin()
 	time.Sleep(500 * time.Millisecond) // the span measured, not a wait for an outcome
-	span, err := m.end()
+	span, err := m.end(cpuGroups{"shell": {sh}, "self": {os.Getpid()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,4 +43,44 @@ func TestCPUMeterCountsDescendants(t *testing.T) {
 	if used["self"] > used["shell"] {
 		t.Errorf("this process, idle, used %v, more than the spinning child's %v", used["self"], used["shell"])
 	}
+}
+
+// A process started after the span began (as the drain's applier is)
+// counts from zero: all it used falls within the span.
+func TestCPUMeterCountsProcessesStartedWithin(t *testing.T) {
+	needProc(t)
+	var m cpuMeter
+	m.begin()
+	sh := startSpinner(t)
+	time.Sleep(500 * time.Millisecond) // the span measured, not a wait for an outcome
+	span, err := m.end(cpuGroups{"shell": {sh}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used := span.used["shell"]; used < 100*time.Millisecond || used > span.wall+50*time.Millisecond {
+		t.Errorf("a shell started within the span, its child spinning, used %v over %v", used, span.wall)
+	}
+}
+
+func needProc(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc:", err)
+	}
+}
+
+// startSpinner starts a shell whose child spins until the test ends, and
+// returns the shell's pid.
+func startSpinner(t *testing.T) int {
+	t.Helper()
+	sh := exec.Command("sh", "-c", `sh -c 'while :; do :; done' & wait`)
+	sh.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-sh.Process.Pid, syscall.SIGKILL) // the shell and its child
+		sh.Wait()
+	})
+	return sh.Process.Pid
 }

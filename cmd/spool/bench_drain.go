@@ -42,9 +42,8 @@ func (b *bench) drain(ctx context.Context) error {
 	// when the drain was released waited for the bench's lock, and the
 	// applier may sleep in its backoff a while after). Split, the applier
 	// is a new process that drains before it answers its first poll, the
-	// more so on a loaded machine: its CPU time counts from its start, over
-	// every row (a group missing when the span begins counts from zero).
-	cpu := newCPUMeter(d.cpuGroups())
+	// more so on a loaded machine: from before it starts, over every row.
+	var cpu cpuMeter
 	drained := int64(n)
 	if d.split {
 		cpu.begin()
@@ -52,12 +51,12 @@ func (b *bench) drain(ctx context.Context) error {
 	if err := d.release(ctx); err != nil {
 		return err
 	}
-	groups := d.cpuGroups()
-	cpu.groups = groups
 	if d.split {
 		proc = d.applier
 	}
-	// The stages are counted from the first row gone, for the same reason.
+	// The stages are counted from the first row gone: embedded for the
+	// same reason; split, the batches the new applier finished before it
+	// answered are left out (its histograms are read once it answers).
 	var stages batchStages
 	began := func(depth int64) {
 		stages.start(ctx, proc.url)
@@ -72,7 +71,8 @@ func (b *bench) drain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	span, err := cpu.end()
+	groups := d.cpuGroups()
+	span, err := cpu.end(groups)
 	if err != nil {
 		return err
 	}
@@ -133,13 +133,13 @@ func (b *bench) drainBaselines(ctx context.Context, be *backend, n int, rate flo
 		return err
 	}
 	defer db.Close()
-	cpu := newCPUMeter(drained.groups)
+	var cpu cpuMeter
 	cpu.begin()
 	batched, err := rawRate(ctx, db, n, applier.DefaultBatchSize)
 	if err != nil {
 		return err
 	}
-	rawSpan, err := cpu.end()
+	rawSpan, err := cpu.end(drained.groups)
 	if err != nil {
 		return err
 	}

@@ -43,14 +43,14 @@ func (b *bench) minimalDrain(ctx context.Context, db benchDB, n int, groups cpuG
 		return 0, cpuSpan{}, fmt.Errorf("bench: minimal drain: %w", err)
 	}
 
-	cpu := newCPUMeter(groups)
+	var cpu cpuMeter
 	cpu.begin()
 	start := time.Now()
 	if err := copyStream(ctx, rdb, stream, group, db, n, nil); err != nil {
 		return 0, cpuSpan{}, err
 	}
 	rate := float64(n) / time.Since(start).Seconds()
-	span, err := cpu.end()
+	span, err := cpu.end(groups)
 	if err != nil {
 		return 0, cpuSpan{}, err
 	}

@@ -70,7 +70,7 @@ func (b *bench) visibility(ctx context.Context) error {
 	warmup := min(visibilityWarmup, b.cfg.duration)
 	var stages batchStages
 	groups := d.cpuGroups()
-	cpu := newCPUMeter(groups)
+	var cpu cpuMeter
 	var got *result
 	var measured time.Time // when the warm-up ended
 	err = b.prof.around(ctx, d.api, "visibility", warmup+b.cfg.duration, func() {
@@ -83,7 +83,7 @@ func (b *bench) visibility(ctx context.Context) error {
 		got = <-loaded
 		stages.stop(ctx)
 	})
-	span, cpuErr := cpu.end()
+	span, cpuErr := cpu.end(groups)
 	stopLag()
 	lags := <-lagDone
 	if err != nil {

@@ -107,10 +107,9 @@ type flights struct {
 
 // flight is one read of a table, shared by the callers that joined it.
 type flight struct {
-	started bool          // it has run or is running; guarded by Overlay.mu
-	done    chan struct{} // closed once read or err is set
-	read    *tableRead
-	err     error
+	done chan struct{} // closed once read or err is set
+	read *tableRead
+	err  error
 }
 
 // readShared returns what a read of table that began after the call read,
@@ -133,7 +132,6 @@ func (o *Overlay) readShared(ctx context.Context, table string) (*tableRead, err
 			if f == nil {
 				f = &flight{done: make(chan struct{})}
 			}
-			f.started = true
 			fs.running, fs.next = f, nil
 			o.mu.Unlock()
 			f.read, f.err = o.readTable(ctx, table)
@@ -155,11 +153,11 @@ func (o *Overlay) readShared(ctx context.Context, table string) (*tableRead, err
 		case <-ctx.Done():
 			return nil, fmt.Errorf("redislog: overlay table: %w", ctx.Err())
 		}
-		// Whether f started is asked of f, not of fs.running: f may have
-		// started and ended already, by the time a caller woken late gets
-		// here, and such a caller must take f's result, not start a read.
+		// f has started once it is no longer the next read. Not "f is
+		// running": by the time a caller woken late gets here, f may have
+		// ended too, and that caller must take f's result, not read again.
 		o.mu.Lock()
-		started := f.started
+		started := fs.next != f
 		o.mu.Unlock()
 		if !started {
 			continue // f is still the next read: run it
