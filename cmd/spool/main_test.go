@@ -138,7 +138,7 @@ func startArgs(t *testing.T, extra ...string) *proc {
 }
 
 // waitDrained polls /stats until the log is empty.
-func waitDrained(t *testing.T, p *proc) {
+func waitDrained(t *testing.T, p *proc, others ...*proc) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
@@ -155,7 +155,24 @@ func waitDrained(t *testing.T, p *proc) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("log not drained in time\n%s", p.stderr)
+	t.Fatalf("log not drained in time; where each process waits:\n%s", stacks(append([]*proc{p}, others...)))
+}
+
+// stacks ends procs with SIGQUIT, which makes a Go program print the stack
+// of every goroutine before it exits, and returns their logs: what a test
+// that timed out shows of where they were waiting.
+func stacks(procs []*proc) string {
+	var b strings.Builder
+	for i, p := range procs {
+		p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case err := <-p.done:
+			p.done <- err // for the test's cleanup
+		case <-time.After(5 * time.Second):
+		}
+		fmt.Fprintf(&b, "--- process %d (%s):\n%s\n", i+1, strings.Join(p.cmd.Args[1:], " "), p.stderr)
+	}
+	return b.String()
 }
 
 type ack struct{ id, tx string }

@@ -31,7 +31,7 @@ func TestRedisRestart(t *testing.T) {
 	db := newDatabase(t)
 	logName := fmt.Sprintf("restart-%d", rand.Uint32())
 	api := startArgs(t, sharedArgs(t, db, logName, "api")...)
-	startArgs(t, sharedArgs(t, db, logName, "applier")...)
+	applier := startArgs(t, sharedArgs(t, db, logName, "applier")...)
 	redisDown := false
 	t.Cleanup(func() {
 		if redisDown {
@@ -86,7 +86,7 @@ func TestRedisRestart(t *testing.T) {
 	}
 	close(stop)
 	l.wait()
-	waitDrained(t, api)
+	waitDrained(t, api, applier)
 
 	for _, o := range outages {
 		// Requests sent while Redis was down, and the second before: those
