@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/spoolgw/spool/internal/txlog/redislog"
 )
 
 // redisDownAnswerBound is the longest a write may wait for its answer while
@@ -33,6 +38,11 @@ func TestRedisRestart(t *testing.T) {
 	api := startArgs(t, sharedArgs(t, db, logName, "api")...)
 	applier := startArgs(t, sharedArgs(t, db, logName, "applier")...)
 	redisDown := false
+	t.Cleanup(func() {
+		if t.Failed() && !redisDown {
+			t.Logf("the log in Redis at the end:\n%s", streamState(logName))
+		}
+	})
 	t.Cleanup(func() {
 		if redisDown {
 			if err := redisSrv.Start(); err != nil {
@@ -120,4 +130,26 @@ func TestRedisRestart(t *testing.T) {
 		t.Errorf("a write waited %v for its answer; want at most %v", all.slowest, redisDownAnswerBound)
 	}
 	l.checkRows(t, db)
+}
+
+// streamState describes the Redis stream of log logName: its length, its
+// consumer group and what is pending in it, for a test that failed.
+func streamState(logName string) string {
+	opt, err := redis.ParseURL(redisSrv.URL)
+	if err != nil {
+		return err.Error()
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	ctx := context.Background()
+	stream := redislog.StreamKey(logName)
+	var b strings.Builder
+	for _, args := range [][]any{
+		{"XLEN", stream}, {"XINFO", "GROUPS", stream}, {"XPENDING", stream, redislog.GroupName},
+		{"XRANGE", stream, "-", "+", "COUNT", 3},
+	} {
+		v, err := rdb.Do(ctx, args...).Result()
+		fmt.Fprintf(&b, "%v: %v %v\n", args, v, err)
+	}
+	return b.String()
 }

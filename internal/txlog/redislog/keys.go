@@ -55,6 +55,13 @@ func (k keys) row(table, key string) string { return k.prefix + "row:" + rowMemb
 // minimal reader reads it as spool's GET does.
 func RowKey(name, table, key string) string { return newKeys(name).row(table, key) }
 
+// StreamKey is the Redis key of the stream of the log named name, read by
+// the consumer group GroupName; a test that failed shows its state.
+func StreamKey(name string) string { return newKeys(name).stream }
+
+// GroupName is the consumer group of every log's stream.
+const GroupName = groupName
+
 // ops is the list of table's pending changes in log order, one element per
 // change: its row-list entry, '\n', its row's key. The table name is the
 // whole rest of the key, so it needs no encoding. The entry is JSON, which
