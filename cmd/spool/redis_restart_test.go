@@ -62,6 +62,8 @@ func TestRedisRestart(t *testing.T) {
 		down, up     time.Time
 		resumedAfter time.Duration
 		readyz       map[int]int // /readyz statuses while down
+		reads        map[int]int // statuses of GETs of a row while down
+		retryAfter   int         // 503s to those GETs with Retry-After
 	}
 	var outages []*outage
 	for _, how := range []struct {
@@ -71,7 +73,12 @@ func TestRedisRestart(t *testing.T) {
 		{"SIGKILL (crash)", func() error { redisSrv.Kill(); return nil }},
 		{"SIGTERM (clean stop)", redisSrv.Stop},
 	} {
-		o := &outage{name: how.name, readyz: map[int]int{}}
+		o := &outage{name: how.name, readyz: map[int]int{}, reads: map[int]int{}}
+		var row string
+		for id := range l.rows() {
+			row = id
+			break
+		}
 		o.down = time.Now()
 		if err := how.stop(); err != nil {
 			t.Fatal(err)
@@ -80,6 +87,15 @@ func TestRedisRestart(t *testing.T) {
 		for time.Since(o.down) < 3*time.Second {
 			status, _, _ := getJSON(hc, api.url+"/readyz")
 			o.readyz[status]++
+			// A read needs the overlay in Redis: it must be refused as
+			// unavailable (503, Retry-After), never a 500.
+			if res, err := hc.Get(api.url + "/v1/tables/observations/" + row); err == nil {
+				o.reads[res.StatusCode]++
+				if res.StatusCode == http.StatusServiceUnavailable && res.Header.Get("Retry-After") != "" {
+					o.retryAfter++
+				}
+				res.Body.Close()
+			}
 			time.Sleep(250 * time.Millisecond)
 		}
 		if err := redisSrv.Start(); err != nil {
@@ -102,8 +118,16 @@ func TestRedisRestart(t *testing.T) {
 		// Requests sent while Redis was down, and the second before: those
 		// in flight when it went.
 		tl := l.tally(o.down.Add(-time.Second), o.up)
-		t.Logf("Redis %s, down %v: %v; /readyz while down: %v; 2xx again %v after the restart",
-			o.name, o.up.Sub(o.down).Round(time.Millisecond), tl, o.readyz, o.resumedAfter.Round(time.Millisecond))
+		t.Logf("Redis %s, down %v: %v; /readyz while down: %v; GET of a row while down: %v; 2xx again %v after the restart",
+			o.name, o.up.Sub(o.down).Round(time.Millisecond), tl, o.readyz, o.reads, o.resumedAfter.Round(time.Millisecond))
+		for status, n := range o.reads {
+			if status != http.StatusOK && status != http.StatusServiceUnavailable {
+				t.Errorf("Redis %s: %d reads of a row answered %d while Redis was down; want 503 (or 200 before the first failure)", o.name, n, status)
+			}
+		}
+		if o.reads[http.StatusServiceUnavailable] == 0 || o.retryAfter != o.reads[http.StatusServiceUnavailable] {
+			t.Errorf("Redis %s: reads while down %v, %d of the 503s with Retry-After; want 503s, each with Retry-After", o.name, o.reads, o.retryAfter)
+		}
 		if tl.byStatus[http.StatusServiceUnavailable] == 0 {
 			t.Errorf("Redis %s: no write was refused with 503 while Redis was down", o.name)
 		}

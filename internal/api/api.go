@@ -174,6 +174,10 @@ func (s *Server) wrap(fn handlerFunc) http.Handler {
 			status, body["error"] = http.StatusServiceUnavailable, "the database cannot be read right now (a row whose insert or delete is still buffered can be); retry later"
 			w.Header().Set("Retry-After", "1")
 			s.logger.Debug("read failed: the database did not answer", "method", r.Method, "path", r.URL.Path, "err", err)
+		case errors.Is(err, query.ErrOverlay):
+			status, body["error"] = http.StatusServiceUnavailable, "buffered writes cannot be read right now (the log is unreachable); retry later"
+			w.Header().Set("Retry-After", "1")
+			s.logger.Debug("read failed: the overlay did not answer", "method", r.Method, "path", r.URL.Path, "err", err)
 		default:
 			body["error"] = "internal error"
 			s.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -33,9 +33,15 @@ const (
 	DefaultBatchTimeout = 5 * time.Millisecond
 	// DefaultMinBackoff is the first wait after a transient failure.
 	DefaultMinBackoff = 100 * time.Millisecond
-	// DefaultMaxBackoff caps the wait, so an outage's end is noticed
-	// within half a minute.
+	// DefaultMaxBackoff caps the wait between two attempts at a batch, so
+	// that a database failing for a long time is not hammered. The end of
+	// an outage is noticed sooner, by probing (DefaultProbeInterval).
 	DefaultMaxBackoff = 30 * time.Second
+	// DefaultProbeInterval is how often the applier, while it backs off,
+	// asks the database whether it answers (a ping, not a batch), when the
+	// store can be asked: a database that comes back is noticed within
+	// about a second, whatever the backoff has grown to.
+	DefaultProbeInterval = time.Second
 	// DefaultFinalFlush bounds the drain at shutdown.
 	DefaultFinalFlush = 10 * time.Second
 	// DefaultAttemptTimeout bounds one attempt at a batch. A batch of
@@ -58,6 +64,11 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the retry waits after transient
 	// failures (defaults DefaultMinBackoff, DefaultMaxBackoff).
 	MinBackoff, MaxBackoff time.Duration
+	// ProbeInterval is how often a backoff asks a store that can be pinged
+	// whether the database answers again; if it did not answer a probe and
+	// then answers one, the batch is retried at once (default
+	// DefaultProbeInterval).
+	ProbeInterval time.Duration
 	// FinalFlush bounds the drain at Stop (default DefaultFinalFlush).
 	FinalFlush time.Duration
 	// AttemptTimeout bounds one attempt at a batch; an attempt cut off is
@@ -144,6 +155,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxBackoff < c.MinBackoff {
 		return fmt.Errorf("applier: MaxBackoff %v is below MinBackoff %v", c.MaxBackoff, c.MinBackoff)
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = DefaultProbeInterval
 	}
 	if c.FinalFlush <= 0 {
 		c.FinalFlush = DefaultFinalFlush
@@ -368,7 +382,9 @@ func (a *Applier) term(ctx context.Context, token int64) error {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
 			}
-			if errors.Is(err, txlog.ErrClosed) {
+			if errors.Is(err, txlog.ErrClosed) || errors.Is(err, txlog.ErrNotHolder) {
+				// A closed log, or a lease lost (the log refuses this
+				// process's claims before its renewer has noticed).
 				return err
 			}
 			a.pause(ctx, attempt, fmt.Errorf("claim: %w", err))
@@ -521,10 +537,8 @@ func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64,
 		wait := a.wait(attempt)
 		a.setBackoff(BackoffState{Attempt: attempt, LastError: err.Error(), NextRetry: time.Now().Add(wait)})
 		a.logger.Warn("applier: transient failure; retrying", "attempt", attempt, "wait", wait, "transactions", len(batch), "err", err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return fmt.Errorf("apply batch: %w", context.Cause(ctx))
+		if err := a.backOff(ctx, wait); err != nil {
+			return fmt.Errorf("apply batch: %w", err)
 		}
 	}
 	a.poison.commit(gate)
@@ -533,6 +547,55 @@ func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64,
 	fin.add(committed{ctx: ctx, entries: entries, outcomes: outcomes})
 	a.observe(StageFinishWait, start)
 	return nil
+}
+
+// pinger is a store that can tell whether its database answers, cheaply.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// backOff waits wait before the next attempt at a batch, or less: if the
+// store can be pinged, it is asked every ProbeInterval whether the
+// database answers, and a database that did not answer a probe and then
+// answers one ends the wait at once. A database that answers the first
+// probe failed the batch for another reason (a lock, a serialization
+// failure): then the whole wait is kept. It returns the cause of ctx's
+// end if ctx ends first.
+func (a *Applier) backOff(ctx context.Context, wait time.Duration) error {
+	p, probes := a.store.(pinger)
+	deadline := time.Now().Add(wait)
+	down := false
+	for {
+		step := time.Until(deadline)
+		if step <= 0 {
+			return nil
+		}
+		if probes {
+			step = min(step, a.cfg.ProbeInterval)
+		}
+		t := time.NewTimer(step)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return context.Cause(ctx)
+		}
+		if !probes || !time.Now().Before(deadline) {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, a.cfg.ProbeInterval)
+		err := p.Ping(pctx)
+		cancel()
+		switch {
+		case err != nil:
+			down = true
+		case down:
+			a.logger.Info("applier: the database answers again; retrying at once", "left_of_backoff", time.Until(deadline).Round(time.Millisecond))
+			return nil
+		default:
+			probes = false // it answers: the batch failed for another reason
+		}
+	}
 }
 
 // committed is a batch the database has, to report and acknowledge: its
@@ -590,12 +653,39 @@ func (f *finisher) finish(c committed) {
 	a.sink.Committed(c.ctx, results)
 	a.observe(StageReport, now)
 	start := time.Now()
-	if err := a.log.Ack(context.WithoutCancel(c.ctx), c.entries); err != nil {
-		// The database has the batch; a redelivery is deduplicated by
-		// spool_applied, so nothing is lost or doubled.
-		a.logger.Error("applier: ack failed after commit; the batch will be redelivered and skipped", "err", err)
-	}
+	a.ack(c)
 	a.observe(StageAck, start)
+}
+
+// ack acknowledges a committed batch in the log, retrying with backoff
+// while the term lasts (c.ctx): an entry left unacknowledged would stay
+// pending under this applier behind its claim's position and never be
+// delivered again in this term. When the term ends first (a stop, the
+// lease lost), the entries stay pending: the next term, here or in
+// another applier, takes over every pending entry and delivers them
+// again, and spool_applied skips them, so nothing is lost or doubled.
+func (a *Applier) ack(c committed) {
+	for attempt := 1; ; attempt++ {
+		err := a.log.Ack(context.WithoutCancel(c.ctx), c.entries)
+		if err == nil {
+			if attempt > 1 {
+				a.logger.Info("applier: ack succeeded", "attempts", attempt)
+			}
+			return
+		}
+		if c.ctx.Err() != nil || errors.Is(err, txlog.ErrClosed) {
+			a.logger.Warn("applier: ack failed after commit; the batch stays pending, to be delivered again and skipped", "transactions", len(c.entries), "err", err)
+			return
+		}
+		wait := a.wait(attempt)
+		a.logger.Warn("applier: ack failed after commit; retrying", "attempt", attempt, "wait", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+		}
+	}
 }
 
 func (a *Applier) setBackoff(s BackoffState) {

@@ -428,7 +428,7 @@ func (g *Gateway) Status(ctx context.Context, id string) (status.Status, bool, e
 func (g *Gateway) stored(ctx context.Context, id string) (status.Status, bool, error) {
 	at, ok, err := g.store.Applied(ctx, id)
 	if err != nil {
-		return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
+		return status.Status{}, false, fmt.Errorf("look up transaction: %w: %w", query.ErrDatabase, err)
 	}
 	if ok {
 		st := status.Status{ID: id, State: txn.Replicated, AppliedAt: at, ReplicatedAt: at}
@@ -447,7 +447,7 @@ func (g *Gateway) stored(ctx context.Context, id string) (status.Status, bool, e
 	case err == nil:
 		return status.Status{ID: id, State: txn.Failed, QueuedAt: dl.Tx.CreatedAt, FailedAt: dl.FailedAt, Error: dl.Error, Code: dl.Code}, true, nil
 	case !errors.Is(err, store.ErrNotFound):
-		return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
+		return status.Status{}, false, fmt.Errorf("look up transaction: %w: %w", query.ErrDatabase, err)
 	}
 	return status.Status{}, false, nil
 }
@@ -460,7 +460,7 @@ func (g *Gateway) stored(ctx context.Context, id string) (status.Status, bool, e
 func (g *Gateway) known(ctx context.Context, id string) (status.Status, bool, error) {
 	pending, err := g.overlay.Has(ctx, id)
 	if err != nil {
-		return status.Status{}, false, fmt.Errorf("look up transaction: %w", err)
+		return status.Status{}, false, fmt.Errorf("look up transaction: %w: %w", query.ErrOverlay, err)
 	}
 	if pending {
 		return status.Status{ID: id, State: txn.Queued, QueuedAt: txn.IDTime(id)}, true, nil

@@ -26,6 +26,10 @@ const (
 // answer (down, unreachable, locked for too long).
 var ErrDatabase = errors.New("the database did not answer")
 
+// ErrOverlay marks a read that failed because the overlay of buffered
+// writes could not be read (a Redis log that is down or restarting).
+var ErrOverlay = errors.New("the buffered writes could not be read")
+
 // Database is what a smart read needs of a store.
 type Database interface {
 	Get(ctx context.Context, t *schema.Table, key string) (schema.Row, bool, error)
@@ -53,7 +57,7 @@ func (r *Reader) Get(ctx context.Context, t *schema.Table, key string, merge boo
 		// is in the database by then, so the row cannot fall between.
 		var err error
 		if pending, err = r.Overlay.Row(ctx, t.Name, key); err != nil {
-			return nil, "", false, fmt.Errorf("read overlay %s/%s: %w", t.Name, key, err)
+			return nil, "", false, fmt.Errorf("read overlay %s/%s: %w: %w", t.Name, key, ErrOverlay, err)
 		}
 	}
 	if pending.Decides() {
@@ -84,7 +88,7 @@ func (r *Reader) List(ctx context.Context, q *Query, merge bool) ([]schema.Row, 
 	if merge {
 		var err error
 		if pending, err = r.Overlay.Table(ctx, q.Table.Name); err != nil {
-			return nil, "", fmt.Errorf("read overlay %s: %w", q.Table.Name, err)
+			return nil, "", fmt.Errorf("read overlay %s: %w: %w", q.Table.Name, ErrOverlay, err)
 		}
 	}
 	dbRows, err := r.page(ctx, q, pending)

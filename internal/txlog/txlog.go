@@ -52,3 +52,8 @@ type Stats struct {
 
 // ErrClosed is returned by calls on a closed log.
 var ErrClosed = errors.New("log closed")
+
+// ErrNotHolder is returned by Claim on a log that several appliers share
+// when this process does not hold the log's lease: another applier is the
+// active one, and claiming would take entries out of its order.
+var ErrNotHolder = errors.New("not the holder of the log's lease")

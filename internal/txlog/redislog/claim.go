@@ -34,13 +34,20 @@ type claimState struct {
 const takeOverBatch = 1000
 
 // Claim returns up to max entries, in log order. The first Claim of a Log,
-// and the first after each Lease.Acquire, takes over the entries other
-// consumers of the group claimed and left idle for MinIdle (a crashed
-// applier's), waiting for younger ones to age, so that they come first; then come the entries pending under this
-// consumer (claimed but not acknowledged before a restart, or taken over),
-// in stream order; then new ones. With none there it blocks, in reads of
-// at most ClaimBlock, until an append, until ctx is done or the log
-// closes; it never waits for more once one is there.
+// the first after each Lease.Acquire and the first after a failed read
+// start over from what Redis holds: they take over the entries other
+// consumers of the group claimed and left, so that they come first (on a
+// log with a Lease, all of them at once: see takeOver; without one, those
+// idle for MinIdle, waiting for younger ones to age); then come the
+// entries pending under this consumer (claimed but not acknowledged
+// before, or taken over), in stream order, from the first; then new
+// ones. With none there it blocks, in reads of at most ClaimBlock, until
+// an append, until ctx is done or the log closes; it never waits for more
+// once one is there.
+//
+// On a log that has a Lease, Claim delivers only while this process holds
+// it, checked in Redis in the same step as the read: otherwise it returns
+// txlog.ErrNotHolder and delivers nothing.
 func (l *Log) Claim(ctx context.Context, max int) ([]txlog.Entry, error) {
 	if max <= 0 {
 		return nil, fmt.Errorf("redislog: claim: max %d is not positive", max)
@@ -90,26 +97,29 @@ func (l *Log) Claim(ctx context.Context, max int) ([]txlog.Entry, error) {
 	}
 }
 
-// read does one XREADGROUP: from the backlog while there is one, otherwise
-// for new entries, blocking at most ClaimBlock (less if ctx has an earlier
-// deadline). It returns no entries and no error when the read found none.
-// The caller holds claimMu.
+// read delivers entries to this consumer, with claimScript: from the
+// backlog while there is one, otherwise new ones, waiting for an append at
+// most ClaimBlock (less if ctx has an earlier deadline). It returns no
+// entries and no error when it found none. The caller holds claimMu.
 func (l *Log) read(ctx context.Context, limit int) ([]txlog.Entry, error) {
 	c := &l.claim
-	a := &redis.XReadGroupArgs{Group: groupName, Consumer: l.cfg.Consumer, Count: int64(limit), Block: -1}
-	if c.backlog {
-		a.Streams = []string{l.keys.stream, c.cursor}
-	} else {
-		a.Streams = []string{l.keys.stream, ">"}
-		a.Block = l.cfg.ClaimBlock
-		if d, ok := ctx.Deadline(); ok {
-			a.Block = max(min(a.Block, time.Until(d)), time.Millisecond) // 0 would block for ever
+	holder := ""
+	if l.leased.Load() {
+		v := l.holder.Load()
+		if v == nil {
+			return nil, fmt.Errorf("redislog: claim: %w", txlog.ErrNotHolder)
 		}
+		holder = *v
 	}
-	streams, err := l.client.XReadGroup(ctx, a).Result()
+	start := ">"
+	if c.backlog {
+		start = c.cursor
+	}
+	res, err := claimScript.Run(ctx, l.client, []string{l.keys.stream, l.keys.lease},
+		groupName, l.cfg.Consumer, holder, limit, start).Slice()
 	switch {
-	case errors.Is(err, redis.Nil):
-		return nil, nil // BLOCK ran out
+	case redis.HasErrorPrefix(err, "NOTHOLDER"):
+		return nil, fmt.Errorf("redislog: claim: %w", txlog.ErrNotHolder)
 	case redis.HasErrorPrefix(err, "NOGROUP"):
 		// The stream or its group is gone: deleted by hand, or a Redis
 		// without persistence restarted. Nothing to deliver; make the
@@ -121,13 +131,18 @@ func (l *Log) read(ctx context.Context, limit int) ([]txlog.Entry, error) {
 		return nil, nil
 	case err != nil:
 		// Entries may have been delivered to this consumer with a reply
-		// that was lost: read the pending list from the cursor next.
-		c.backlog = true
+		// that was lost, or Redis may have restarted: start over, as a
+		// new term does, from what Redis holds now.
+		l.restartClaim.Store(true)
 		return nil, l.fail("claim", err)
 	}
-	var msgs []redis.XMessage
-	for _, s := range streams {
-		msgs = append(msgs, s.Messages...)
+	msgs, last, err := parseClaim(res)
+	if err != nil {
+		l.restartClaim.Store(true)
+		return nil, l.fail("claim", err)
+	}
+	if last != "" {
+		return nil, l.waitAppend(ctx, last)
 	}
 	if c.backlog && len(msgs) == 0 {
 		c.backlog = false
@@ -170,6 +185,62 @@ func (l *Log) read(ctx context.Context, limit int) ([]txlog.Entry, error) {
 	return es, nil
 }
 
+// waitAppend waits, at most ClaimBlock (less if ctx has an earlier
+// deadline), for an entry after last to be appended, with an XREAD that
+// delivers nothing to the group: only claimScript delivers, under the
+// lease. It returns nil when one came or the time ran out.
+func (l *Log) waitAppend(ctx context.Context, last string) error {
+	block := l.cfg.ClaimBlock
+	if d, ok := ctx.Deadline(); ok {
+		block = max(min(block, time.Until(d)), time.Millisecond) // 0 would block for ever
+	}
+	err := l.client.XRead(ctx, &redis.XReadArgs{Streams: []string{l.keys.stream, last}, Count: 1, Block: block}).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return l.fail("claim: wait for appends", err)
+	}
+	return nil
+}
+
+// parseClaim reads claimScript's reply: the entries it delivered, or,
+// when it found no new entry, the id of the stream's last one.
+func parseClaim(res []any) (msgs []redis.XMessage, last string, err error) {
+	if len(res) != 2 {
+		return nil, "", fmt.Errorf("%w: claim script answered %d values, want 2", ErrCorrupt, len(res))
+	}
+	if found, _ := res[0].(int64); found == 0 {
+		last, ok := res[1].(string)
+		if !ok {
+			return nil, "", fmt.Errorf("%w: claim script answered a last id of type %T", ErrCorrupt, res[1])
+		}
+		return nil, last, nil
+	}
+	list, ok := res[1].([]any)
+	if !ok {
+		return nil, "", fmt.Errorf("%w: claim script answered entries of type %T", ErrCorrupt, res[1])
+	}
+	msgs = make([]redis.XMessage, 0, len(list))
+	for _, x := range list {
+		pair, ok := x.([]any)
+		if !ok || len(pair) != 2 {
+			return nil, "", fmt.Errorf("%w: claim script answered an entry of type %T", ErrCorrupt, x)
+		}
+		id, ok := pair[0].(string)
+		if !ok {
+			return nil, "", fmt.Errorf("%w: claim script answered an entry id of type %T", ErrCorrupt, pair[0])
+		}
+		m := redis.XMessage{ID: id}
+		if fields, ok := pair[1].([]any); ok {
+			m.Values = make(map[string]any, len(fields)/2)
+			for i := 0; i+1 < len(fields); i += 2 {
+				k, _ := fields[i].(string)
+				m.Values[k] = fields[i+1]
+			}
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, "", nil
+}
+
 // Takeover does now what the first Claim after a Lease.Acquire would do
 // first: it takes over the entries other consumers claimed and left (see
 // Claim), waiting for those younger than MinIdle, so that the next Claims
@@ -199,7 +270,17 @@ func (l *Log) Takeover(ctx context.Context) error {
 // from the group, so that the names of past processes do not pile up. The
 // caller holds claimMu.
 func (l *Log) takeOver(ctx context.Context) error {
-	poll := min(max(l.cfg.MinIdle/4, 10*time.Millisecond), time.Second)
+	minIdle := l.cfg.MinIdle
+	if l.leased.Load() {
+		// Only the lease's holder claims (claimScript), so every entry
+		// pending under another consumer was delivered in an earlier
+		// term: take it now, however young. Its former holder may still
+		// be applying it; the fencing token refuses its commit once this
+		// term has committed, and spool_applied skips it here if it
+		// committed first.
+		minIdle = 0
+	}
+	poll := min(max(minIdle/4, 10*time.Millisecond), time.Second)
 	waiting := false
 	for {
 		taken := 0
@@ -207,7 +288,7 @@ func (l *Log) takeOver(ctx context.Context) error {
 		for {
 			ids, next, err := l.client.XAutoClaimJustID(ctx, &redis.XAutoClaimArgs{
 				Stream: l.keys.stream, Group: groupName, Consumer: l.cfg.Consumer,
-				MinIdle: l.cfg.MinIdle, Start: start, Count: takeOverBatch,
+				MinIdle: minIdle, Start: start, Count: takeOverBatch,
 			}).Result()
 			if err != nil {
 				return l.fail("claim: take over pending entries", err)
@@ -236,7 +317,7 @@ func (l *Log) takeOver(ctx context.Context) error {
 		}
 		if !waiting {
 			l.logger.Info("redislog: waiting for entries another consumer claimed to be idle for MinIdle before taking them over",
-				"consumer", l.cfg.Consumer, "entries", others, "min_idle", l.cfg.MinIdle)
+				"consumer", l.cfg.Consumer, "entries", others, "min_idle", minIdle)
 			waiting = true
 		}
 		t := time.NewTimer(poll)

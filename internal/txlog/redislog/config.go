@@ -13,13 +13,11 @@ const (
 	// DefaultName is the log's name when Config.Name is empty: one spool
 	// deployment with one log needs no name.
 	DefaultName = "default"
-	// DefaultMinIdle is 3 s: below DefaultLeaseTTL (5 s), so that when a
-	// standby applier takes the lease over from a dead one (at least a TTL
-	// after the dead one's last renewal), the entries the dead one had
-	// claimed are already idle long enough to be taken over at once; and
-	// far above the few milliseconds between a live applier's claim and
-	// its ack, so that entries in flight are not taken from a live
-	// applier by one that runs without a lease.
+	// DefaultMinIdle is 3 s: far above the few milliseconds between a
+	// live applier's claim and its ack, so that entries in flight are not
+	// taken from a live applier by one that claims without a lease. A log
+	// with a Lease does not wait for it: its holder takes every pending
+	// entry over when its term starts (see Claim).
 	DefaultMinIdle = 3 * time.Second
 	// DefaultClaimBlock is 250 ms: a waiting Claim blocks in Redis at most
 	// this long per call and then looks at its context and at Close, so
@@ -53,10 +51,13 @@ const (
 	// above any request body the API accepts, so the log never refuses
 	// what the API took, and far below Redis's 512 MB bulk-string limit.
 	DefaultMaxRecordSize = 16 << 20
-	// DefaultLeaseTTL is 5 s: a dead applier is replaced within about
-	// TTL + Renew (under 7 s), while a renewal may miss two rounds (a GC
-	// pause, a slow network) before the lease is in danger.
-	DefaultLeaseTTL = 5 * time.Second
+	// DefaultLeaseTTL is 2 s: a dead applier is replaced within TTL +
+	// Renew (2.5 s; about 2 s on average), while renewals every TTL/4 may
+	// fail three times in a row (a GC pause, a slow network) before the
+	// lease is in danger. What keeps a paused holder from committing is
+	// the fencing token, and from claiming, the claim's lease check; so a
+	// short TTL costs at worst a needless change of holder, never a write.
+	DefaultLeaseTTL = 2 * time.Second
 )
 
 // Config says which Redis log to open and tunes it. Only URL is required.
@@ -177,11 +178,11 @@ func defaultConsumer() string {
 type LeaseConfig struct {
 	// TTL is how long the lease lasts without a renewal: a holder that
 	// dies is replaced within about TTL + Renew. Default DefaultLeaseTTL
-	// (5 s).
+	// (2 s).
 	TTL time.Duration
 	// Renew is how often the holder renews the lease, and how often a
-	// standby tries to take it. Must be below TTL. Default TTL/3, so that
-	// one failed renewal is retried before the lease runs out.
+	// standby tries to take it. Must be below TTL. Default TTL/4, so that
+	// failed renewals are retried three times before the lease runs out.
 	Renew time.Duration
 }
 
@@ -208,7 +209,7 @@ func (c LeaseConfig) withDefaults() LeaseConfig {
 		c.TTL = DefaultLeaseTTL
 	}
 	if c.Renew == 0 {
-		c.Renew = c.TTL / 3
+		c.Renew = c.TTL / 4
 	}
 	return c
 }

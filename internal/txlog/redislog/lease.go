@@ -39,7 +39,11 @@ type Lease struct {
 
 // Lease returns the applier lease of this log. Its configuration is
 // checked by Acquire.
+//
+// From this call on, the log's Claims deliver only while this process
+// holds the lease.
 func (l *Log) Lease(cfg LeaseConfig) *Lease {
+	l.leased.Store(true)
 	return &Lease{l: l, cfg: cfg}
 }
 
@@ -95,6 +99,7 @@ func (le *Lease) Acquire(ctx context.Context) (token int64, lost <-chan struct{}
 				return 0, nil, fmt.Errorf("redislog: lease: %w", txlog.ErrClosed)
 			}
 			le.value, le.stop, le.done = value, stop, done
+			le.l.holder.Store(&value)
 			le.l.restartClaim.Store(true)
 			le.l.logger.Info("redislog: lease acquired", "consumer", le.l.cfg.Consumer, "token", token, "ttl", cfg.TTL)
 			return token, lostCh, nil
@@ -125,6 +130,7 @@ func nonce() string {
 func (le *Lease) renew(ctx context.Context, cfg LeaseConfig, value string, last time.Time, stop, done, lost chan struct{}) {
 	defer close(done)
 	defer close(lost)
+	defer le.l.dropHolder(value)
 	ttl := cfg.TTL.Milliseconds()
 	t := time.NewTicker(cfg.Renew)
 	defer t.Stop()
@@ -202,4 +208,12 @@ func (le *Lease) Holder(ctx context.Context) (string, error) {
 		v = v[:i]
 	}
 	return v, nil
+}
+
+// dropHolder records that this process no longer holds the lease under
+// value, so that Claims stop at once (a later Acquire's value stays).
+func (l *Log) dropHolder(value string) {
+	if p := l.holder.Load(); p != nil && *p == value {
+		l.holder.CompareAndSwap(p, nil)
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/spoolgw/spool/internal/txlog"
 )
 
 // testLease is short, so that handovers are quick, and long enough that a
@@ -239,5 +241,94 @@ func TestAcquireRestartsClaim(t *testing.T) {
 	samePositions(t, "a's claims after it is active again", claimN(t, a, 4), all[2:6])
 	if err := la.Release(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestClaimOnlyByHolder: on a log with a Lease, Claim delivers nothing
+// unless this process holds the lease, and a holder whose lease another
+// applier took (it was paused past the TTL, and its renewer has not
+// noticed yet) is refused in Redis: no entry lands in its pending list,
+// so none is hidden from the new holder. The new holder takes over the
+// entries the former one claimed in its term at once, however young.
+func TestClaimOnlyByHolder(t *testing.T) {
+	t.Parallel()
+	name := uniqueName(t)
+	a := openLog(t, Config{Name: name, Consumer: "a", MinIdle: time.Hour})
+	b := openLog(t, Config{Name: name, Consumer: "b", MinIdle: time.Hour})
+	ctx := testCtx(t)
+	all := appendN(t, a, 6)
+	la, lb := a.Lease(testLease), b.Lease(testLease)
+
+	if es, err := a.Claim(ctx, 10); !errors.Is(err, txlog.ErrNotHolder) {
+		t.Fatalf("claim before Acquire: %d entries, %v; want ErrNotHolder", len(es), err)
+	}
+	if _, _, err := la.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	samePositions(t, "a's claim", claimN(t, a, 2), all[:2])
+
+	// b takes the lease behind a's back, as if a had been stopped past
+	// the TTL: a's renewer has not run yet, so a still believes it holds.
+	if err := a.client.Del(ctx, a.keys.lease).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := lb.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a.holder.Load() == nil {
+		t.Fatal("a's renewer noticed already; the test needs it not to have (renew interval too short?)")
+	}
+	if es, err := a.Claim(ctx, 10); !errors.Is(err, txlog.ErrNotHolder) {
+		t.Fatalf("claim by a former holder: %d entries, %v; want ErrNotHolder", len(es), err)
+	}
+	p, err := a.client.XPending(ctx, a.keys.stream, groupName).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Consumers["a"] != 2 {
+		t.Fatalf("a has %d entries pending after its refused claim, want its 2", p.Consumers["a"])
+	}
+	// b's term: a's two at once (MinIdle is an hour), then the rest.
+	samePositions(t, "b's claims", claimN(t, b, 6), all)
+	if err := lb.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := la.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestClaimWaitsForAppendUnderLease: a holder's Claim on an empty log
+// blocks until an append, and then delivers it, though the script that
+// delivers cannot block in Redis.
+func TestClaimWaitsForAppendUnderLease(t *testing.T) {
+	t.Parallel()
+	name := uniqueName(t)
+	a := openLog(t, Config{Name: name, Consumer: "a", ClaimBlock: 50 * time.Millisecond})
+	ctx := testCtx(t)
+	la := a.Lease(testLease)
+	if _, _, err := la.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = la.Release(ctx) }()
+	done := make(chan []txlog.Entry, 1)
+	go func() {
+		es, err := a.Claim(ctx, 10)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- es
+	}()
+	select {
+	case es := <-done:
+		t.Fatalf("claim of an empty log returned %d entries", len(es))
+	case <-time.After(200 * time.Millisecond): // several ClaimBlocks
+	}
+	want := appendN(t, a, 1)
+	select {
+	case es := <-done:
+		samePositions(t, "claim after the append", es, want)
+	case <-time.After(10 * time.Second):
+		t.Fatal("claim did not return after an append")
 	}
 }

@@ -63,8 +63,15 @@ type Log struct {
 	// nothing of claimState: XACK and XDEL of entries already delivered.
 	ackMu sync.Mutex
 	claim claimState
-	// restartClaim is set by Lease.Acquire: the next Claim starts over.
+	// restartClaim is set by Lease.Acquire and by a failed read: the next
+	// Claim starts over.
 	restartClaim atomic.Bool
+	// leased is set once the log has a Lease: from then on only the
+	// lease's holder claims (claimScript).
+	leased atomic.Bool
+	// holder is the lease's value while this process holds it, nil
+	// otherwise.
+	holder atomic.Pointer[string]
 
 	overlay *Overlay
 }
