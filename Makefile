@@ -3,7 +3,7 @@
 GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: run build test test-race lint bench bench-smoke fmt fuzz-smoke
+.PHONY: run build test test-race lint bench bench-smoke fmt fuzz-smoke soak
 
 run:
 	$(GO) run ./cmd/spool serve --schema examples/observatory.sql
@@ -21,6 +21,23 @@ lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# The fault campaigns (cmd/spool campaign_test.go) with fresh seeds, run
+# after run, for SOAK_MINUTES in all (each run's faults last
+# SOAK_RUN); the first failure stops it and prints its seed. Needs
+# redis-server and PostgreSQL, as make test does.
+SOAK_MINUTES ?= 30
+SOAK_RUN ?= 3m
+soak:
+	@end=$$(( $$(date +%s) + 60 * $(SOAK_MINUTES) )); runs=0; \
+	while [ $$(date +%s) -lt $$end ]; do \
+		runs=$$((runs + 1)); echo "soak: run $$runs"; \
+		if ! SPOOL_REQUIRE_SERVERS=1 SPOOL_CAMPAIGN=$(SOAK_RUN) $(GO) test -race -count=1 -v -timeout 0 \
+			-run '^(TestCampaignServers|TestCampaignEmbedded)$$' ./cmd/spool > soak.log 2>&1; then \
+			cat soak.log; echo "soak: run $$runs failed (its log: soak.log)"; exit 1; \
+		fi; \
+		grep -E 'campaign seed|faults injected|history:|drained' soak.log; \
+	done; echo "soak: $$runs runs passed"
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...

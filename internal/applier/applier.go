@@ -196,9 +196,14 @@ type Result struct {
 }
 
 // Sink is told what became of every transaction of each committed batch:
-// it advances states and evicts the overlay.
+// it advances states and evicts the overlay. The channel it returns is
+// closed once the batch's transactions have left the overlay (at once, or
+// when the read replicas have them): only then does the applier
+// acknowledge the batch in the log, so that a process that dies before
+// leaves the entries to be delivered again (and skipped as applied, and
+// evicted in their turn) instead of orphaned in a shared overlay.
 type Sink interface {
-	Committed(ctx context.Context, results []Result)
+	Committed(ctx context.Context, results []Result) (settled <-chan struct{})
 }
 
 // Applier drains one log into one store.
@@ -607,20 +612,45 @@ type committed struct {
 }
 
 // finisher reports committed batches to the sink and acknowledges them in
-// the log, in commit order, in a goroutine of its own: the log's round
+// the log, in commit order, in goroutines of their own: the log's round
 // trip (an fsynced XACK on Redis) overlaps the next batch's database work
-// instead of adding to it. It holds one batch beside the one it finishes,
-// so the drain runs at most two batches ahead of the log's acks.
+// instead of adding to it. It holds one batch beside the one it reports,
+// so the drain runs at most two batches ahead of the reports; a reported
+// batch waits to be acknowledged until the sink says it has settled (its
+// transactions left the overlay), up to MaxUnsettled batches.
 type finisher struct {
-	a    *Applier
-	next chan committed
-	done chan struct{}
+	a       *Applier
+	next    chan committed
+	settled chan reported
+	done    chan struct{}
+}
+
+// MaxUnsettled is how many reported batches may wait for their
+// transactions to reach the read replicas before the applier stops
+// applying more: a replica far behind holds the drain back there,
+// instead of the memory of their positions growing without bound.
+const MaxUnsettled = 4096
+
+// reported is a reported batch waiting to settle: its entries' positions.
+type reported struct {
+	ctx     context.Context
+	entries []txlog.Entry
+	settled <-chan struct{}
 }
 
 func (a *Applier) startFinisher() *finisher {
-	f := &finisher{a: a, next: make(chan committed, 1), done: make(chan struct{})}
+	f := &finisher{a: a, next: make(chan committed, 1), settled: make(chan reported, MaxUnsettled), done: make(chan struct{})}
+	acked := make(chan struct{})
+	go func() {
+		defer close(acked)
+		for r := range f.settled {
+			f.acknowledge(r)
+		}
+	}()
 	go func() {
 		defer close(f.done)
+		defer func() { <-acked }()
+		defer close(f.settled)
 		for c := range f.next {
 			f.finish(c)
 		}
@@ -650,10 +680,32 @@ func (f *finisher) finish(c committed) {
 		o := c.outcomes[i]
 		results[i] = Result{Tx: e.Tx, Err: o.Err, Duplicate: o.Duplicate, LSN: o.LSN, At: now}
 	}
-	a.sink.Committed(c.ctx, results)
+	settled := a.sink.Committed(c.ctx, results)
 	a.observe(StageReport, now)
+	pos := make([]txlog.Entry, len(c.entries))
+	for i, e := range c.entries {
+		pos[i] = txlog.Entry{Pos: e.Pos} // the transactions are not needed any more
+	}
+	f.settled <- reported{ctx: c.ctx, entries: pos, settled: settled}
+}
+
+// acknowledge acknowledges a reported batch once it has settled. If the
+// batch's context (its term's) ends first, the entries stay pending: the
+// next term delivers them again.
+func (f *finisher) acknowledge(r reported) {
+	a := f.a
+	select {
+	case <-r.settled:
+	case <-r.ctx.Done():
+		select {
+		case <-r.settled:
+		default:
+			a.logger.Info("applier: batch not yet on the read replicas when the term ended; left in the log, to be delivered again and skipped", "transactions", len(r.entries))
+			return
+		}
+	}
 	start := time.Now()
-	a.ack(c)
+	a.ack(r.ctx, r.entries)
 	a.observe(StageAck, start)
 }
 
@@ -664,17 +716,17 @@ func (f *finisher) finish(c committed) {
 // lease lost), the entries stay pending: the next term, here or in
 // another applier, takes over every pending entry and delivers them
 // again, and spool_applied skips them, so nothing is lost or doubled.
-func (a *Applier) ack(c committed) {
+func (a *Applier) ack(ctx context.Context, entries []txlog.Entry) {
 	for attempt := 1; ; attempt++ {
-		err := a.log.Ack(context.WithoutCancel(c.ctx), c.entries)
+		err := a.log.Ack(context.WithoutCancel(ctx), entries)
 		if err == nil {
 			if attempt > 1 {
 				a.logger.Info("applier: ack succeeded", "attempts", attempt)
 			}
 			return
 		}
-		if c.ctx.Err() != nil || errors.Is(err, txlog.ErrClosed) {
-			a.logger.Warn("applier: ack failed after commit; the batch stays pending, to be delivered again and skipped", "transactions", len(c.entries), "err", err)
+		if ctx.Err() != nil || errors.Is(err, txlog.ErrClosed) {
+			a.logger.Warn("applier: ack failed after commit; the batch stays pending, to be delivered again and skipped", "transactions", len(entries), "err", err)
 			return
 		}
 		wait := a.wait(attempt)
@@ -682,7 +734,7 @@ func (a *Applier) ack(c committed) {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
-		case <-c.ctx.Done():
+		case <-ctx.Done():
 			t.Stop()
 		}
 	}

@@ -24,15 +24,18 @@ type recorder struct {
 	ids []string
 }
 
-func (r *recorder) Committed(_ context.Context, results []applier.Result) {
+func (r *recorder) Committed(_ context.Context, results []applier.Result) <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	settled := make(chan struct{})
+	close(settled)
 	for _, res := range results {
 		if res.Err != nil {
 			panic(fmt.Sprintf("transaction %s failed: %v", res.Tx.ID, res.Err))
 		}
 		r.ids = append(r.ids, res.Tx.ID)
 	}
+	return settled
 }
 
 func (r *recorder) reported() []string {

@@ -171,3 +171,47 @@ func (s *failingBatches) ApplyBatch(ctx context.Context, batch []*txn.Transactio
 	}
 	return s.Store.ApplyBatch(ctx, batch, gate)
 }
+
+// heldSink is a Sink whose batches settle only when release is called:
+// a read replica that has not replayed them yet.
+type heldSink struct {
+	recorder
+	release chan struct{}
+}
+
+func (s *heldSink) Committed(ctx context.Context, results []applier.Result) <-chan struct{} {
+	s.recorder.Committed(ctx, results)
+	return s.release
+}
+
+// TestAckWaitsForSettle: a committed batch stays in the log until the
+// sink says its transactions left the overlay (the replicas have them),
+// so that a process that dies before leaves them to be delivered again
+// rather than orphaned in a shared overlay; then it is acknowledged.
+func TestAckWaitsForSettle(t *testing.T) {
+	ctx := t.Context()
+	st, lg := open(t)
+	sink := &heldSink{release: make(chan struct{})}
+	start(t, applier.Config{}, lg, st, sink, nil)
+	t.Cleanup(func() {
+		select {
+		case <-sink.release:
+		default:
+			close(sink.release) // before Stop, if the test fails
+		}
+	})
+	for i := range 5 {
+		if _, err := lg.Append(ctx, insertObs(fmt.Sprintf("k%d", i), i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "every transaction reported", func() bool { return len(sink.reported()) == 5 })
+	if s, err := lg.Stats(ctx); err != nil || s.Depth != 5 {
+		t.Fatalf("log depth %d (%v) while the batch has not settled, want the 5 kept", s.Depth, err)
+	}
+	close(sink.release)
+	waitFor(t, "the log drained once the batch settled", func() bool {
+		s, err := lg.Stats(ctx)
+		return err == nil && s.Depth == 0
+	})
+}

@@ -82,7 +82,7 @@ type Replica interface {
 
 // Tracker follows committed batches until the replicas have them.
 type Tracker interface {
-	Track(lsn txn.LSN, ids []string, applied time.Time)
+	Track(lsn txn.LSN, ids []string, applied time.Time) <-chan struct{}
 }
 
 // Gateway ties the log, the overlay, the store and the tracker together.
@@ -553,8 +553,9 @@ func (g *Gateway) SetApplier(a *applier.Applier) {
 // Committed implements applier.Sink. Failed transactions leave the overlay
 // at once, with every pending transaction that depends on them. Applied ones
 // leave it when the readers' database has them: at once without replicas,
-// else when the replication watcher reports them replicated.
-func (g *Gateway) Committed(ctx context.Context, results []applier.Result) {
+// else when the replication watcher reports them replicated; the channel
+// returned is closed then.
+func (g *Gateway) Committed(ctx context.Context, results []applier.Result) <-chan struct{} {
 	failed := false
 	var gone, applied []string
 	var lsn txn.LSN
@@ -612,8 +613,11 @@ func (g *Gateway) Committed(ctx context.Context, results []applier.Result) {
 		}
 	}
 	if g.replication != nil && len(applied) > 0 {
-		g.replication.Track(lsn, applied, results[0].At)
+		return g.replication.Track(lsn, applied, results[0].At)
 	}
+	settled := make(chan struct{})
+	close(settled)
+	return settled
 }
 
 // Put writes value under key in spool's key-value table (the seed's /write).

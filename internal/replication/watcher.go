@@ -87,6 +87,7 @@ type waiting struct {
 	lsn     txn.LSN
 	ids     []string
 	applied time.Time
+	done    chan struct{} // closed once the sink was told they are replicated
 }
 
 // Watcher polls the replicas and reports replicated transactions.
@@ -132,14 +133,21 @@ func New(cfg Config, replicas []Named, primary Primary, sink Sink, logger *slog.
 }
 
 // Track records a committed batch: its commit LSN and transaction ids.
-func (w *Watcher) Track(lsn txn.LSN, ids []string, applied time.Time) {
+// The channel it returns is closed once the sink has been told they are
+// replicated (and has evicted them): until then the log must keep their
+// entries, so that a process that dies meanwhile leaves them to be
+// delivered, applied (as duplicates) and tracked again, not orphaned in
+// the overlay.
+func (w *Watcher) Track(lsn txn.LSN, ids []string, applied time.Time) <-chan struct{} {
+	done := make(chan struct{})
 	w.mu.Lock()
-	w.queue = append(w.queue, waiting{lsn: lsn, ids: ids, applied: applied})
+	w.queue = append(w.queue, waiting{lsn: lsn, ids: ids, applied: applied, done: done})
 	w.mu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
 	default:
 	}
+	return done
 }
 
 // Start polls in the background until Stop or ctx ends.
@@ -246,14 +254,19 @@ func (w *Watcher) poll(ctx context.Context) {
 	w.mu.Lock()
 	n := 0
 	var ids []string
+	var done []chan struct{}
 	for n < len(w.queue) && w.queue[n].lsn <= min {
 		ids = append(ids, w.queue[n].ids...)
+		done = append(done, w.queue[n].done)
 		n++
 	}
 	w.queue = append(w.queue[:0], w.queue[n:]...)
 	w.mu.Unlock()
 	if len(ids) > 0 {
 		w.sink.Replicated(ctx, ids, now)
+	}
+	for _, d := range done {
+		close(d)
 	}
 }
 
