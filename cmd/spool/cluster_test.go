@@ -142,10 +142,39 @@ func TestClusterKillActiveApplier(t *testing.T) {
 	if !strings.Contains(active.stderr.String(), "lease acquired") {
 		t.Fatalf("no applier holds the lease:\n%s\n%s", app1.stderr, app2.stderr)
 	}
+	conn, err := pgx.Connect(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	applied := func() int64 {
+		var n int64
+		if err := conn.QueryRow(t.Context(), "select count(*) from spool_applied").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
 	if err := active.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	killed := time.Now()
+	// The dead applier's last commit lands at once, if at all; what
+	// comes after is the standby's.
+	time.Sleep(100 * time.Millisecond)
+	before := applied()
+	for applied() == before {
+		if time.Since(killed) > 15*time.Second {
+			t.Fatalf("the standby applied nothing within 15 s of the active applier's SIGKILL:\n%s", standby.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The lease's TTL is 2 s, a standby tries every 500 ms: about 2 s,
+	// 2.5 s at worst, with slack for a loaded machine.
+	took := time.Since(killed)
+	t.Logf("the standby applied %v after the active applier's SIGKILL", took.Round(time.Millisecond))
+	if took > 4*time.Second {
+		t.Errorf("the standby took %v to apply after the active applier's SIGKILL; want about 2 s (the lease's TTL)", took.Round(time.Millisecond))
+	}
 	close(stop)
 	wg.Wait()
 
