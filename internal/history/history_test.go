@@ -147,7 +147,8 @@ func TestCleanConcurrentHistory(t *testing.T) {
 func TestClientSameName(t *testing.T) {
 	t.Parallel()
 	h := New()
-	if h.Client("w1") != h.Client("w1") {
+	a, b := h.Client("w1"), h.Client("w1")
+	if a != b {
 		t.Fatal("Client returned two recorders for one name")
 	}
 }
