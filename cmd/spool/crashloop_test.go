@@ -21,11 +21,11 @@ import (
 // spool_applied once, every row holds its last acknowledged update, no row
 // is there twice, nothing is dead-lettered.
 //
-// A killed process holds the log's lease until its TTL (5 s) runs out;
+// A killed process holds the log's lease until its TTL (2 s) runs out;
 // the test deletes the dead holder's lease key after each kill instead, as
 // the TTL would, so that the next process starts applying at once and kills
-// land in the middle of applying, not only of intake. Its claimed entries
-// are still taken over only once idle for MinIdle (3 s), as in production.
+// land in the middle of applying, not only of intake. The next holder takes
+// its claimed entries over at once, as in production.
 func TestCrashLoopRedisPostgres(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash loop runs real processes")

@@ -81,15 +81,18 @@
 // # Claim and Ack
 //
 // Appliers read through the consumer group, each under its consumer name
-// (Config.Consumer). The first Claim of a Log, and the first after each
-// Lease.Acquire (or Log.Takeover, which an applier calls when it becomes
-// the active one), takes over, with XAUTOCLAIM, the entries other
-// consumers claimed and left idle for Config.MinIdle (a crashed
-// applier's), waiting for younger ones to age, so that they come first;
-// then it delivers the entries pending under its own name (claimed
-// before a restart, or taken over) in stream order, and then new entries
-// (XREADGROUP >), blocking in Redis for at most Config.ClaimBlock per read
-// so that its context and Close are honoured. Ack is a script: one XACK
+// (Config.Consumer). On a log with a Lease only the lease's holder
+// claims: the claim script checks the lease and runs XREADGROUP in one
+// step, and waits for appends with a plain XREAD, which delivers nothing.
+// The first Claim of a Log, the first after each Lease.Acquire (or
+// Log.Takeover, which an applier calls when it becomes the active one) and
+// the first after a failed read take over, with XAUTOCLAIM, the entries
+// other consumers claimed (on a leased log all of them at once; without a
+// lease those idle for Config.MinIdle, waiting for younger ones to age),
+// so that they come first; then deliver the entries pending under their
+// own name from the first, in stream order, and then new entries,
+// waiting for at most Config.ClaimBlock per read so that the context and
+// Close are honoured. Ack is a script: one XACK
 // of all the entries, then the deletion of those it found pending, which
 // gives the space back: XTRIM MINID up to the entry after the group's last
 // delivered one or the oldest still pending, whichever is older
