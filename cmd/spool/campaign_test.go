@@ -193,8 +193,8 @@ func lastLines(s string, n int) string {
 // fault is one kind of fault the nemesis injects: inject breaks something
 // and heals it before it returns, drawing its timings from rng. A fault
 // that does not apply right now (its target is busy or absent) returns
-// errSkip. target names what it breaks: two faults of one target never
-// overlap.
+// errSkip. target names what it breaks, several names joined by "+": two
+// faults that share a target never overlap.
 type fault struct {
 	kind   string
 	target func(rng *rand.Rand) string
@@ -228,19 +228,24 @@ func (nm *nemesis) run(ctx context.Context, seed uint64, length time.Duration) {
 		f := nm.faults[rng.IntN(len(nm.faults))]
 		frng := rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))
 		target := f.target(frng)
+		parts := strings.Split(target, "+")
 		nm.mu.Lock()
-		if target == "" || nm.busy[target] {
+		if target == "" || slices.ContainsFunc(parts, func(p string) bool { return nm.busy[p] }) {
 			nm.skipped++
 			nm.mu.Unlock()
 			continue
 		}
-		nm.busy[target] = true
+		for _, p := range parts {
+			nm.busy[p] = true
+		}
 		nm.mu.Unlock()
 		wg.Go(func() {
 			err := f.inject(ctx, frng, target)
 			nm.mu.Lock()
 			defer nm.mu.Unlock()
-			delete(nm.busy, target)
+			for _, p := range parts {
+				delete(nm.busy, p)
+			}
 			switch {
 			case errors.Is(err, errSkip):
 				nm.skipped++
@@ -707,14 +712,16 @@ func TestCampaignEmbedded(t *testing.T) {
 	}
 	nodes := []*node{n}
 	nm := &nemesis{t: t, faults: []fault{killFault("SIGKILL", nodes), {
-		kind:   "torn log tail",
-		target: func(*rand.Rand) string { return n.name },
+		kind: "torn log tail",
+		// The disk too: a full disk has no room for the torn bytes.
+		target: func(*rand.Rand) string { return n.name + "+disk" },
 		inject: func(ctx context.Context, rng *rand.Rand, _ string) error {
 			n.kill()
-			if err := tearTail(filepath.Join(disk, "log"), rng); err != nil {
+			torn := tearTail(filepath.Join(disk, "log"), rng)
+			if err := n.start(context.WithoutCancel(ctx)); err != nil {
 				return err
 			}
-			return n.start(context.WithoutCancel(ctx))
+			return torn
 		},
 	}}}
 	if slices.Contains(faults, "full disk") {

@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/spoolgw/spool/internal/testservers"
+	"github.com/spoolgw/spool/internal/txlog/redislog"
 )
 
 // newDatabase creates a fresh PostgreSQL database with the observatory
@@ -360,4 +362,55 @@ func TestClusterRetryOnce(t *testing.T) {
 	if strings.Join(codes, ",") != "dup,r1" {
 		t.Fatalf("instruments %v, want dup and r1 only", codes)
 	}
+}
+
+// TestPausedHolderLeavesNothingPending is the simplest schedule that left
+// acknowledged writes in the Redis log for good (issue 19), under a
+// steady load through two api processes: the lease holder is stopped
+// with SIGSTOP past its lease's TTL (the standby takes over), continued,
+// and killed with SIGKILL a second later. Before the claim checked the
+// lease, the continued holder read new entries into its own pending list
+// before it noticed the loss, and the new holder, which had taken over
+// others' entries when its term began, never delivered them. Now the log
+// drains, nothing stays pending, and every acknowledged write is applied
+// once and in order.
+func TestPausedHolderLeavesNothingPending(t *testing.T) {
+	db := newDatabase(t)
+	logName := fmt.Sprintf("paused-%d", rand.Uint32())
+	api1 := startArgs(t, sharedArgs(t, db, logName, "api")...)
+	api2 := startArgs(t, sharedArgs(t, db, logName, "api")...)
+	holder := startArgs(t, sharedArgs(t, db, logName, "applier")...)
+	waitLog(t, holder, "lease acquired")
+	standby := startArgs(t, sharedArgs(t, db, logName, "applier")...)
+
+	w := &writer{final: map[string]int64{}}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 10 * time.Second}
+	for range 8 {
+		wg.Go(func() { w.run(client, []string{api1.url, api2.url}, stop) })
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := holder.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, standby, "lease acquired")
+	time.Sleep(500 * time.Millisecond) // past the TTL, the standby applying
+	if err := holder.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the continued holder claims, or tries to
+	if err := holder.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	waitDrained(t, api1, standby)
+	rc := redis.NewClient(&redis.Options{Addr: redisSrv.Addr})
+	defer rc.Close()
+	if p, err := rc.XPending(t.Context(), redislog.StreamKey(logName), redislog.GroupName).Result(); err != nil || p.Count != 0 {
+		t.Fatalf("entries pending once the log drained: %+v, %v\n%s", p, err, streamState(logName))
+	}
+	checkPostgres(t, db, w)
 }
