@@ -3,13 +3,16 @@
 GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: run build test test-race lint bench bench-smoke fmt fuzz-smoke soak
+.PHONY: run build test test-race lint bench bench-smoke benchmarks fmt fuzz-smoke soak
 
 run:
 	$(GO) run ./cmd/spool serve --schema examples/observatory.sql
 
+# spool and spool-bench, side by side in bin/ (spool-bench starts the
+# spool beside it).
 build:
 	$(GO) build -o bin/spool ./cmd/spool
+	$(GO) build -o bin/spool-bench ./cmd/spool-bench
 
 # Every test, with the race detector (CI runs this).
 test: test-race
@@ -42,13 +45,23 @@ soak:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
 
-# Every spool bench scenario for about a second on the embedded default
+# Every spool-bench scenario for about a second on the embedded default
 # (~40 s): fails on errors and impossible results (nothing acknowledged,
 # lost writes), never on timing. The same on throwaway Redis + PostgreSQL
 # runs in make test (TestBenchSmokeServers); BENCHMARKS.md has full runs.
-bench-smoke:
-	$(GO) run ./cmd/spool bench ingest drain visibility read outage telemetry \
+bench-smoke: build
+	bin/spool-bench ingest drain visibility read outage telemetry \
 		--duration 1s --concurrency 64 --outage 3s --telemetry-rate 20000
+
+# The full spool-bench on both shapes (about 15 minutes), its JSON kept
+# in docs/bench/, and the tables of BENCHMARKS.md and the README
+# generated from it.
+benchmarks: build
+	mkdir -p docs/bench
+	bin/spool-bench ingest drain visibility read telemetry --json > docs/bench/embedded.jsonl
+	bin/spool-bench ingest drain visibility read telemetry --servers --json > docs/bench/servers.jsonl
+	bin/spool-bench report --into BENCHMARKS.md embedded=docs/bench/embedded.jsonl servers=docs/bench/servers.jsonl
+	bin/spool-bench report --headline --into README.md embedded=docs/bench/embedded.jsonl servers=docs/bench/servers.jsonl
 
 fmt:
 	gofmt -w .

@@ -12,11 +12,12 @@ import (
 	"time"
 )
 
-const benchUsage = `Usage: spool bench [scenario…] [flags]
+const benchUsage = `Usage: spool-bench [scenario…] [flags]
 
 Drives spool with a built-in load generator and prints each figure beside
 its ceiling or baseline measured in the same run, with the ratio. Without
---url each scenario starts its own spool (this binary's serve) on a fresh
+--url each scenario starts its own spool (the spool binary --spool names,
+run as spool serve) on a fresh
 log and database: the embedded default (local log + SQLite in a temporary
 directory), or with --servers a throwaway redis-server (AOF always) and
 PostgreSQL primary with a streaming replica (spool --log redis://…
@@ -109,8 +110,9 @@ acknowledged writes missing from the database), never on timing.
 Flags:
 `
 
-// benchConfig is everything spool bench is told.
+// benchConfig is everything spool-bench is told.
 type benchConfig struct {
+	spool         string // the spool binary to start
 	url           string
 	servers       bool
 	dbLatency     time.Duration
@@ -131,9 +133,10 @@ var benchScenarios = []string{"ingest", "drain", "visibility", "read", "outage",
 
 func benchFlags(stderr io.Writer) (*flag.FlagSet, *benchConfig, *string, *string) {
 	c := &benchConfig{}
-	fs := flag.NewFlagSet("spool bench", flag.ContinueOnError)
+	fs := flag.NewFlagSet("spool-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
+	fs.StringVar(&c.spool, "spool", "", "the spool `BINARY` to start (default: spool beside this program, else on PATH)")
 	fs.StringVar(&c.url, "url", "", "`URL` of a running spool to drive (ingest and read only; default: start one per scenario)")
 	fs.BoolVar(&c.servers, "servers", false, "start throwaway redis-server and PostgreSQL (primary + streaming replica) and run spool on them")
 	fs.DurationVar(&c.dbLatency, "db-latency", 0, "with --servers: one-way latency a proxy in the bench adds between PostgreSQL and both spool and the baselines, a database a round trip of twice that away (0: none)")
@@ -174,7 +177,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	if c.url != "" && (c.servers || c.pprofDir != "") {
-		return fmt.Errorf("--url drives a running spool: --servers and --pprof need spool bench to start it")
+		return fmt.Errorf("--url drives a running spool: --servers and --pprof need spool-bench to start it")
 	}
 	if c.dbLatency < 0 || (c.dbLatency > 0 && !c.servers) {
 		return fmt.Errorf("--db-latency %s: a positive latency, with --servers (SQLite is embedded: nothing lies between it and spool)", c.dbLatency)
@@ -202,7 +205,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	var words []string
 	rest := args
 	for {
-		if err := parse(fs, rest); err != nil {
+		if err := fs.Parse(rest); err != nil {
 			return nil, err
 		}
 		if fs.NArg() == 0 {
@@ -240,13 +243,13 @@ func newBench(ctx context.Context, c *benchConfig, stdout, stderr io.Writer) (*b
 	if c.url != "" {
 		return b, nil
 	}
-	env, err := newBenchEnv(ctx, c.servers, c.dbLatency, stderr)
+	env, err := newBenchEnv(ctx, c.spool, c.servers, c.dbLatency, stderr)
 	if err != nil {
 		return nil, err
 	}
 	b.env = env
 	if !c.asJSON {
-		fmt.Fprintf(stdout, "# spool bench on %s, %s per measurement, %s\n", env.describe(), c.duration, time.Now().UTC().Format(time.DateOnly))
+		fmt.Fprintf(stdout, "# spool-bench on %s, %s per measurement, %s\n", env.describe(), c.duration, time.Now().UTC().Format(time.DateOnly))
 	}
 	return b, nil
 }

@@ -48,7 +48,7 @@ func (b *backend) deploy(ctx context.Context, holdable bool, extra ...string) (*
 		d.api = p
 		return d, nil
 	}
-	p, err := b.start(ctx, append([]string{"--role", roleAPI}, extra...)...)
+	p, err := b.start(ctx, append([]string{"--role", "api"}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +61,7 @@ func (b *backend) deploy(ctx context.Context, holdable bool, extra ...string) (*
 }
 
 func (d *deployment) startApplier(ctx context.Context) error {
-	p, err := d.be.start(ctx, append([]string{"--role", roleApplier}, d.extra...)...)
+	p, err := d.be.start(ctx, append([]string{"--role", "applier"}, d.extra...)...)
 	if err != nil {
 		return fmt.Errorf("bench: start the applier: %w", err)
 	}

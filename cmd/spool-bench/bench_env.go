@@ -24,7 +24,7 @@ import (
 // and, with --servers, a throwaway redis-server and PostgreSQL primary with
 // a streaming replica.
 type benchEnv struct {
-	self   string // this binary, run as spool serve
+	spool  string // the spool binary, run as spool serve
 	dir    string
 	stderr io.Writer
 	redis  *testservers.Redis
@@ -37,16 +37,16 @@ type benchEnv struct {
 	proxies map[string]*delayProxy
 }
 
-func newBenchEnv(ctx context.Context, servers bool, latency time.Duration, stderr io.Writer) (*benchEnv, error) {
-	self, err := os.Executable()
+func newBenchEnv(ctx context.Context, spool string, servers bool, latency time.Duration, stderr io.Writer) (*benchEnv, error) {
+	spool, err := findSpool(spool)
 	if err != nil {
-		return nil, fmt.Errorf("bench: find this binary: %w", err)
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "spool-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("bench: temporary directory: %w", err)
 	}
-	e := &benchEnv{self: self, dir: dir, stderr: stderr, latency: latency, proxies: make(map[string]*delayProxy)}
+	e := &benchEnv{spool: spool, dir: dir, stderr: stderr, latency: latency, proxies: make(map[string]*delayProxy)}
 	if err := os.WriteFile(e.schemaPath(), []byte(benchSchema), 0o644); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("bench: write schema: %w", err)
@@ -242,7 +242,7 @@ func (b *backend) start(ctx context.Context, extra ...string) (*spoolProc, error
 		return nil, err
 	}
 	args := append([]string{"serve", "--listen", addr, "--pprof-listen", pprofAddr, "--schema", b.env.schemaPath(), "--log-level", "warn"}, b.args...)
-	cmd := exec.Command(b.env.self, append(args, extra...)...)
+	cmd := exec.Command(b.env.spool, append(args, extra...)...)
 	cmd.Stderr = b.env.stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start spool: %w", err)
@@ -325,3 +325,22 @@ CREATE INDEX IF NOT EXISTS observations_target ON observations (target);
 CREATE TABLE IF NOT EXISTS readings (
     id uuid PRIMARY KEY, station text NOT NULL, taken_at timestamptz NOT NULL,
     temp_c double precision, humidity double precision);`
+
+// findSpool returns the spool binary to start: path if given, else a
+// spool beside this program (make builds both into bin/), else one on
+// PATH.
+func findSpool(path string) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		beside := filepath.Join(filepath.Dir(self), "spool")
+		if fi, err := os.Stat(beside); err == nil && !fi.IsDir() {
+			return beside, nil
+		}
+	}
+	if p, err := exec.LookPath("spool"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("bench: no spool binary beside this program nor on PATH: build one (make build puts both in bin/) or name it with --spool")
+}

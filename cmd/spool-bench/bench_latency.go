@@ -12,7 +12,7 @@ import (
 // delayProxy forwards TCP connections on loopback to target and holds
 // every chunk of bytes, in each direction, for delay before passing it
 // on: the target as if it were delay away (a round trip of twice that),
-// with no limit on bandwidth. spool bench --db-latency puts one in front
+// with no limit on bandwidth. spool-bench --db-latency puts one in front
 // of PostgreSQL, for spool and the baselines alike.
 type delayProxy struct {
 	ln     net.Listener

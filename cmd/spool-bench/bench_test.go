@@ -11,16 +11,16 @@ import (
 	"github.com/spoolgw/spool/internal/testservers"
 )
 
-// benchRun runs spool bench with args and returns its figures by
+// benchRun runs spool-bench with args and returns its figures by
 // "scenario figure".
 func benchRun(t *testing.T, args ...string) map[string]figure {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"bench", "--json"}, args...)...)
+	cmd := exec.Command(benchBinary, append([]string{"--json"}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("spool bench %v: %v\n%s\n%s", args, err, out, stderr.String())
+		t.Fatalf("spool-bench %v: %v\n%s\n%s", args, err, out, stderr.String())
 	}
 	seen := map[string]figure{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
@@ -79,7 +79,7 @@ func checkFigures(t *testing.T, seen map[string]figure, wants []want) {
 	}
 }
 
-// spool bench runs every scenario end to end on the embedded default.
+// spool-bench runs every scenario end to end on the embedded default.
 func TestBenchSmoke(t *testing.T) {
 	t.Parallel()
 	checkFigures(t, benchRun(t, smokeArgs...), smokeFigures)

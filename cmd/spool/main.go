@@ -37,7 +37,6 @@ Usage:
   spool serve [flags]   run the gateway (see spool serve --help)
   spool log check       scan the local log for torn tails and corruption
   spool dlq …           list, show, retry or drop dead letters of a running spool
-  spool bench …         measure a spool against its ceiling (see spool bench --help)
 
 Every flag has an environment equivalent: --data-dir is SPOOL_DATA_DIR.
 `
@@ -54,8 +53,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return logCommand(args[1:], stdout, stderr)
 	case "dlq":
 		return dlqCommand(ctx, args[1:], stdout, stderr)
-	case "bench":
-		return benchCommand(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -111,7 +111,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 		c.telemetryLanes = append(c.telemetryLanes, ls...)
 		return nil
 	})
-	fs.StringVar(&c.pprofListen, "pprof-listen", "", "`address` of a separate listener serving Go's /debug/pprof/ profiles (CPU, heap; spool bench --pprof uses it); keep it on loopback (default: off)")
+	fs.StringVar(&c.pprofListen, "pprof-listen", "", "`address` of a separate listener serving Go's /debug/pprof/ profiles (CPU, heap; spool-bench --pprof uses it); keep it on loopback (default: off)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: spool serve [flags]

@@ -42,6 +42,18 @@ func Need(t testing.TB, err error) {
 	t.Fatalf("test servers: %v", err)
 }
 
+// Installed returns nil if redis-server and PostgreSQL's binaries are
+// installed, else an error wrapping ErrMissing: for a package whose tests
+// start no server themselves but run a program that does.
+func Installed() error {
+	for _, name := range []string{"redis-server", "initdb", "pg_basebackup"} {
+		if _, err := findBinary(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // FreePort returns a loopback port nobody listens on right now.
 func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
