@@ -36,6 +36,10 @@ import (
 	"github.com/spoolgw/spool/internal/txlog/redislog"
 )
 
+// The overlays the gateway is given, checked here where they are wired:
+// the Redis log's package does not import the gateway that uses it.
+var _ gateway.Overlay = (*redislog.Overlay)(nil)
+
 // serveConfig is everything spool serve is told.
 type serveConfig struct {
 	role            string

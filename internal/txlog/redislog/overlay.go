@@ -8,14 +8,11 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/overlay"
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/txlog"
 	"github.com/spoolgw/spool/internal/txn"
 )
-
-var _ gateway.Overlay = (*Overlay)(nil)
 
 // Overlay is the shared overlay of a Redis log: the pending changes of every
 // transaction appended and not yet evicted, kept by the append script in the
