@@ -668,6 +668,8 @@ func TestCampaignServers(t *testing.T) {
 	t.Logf("the log drained %v after the last fault healed (%v after the campaign began)", drained.Round(time.Millisecond), time.Since(quiet.Add(-length)).Round(time.Second))
 	if t.Failed() {
 		t.Logf("the log in Redis:\n%s", streamState(logName))
+		t.Logf("the replica:\n%s", replicaState(primary, replica))
+		t.Logf("where each process waits:\n%s", stacks(procsOf(all)))
 		return
 	}
 	if p, err := rc.XPending(t.Context(), redislog.StreamKey(logName), redislog.GroupName).Result(); err != nil || p.Count != 0 {
@@ -818,4 +820,38 @@ func fillDisk(path string) error {
 			return err
 		}
 	}
+}
+
+// procsOf returns the current process of each node.
+func procsOf(nodes []*node) []*proc {
+	ps := make([]*proc, 0, len(nodes))
+	for _, n := range nodes {
+		ps = append(ps, n.proc())
+	}
+	return ps
+}
+
+// replicaState describes how far the replica is behind the primary, for
+// a campaign that failed.
+func replicaState(primary, replica string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var b strings.Builder
+	for _, q := range []struct{ url, sql string }{
+		{primary, "select pg_current_wal_lsn()::text"},
+		{primary, "select coalesce(string_agg(application_name || ' ' || state || ' replay ' || coalesce(replay_lsn::text, '-'), '; '), 'no walsender') from pg_stat_replication"},
+		{replica, "select pg_last_wal_replay_lsn()::text || ' paused ' || pg_is_wal_replay_paused()::text"},
+		{replica, "select coalesce((select status || ' ' || coalesce(latest_end_lsn::text, '-') from pg_stat_wal_receiver), 'no wal receiver')"},
+	} {
+		conn, err := pgx.Connect(ctx, q.url)
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", q.sql, err)
+			continue
+		}
+		var v string
+		err = conn.QueryRow(ctx, q.sql).Scan(&v)
+		conn.Close(ctx)
+		fmt.Fprintf(&b, "%s: %s %v\n", q.sql, v, err)
+	}
+	return b.String()
 }

@@ -151,7 +151,7 @@ func (s *Server) wrap(fn handlerFunc) http.Handler {
 				body[k] = v
 			}
 		case errors.As(err, &ie):
-			status, body["error"] = ie.Status, ie.Msg
+			status, body["error"] = inputStatus(ie.Kind), ie.Msg
 			if ie.Op >= 0 {
 				body["operation"] = ie.Op
 			}
@@ -184,6 +184,19 @@ func (s *Server) wrap(fn handlerFunc) http.Handler {
 		}
 		writeJSON(w, status, body)
 	})
+}
+
+// inputStatus is the HTTP status of a refused request of kind k.
+func inputStatus(k error) int {
+	switch {
+	case errors.Is(k, gateway.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(k, gateway.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(k, gateway.ErrUnsupported):
+		return http.StatusNotImplemented
+	}
+	return http.StatusBadRequest
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -29,7 +29,7 @@ const (
 func (g *Gateway) deadLetters() (DeadLetterStore, error) {
 	dls, ok := g.store.(DeadLetterStore)
 	if !ok {
-		return nil, &InputError{Status: 501, Op: -1, Msg: "this database has no dead-letter queue API"}
+		return nil, &InputError{Kind: ErrUnsupported, Op: -1, Msg: "this database has no dead-letter queue API"}
 	}
 	return dls, nil
 }
@@ -52,7 +52,7 @@ func (g *Gateway) DeadLetters(ctx context.Context, f store.DeadLetterFilter) ([]
 func (g *Gateway) DeadLetter(ctx context.Context, id string) (*store.DeadLetter, error) {
 	dl, err := g.store.DeadLetter(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, &InputError{Status: 404, Op: -1, Msg: fmt.Sprintf("no dead letter %s", id)}
+		return nil, &InputError{Kind: ErrNotFound, Op: -1, Msg: fmt.Sprintf("no dead letter %s", id)}
 	}
 	return dl, err
 }
@@ -78,9 +78,9 @@ func (q *queuedRetries) take(id string) error {
 	defer q.mu.Unlock()
 	if as, ok := q.by[id]; ok {
 		if as == "" {
-			return &InputError{Status: 409, Op: -1, Msg: fmt.Sprintf("dead letter %s is being retried or dropped right now", id)}
+			return &InputError{Kind: ErrConflict, Op: -1, Msg: fmt.Sprintf("dead letter %s is being retried or dropped right now", id)}
 		}
-		return &InputError{Status: 409, Op: -1, Msg: fmt.Sprintf("a retry of dead letter %s is queued as %s; it counts as retried once that applies", id, as)}
+		return &InputError{Kind: ErrConflict, Op: -1, Msg: fmt.Sprintf("a retry of dead letter %s is queued as %s; it counts as retried once that applies", id, as)}
 	}
 	if q.by == nil {
 		q.by = map[string]string{}
@@ -122,7 +122,7 @@ func (g *Gateway) Drop(ctx context.Context, id, who string) error {
 		if _, err := g.liveDeadLetter(ctx, id); err != nil {
 			return err
 		}
-		return &InputError{Status: 404, Op: -1, Msg: fmt.Sprintf("no dead letter %s", id)}
+		return &InputError{Kind: ErrNotFound, Op: -1, Msg: fmt.Sprintf("no dead letter %s", id)}
 	} else if err != nil {
 		return err
 	}
@@ -140,9 +140,9 @@ func (g *Gateway) liveDeadLetter(ctx context.Context, id string) (*store.DeadLet
 	switch {
 	case dl.RetriedAs != "":
 		g.retries.release(id) // settled, whether or not this process saw it
-		return nil, &InputError{Status: 409, Op: -1, Msg: fmt.Sprintf("dead letter %s was retried already as %s", id, dl.RetriedAs)}
+		return nil, &InputError{Kind: ErrConflict, Op: -1, Msg: fmt.Sprintf("dead letter %s was retried already as %s", id, dl.RetriedAs)}
 	case !dl.DroppedAt.IsZero():
-		return nil, &InputError{Status: 409, Op: -1, Msg: fmt.Sprintf("dead letter %s was dropped by %s at %s", id, dl.DroppedBy, dl.DroppedAt.Format(time.RFC3339))}
+		return nil, &InputError{Kind: ErrConflict, Op: -1, Msg: fmt.Sprintf("dead letter %s was dropped by %s at %s", id, dl.DroppedBy, dl.DroppedAt.Format(time.RFC3339))}
 	}
 	return dl, nil
 }
@@ -179,7 +179,7 @@ func (g *Gateway) retry(ctx context.Context, id string, dl *store.DeadLetter, re
 		return g.submitTx(ctx, req, id)
 	}
 	if err := g.normalize(dl.Tx); err != nil {
-		return nil, &InputError{Status: 409, Op: -1, Msg: fmt.Sprintf("dead letter %s no longer fits the catalog (%v); retry it with corrected operations", id, err)}
+		return nil, &InputError{Kind: ErrConflict, Op: -1, Msg: fmt.Sprintf("dead letter %s no longer fits the catalog (%v); retry it with corrected operations", id, err)}
 	}
 	tx := &txn.Transaction{ID: txn.NewID(), Operations: dl.Tx.Operations, CreatedAt: time.Now().UTC(), RetryOf: id}
 	rc := &Receipt{TransactionID: tx.ID, State: txn.Queued, Refs: map[string]string{}}

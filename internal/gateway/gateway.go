@@ -326,7 +326,7 @@ func (g *Gateway) checkRowsExist(ctx context.Context, tx *txn.Transaction) error
 			}
 		}
 		if !exists {
-			return &InputError{Status: 404, Op: i, Msg: fmt.Sprintf("operation %d: %s of %s/%s: no such row (neither in the database nor buffered)", i, op.Op, op.Table, op.ID)}
+			return &InputError{Kind: ErrNotFound, Op: i, Msg: fmt.Sprintf("operation %d: %s of %s/%s: no such row (neither in the database nor buffered)", i, op.Op, op.Table, op.ID)}
 		}
 		if seen == nil {
 			seen = map[ref]bool{}
@@ -381,7 +381,7 @@ func (g *Gateway) rowExists(ctx context.Context, t *schema.Table, key string) (b
 func (g *Gateway) Get(ctx context.Context, t *schema.Table, key string, c Consistency) (schema.Row, query.Source, bool, error) {
 	k, err := t.Key.NormalizeKey(key)
 	if err != nil {
-		return nil, "", false, &InputError{Status: 400, Op: -1, Msg: fmt.Sprintf("id: %v", err)}
+		return nil, "", false, &InputError{Kind: ErrInvalid, Op: -1, Msg: fmt.Sprintf("id: %v", err)}
 	}
 	r, merge := g.readerFor(c)
 	return r.Get(ctx, t, k, merge)
@@ -402,7 +402,7 @@ func (g *Gateway) LogStats(ctx context.Context) (txlog.Stats, error) { return g.
 // Put writes value under key in spool's key-value table (the seed's /write).
 func (g *Gateway) Put(ctx context.Context, key, value string) (*Receipt, error) {
 	if key == "" {
-		return nil, &InputError{Status: 400, Op: -1, Msg: "key: must not be empty"}
+		return nil, &InputError{Kind: ErrInvalid, Op: -1, Msg: "key: must not be empty"}
 	}
 	req := &Request{Operations: []OpRequest{{
 		Op: string(txn.Upsert), Table: KVTable,

@@ -70,7 +70,7 @@ func ParseConsistency(s string) (Consistency, error) {
 	case "primary":
 		return Primary, nil
 	}
-	return 0, &InputError{Status: 400, Op: -1, Msg: "consistency must be smart, database or primary, not " + quote(s)}
+	return 0, &InputError{Kind: ErrInvalid, Op: -1, Msg: "consistency must be smart, database or primary, not " + quote(s)}
 }
 
 func quote(s string) string { return "\"" + s + "\"" }

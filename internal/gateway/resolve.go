@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -41,19 +42,37 @@ type Receipt struct {
 	Refs          map[string]string `json:"refs"`
 }
 
-// InputError is a request spool refuses; Status is the HTTP status to
-// answer with and the message names the problem for the client.
+// The kinds of request spool refuses. An InputError wraps one, so that a
+// caller decides by kind (errors.Is); only the API turns them into HTTP
+// statuses.
+var (
+	// ErrInvalid: the request is malformed or breaks the catalog.
+	ErrInvalid = errors.New("invalid request")
+	// ErrNotFound: a row or dead letter the request names does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the request clashes with the state of what it names (a
+	// dead letter retried or dropped already, or being so).
+	ErrConflict = errors.New("conflict")
+	// ErrUnsupported: the database cannot do what the request asks.
+	ErrUnsupported = errors.New("not supported by this database")
+)
+
+// InputError is a request spool refuses: its kind, and a message that
+// names the problem for the client.
 type InputError struct {
-	Status int
-	Msg    string
+	Kind error // ErrInvalid, ErrNotFound, ErrConflict or ErrUnsupported
+	Msg  string
 	// Op is the index of the operation at fault, -1 if none.
 	Op int
 }
 
 func (e *InputError) Error() string { return e.Msg }
 
+// Unwrap returns the error's kind.
+func (e *InputError) Unwrap() error { return e.Kind }
+
 func badOp(i int, format string, a ...any) *InputError {
-	return &InputError{Status: 400, Op: i, Msg: fmt.Sprintf("operation %d: ", i) + fmt.Sprintf(format, a...)}
+	return &InputError{Kind: ErrInvalid, Op: i, Msg: fmt.Sprintf("operation %d: ", i) + fmt.Sprintf(format, a...)}
 }
 
 // alias is an earlier operation's row that {"$ref": name} resolves to.
@@ -67,10 +86,10 @@ type alias struct {
 // normalised, literal defaults of inserted rows filled in.
 func resolve(cat *schema.Catalog, req *Request, now time.Time) (*txn.Transaction, *Receipt, error) {
 	if len(req.Operations) == 0 {
-		return nil, nil, &InputError{Status: 400, Op: -1, Msg: "operations: a transaction needs at least one operation"}
+		return nil, nil, &InputError{Kind: ErrInvalid, Op: -1, Msg: "operations: a transaction needs at least one operation"}
 	}
 	if len(req.Operations) > MaxOperations {
-		return nil, nil, &InputError{Status: 400, Op: -1, Msg: fmt.Sprintf("operations: %d operations; at most %d in one transaction", len(req.Operations), MaxOperations)}
+		return nil, nil, &InputError{Kind: ErrInvalid, Op: -1, Msg: fmt.Sprintf("operations: %d operations; at most %d in one transaction", len(req.Operations), MaxOperations)}
 	}
 	tx := &txn.Transaction{ID: txn.NewID(), CreatedAt: now, Operations: make([]txn.Operation, 0, len(req.Operations))}
 	rc := &Receipt{TransactionID: tx.ID, State: txn.Queued, IDs: make([]string, 0, len(req.Operations)), Refs: map[string]string{}}

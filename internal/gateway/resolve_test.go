@@ -86,7 +86,7 @@ func TestResolveErrors(t *testing.T) {
 	for body, want := range cases {
 		_, _, err := resolve(catalog(), parseReq(t, body), time.Now())
 		ie, ok := err.(*InputError)
-		if !ok || ie.Status != 400 || !strings.Contains(ie.Msg, want) {
+		if !ok || ie.Kind != ErrInvalid || !strings.Contains(ie.Msg, want) {
 			t.Errorf("%s\n  = %v; want a 400 containing %q", body, err, want)
 		}
 	}
@@ -116,7 +116,7 @@ func FuzzResolve(f *testing.F) {
 		tx, rc, err := resolve(cat, &req, time.Now())
 		if err != nil {
 			ie, ok := err.(*InputError)
-			if !ok || ie.Status < 400 || ie.Status >= 500 || ie.Msg == "" {
+			if !ok || ie.Kind == nil || ie.Msg == "" {
 				t.Fatalf("refusal %v (%T) is not a 4xx naming the problem", err, err)
 			}
 			return

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/spoolgw/spool/internal/applier"
@@ -20,22 +21,56 @@ func (g *Gateway) SetReplication(t Tracker) { g.replication = t }
 // transactions, so readers see them without the overlay. They leave the
 // overlay before their state advances, as in Committed: a client that saw
 // its transaction replicated finds its rows in the database only.
-func (g *Gateway) Replicated(ctx context.Context, ids []string, at time.Time) {
-	g.evict(ctx, ids)
+// If they cannot be evicted it returns the error and advances nothing:
+// the watcher reports them again.
+func (g *Gateway) Replicated(ctx context.Context, ids []string, at time.Time) error {
+	if err := g.evictOnce(ctx, ids); err != nil {
+		return err
+	}
 	for _, id := range ids {
 		g.tracker.Advance(id, txn.Replicated, at, 0, nil, "")
 	}
+	return nil
 }
 
-func (g *Gateway) evict(ctx context.Context, ids []string) {
+// evictOnce takes transactions out of the overlay, once; not cut short by
+// a stop: what the database has must leave the overlay.
+func (g *Gateway) evictOnce(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
-		return
+		return nil
 	}
-	// Not cut short by a stop: what the database has must leave the overlay.
 	if err := g.overlay.Evict(context.WithoutCancel(ctx), ids...); err != nil {
-		// The rows stay in the overlay until a later eviction or restart;
-		// reads stay correct (the same values are in the database).
-		g.logger.Error("evict transactions from the overlay", "transactions", len(ids), "err", err)
+		return fmt.Errorf("evict %d transactions from the overlay: %w", len(ids), err)
+	}
+	return nil
+}
+
+// EvictRetry is the longest wait between two tries of an eviction that
+// failed (the overlay's Redis down): an entry left in the overlay would be
+// merged over newer rows of the database for ever, so an eviction is
+// tried until it succeeds or the batch's term ends.
+const EvictRetry = time.Second
+
+// evict takes transactions out of the overlay, trying again until it
+// succeeds or ctx (the batch's term) ends. It reports whether they left.
+// A batch whose eviction did not succeed is not acknowledged: the log
+// delivers it again, and its eviction is tried again then.
+func (g *Gateway) evict(ctx context.Context, ids []string) bool {
+	wait := 10 * time.Millisecond
+	for {
+		err := g.evictOnce(ctx, ids)
+		if err == nil {
+			return true
+		}
+		g.logger.Error("evict transactions from the overlay; trying again", "err", err, "wait", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		wait = min(2*wait, EvictRetry)
 	}
 }
 
@@ -69,7 +104,9 @@ func (g *Gateway) Committed(ctx context.Context, results []applier.Result) <-cha
 	// Evicted (with what depends on a failed transaction) before the
 	// states advance: a client that sees its transaction failed or
 	// replicated and reads again must not find its rows still buffered.
-	g.evict(ctx, gone)
+	// A batch whose eviction did not succeed never settles: it stays in
+	// the log, to be delivered and evicted again.
+	evicted := g.evict(ctx, gone)
 	if failed && g.depends != nil {
 		ids, err := g.overlay.Withdraw(ctx, func(table, key string, op overlay.Op) bool {
 			_, ok := g.depends(txn.Operation{Op: op.Kind, Table: table, ID: key, Values: op.Values})
@@ -107,10 +144,14 @@ func (g *Gateway) Committed(ctx context.Context, results []applier.Result) <-cha
 			g.tracker.Advance(r.Tx.ID, txn.Applied, r.At, r.LSN, nil, "")
 		}
 	}
-	if g.replication != nil && len(applied) > 0 {
-		return g.replication.Track(lsn, applied, results[0].At)
-	}
 	settled := make(chan struct{})
-	close(settled)
+	switch {
+	case !evicted:
+		// Never closed: the applier leaves the batch in the log.
+	case g.replication != nil && len(applied) > 0:
+		return g.replication.Track(lsn, applied, results[0].At)
+	default:
+		close(settled)
+	}
 	return settled
 }

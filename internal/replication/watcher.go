@@ -51,9 +51,12 @@ type Primary interface {
 	CurrentLSN(ctx context.Context) (txn.LSN, error)
 }
 
-// Sink is told which transactions every replica has replayed.
+// Sink is told which transactions every replica has replayed. An error
+// (their overlay entries could not be evicted) keeps them waiting: they
+// are reported again at the next poll, and the channel Track returned for
+// them stays open until one report succeeds.
 type Sink interface {
-	Replicated(ctx context.Context, ids []string, at time.Time)
+	Replicated(ctx context.Context, ids []string, at time.Time) error
 }
 
 // Named is a replica with the name its figures are reported under.
@@ -254,19 +257,26 @@ func (w *Watcher) poll(ctx context.Context) {
 	w.mu.Lock()
 	n := 0
 	var ids []string
-	var done []chan struct{}
 	for n < len(w.queue) && w.queue[n].lsn <= min {
 		ids = append(ids, w.queue[n].ids...)
-		done = append(done, w.queue[n].done)
 		n++
 	}
-	w.queue = append(w.queue[:0], w.queue[n:]...)
 	w.mu.Unlock()
-	if len(ids) > 0 {
-		w.sink.Replicated(ctx, ids, now)
+	if n == 0 {
+		return
 	}
+	if err := w.sink.Replicated(ctx, ids, now); err != nil {
+		w.logLimited("sink", "replication: replicated transactions could not leave the overlay; trying again", "transactions", len(ids), "err", err)
+		return
+	}
+	// Only Track appends to the queue meanwhile: the first n are still
+	// the ones reported.
+	w.mu.Lock()
+	done := w.queue[:n:n]
+	w.queue = append([]waiting(nil), w.queue[n:]...)
+	w.mu.Unlock()
 	for _, d := range done {
-		close(d)
+		close(d.done)
 	}
 }
 

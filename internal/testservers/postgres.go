@@ -74,6 +74,10 @@ hot_standby = on
 hot_standby_feedback = on
 max_connections = 200
 shared_buffers = 64MB
+# The WAL a replica paused or cut off by restarts of the primary needs to
+# catch up: tests stop both at will, and a replica that asked for a
+# removed segment would never recover.
+wal_keep_size = 1GB
 `, dir)
 	if err := appendFile(filepath.Join(p.primaryData, "postgresql.conf"), conf); err != nil {
 		return nil, err
