@@ -129,6 +129,12 @@ func (l *Log) read(ctx context.Context, limit int) ([]txlog.Entry, error) {
 			return nil, l.fail("claim", err)
 		}
 		return nil, nil
+	case err != nil && ctx.Err() != nil:
+		// The caller gave up (a batch's fill time ran out): entries may
+		// have been delivered with the reply it did not wait for; read
+		// the pending list from the cursor next.
+		c.backlog = true
+		return nil, l.fail("claim", err)
 	case err != nil:
 		// Entries may have been delivered to this consumer with a reply
 		// that was lost, or Redis may have restarted: start over, as a
