@@ -103,13 +103,9 @@ func (l *Log) Claim(ctx context.Context, max int) ([]txlog.Entry, error) {
 // entries and no error when it found none. The caller holds claimMu.
 func (l *Log) read(ctx context.Context, limit int) ([]txlog.Entry, error) {
 	c := &l.claim
-	holder := ""
-	if l.leased.Load() {
-		v := l.holder.Load()
-		if v == nil {
-			return nil, fmt.Errorf("redislog: claim: %w", txlog.ErrNotHolder)
-		}
-		holder = *v
+	holder, err := l.holderValue()
+	if err != nil {
+		return nil, err
 	}
 	start := ">"
 	if c.backlog {
@@ -189,6 +185,34 @@ func (l *Log) read(ctx context.Context, limit int) ([]txlog.Entry, error) {
 		return nil, bad
 	}
 	return es, nil
+}
+
+// holderValue is the lease value the claim and take-over scripts check:
+// "" on a log without a Lease, this process's value while it holds the
+// lease, and ErrNotHolder while it does not.
+func (l *Log) holderValue() (string, error) {
+	if !l.leased.Load() {
+		return "", nil
+	}
+	v := l.holder.Load()
+	if v == nil {
+		return "", fmt.Errorf("redislog: claim: %w", txlog.ErrNotHolder)
+	}
+	return *v, nil
+}
+
+// parseTakeOver reads XAUTOCLAIM … JUSTID's reply, as takeOverScript
+// passes it on: the next start id, and how many entries moved.
+func parseTakeOver(res []any) (next string, moved int, err error) {
+	if len(res) < 2 {
+		return "", 0, fmt.Errorf("%w: take-over script answered %d values", ErrCorrupt, len(res))
+	}
+	next, ok := res[0].(string)
+	ids, ok2 := res[1].([]any)
+	if !ok || !ok2 {
+		return "", 0, fmt.Errorf("%w: take-over script answered %T, %T", ErrCorrupt, res[0], res[1])
+	}
+	return next, len(ids), nil
 }
 
 // waitAppend waits, at most ClaimBlock (less if ctx has an earlier
@@ -292,14 +316,23 @@ func (l *Log) takeOver(ctx context.Context) error {
 		taken := 0
 		start := "0-0"
 		for {
-			ids, next, err := l.client.XAutoClaimJustID(ctx, &redis.XAutoClaimArgs{
-				Stream: l.keys.stream, Group: groupName, Consumer: l.cfg.Consumer,
-				MinIdle: minIdle, Start: start, Count: takeOverBatch,
-			}).Result()
+			holder, err := l.holderValue()
+			if err != nil {
+				return err
+			}
+			res, err := takeOverScript.Run(ctx, l.client, []string{l.keys.stream, l.keys.lease},
+				groupName, l.cfg.Consumer, holder, minIdle.Milliseconds(), start, takeOverBatch).Slice()
+			if redis.HasErrorPrefix(err, "NOTHOLDER") {
+				return fmt.Errorf("redislog: claim: take over pending entries: %w", txlog.ErrNotHolder)
+			}
 			if err != nil {
 				return l.fail("claim: take over pending entries", err)
 			}
-			taken += len(ids)
+			next, n, err := parseTakeOver(res)
+			if err != nil {
+				return l.fail("claim: take over pending entries", err)
+			}
+			taken += n
 			if next == "0-0" || next == "" {
 				break
 			}

@@ -51,7 +51,7 @@ func (k keys) row(table, key string) string { return k.prefix + "row:" + rowMemb
 
 // RowKey is the Redis key of the list of pending changes to one row (key:
 // its normalised text) of table in the log named name. The list is empty
-// (the key absent) when no change to the row is pending. spool bench's
+// (the key absent) when no change to the row is pending. spool-bench's
 // minimal reader reads it as spool's GET does.
 func RowKey(name, table, key string) string { return newKeys(name).row(table, key) }
 

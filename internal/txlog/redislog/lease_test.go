@@ -249,7 +249,8 @@ func TestAcquireRestartsClaim(t *testing.T) {
 // applier took (it was paused past the TTL, and its renewer has not
 // noticed yet) is refused in Redis: no entry lands in its pending list,
 // so none is hidden from the new holder. The new holder takes over the
-// entries the former one claimed in its term at once, however young.
+// entries the former one claimed in its term at once, however young, and
+// a former holder cannot take them back.
 func TestClaimOnlyByHolder(t *testing.T) {
 	t.Parallel()
 	name := uniqueName(t)
@@ -290,6 +291,14 @@ func TestClaimOnlyByHolder(t *testing.T) {
 	}
 	// b's term: a's two at once (MinIdle is an hour), then the rest.
 	samePositions(t, "b's claims", claimN(t, b, 6), all)
+	// a, continued mid-way through a take-over of its own, must not move
+	// b's entries into its pending list either.
+	if err := a.Takeover(ctx); !errors.Is(err, txlog.ErrNotHolder) {
+		t.Fatalf("take-over by a former holder: %v, want ErrNotHolder", err)
+	}
+	if p, err := a.client.XPending(ctx, a.keys.stream, groupName).Result(); err != nil || p.Consumers["b"] != 6 || p.Consumers["a"] != 0 {
+		t.Fatalf("pending after a's refused take-over: %+v, %v; want b's 6, none under a", p, err)
+	}
 	if err := lb.Release(ctx); err != nil {
 		t.Fatal(err)
 	}

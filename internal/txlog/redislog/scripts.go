@@ -448,3 +448,24 @@ if #last == 0 then
 end
 return {0, last[1][1]}
 `)
+
+// takeOverScript moves to this consumer entries pending under other
+// consumers of the group (XAUTOCLAIM … JUSTID), only while this process
+// holds the log's lease, in the same step: an applier that lost its
+// lease while it took entries over (it was stopped mid-way) must not move
+// entries the new holder claimed into its own pending list.
+//
+//	KEYS: stream, lease
+//	ARGV: group, consumer, lease value ("" for a log without a lease),
+//	      min idle time in milliseconds, start id, count
+//
+// It returns XAUTOCLAIM's reply: {next start id, ids moved, ids deleted}.
+// Not holding the lease is a NOTHOLDER error.
+var takeOverScript = redis.NewScript(`
+local stream, lease = KEYS[1], KEYS[2]
+local group, consumer, holder = ARGV[1], ARGV[2], ARGV[3]
+if holder ~= '' and redis.call('GET', lease) ~= holder then
+  return redis.error_reply('NOTHOLDER this process does not hold the log lease')
+end
+return redis.call('XAUTOCLAIM', stream, group, consumer, ARGV[4], ARGV[5], 'COUNT', ARGV[6], 'JUSTID')
+`)
