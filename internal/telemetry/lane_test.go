@@ -75,6 +75,11 @@ func TestLaneIntoSQLite(t *testing.T) {
 	if len(id) != 36 || sensor != "a" || value != 5.25 || meta != `{"a":"first","i":5,"z":"last"}` || !strings.HasSuffix(takenAt, "Z") {
 		t.Fatalf("row: %q %q %d %v %q %q", id, sensor, seq, value, meta, takenAt)
 	}
+	// The writer counts a batch once its insert has returned, after the
+	// rows are visible: wait for the count rather than read it once.
+	eventually(t, 10*time.Second, "every row counted as written", func() bool {
+		return laneStatus(s, "readings").Writer.RowsWritten == uint64(total)
+	})
 	ls := laneStatus(s, "readings")
 	if ls.Writer.RowsWritten != uint64(total) || ls.Writer.Batches < uint64(total/100) || ls.Writer.State != "writing" || ls.RowsDropped != 0 {
 		t.Fatalf("status %+v", ls)
