@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver of database/sql
 	"github.com/redis/go-redis/v9"
 
 	"github.com/spoolgw/spool/internal/history"
@@ -339,8 +340,22 @@ func checkHistory(t *testing.T, l *campaignLoad, final history.Final) {
 }
 
 // readFinal reads the audit, the table, spool_applied and the dead letters
-// through q (PostgreSQL or SQLite, the same SQL).
-func readFinal(ctx context.Context, q func(ctx context.Context, sql string, scan func(scan func(...any) error) error) error) (history.Final, error) {
+// from db (PostgreSQL through pgx's database/sql driver, or SQLite: the
+// same SQL).
+func readFinal(ctx context.Context, db *sql.DB) (history.Final, error) {
+	q := func(ctx context.Context, text string, each func(scan func(...any) error) error) error {
+		rows, err := db.QueryContext(ctx, text)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := each(rows.Scan); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
 	f := history.Final{Applied: map[string][]history.Applied{}, Rows: map[string]int64{}, AppliedTxns: map[string]bool{}}
 	err := q(ctx, "select cast(row_id as text), op, counter from "+campaignAudit+" order by seq", func(scan func(...any) error) error {
 		var id, op string
@@ -383,40 +398,6 @@ func readFinal(ctx context.Context, q func(ctx context.Context, sql string, scan
 		})
 	}
 	return f, err
-}
-
-// pgQuery runs readFinal's queries on a PostgreSQL connection.
-func pgQuery(conn *pgx.Conn) func(context.Context, string, func(func(...any) error) error) error {
-	return func(ctx context.Context, q string, each func(func(...any) error) error) error {
-		rows, err := conn.Query(ctx, q)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := each(rows.Scan); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
-	}
-}
-
-// sqlQuery runs readFinal's queries through database/sql.
-func sqlQuery(db *sql.DB) func(context.Context, string, func(func(...any) error) error) error {
-	return func(ctx context.Context, q string, each func(func(...any) error) error) error {
-		rows, err := db.QueryContext(ctx, q)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := each(rows.Scan); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
-	}
 }
 
 // waitLogEmpty waits until the log's depth, as url's /stats tells it, is
@@ -477,32 +458,6 @@ CREATE TRIGGER IF NOT EXISTS campaign_audit_delete AFTER DELETE ON campaign_rows
   BEGIN INSERT INTO campaign_audit (row_id, op, counter) VALUES (old.id, 'delete', old.counter); END;
 `
 
-// newCampaignDatabase creates a PostgreSQL database with the campaign's
-// schema and returns its primary and replica URLs.
-func newCampaignDatabase(t *testing.T) (primary, replica string) {
-	t.Helper()
-	ctx := t.Context()
-	name := fmt.Sprintf("campaign_%d", rand.Uint32())
-	conn, err := pgx.Connect(ctx, pgSrv.PrimaryURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "create database "+name); err != nil {
-		t.Fatal(err)
-	}
-	primary, replica = pgSrv.DatabaseURLs(name)
-	db, err := pgx.Connect(ctx, primary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(ctx)
-	if _, err := db.Exec(ctx, campaignPGSchema); err != nil {
-		t.Fatal(err)
-	}
-	return primary, replica
-}
-
 // TestCampaignServers: two --role api and two --role applier processes on
 // one Redis (AOF, appendfsync always) and PostgreSQL with a streaming
 // replica, the appliers reaching the primary through Toxiproxy; eight
@@ -527,7 +482,7 @@ func TestCampaignServers(t *testing.T) {
 	}
 	seed := campaignSeed(t)
 	length := campaignLength(t, 60*time.Second)
-	primary, replica := newCampaignDatabase(t)
+	primary, replica := createDatabase(t, "campaign", campaignPGSchema)
 	tp := startToxiproxy(t)
 	upstream, _ := throughProxy(t, primary, "")
 	proxy, err := tp.CreateProxy("campaign-postgres", "127.0.0.1:0", upstream)
@@ -676,12 +631,12 @@ func TestCampaignServers(t *testing.T) {
 		t.Errorf("entries still pending once the log drained: %+v, %v\n%s", p, err, streamState(logName))
 	}
 
-	conn, err := pgx.Connect(t.Context(), primary)
+	db, err := sql.Open("pgx", primary)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(context.Background())
-	final, err := readFinal(t.Context(), pgQuery(conn))
+	defer db.Close()
+	final, err := readFinal(t.Context(), db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -773,7 +728,7 @@ func TestCampaignEmbedded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	final, err := readFinal(t.Context(), sqlQuery(db))
+	final, err := readFinal(t.Context(), db)
 	if err != nil {
 		t.Fatal(err)
 	}

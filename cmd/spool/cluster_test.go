@@ -24,9 +24,21 @@ import (
 // schema and returns its URL.
 func newDatabase(t *testing.T) string {
 	t.Helper()
+	schema, err := os.ReadFile("../../examples/observatory.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary, _ := createDatabase(t, "spool", string(schema))
+	return primary
+}
+
+// createDatabase creates a fresh PostgreSQL database named from prefix,
+// runs schema in it, and returns its primary and replica URLs.
+func createDatabase(t *testing.T, prefix, schema string) (primary, replica string) {
+	t.Helper()
 	testservers.Need(t, serversErr)
 	ctx := t.Context()
-	name := fmt.Sprintf("spool_%d", rand.Uint32())
+	name := fmt.Sprintf("%s_%d", prefix, rand.Uint32())
 	conn, err := pgx.Connect(ctx, pgSrv.PrimaryURL)
 	if err != nil {
 		t.Fatal(err)
@@ -35,20 +47,16 @@ func newDatabase(t *testing.T) string {
 	if _, err := conn.Exec(ctx, "create database "+name); err != nil {
 		t.Fatal(err)
 	}
-	url, _ := pgSrv.DatabaseURLs(name)
-	schema, err := os.ReadFile("../../examples/observatory.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := pgx.Connect(ctx, url)
+	primary, replica = pgSrv.DatabaseURLs(name)
+	db, err := pgx.Connect(ctx, primary)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close(ctx)
-	if _, err := db.Exec(ctx, string(schema)); err != nil {
+	if _, err := db.Exec(ctx, schema); err != nil {
 		t.Fatal(err)
 	}
-	return url
+	return primary, replica
 }
 
 // sharedArgs are the flags of a process on the shared Redis log.
