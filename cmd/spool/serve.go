@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
@@ -26,19 +24,13 @@ import (
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/overlay"
+	"github.com/spoolgw/spool/internal/pipeline"
 	"github.com/spoolgw/spool/internal/replication"
-	"github.com/spoolgw/spool/internal/store"
-	"github.com/spoolgw/spool/internal/store/postgres"
-	"github.com/spoolgw/spool/internal/store/sqlite"
+	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/telemetry"
 	"github.com/spoolgw/spool/internal/txlog"
 	"github.com/spoolgw/spool/internal/txlog/filelog"
-	"github.com/spoolgw/spool/internal/txlog/redislog"
 )
-
-// The overlays the gateway is given, checked here where they are wired:
-// the Redis log's package does not import the gateway that uses it.
-var _ gateway.Overlay = (*redislog.Overlay)(nil)
 
 // serveConfig is everything spool serve is told.
 type serveConfig struct {
@@ -193,26 +185,28 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 		return err
 	}
 	defer st.Close()
-
-	lg, ov, lease, err := openLog(ctx, c, shared, logger)
-	if err != nil {
-		return err
-	}
-	defer lg.Close()
-	var local *overlay.Overlay
-	if ov == nil && c.overlayMemory > 0 {
-		// Closed after everything that uses it: intake, the applier.
-		if local, err = overlay.Open(ctx, filepath.Join(c.dataDir, "overlay-spill.db"), c.overlayMemory); err != nil {
-			return err
-		}
-		defer local.Close()
-	}
-
 	var tables []string
 	if c.tables != "" {
 		for _, t := range strings.Split(c.tables, ",") {
 			tables = append(tables, strings.TrimSpace(t))
 		}
+	}
+	cat, err := schema.NewLive(ctx, gateway.ReadCatalog(st, tables))
+	if err != nil {
+		return err
+	}
+	lg, sharedOverlay, lease, err := openLog(ctx, c, shared, cat, logger)
+	if err != nil {
+		return err
+	}
+	defer lg.Close()
+	var local *overlay.Overlay
+	if sharedOverlay == nil && c.overlayMemory > 0 {
+		// Closed after everything that uses it: intake, the applier.
+		if local, err = overlay.Open(ctx, filepath.Join(c.dataDir, "overlay-spill.db"), c.overlayMemory, cat.Normalize); err != nil {
+			return err
+		}
+		defer local.Close()
 	}
 	replicas, err := openReplicas(ctx, c, logger)
 	if err != nil {
@@ -223,42 +217,45 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 			r.Close()
 		}
 	}()
-	var readers []gateway.Replica
-	for _, r := range replicas {
-		readers = append(readers, r)
+	pc := pipeline.Config{Store: st, Catalog: cat, Log: lg, Local: local, Logger: logger,
+		Backpressure: gateway.Backpressure{High: c.highMark, Low: c.lowMark}}
+	if sharedOverlay != nil {
+		pc.Shared = sharedOverlay
 	}
-	gw, err := gateway.New(ctx, gateway.Config{Log: lg, Store: st, Overlay: ov, Local: local, Tables: tables, Logger: logger, Replicas: readers,
-		Backpressure: gateway.Backpressure{High: c.highMark, Low: c.lowMark}})
+	for _, r := range replicas {
+		pc.Replicas = append(pc.Replicas, r)
+	}
+	reg := prometheus.NewRegistry()
+	var watcher *replication.Watcher
+	if c.role != roleAPI {
+		pc.Applier = &applier.Config{BatchSize: c.batchSize, BatchTimeout: c.batchTimeout, AttemptTimeout: c.applyTimeout, LogName: c.logName, Lease: lease,
+			Observer: newApplierMetrics(reg), AppliedRetention: retention, HeadName: headName(c)}
+		if len(replicas) > 0 {
+			if watcher, err = startWatcher(ctx, c, st, replicas, logger); err != nil {
+				return err
+			}
+			defer watcher.Stop()
+			pc.Replication = watcher
+		}
+	}
+	p, err := pipeline.Build(ctx, pc)
 	if err != nil {
 		return err
 	}
+	gw, ap := p.Gateway, p.Applier
 	stats := map[string]func() any{}
 	metrics := &collector{gw: gw, logger: logger}
 	if fl, ok := lg.(*filelog.Log); ok {
 		metrics.syncs = fl.Syncs
 	}
-	reg := prometheus.NewRegistry()
 	var health api.Health = logHealth{lg}
-	var ap *applier.Applier
-	if c.role != roleAPI {
-		ap, err = applier.New(applier.Config{BatchSize: c.batchSize, BatchTimeout: c.batchTimeout, AttemptTimeout: c.applyTimeout, LogName: c.logName, Lease: lease,
-			Observer: newApplierMetrics(reg), AppliedRetention: retention, HeadName: headName(c)}, lg, st, gw, logger)
-		if err != nil {
-			return err
-		}
-		gw.SetApplier(ap)
+	if ap != nil {
 		metrics.applier = ap
 		health = api.WithChecks(ap, logHealth{lg}.Healthy)
-		if len(replicas) > 0 {
-			w, err := startWatcher(ctx, c, st, replicas, gw, logger)
-			if err != nil {
-				return err
-			}
-			defer w.Stop()
-			gw.SetReplication(w)
-			health = api.WithChecks(health, func(context.Context) error { return w.Degraded() })
-			stats["replication"] = func() any { return w.Status() }
-			metrics.replication = w
+		if watcher != nil {
+			health = api.WithChecks(health, func(context.Context) error { return watcher.Degraded() })
+			stats["replication"] = func() any { return watcher.Status() }
+			metrics.replication = watcher
 		}
 		// The applier runs on its own context: a signal stops intake
 		// first, then the drain below, then the applier.
@@ -286,7 +283,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	}
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), metrics)
-	apiServer := api.New(gw, health, api.Config{RateLimit: api.RateLimit{Rate: c.rateLimit, Burst: c.rateBurst}, Stats: stats, Metrics: reg}, logger)
+	apiServer := api.New(gw, p.Queue, health, api.Config{RateLimit: api.RateLimit{Rate: c.rateLimit, Burst: c.rateBurst}, Stats: stats, Metrics: reg}, logger)
 	apiServer.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}))
 	if tel != nil {
 		tel.Routes(apiServer)
@@ -328,98 +325,6 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	}
 	logger.Info("spool stopped")
 	return nil
-}
-
-func openLog(ctx context.Context, c *serveConfig, shared bool, logger *slog.Logger) (txlog.Log, gateway.Overlay, applier.Lease, error) {
-	if !shared {
-		lg, err := filelog.Open(localLogDir(c.dataDir), filelog.Config{}, logger)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("open log: %w", err)
-		}
-		return lg, nil, nil, nil
-	}
-	lg, err := redislog.Open(ctx, redislog.Config{URL: c.logURL, Name: c.logName}, logger)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("open log: %w", err)
-	}
-	return lg, lg.Overlay(), lg.Lease(redislog.LeaseConfig{}), nil
-}
-
-func openReplicas(ctx context.Context, c *serveConfig, logger *slog.Logger) ([]*postgres.Replica, error) {
-	var out []*postgres.Replica
-	for _, u := range c.replicas {
-		r, err := postgres.OpenReplica(ctx, u, logger)
-		if err != nil {
-			for _, o := range out {
-				o.Close()
-			}
-			return nil, fmt.Errorf("--replica %s: %w", redact(u), err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
-}
-
-func startWatcher(ctx context.Context, c *serveConfig, st store.Store, replicas []*postgres.Replica, gw *gateway.Gateway, logger *slog.Logger) (*replication.Watcher, error) {
-	primary, ok := st.(replication.Primary)
-	if !ok {
-		return nil, fmt.Errorf("--replica needs a PostgreSQL --database")
-	}
-	named := make([]replication.Named, len(replicas))
-	for i, r := range replicas {
-		named[i] = replication.Named{Name: redact(c.replicas[i]), Replica: r}
-	}
-	w, err := replication.New(replication.Config{Interval: c.replicaPoll}, named, primary, gw, logger)
-	if err != nil {
-		return nil, err
-	}
-	if err := w.Start(context.WithoutCancel(ctx)); err != nil {
-		return nil, err
-	}
-	return w, nil
-}
-
-func startTelemetry(ctx context.Context, c *serveConfig, st store.Store, gw *gateway.Gateway, logger *slog.Logger) (*telemetry.Service, error) {
-	if len(c.telemetryLanes) == 0 {
-		return nil, nil
-	}
-	ins, ok := st.(telemetry.Inserter)
-	if !ok {
-		return nil, fmt.Errorf("--telemetry-table: the database has no bulk path")
-	}
-	tel, err := telemetry.New(telemetry.Config{Lanes: c.telemetryLanes, Tables: gw.Table, Inserter: ins,
-		Dir: filepath.Join(c.dataDir, "telemetry"), Logger: logger})
-	if err != nil {
-		return nil, fmt.Errorf("--telemetry-table: %w", err)
-	}
-	// Like the applier, Stop (not the signal) ends it, after intake.
-	if err := tel.Start(context.WithoutCancel(ctx)); err != nil {
-		return nil, err
-	}
-	return tel, nil
-}
-
-// startPprof serves net/http/pprof on its own listener, apart from the
-// API, so profiles are never reachable where clients are.
-func startPprof(addr string, logger *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--pprof-listen: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Warn("pprof listener", "err", err)
-		}
-	}()
-	logger.Info("pprof serving", "listen", ln.Addr().String())
-	return func() { srv.Close() }, nil
 }
 
 // logHealth is the health of the log, and of a process without an
@@ -494,48 +399,4 @@ func drain(ctx context.Context, gw *gateway.Gateway, logger *slog.Logger) {
 		case <-tick.C:
 		}
 	}
-}
-
-func describeDatabase(c *serveConfig) string {
-	if c.database == "" {
-		return "sqlite:" + filepath.Join(c.dataDir, "spool.db")
-	}
-	return c.database
-}
-
-func openStore(ctx context.Context, c *serveConfig, logger *slog.Logger) (store.Store, error) {
-	db := describeDatabase(c)
-	var st store.Store
-	switch {
-	case strings.HasPrefix(db, "sqlite:"):
-		s, err := sqlite.Open(ctx, strings.TrimPrefix(db, "sqlite:"), logger)
-		if err != nil {
-			return nil, fmt.Errorf("open database: %w", err)
-		}
-		st = s
-	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
-		s, err := postgres.Open(ctx, db, logger)
-		if err != nil {
-			return nil, fmt.Errorf("open database: %w", err)
-		}
-		st = s
-	default:
-		return nil, fmt.Errorf("--database %q: want sqlite:PATH or postgres://…", redact(db))
-	}
-	if err := st.Migrate(ctx); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("migrate database: %w", err)
-	}
-	if c.schemaFile != "" {
-		sql, err := os.ReadFile(c.schemaFile)
-		if err != nil {
-			st.Close()
-			return nil, fmt.Errorf("--schema: %w", err)
-		}
-		if err := st.Exec(ctx, string(sql)); err != nil {
-			st.Close()
-			return nil, fmt.Errorf("--schema %s: %w", c.schemaFile, err)
-		}
-	}
-	return st, nil
 }

@@ -15,9 +15,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/spoolgw/spool/internal/deadletter"
 	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/query"
 	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/txn"
 )
 
 // Limits on requests.
@@ -53,6 +55,7 @@ type Config struct {
 // Server serves spool's HTTP API.
 type Server struct {
 	gw      *gateway.Gateway
+	dlq     *deadletter.Queue
 	health  Health
 	logger  *slog.Logger
 	mux     *http.ServeMux
@@ -63,12 +66,12 @@ type Server struct {
 	metrics *httpMetrics // nil without Config.Metrics
 }
 
-// New returns the API over a gateway.
-func New(gw *gateway.Gateway, health Health, cfg Config, logger *slog.Logger) *Server {
+// New returns the API over a gateway and a dead-letter queue.
+func New(gw *gateway.Gateway, dlq *deadletter.Queue, health Health, cfg Config, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{gw: gw, health: health, logger: logger, mux: http.NewServeMux(), start: time.Now(), limiter: newLimiter(cfg.RateLimit), extra: cfg.Stats}
+	s := &Server{gw: gw, dlq: dlq, health: health, logger: logger, mux: http.NewServeMux(), start: time.Now(), limiter: newLimiter(cfg.RateLimit), extra: cfg.Stats}
 	s.refused.logger = logger
 	if cfg.Metrics != nil {
 		s.metrics = newHTTPMetrics(cfg.Metrics)
@@ -141,7 +144,7 @@ func (s *Server) wrap(fn handlerFunc) http.Handler {
 		body := map[string]any{}
 		status := http.StatusInternalServerError
 		var he *httpError
-		var ie *gateway.InputError
+		var ie *txn.InputError
 		var qe *query.Error
 		var mbe *http.MaxBytesError
 		switch {
@@ -189,11 +192,11 @@ func (s *Server) wrap(fn handlerFunc) http.Handler {
 // inputStatus is the HTTP status of a refused request of kind k.
 func inputStatus(k error) int {
 	switch {
-	case errors.Is(k, gateway.ErrNotFound):
+	case errors.Is(k, txn.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(k, gateway.ErrConflict):
+	case errors.Is(k, txn.ErrConflict):
 		return http.StatusConflict
-	case errors.Is(k, gateway.ErrUnsupported):
+	case errors.Is(k, txn.ErrUnsupported):
 		return http.StatusNotImplemented
 	}
 	return http.StatusBadRequest

@@ -17,6 +17,9 @@ import (
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/pipeline"
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/store"
 	"github.com/spoolgw/spool/internal/store/sqlite"
 	"github.com/spoolgw/spool/internal/txlog/filelog"
 )
@@ -72,18 +75,31 @@ func setupWith(t testing.TB, dir string, o options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := gateway.New(ctx, gateway.Config{Log: lg, Store: st, Backpressure: o.backpressure})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ap, err := applier.New(applier.Config{BatchTimeout: -1}, lg, st, gw, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw.SetApplier(ap)
-	e := &env{t: t, dir: dir, st: st, lg: lg, gw: gw, ap: ap, srv: httptest.NewServer(api.New(gw, ap, o.api, nil))}
+	p := build(t, pipeline.Config{Store: st, Catalog: catalogOf(t, st), Log: lg, Backpressure: o.backpressure,
+		Applier: &applier.Config{BatchTimeout: -1}})
+	e := &env{t: t, dir: dir, st: st, lg: lg, gw: p.Gateway, ap: p.Applier, srv: httptest.NewServer(api.New(p.Gateway, p.Queue, p.Applier, o.api, nil))}
 	t.Cleanup(e.close)
 	return e
+}
+
+// catalogOf returns the catalog of st, live.
+func catalogOf(t testing.TB, st store.Store) *schema.Live {
+	t.Helper()
+	cat, err := schema.NewLive(t.Context(), gateway.ReadCatalog(st, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
+
+// build builds the pipeline of cfg.
+func build(t testing.TB, cfg pipeline.Config) *pipeline.Pipeline {
+	t.Helper()
+	p, err := pipeline.Build(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func (e *env) close() {

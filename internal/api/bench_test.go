@@ -21,7 +21,7 @@ import (
 
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
-	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/pipeline"
 	"github.com/spoolgw/spool/internal/txlog/redislog"
 	"github.com/spoolgw/spool/internal/txn"
 )
@@ -129,25 +129,20 @@ func redisPostgresServer(b *testing.B) *httptest.Server {
 	st, _, _ := newPostgres(b)
 	b.Cleanup(func() { st.Close() })
 	ctx := context.Background()
-	lg, err := redislog.Open(ctx, redislog.Config{URL: redisSrv.URL, Name: fmt.Sprintf("bench-%d", rand.Uint32())}, nil)
+	cat := catalogOf(b, st)
+	lg, err := redislog.Open(ctx, redislog.Config{URL: redisSrv.URL, Name: fmt.Sprintf("bench-%d", rand.Uint32()), Normalize: cat.Normalize}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { lg.Close() })
-	gw, err := gateway.New(ctx, gateway.Config{Log: lg, Store: st, Overlay: lg.Overlay()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ap, err := applier.New(applier.Config{LogName: lg.Name(), Lease: lg.Lease(redislog.LeaseConfig{})}, lg, st, gw, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	gw.SetApplier(ap)
+	p := build(b, pipeline.Config{Store: st, Catalog: cat, Log: lg, Shared: lg.Overlay(),
+		Applier: &applier.Config{LogName: lg.Name(), Lease: lg.Lease(redislog.LeaseConfig{})}})
+	ap := p.Applier
 	if err := ap.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(ap.Stop)
-	srv := httptest.NewServer(api.New(gw, ap, api.Config{}, nil))
+	srv := httptest.NewServer(api.New(p.Gateway, p.Queue, ap, api.Config{}, nil))
 	b.Cleanup(srv.Close)
 	return srv
 }

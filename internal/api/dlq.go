@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/spoolgw/spool/internal/deadletter"
 	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/store"
 	"github.com/spoolgw/spool/internal/txn"
@@ -26,8 +27,8 @@ func deadLetterFilter(q url.Values) (store.DeadLetterFilter, error) {
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 || n > gateway.MaxDeadLetterPage {
-			return f, errorf(http.StatusBadRequest, "limit must be an integer from 1 to %d, not %q", gateway.MaxDeadLetterPage, v)
+		if err != nil || n <= 0 || n > deadletter.MaxPage {
+			return f, errorf(http.StatusBadRequest, "limit must be an integer from 1 to %d, not %q", deadletter.MaxPage, v)
 		}
 		f.Limit = n
 	}
@@ -42,7 +43,7 @@ func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	dls, err := s.gw.DeadLetters(r.Context(), f)
+	dls, err := s.dlq.List(r.Context(), f)
 	if err != nil {
 		return err
 	}
@@ -52,7 +53,7 @@ func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) error {
 	}
 	limit := f.Limit
 	if limit == 0 {
-		limit = gateway.DefaultDeadLetterPage
+		limit = deadletter.DefaultPage
 	}
 	if n := len(dls); n > 0 && n == limit {
 		// A full page: the next one starts after its last entry.
@@ -77,7 +78,7 @@ func (s *Server) getDeadLetter(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	dl, err := s.gw.DeadLetter(r.Context(), id)
+	dl, err := s.dlq.Get(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -92,17 +93,21 @@ func (s *Server) retryDeadLetter(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req *gateway.Request
+	var corrected *txn.Transaction
 	if r.ContentLength != 0 {
-		req = new(gateway.Request)
+		req := new(gateway.Request)
 		if err := decode(w, r, req, true); err != nil {
 			return err
 		}
+		if corrected, _, err = s.gw.Resolve(req); err != nil {
+			return err
+		}
 	}
-	rc, err := s.gw.Retry(r.Context(), id, req)
+	tx, err := s.dlq.Retry(r.Context(), id, corrected)
 	if err != nil {
 		return err
 	}
+	rc := gateway.ReceiptFor(tx)
 	writeJSON(w, http.StatusAccepted, map[string]any{"retry_of": id, "transaction_id": rc.TransactionID, "state": rc.State, "ids": rc.IDs})
 	return nil
 }
@@ -114,7 +119,7 @@ func (s *Server) retryDeadLetters(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	f.All, f.After, f.Limit = false, "", gateway.MaxDeadLetterPage
+	f.All, f.After, f.Limit = false, "", deadletter.MaxPage
 	type retried struct {
 		RetryOf       string `json:"retry_of"`
 		TransactionID string `json:"transaction_id,omitempty"`
@@ -122,17 +127,17 @@ func (s *Server) retryDeadLetters(w http.ResponseWriter, r *http.Request) error 
 	}
 	out := []retried{}
 	for {
-		dls, err := s.gw.DeadLetters(r.Context(), f)
+		dls, err := s.dlq.List(r.Context(), f)
 		if err != nil {
 			return err
 		}
 		for _, dl := range dls {
-			rc, err := s.gw.Retry(r.Context(), dl.Tx.ID, nil)
+			tx, err := s.dlq.Retry(r.Context(), dl.Tx.ID, nil)
 			if err != nil {
 				out = append(out, retried{RetryOf: dl.Tx.ID, Error: err.Error()})
 				continue
 			}
-			out = append(out, retried{RetryOf: dl.Tx.ID, TransactionID: rc.TransactionID})
+			out = append(out, retried{RetryOf: dl.Tx.ID, TransactionID: tx.ID})
 		}
 		if len(dls) < f.Limit {
 			break
@@ -154,7 +159,7 @@ func (s *Server) dropDeadLetter(w http.ResponseWriter, r *http.Request) error {
 	if who == "" {
 		who = r.RemoteAddr
 	}
-	if err := s.gw.Drop(r.Context(), id, who); err != nil {
+	if err := s.dlq.Drop(r.Context(), id, who); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"dropped": id, "by": who})

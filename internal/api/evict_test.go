@@ -11,6 +11,7 @@ import (
 
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/pipeline"
 	"github.com/spoolgw/spool/internal/txlog/redislog"
 	"github.com/spoolgw/spool/internal/txn"
 )
@@ -40,22 +41,17 @@ func TestEvictionRetriedBeforeAck(t *testing.T) {
 	st, _, _ := newPostgres(t)
 	t.Cleanup(func() { st.Close() })
 	ctx := t.Context()
-	lg, err := redislog.Open(ctx, redislog.Config{URL: redisSrv.URL, Name: fmt.Sprintf("evict-%d", rand.Uint32())}, nil)
+	cat := catalogOf(t, st)
+	lg, err := redislog.Open(ctx, redislog.Config{URL: redisSrv.URL, Name: fmt.Sprintf("evict-%d", rand.Uint32()), Normalize: cat.Normalize}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lg.Close() })
 	ov := &flakyEvict{Overlay: lg.Overlay()}
 	ov.failures.Store(3)
-	gw, err := gateway.New(ctx, gateway.Config{Log: lg, Store: st, Overlay: ov})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ap, err := applier.New(applier.Config{LogName: lg.Name(), Lease: lg.Lease(redislog.LeaseConfig{})}, lg, st, gw, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw.SetApplier(ap)
+	p := build(t, pipeline.Config{Store: st, Catalog: cat, Log: lg, Shared: ov,
+		Applier: &applier.Config{LogName: lg.Name(), Lease: lg.Lease(redislog.LeaseConfig{})}})
+	gw, ap := p.Gateway, p.Applier
 	if err := ap.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/pipeline"
 	"github.com/spoolgw/spool/internal/replication"
 	"github.com/spoolgw/spool/internal/store/postgres"
 	"github.com/spoolgw/spool/internal/testservers"
@@ -113,25 +114,18 @@ func setupPostgres(t testing.TB) *pgEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := gateway.New(ctx, gateway.Config{Log: lg, Store: st, Replicas: []gateway.Replica{rep}})
+	w, err := replication.New(replication.Config{}, []replication.Named{{Name: "replica", Replica: rep}}, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ap, err := applier.New(applier.Config{BatchTimeout: -1}, lg, st, gw, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw.SetApplier(ap)
-	w, err := replication.New(replication.Config{}, []replication.Named{{Name: "replica", Replica: rep}}, st, gw, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw.SetReplication(w)
+	p := build(t, pipeline.Config{Store: st, Catalog: catalogOf(t, st), Log: lg, Replicas: []gateway.Replica{rep}, Replication: w,
+		Applier: &applier.Config{BatchTimeout: -1}})
+	gw, ap := p.Gateway, p.Applier
 	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	stats := map[string]func() any{"replication": func() any { return w.Status() }}
-	e := &env{t: t, dir: dir, lg: lg, gw: gw, ap: ap, srv: httptest.NewServer(api.New(gw, api.WithChecks(ap, func(context.Context) error { return w.Degraded() }), api.Config{Stats: stats}, nil))}
+	e := &env{t: t, dir: dir, lg: lg, gw: gw, ap: ap, srv: httptest.NewServer(api.New(gw, p.Queue, api.WithChecks(ap, func(context.Context) error { return w.Degraded() }), api.Config{Stats: stats}, nil))}
 	t.Cleanup(func() {
 		e.srv.Close()
 		ap.Stop()

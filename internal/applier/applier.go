@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spoolgw/spool/internal/deadletter"
 	"github.com/spoolgw/spool/internal/store"
 	"github.com/spoolgw/spool/internal/txlog"
 	"github.com/spoolgw/spool/internal/txn"
@@ -54,6 +55,10 @@ const (
 
 // Config configures an Applier. Zero fields take their defaults.
 type Config struct {
+	// Poison is the set of rows failed transactions left unwritten, shared
+	// with the settler and the dead-letter queue (default: a set of this
+	// applier's own).
+	Poison *deadletter.Poison
 	// BatchSize is the most transactions per database transaction
 	// (default DefaultBatchSize).
 	BatchSize int
@@ -137,6 +142,9 @@ func (a *Applier) observe(stage string, start time.Time) {
 }
 
 func (c *Config) setDefaults() error {
+	if c.Poison == nil {
+		c.Poison = deadletter.NewPoison()
+	}
 	if c.BatchSize == 0 {
 		c.BatchSize = DefaultBatchSize
 	}
@@ -212,7 +220,7 @@ type Applier struct {
 	store  store.Store
 	sink   Sink
 	logger *slog.Logger
-	poison *poison
+	poison *deadletter.Poison
 
 	mu      sync.Mutex
 	cancel  context.CancelCauseFunc
@@ -236,7 +244,7 @@ func New(cfg Config, log txlog.Log, st store.Store, sink Sink, logger *slog.Logg
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Applier{cfg: cfg, log: log, store: st, sink: sink, logger: logger, poison: newPoison()}, nil
+	return &Applier{cfg: cfg, log: log, store: st, sink: sink, logger: logger, poison: cfg.Poison}, nil
 }
 
 // errStopped is the cause of a Stop.
@@ -416,10 +424,9 @@ func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64,
 		batch[i] = e.Tx
 	}
 	var outcomes []store.Outcome
-	var gate *attemptGate
+	var gate *deadletter.Gate
 	for attempt := 1; ; attempt++ {
-		gate = a.poison.attempt()
-		gate.log, gate.token = a.cfg.LogName, token
+		gate = a.poison.Attempt(a.cfg.LogName, token)
 		attemptCtx, cancel := context.WithTimeoutCause(ctx, a.cfg.AttemptTimeout,
 			fmt.Errorf("attempt at a batch cut off after %v (the database does not answer)", a.cfg.AttemptTimeout))
 		var err error
@@ -452,7 +459,7 @@ func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64,
 			return fmt.Errorf("apply batch: %w", err)
 		}
 	}
-	a.poison.commit(gate)
+	a.poison.Commit(gate)
 	a.cfg.Observer.ObserveBatch(len(batch))
 	start := time.Now()
 	fin.add(committed{ctx: ctx, entries: entries, outcomes: outcomes})

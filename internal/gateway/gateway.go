@@ -1,7 +1,9 @@
-// Package gateway is spool's core, independent of HTTP: it accepts
-// transactions (checked, made durable in the log, visible in the overlay),
-// answers smart reads and status queries, and takes the applier's results
-// to advance states and evict the overlay.
+// Package gateway is spool's intake and read path, independent of HTTP: it
+// checks transactions against the catalog, makes them durable in the log
+// (whose append keeps the overlay in step), publishes them queued, and
+// answers smart reads and status queries. What happens to a transaction
+// after the log is the applier's and the settler's; the gateway hears of
+// it through the status tracker, which the feed of state changes keeps.
 package gateway
 
 import (
@@ -10,9 +12,9 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync/atomic"
 	"time"
 
+	"github.com/spoolgw/spool/internal/changes"
 	"github.com/spoolgw/spool/internal/overlay"
 	"github.com/spoolgw/spool/internal/query"
 	"github.com/spoolgw/spool/internal/schema"
@@ -26,47 +28,44 @@ import (
 const KVTable = "spool_kv"
 
 // Overlay is the pending state reads merge: the in-memory overlay of a
-// process with a local log, or a shared one that the log keeps in the same
-// atomic step as each append (Redis).
+// process with a local log (overlay.Logged), or the shared one a Redis log
+// keeps in the same atomic step as each append. Its values come back
+// canonical: each overlay is built with the catalog's normaliser.
 type Overlay interface {
 	Row(ctx context.Context, table, key string) (overlay.Pending, error)
 	Table(ctx context.Context, table string) (map[string]overlay.Pending, error)
-	// Evict removes the changes of the given transactions.
-	Evict(ctx context.Context, ids ...string) error
-	// Withdraw evicts every pending transaction with a change depends
-	// reports true for, and returns their ids.
-	Withdraw(ctx context.Context, depends func(table, key string, op overlay.Op) bool) ([]string, error)
 	// Has reports whether a transaction still has changes pending.
 	Has(ctx context.Context, id string) (bool, error)
 	Stats(ctx context.Context) (overlay.Stats, error)
-	// SetNormalize gives the overlay the catalog's normaliser, for the
-	// changes it reads back through JSON (from disk, from Redis): Row and
-	// Table return canonical values.
-	SetNormalize(fn func(table string, values map[string]any))
 }
 
 var _ Overlay = (*overlay.Overlay)(nil)
 
+// Publisher hears the transactions the gateway queues (changes.Feed).
+type Publisher interface {
+	Publish(cs ...changes.Change)
+}
+
 // Config is what a gateway is built from.
 type Config struct {
-	Log   txlog.Log
-	Store store.Store
-	// Overlay is a shared overlay that Log fills with each append; nil
-	// means a local overlay this gateway fills before each append and
-	// rebuilds from the log at start.
+	// Log is the log whose every append also records the transaction in
+	// Overlay (overlay.Logged, or a Redis log and its overlay).
+	Log     txlog.Log
 	Overlay Overlay
-	// Local is that local overlay, empty (overlay.Open bounds its memory);
-	// nil means a new one held in memory alone. The caller closes it.
-	Local *overlay.Overlay
+	// Shared is set when other processes append to and apply the log
+	// (Redis): the tracker then knows only some states, and status
+	// queries ask the database first.
+	Shared bool
+	Store  store.Store
+	// Catalog is the catalog in use (ReadCatalog reads it).
+	Catalog *schema.Live
+	// Tracker answers status queries and waits; Feed keeps it (and
+	// everything else that follows states) told of each queued write.
+	Tracker *status.Tracker
+	Feed    Publisher
 	// Replicas are the read replicas smart reads and consistency=database
 	// reads go to, in turn; empty means reads go to Store.
 	Replicas []Replica
-	// Replication is told of every committed batch and reports, through
-	// Replicated, when the replicas have it; nil means a transaction is
-	// replicated when it commits (no replica, or SQLite).
-	Replication Tracker
-	// Tables names the tables clients may use; empty means every user table.
-	Tables []string
 	// Backpressure bounds the log: writes are refused over its high mark.
 	Backpressure Backpressure
 	Logger       *slog.Logger
@@ -79,150 +78,62 @@ type Replica interface {
 	Applied(ctx context.Context, id string) (time.Time, bool, error)
 }
 
-// Tracker follows committed batches until the replicas have them.
-type Tracker interface {
-	Track(lsn txn.LSN, ids []string, applied time.Time) <-chan struct{}
-}
-
-// Gateway ties the log, the overlay, the store and the tracker together.
+// Gateway takes writes into the log and answers reads and status queries.
 type Gateway struct {
 	log     txlog.Log
 	store   store.Store
 	overlay Overlay
-	// local is the in-memory overlay this gateway fills itself, nil when
-	// the log keeps a shared one.
-	local   *overlay.Overlay
+	shared  bool
 	tracker *status.Tracker
+	feed    Publisher
 	// reader reads the replicas (or the primary without replicas) merged
 	// with the overlay; primary reads the primary.
-	reader      *query.Reader
-	primary     *query.Reader
-	replicas    []Replica
-	replication Tracker
-	logger      *slog.Logger
-	exposed     []string
-	pressure    pressure
-	catalog     atomic.Pointer[schema.Catalog]
-	// depends tells whether a pending change depends on a failed
-	// transaction; set by SetApplier.
-	depends   func(op txn.Operation) (string, bool)
-	forgiveFn func(id string)
-	retries   queuedRetries
+	reader   *query.Reader
+	primary  *query.Reader
+	replicas []Replica
+	logger   *slog.Logger
+	pressure pressure
+	catalog  *schema.Live
 }
 
 // New returns a gateway over an open log and store.
-func New(ctx context.Context, cfg Config) (*Gateway, error) {
+func New(cfg Config) (*Gateway, error) {
+	switch {
+	case cfg.Log == nil || cfg.Overlay == nil || cfg.Store == nil || cfg.Catalog == nil || cfg.Tracker == nil || cfg.Feed == nil:
+		return nil, errors.New("gateway: a gateway needs a log, an overlay, a store, a catalog, a tracker and a feed")
+	case cfg.Backpressure.High > 0 && (cfg.Backpressure.Low <= 0 || cfg.Backpressure.Low > cfg.Backpressure.High):
+		return nil, fmt.Errorf("backpressure: low mark %d must be above 0 and at most the high mark %d", cfg.Backpressure.Low, cfg.Backpressure.High)
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{log: cfg.Log, store: cfg.Store, overlay: cfg.Overlay, tracker: status.New(0), logger: logger, exposed: cfg.Tables,
-		replicas: cfg.Replicas, replication: cfg.Replication, pressure: pressure{cfg: cfg.Backpressure}}
-	if b := cfg.Backpressure; b.High > 0 && (b.Low <= 0 || b.Low > b.High) {
-		return nil, fmt.Errorf("backpressure: low mark %d must be above 0 and at most the high mark %d", b.Low, b.High)
-	}
-	if g.overlay == nil {
-		g.local = cfg.Local
-		if g.local == nil {
-			g.local = overlay.New()
-		}
-		g.overlay = g.local
-	}
-	g.overlay.SetNormalize(g.normalizeTable)
+	g := &Gateway{log: cfg.Log, store: cfg.Store, overlay: cfg.Overlay, shared: cfg.Shared, tracker: cfg.Tracker, feed: cfg.Feed,
+		logger: logger, replicas: cfg.Replicas, pressure: pressure{cfg: cfg.Backpressure}, catalog: cfg.Catalog}
 	g.primary = &query.Reader{DB: cfg.Store, Overlay: g.overlay}
 	g.reader = g.primary
 	if len(cfg.Replicas) > 0 {
 		g.reader = &query.Reader{DB: &roundRobin{replicas: cfg.Replicas, primary: cfg.Store}, Overlay: g.overlay}
 	}
-	if err := g.RefreshCatalog(ctx); err != nil {
-		return nil, err
-	}
-	if g.local == nil {
-		return g, nil
-	}
-	// Rebuild the overlay and the queued states from the log, a chunk at
-	// a time (a backlog that spills goes to disk in a write per chunk).
-	n := 0
-	var chunk []*txn.Transaction
-	flush := func() error {
-		err := g.local.Rebuild(ctx, chunk)
-		chunk = chunk[:0]
-		return err
-	}
-	err := cfg.Log.Pending(ctx, func(e txlog.Entry) error {
-		if err := g.normalize(e.Tx); err != nil {
-			return fmt.Errorf("transaction %s in the log: %w", e.Tx.ID, err)
-		}
-		chunk = append(chunk, e.Tx)
-		g.tracker.Queued()
-		n++
-		if len(chunk) == rebuildChunk {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("rebuild overlay from log: %w", err)
-	}
-	if n > 0 {
-		logger.Info("overlay rebuilt from the log", "transactions", n)
-	}
 	return g, nil
 }
 
-// rebuildChunk is how many transactions of the log the overlay takes in
-// one Rebuild at start.
-const rebuildChunk = 1000
-
-// normalizeTable restores canonical values of a row of table; see
-// normalizeValues.
-func (g *Gateway) normalizeTable(table string, values map[string]any) {
-	if t, err := g.catalog.Load().Table(table); err == nil {
-		normalizeValues(t, values)
-	}
-}
-
-func normalizeValues(t *schema.Table, values map[string]any) {
-	for name, v := range values {
-		if c := t.Column(name); c != nil {
-			if n, err := c.Normalize(v); err == nil {
-				values[name] = n
+// ReadCatalog returns the reader of the catalog clients use: the user
+// tables of st and spool's key-value table, restricted to tables (with
+// KVTable) unless tables is empty.
+func ReadCatalog(st store.Store, tables []string) func(ctx context.Context) (*schema.Catalog, error) {
+	return func(ctx context.Context) (*schema.Catalog, error) {
+		cat, err := st.Catalog(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read catalog: %w", err)
+		}
+		if len(tables) > 0 {
+			if cat, err = cat.Restrict(append(slices.Clone(tables), KVTable)); err != nil {
+				return nil, fmt.Errorf("--tables: %w", err)
 			}
 		}
+		return cat, nil
 	}
-}
-
-// normalize restores canonical values in a transaction read back from the
-// log (JSON turns integers into numbers and bytes into base64 text).
-func (g *Gateway) normalize(tx *txn.Transaction) error {
-	cat := g.catalog.Load()
-	for _, op := range tx.Operations {
-		t, err := cat.Table(op.Table)
-		if err != nil {
-			return err
-		}
-		normalizeValues(t, op.Values)
-	}
-	return nil
-}
-
-// RefreshCatalog rereads the database catalog.
-func (g *Gateway) RefreshCatalog(ctx context.Context) error {
-	cat, err := g.store.Catalog(ctx)
-	if err != nil {
-		return fmt.Errorf("read catalog: %w", err)
-	}
-	if len(g.exposed) > 0 {
-		names := append(slices.Clone(g.exposed), KVTable)
-		if cat, err = cat.Restrict(names); err != nil {
-			return fmt.Errorf("--tables: %w", err)
-		}
-	}
-	g.catalog.Store(cat)
-	return nil
 }
 
 // Catalog returns the tables clients may use.
@@ -253,50 +164,69 @@ func (g *Gateway) Submit(ctx context.Context, req *Request) (*Receipt, error) {
 }
 
 func (g *Gateway) submit(ctx context.Context, req *Request, lookup func(string) (*schema.Table, error)) (*Receipt, error) {
-	// Client requests may only name exposed tables.
-	for i, o := range req.Operations {
-		if _, err := lookup(o.Table); err != nil {
-			return nil, badOp(i, "%v", err)
-		}
-	}
-	return g.submitTx(ctx, req, "")
-}
-
-// submitTx resolves, checks and enqueues a request; retryOf links a retried
-// dead letter.
-func (g *Gateway) submitTx(ctx context.Context, req *Request, retryOf string) (*Receipt, error) {
 	if err := g.checkPressure(ctx); err != nil {
 		return nil, err
 	}
-	tx, rc, err := resolve(g.catalog.Load(), req, time.Now().UTC())
+	tx, rc, err := g.resolve(req, lookup)
 	if err != nil {
 		return nil, err
 	}
-	tx.RetryOf = retryOf
-	if err := g.checkRowsExist(ctx, tx); err != nil {
-		return nil, err
-	}
-	if err := g.enqueue(ctx, tx); err != nil {
+	if err := g.Enqueue(ctx, tx); err != nil {
 		return nil, err
 	}
 	return rc, nil
 }
 
-// enqueue makes tx durable in the log and visible in the overlay.
-func (g *Gateway) enqueue(ctx context.Context, tx *txn.Transaction) error {
-	if g.local != nil {
-		if err := g.local.Add(ctx, tx); err != nil {
-			return fmt.Errorf("%w: overlay: %w", ErrUnavailable, err)
+// Resolve checks a request against the catalog clients may use and turns
+// it into a transaction, without enqueueing it (a corrected dead letter's
+// retry, which the dead-letter queue enqueues).
+func (g *Gateway) Resolve(req *Request) (*txn.Transaction, *Receipt, error) {
+	return g.resolve(req, g.Table)
+}
+
+func (g *Gateway) resolve(req *Request, lookup func(string) (*schema.Table, error)) (*txn.Transaction, *Receipt, error) {
+	// Client requests may only name exposed tables.
+	for i, o := range req.Operations {
+		if _, err := lookup(o.Table); err != nil {
+			return nil, nil, txn.BadOp(i, "%v", err)
 		}
 	}
-	g.tracker.Queued()
-	if _, err := g.log.Append(ctx, tx); err != nil {
-		if g.local != nil {
-			if err := g.local.Evict(context.WithoutCancel(ctx), tx.ID); err != nil {
-				g.logger.Error("withdraw a refused write from the overlay; reads show it until spool restarts", "txn", tx.ID, "err", err)
-			}
+	return resolve(g.catalog.Load(), req, time.Now().UTC())
+}
+
+// Enqueue takes a resolved transaction in: refused over the backpressure
+// mark or when an update or delete names a row that does not exist,
+// else made durable in the log and visible in the overlay, and published
+// queued. It implements deadletter.Intake.
+func (g *Gateway) Enqueue(ctx context.Context, tx *txn.Transaction) error {
+	if err := g.checkPressure(ctx); err != nil {
+		return err
+	}
+	if err := g.checkRowsExist(ctx, tx); err != nil {
+		return err
+	}
+	return g.enqueue(ctx, tx)
+}
+
+// ReceiptFor is the receipt of an enqueued transaction: its id, and the
+// ids of its rows and aliases.
+func ReceiptFor(tx *txn.Transaction) *Receipt {
+	rc := &Receipt{TransactionID: tx.ID, State: txn.Queued, Refs: map[string]string{}}
+	for _, op := range tx.Operations {
+		rc.IDs = append(rc.IDs, op.ID)
+		if op.As != "" {
+			rc.Refs[op.As] = op.ID
 		}
-		g.tracker.Forget(tx.ID)
+	}
+	return rc
+}
+
+// enqueue makes tx durable in the log and visible in the overlay, and
+// publishes it queued (or refused, if the append failed).
+func (g *Gateway) enqueue(ctx context.Context, tx *txn.Transaction) error {
+	g.feed.Publish(changes.Change{ID: tx.ID, State: txn.Queued, At: tx.CreatedAt, Tx: tx})
+	if _, err := g.log.Append(ctx, tx); err != nil {
+		g.feed.Publish(changes.Change{ID: tx.ID, State: txn.Queued, Refused: true, Tx: tx})
 		return fmt.Errorf("%w: append: %w", ErrUnavailable, err)
 	}
 	return nil
@@ -326,7 +256,7 @@ func (g *Gateway) checkRowsExist(ctx context.Context, tx *txn.Transaction) error
 			}
 		}
 		if !exists {
-			return &InputError{Kind: ErrNotFound, Op: i, Msg: fmt.Sprintf("operation %d: %s of %s/%s: no such row (neither in the database nor buffered)", i, op.Op, op.Table, op.ID)}
+			return &txn.InputError{Kind: txn.ErrNotFound, Op: i, Msg: fmt.Sprintf("operation %d: %s of %s/%s: no such row (neither in the database nor buffered)", i, op.Op, op.Table, op.ID)}
 		}
 		if seen == nil {
 			seen = map[ref]bool{}
@@ -381,7 +311,7 @@ func (g *Gateway) rowExists(ctx context.Context, t *schema.Table, key string) (b
 func (g *Gateway) Get(ctx context.Context, t *schema.Table, key string, c Consistency) (schema.Row, query.Source, bool, error) {
 	k, err := t.Key.NormalizeKey(key)
 	if err != nil {
-		return nil, "", false, &InputError{Kind: ErrInvalid, Op: -1, Msg: fmt.Sprintf("id: %v", err)}
+		return nil, "", false, &txn.InputError{Kind: txn.ErrInvalid, Op: -1, Msg: fmt.Sprintf("id: %v", err)}
 	}
 	r, merge := g.readerFor(c)
 	return r.Get(ctx, t, k, merge)
@@ -402,7 +332,7 @@ func (g *Gateway) LogStats(ctx context.Context) (txlog.Stats, error) { return g.
 // Put writes value under key in spool's key-value table (the seed's /write).
 func (g *Gateway) Put(ctx context.Context, key, value string) (*Receipt, error) {
 	if key == "" {
-		return nil, &InputError{Kind: ErrInvalid, Op: -1, Msg: "key: must not be empty"}
+		return nil, &txn.InputError{Kind: txn.ErrInvalid, Op: -1, Msg: "key: must not be empty"}
 	}
 	req := &Request{Operations: []OpRequest{{
 		Op: string(txn.Upsert), Table: KVTable,

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spoolgw/spool/internal/query"
 	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/txn"
 )
 
 // roundRobin spreads reads over the replicas in turn. A replica that
@@ -70,7 +71,7 @@ func ParseConsistency(s string) (Consistency, error) {
 	case "primary":
 		return Primary, nil
 	}
-	return 0, &InputError{Kind: ErrInvalid, Op: -1, Msg: "consistency must be smart, database or primary, not " + quote(s)}
+	return 0, &txn.InputError{Kind: txn.ErrInvalid, Op: -1, Msg: "consistency must be smart, database or primary, not " + quote(s)}
 }
 
 func quote(s string) string { return "\"" + s + "\"" }

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -42,39 +41,6 @@ type Receipt struct {
 	Refs          map[string]string `json:"refs"`
 }
 
-// The kinds of request spool refuses. An InputError wraps one, so that a
-// caller decides by kind (errors.Is); only the API turns them into HTTP
-// statuses.
-var (
-	// ErrInvalid: the request is malformed or breaks the catalog.
-	ErrInvalid = errors.New("invalid request")
-	// ErrNotFound: a row or dead letter the request names does not exist.
-	ErrNotFound = errors.New("not found")
-	// ErrConflict: the request clashes with the state of what it names (a
-	// dead letter retried or dropped already, or being so).
-	ErrConflict = errors.New("conflict")
-	// ErrUnsupported: the database cannot do what the request asks.
-	ErrUnsupported = errors.New("not supported by this database")
-)
-
-// InputError is a request spool refuses: its kind, and a message that
-// names the problem for the client.
-type InputError struct {
-	Kind error // ErrInvalid, ErrNotFound, ErrConflict or ErrUnsupported
-	Msg  string
-	// Op is the index of the operation at fault, -1 if none.
-	Op int
-}
-
-func (e *InputError) Error() string { return e.Msg }
-
-// Unwrap returns the error's kind.
-func (e *InputError) Unwrap() error { return e.Kind }
-
-func badOp(i int, format string, a ...any) *InputError {
-	return &InputError{Kind: ErrInvalid, Op: i, Msg: fmt.Sprintf("operation %d: ", i) + fmt.Sprintf(format, a...)}
-}
-
 // alias is an earlier operation's row that {"$ref": name} resolves to.
 type alias struct {
 	table string
@@ -86,10 +52,10 @@ type alias struct {
 // normalised, literal defaults of inserted rows filled in.
 func resolve(cat *schema.Catalog, req *Request, now time.Time) (*txn.Transaction, *Receipt, error) {
 	if len(req.Operations) == 0 {
-		return nil, nil, &InputError{Kind: ErrInvalid, Op: -1, Msg: "operations: a transaction needs at least one operation"}
+		return nil, nil, &txn.InputError{Kind: txn.ErrInvalid, Op: -1, Msg: "operations: a transaction needs at least one operation"}
 	}
 	if len(req.Operations) > MaxOperations {
-		return nil, nil, &InputError{Kind: ErrInvalid, Op: -1, Msg: fmt.Sprintf("operations: %d operations; at most %d in one transaction", len(req.Operations), MaxOperations)}
+		return nil, nil, &txn.InputError{Kind: txn.ErrInvalid, Op: -1, Msg: fmt.Sprintf("operations: %d operations; at most %d in one transaction", len(req.Operations), MaxOperations)}
 	}
 	tx := &txn.Transaction{ID: txn.NewID(), CreatedAt: now, Operations: make([]txn.Operation, 0, len(req.Operations))}
 	rc := &Receipt{TransactionID: tx.ID, State: txn.Queued, IDs: make([]string, 0, len(req.Operations)), Refs: map[string]string{}}
@@ -101,10 +67,10 @@ func resolve(cat *schema.Catalog, req *Request, now time.Time) (*txn.Transaction
 		}
 		if o.As != "" {
 			if len(o.As) > MaxAliasLength || strings.HasPrefix(o.As, "$") {
-				return nil, nil, badOp(i, "alias %q must be at most %d characters and not start with $", o.As, MaxAliasLength)
+				return nil, nil, txn.BadOp(i, "alias %q must be at most %d characters and not start with $", o.As, MaxAliasLength)
 			}
 			if _, dup := aliases[o.As]; dup {
-				return nil, nil, badOp(i, "alias %q is already used by an earlier operation", o.As)
+				return nil, nil, txn.BadOp(i, "alias %q is already used by an earlier operation", o.As)
 			}
 			aliases[o.As] = alias{table: op.Table, id: op.ID}
 			rc.Refs[o.As] = op.ID
@@ -118,14 +84,14 @@ func resolve(cat *schema.Catalog, req *Request, now time.Time) (*txn.Transaction
 func resolveOp(cat *schema.Catalog, i int, o OpRequest, aliases map[string]alias, now time.Time) (txn.Operation, error) {
 	kind := txn.Kind(o.Op)
 	if !kind.Valid() {
-		return txn.Operation{}, badOp(i, "unknown op %q (want insert, update, upsert or delete)", o.Op)
+		return txn.Operation{}, txn.BadOp(i, "unknown op %q (want insert, update, upsert or delete)", o.Op)
 	}
 	t, err := cat.Table(o.Table)
 	if err != nil {
-		return txn.Operation{}, badOp(i, "%v", err)
+		return txn.Operation{}, txn.BadOp(i, "%v", err)
 	}
 	if err := t.Writable(); err != nil {
-		return txn.Operation{}, badOp(i, "%v", err)
+		return txn.Operation{}, txn.BadOp(i, "%v", err)
 	}
 	values := o.Values
 	if values == nil {
@@ -133,11 +99,11 @@ func resolveOp(cat *schema.Catalog, i int, o OpRequest, aliases map[string]alias
 	}
 	for name, v := range values {
 		if r, ok, err := refOf(v); err != nil {
-			return txn.Operation{}, badOp(i, "column %q: %v", name, err)
+			return txn.Operation{}, txn.BadOp(i, "column %q: %v", name, err)
 		} else if ok {
 			a, found := aliases[r]
 			if !found {
-				return txn.Operation{}, badOp(i, "column %q: unknown $ref %q (no earlier operation has \"as\": %q)", name, r, r)
+				return txn.Operation{}, txn.BadOp(i, "column %q: unknown $ref %q (no earlier operation has \"as\": %q)", name, r, r)
 			}
 			values[name] = a.id
 		}
@@ -153,16 +119,16 @@ func resolveOp(cat *schema.Catalog, i int, o OpRequest, aliases map[string]alias
 		if v, ok := values[key]; ok && v != nil {
 			n, err := t.Key.Normalize(v)
 			if err != nil {
-				return txn.Operation{}, badOp(i, "primary key %q %v", key, err)
+				return txn.Operation{}, txn.BadOp(i, "primary key %q %v", key, err)
 			}
 			if id != "" && schema.KeyText(n) != id {
-				return txn.Operation{}, badOp(i, "id %q and values.%s %q disagree", id, key, schema.KeyText(n))
+				return txn.Operation{}, txn.BadOp(i, "id %q and values.%s %q disagree", id, key, schema.KeyText(n))
 			}
 			id = schema.KeyText(n)
 		}
 		if id == "" {
 			if !t.GeneratesKey() || kind == txn.Upsert {
-				return txn.Operation{}, badOp(i, "table %q has a %s primary key %q that spool cannot generate; name it in the %s", t.Name, t.Key.Kind, key, kind)
+				return txn.Operation{}, txn.BadOp(i, "table %q has a %s primary key %q that spool cannot generate; name it in the %s", t.Name, t.Key.Kind, key, kind)
 			}
 			id, generated = txn.NewID(), true
 		}
@@ -172,22 +138,22 @@ func resolveOp(cat *schema.Catalog, i int, o OpRequest, aliases map[string]alias
 		}
 	case txn.Update, txn.Delete:
 		if id == "" {
-			return txn.Operation{}, badOp(i, "%s needs the id of the row", kind)
+			return txn.Operation{}, txn.BadOp(i, "%s needs the id of the row", kind)
 		}
 		if kind == txn.Delete && len(values) > 0 {
-			return txn.Operation{}, badOp(i, "delete takes no values")
+			return txn.Operation{}, txn.BadOp(i, "delete takes no values")
 		}
 		if kind == txn.Update && len(values) == 0 {
-			return txn.Operation{}, badOp(i, "update needs values to set")
+			return txn.Operation{}, txn.BadOp(i, "update needs values to set")
 		}
 		if v, ok := values[key]; ok {
 			if n, err := t.Key.Normalize(v); err != nil || schema.KeyText(n) != id {
-				return txn.Operation{}, badOp(i, "update cannot change the primary key %q", key)
+				return txn.Operation{}, txn.BadOp(i, "update cannot change the primary key %q", key)
 			}
 		}
 	}
 	if err := t.CheckValues(values, kind == txn.Insert); err != nil {
-		return txn.Operation{}, badOp(i, "%v", err)
+		return txn.Operation{}, txn.BadOp(i, "%v", err)
 	}
 	if len(values) == 0 {
 		values = nil
@@ -204,17 +170,17 @@ func resolveID(t *schema.Table, i int, raw json.RawMessage, aliases map[string]a
 	dec := json.NewDecoder(strings.NewReader(string(raw)))
 	dec.UseNumber()
 	if err := dec.Decode(&v); err != nil {
-		return "", badOp(i, "id: %v", err)
+		return "", txn.BadOp(i, "id: %v", err)
 	}
 	if r, ok, err := refOf(v); err != nil {
-		return "", badOp(i, "id: %v", err)
+		return "", txn.BadOp(i, "id: %v", err)
 	} else if ok {
 		a, found := aliases[r]
 		if !found {
-			return "", badOp(i, "id: unknown $ref %q (no earlier operation has \"as\": %q)", r, r)
+			return "", txn.BadOp(i, "id: unknown $ref %q (no earlier operation has \"as\": %q)", r, r)
 		}
 		if a.table != t.Name {
-			return "", badOp(i, "id: $ref %q is a row of table %q, not %q", r, a.table, t.Name)
+			return "", txn.BadOp(i, "id: $ref %q is a row of table %q, not %q", r, a.table, t.Name)
 		}
 		return a.id, nil
 	}
@@ -225,11 +191,11 @@ func resolveID(t *schema.Table, i int, raw json.RawMessage, aliases map[string]a
 	case json.Number:
 		text = string(x)
 	default:
-		return "", badOp(i, "id must be a string, a number or {\"$ref\": alias}")
+		return "", txn.BadOp(i, "id must be a string, a number or {\"$ref\": alias}")
 	}
 	key, err := t.Key.NormalizeKey(text)
 	if err != nil {
-		return "", badOp(i, "id %s", err)
+		return "", txn.BadOp(i, "id %s", err)
 	}
 	return key, nil
 }

@@ -85,8 +85,8 @@ func TestResolveErrors(t *testing.T) {
 	}
 	for body, want := range cases {
 		_, _, err := resolve(catalog(), parseReq(t, body), time.Now())
-		ie, ok := err.(*InputError)
-		if !ok || ie.Kind != ErrInvalid || !strings.Contains(ie.Msg, want) {
+		ie, ok := err.(*txn.InputError)
+		if !ok || ie.Kind != txn.ErrInvalid || !strings.Contains(ie.Msg, want) {
 			t.Errorf("%s\n  = %v; want a 400 containing %q", body, err, want)
 		}
 	}
@@ -115,7 +115,7 @@ func FuzzResolve(f *testing.F) {
 		}
 		tx, rc, err := resolve(cat, &req, time.Now())
 		if err != nil {
-			ie, ok := err.(*InputError)
+			ie, ok := err.(*txn.InputError)
 			if !ok || ie.Kind == nil || ie.Msg == "" {
 				t.Fatalf("refusal %v (%T) is not a 4xx naming the problem", err, err)
 			}

@@ -14,10 +14,10 @@ import (
 
 // Status tells where transaction id is. ok is false if spool never saw it.
 func (g *Gateway) Status(ctx context.Context, id string) (status.Status, bool, error) {
-	if s, ok := g.tracker.Get(id); ok && (g.local != nil || s.State.Done()) {
+	if s, ok := g.tracker.Get(id); ok && (!g.shared || s.State.Done()) {
 		return s, true, nil
 	}
-	if g.local != nil {
+	if !g.shared {
 		// What this process knows first; gone from the overlay and the
 		// tracker, it finished long ago (or never was): the database tells.
 		if s, ok, err := g.known(ctx, id); ok || err != nil {
@@ -103,9 +103,9 @@ const SharedPoll = 20 * time.Millisecond
 
 // Wait waits until transaction id reaches state want or ctx ends.
 func (g *Gateway) Wait(ctx context.Context, id string, want txn.State) (status.Status, bool, error) {
-	if g.local != nil {
+	if !g.shared {
 		pending := func() bool {
-			ok, err := g.local.Has(ctx, id)
+			ok, err := g.overlay.Has(ctx, id)
 			return ok && err == nil // on an error, Status below reports it
 		}
 		if s, ok := g.tracker.Wait(ctx, id, want, pending); ok {

@@ -109,8 +109,11 @@ func New() *Overlay {
 
 // Open returns an empty overlay that holds up to maxOps changes in memory
 // and the rest in a file at path, created anew (what a former run left
-// there is removed). Close it to remove the file.
-func Open(ctx context.Context, path string, maxOps int) (*Overlay, error) {
+// there is removed). normalize restores canonical values (JSON turns
+// integers into numbers and bytes into text) in the changes it reads back
+// from disk: the catalog's (schema.Live.Normalize). Close it to remove the
+// file.
+func Open(ctx context.Context, path string, maxOps int, normalize func(table string, values map[string]any)) (*Overlay, error) {
 	if maxOps < 1 {
 		return nil, fmt.Errorf("overlay: %d changes in memory; at least 1", maxOps)
 	}
@@ -119,7 +122,7 @@ func Open(ctx context.Context, path string, maxOps int) (*Overlay, error) {
 		return nil, err
 	}
 	o := New()
-	o.maxOps, o.spill = maxOps, sp
+	o.maxOps, o.spill, o.normalize = maxOps, sp, normalize
 	return o, nil
 }
 
@@ -129,13 +132,6 @@ func (o *Overlay) Close() error {
 		return nil
 	}
 	return o.spill.close()
-}
-
-// SetNormalize sets the function that restores canonical values (JSON
-// turns integers into numbers and bytes into text) in changes read back
-// from disk; set it before the overlay is used.
-func (o *Overlay) SetNormalize(fn func(table string, values map[string]any)) {
-	o.normalize = fn
 }
 
 // Add records the changes of tx. Adding a transaction twice is a no-op.

@@ -28,11 +28,10 @@ func normalizeX(table string, values map[string]any) {
 
 func openSpilling(t *testing.T, maxOps int) *Overlay {
 	t.Helper()
-	o, err := Open(ctx, filepath.Join(t.TempDir(), "spill.db"), maxOps)
+	o, err := Open(ctx, filepath.Join(t.TempDir(), "spill.db"), maxOps, normalizeX)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.SetNormalize(normalizeX)
 	t.Cleanup(func() { o.Close() })
 	return o
 }
@@ -254,7 +253,7 @@ func TestSpillFileLifetime(t *testing.T) {
 	if err := os.WriteFile(path, []byte("left by a crashed run"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o, err := Open(ctx, path, 1)
+	o, err := Open(ctx, path, 1, normalizeX)
 	if err != nil {
 		t.Fatalf("Open over a former run's file: %v", err)
 	}
@@ -269,7 +268,7 @@ func TestSpillFileLifetime(t *testing.T) {
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the spill file is still there after Close: %v", err)
 	}
-	if _, err := Open(ctx, filepath.Join(t.TempDir(), "spill.db"), 0); err == nil {
+	if _, err := Open(ctx, filepath.Join(t.TempDir(), "spill.db"), 0, normalizeX); err == nil {
 		t.Fatal("Open with no room in memory succeeded")
 	}
 }
@@ -353,12 +352,11 @@ func benchOverlay(b *testing.B, tier string) *Overlay {
 	if tier == "memory" {
 		return New()
 	}
-	o, err := Open(ctx, filepath.Join(b.TempDir(), "spill.db"), 1)
+	o, err := Open(ctx, filepath.Join(b.TempDir(), "spill.db"), 1, normalizeX)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { o.Close() })
-	o.SetNormalize(normalizeX)
 	o.Add(ctx, tx("fill", op(txn.Insert, "fill", schema.Row{"id": "fill"})))
 	return o
 }

@@ -1,6 +1,6 @@
 // Package replication follows read replicas: it polls each replica's replay
-// position and reports the transactions every replica has replayed, so
-// their overlay entries can go.
+// position and tells, for each committed batch it tracks, when every
+// replica has replayed it, so that its overlay entries can go.
 package replication
 
 import (
@@ -51,14 +51,6 @@ type Primary interface {
 	CurrentLSN(ctx context.Context) (txn.LSN, error)
 }
 
-// Sink is told which transactions every replica has replayed. An error
-// (their overlay entries could not be evicted) keeps them waiting: they
-// are reported again at the next poll, and the channel Track returned for
-// them stays open until one report succeeds.
-type Sink interface {
-	Replicated(ctx context.Context, ids []string, at time.Time) error
-}
-
 // Named is a replica with the name its figures are reported under.
 type Named struct {
 	Name    string
@@ -90,7 +82,7 @@ type waiting struct {
 	lsn     txn.LSN
 	ids     []string
 	applied time.Time
-	done    chan struct{} // closed once the sink was told they are replicated
+	done    chan time.Time // told when every replica has them
 }
 
 // Watcher polls the replicas and reports replicated transactions.
@@ -98,7 +90,6 @@ type Watcher struct {
 	cfg      Config
 	replicas []Named
 	primary  Primary
-	sink     Sink
 	logger   *slog.Logger
 
 	mu      sync.Mutex
@@ -111,7 +102,7 @@ type Watcher struct {
 }
 
 // New returns a watcher of replicas; primary may be nil (no lag in bytes).
-func New(cfg Config, replicas []Named, primary Primary, sink Sink, logger *slog.Logger) (*Watcher, error) {
+func New(cfg Config, replicas []Named, primary Primary, logger *slog.Logger) (*Watcher, error) {
 	if len(replicas) == 0 {
 		return nil, errors.New("replication: no replica to watch")
 	}
@@ -127,7 +118,7 @@ func New(cfg Config, replicas []Named, primary Primary, sink Sink, logger *slog.
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	w := &Watcher{cfg: cfg, replicas: replicas, primary: primary, sink: sink, logger: logger,
+	w := &Watcher{cfg: cfg, replicas: replicas, primary: primary, logger: logger,
 		kick: make(chan struct{}, 1), status: make([]ReplicaStatus, len(replicas)), lastErr: map[string]time.Time{}}
 	for i, r := range replicas {
 		w.status[i].Name = r.Name
@@ -136,13 +127,10 @@ func New(cfg Config, replicas []Named, primary Primary, sink Sink, logger *slog.
 }
 
 // Track records a committed batch: its commit LSN and transaction ids.
-// The channel it returns is closed once the sink has been told they are
-// replicated (and has evicted them): until then the log must keep their
-// entries, so that a process that dies meanwhile leaves them to be
-// delivered, applied (as duplicates) and tracked again, not orphaned in
-// the overlay.
-func (w *Watcher) Track(lsn txn.LSN, ids []string, applied time.Time) <-chan struct{} {
-	done := make(chan struct{})
+// The channel it returns is told, once, the time every replica was found
+// to have them.
+func (w *Watcher) Track(lsn txn.LSN, ids []string, applied time.Time) <-chan time.Time {
+	done := make(chan time.Time, 1)
 	w.mu.Lock()
 	w.queue = append(w.queue, waiting{lsn: lsn, ids: ids, applied: applied, done: done})
 	w.mu.Unlock()
@@ -256,27 +244,21 @@ func (w *Watcher) poll(ctx context.Context) {
 	}
 	w.mu.Lock()
 	n := 0
-	var ids []string
 	for n < len(w.queue) && w.queue[n].lsn <= min {
-		ids = append(ids, w.queue[n].ids...)
 		n++
 	}
 	w.mu.Unlock()
 	if n == 0 {
 		return
 	}
-	if err := w.sink.Replicated(ctx, ids, now); err != nil {
-		w.logLimited("sink", "replication: replicated transactions could not leave the overlay; trying again", "transactions", len(ids), "err", err)
-		return
-	}
 	// Only Track appends to the queue meanwhile: the first n are still
-	// the ones reported.
+	// the ones found replicated.
 	w.mu.Lock()
 	done := w.queue[:n:n]
 	w.queue = append([]waiting(nil), w.queue[n:]...)
 	w.mu.Unlock()
 	for _, d := range done {
-		close(d.done)
+		d.done <- now
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spoolgw/spool/internal/changes"
 	"github.com/spoolgw/spool/internal/txn"
 )
 
@@ -262,4 +263,19 @@ func (r *rateWindow) perSecond(now time.Time) float64 {
 		}
 	}
 	return float64(n) / RateWindow.Seconds()
+}
+
+// Changed implements changes.Subscriber: queued transactions are counted,
+// refused ones taken back, and the rest advanced.
+func (t *Tracker) Changed(cs []changes.Change) {
+	for _, c := range cs {
+		switch {
+		case c.Refused:
+			t.Forget(c.ID)
+		case c.State == txn.Queued:
+			t.Queued()
+		default:
+			t.Advance(c.ID, c.State, c.At, c.LSN, c.Err, c.Code)
+		}
+	}
 }

@@ -136,9 +136,8 @@ func BenchmarkTable(b *testing.B) {
 }
 
 func benchTable(b *testing.B, rows int, churn bool) {
-	l := openLog(b, Config{})
+	l := openLog(b, Config{Normalize: func(string, map[string]any) {}})
 	o := l.Overlay()
-	o.SetNormalize(func(string, map[string]any) {})
 	ctx := b.Context()
 	var ids []string
 	appendOne := func(i int) {

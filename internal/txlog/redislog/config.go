@@ -80,6 +80,11 @@ type Config struct {
 	// one with a new name takes them over after MinIdle. Default
 	// "<hostname>-<pid>".
 	Consumer string
+	// Normalize restores canonical values (JSON turns integers into
+	// numbers and bytes into text) in the changes the overlay reads back:
+	// the catalog's (schema.Live.Normalize). Nil leaves them as JSON
+	// decodes them.
+	Normalize func(table string, values map[string]any)
 	// MinIdle is how long the entries another consumer claimed must have
 	// been left alone before this one takes them over (XAUTOCLAIM) when it
 	// starts claiming; younger ones it waits for, so that entries are

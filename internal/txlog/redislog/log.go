@@ -101,7 +101,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Log, error) {
 		closing:    make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
-	l.overlay = &Overlay{l: l}
+	l.overlay = &Overlay{l: l, normalize: cfg.Normalize}
 	if err := l.open(ctx); err != nil {
 		_ = client.Close()
 		return nil, err

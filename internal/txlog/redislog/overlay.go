@@ -18,21 +18,14 @@ import (
 // transaction appended and not yet evicted, kept by the append script in the
 // same atomic step as the stream entry, and read by every spool process
 // that opens the log. Values come back as JSON decodes them (numbers as
-// json.Number); the gateway normalises them against the catalog.
+// json.Number) and are normalised by Config.Normalize.
 type Overlay struct {
 	l *Log
-	// normalize, set by SetNormalize before any read, restores canonical
-	// values.
+	// normalize restores canonical values (Config.Normalize).
 	normalize func(table string, values map[string]any)
 	mu        sync.Mutex
 	read      map[string]*tableRead // by table: what Table last read of it
 	flights   map[string]*flights   // by table: the reads of it under way
-}
-
-// SetNormalize makes Row and Table return values normalised by fn (the
-// gateway's catalog). Call it before any read.
-func (o *Overlay) SetNormalize(fn func(table string, values map[string]any)) {
-	o.normalize = fn
 }
 
 // MaxDecoded bounds the changes of one table that Table keeps decoded

@@ -477,16 +477,15 @@ func TestLargeTransaction(t *testing.T) {
 // returns the same changes as without, and forgets what was evicted.
 func TestTableDecodesOnce(t *testing.T) {
 	t.Parallel()
-	l := openLog(t, Config{})
-	o := l.Overlay()
-	ctx := testCtx(t)
 	var normalised atomic.Int64
-	o.SetNormalize(func(table string, values map[string]any) {
+	l := openLog(t, Config{Normalize: func(table string, values map[string]any) {
 		normalised.Add(1)
 		if n, ok := values["v"].(json.Number); ok {
 			values["v"], _ = n.Int64()
 		}
-	})
+	}})
+	o := l.Overlay()
+	ctx := testCtx(t)
 	t1 := newTxn(op(txn.Insert, "t", "1", map[string]any{"v": 1}), op(txn.Insert, "t", "2", map[string]any{"v": 2}))
 	t2 := newTxn(op(txn.Update, "t", "1", map[string]any{"v": 3}))
 	for _, tx := range []*txn.Transaction{t1, t2} {
@@ -595,9 +594,8 @@ func TestTableKeepsAtMostMaxDecoded(t *testing.T) {
 // next, must return such a run.
 func TestTableConcurrentReaders(t *testing.T) {
 	t.Parallel()
-	l := openLog(t, Config{})
+	l := openLog(t, Config{Normalize: func(string, map[string]any) {}})
 	o := l.Overlay()
-	o.SetNormalize(func(string, map[string]any) {})
 	ctx := testCtx(t)
 	const rows = 600
 	done := make(chan struct{})
@@ -663,9 +661,8 @@ func TestTableConcurrentReaders(t *testing.T) {
 // shared between callers began after each of them called.
 func TestTableReadsOwnWrites(t *testing.T) {
 	t.Parallel()
-	l := openLog(t, Config{})
+	l := openLog(t, Config{Normalize: func(string, map[string]any) {}})
 	o := l.Overlay()
-	o.SetNormalize(func(string, map[string]any) {})
 	ctx := testCtx(t)
 	const writers, rounds = 8, 40
 	errs := make(chan error, writers)
@@ -705,9 +702,8 @@ func TestTableReadsOwnWrites(t *testing.T) {
 // are counted by Redis (INFO commandstats). Not parallel: it pauses the
 // package's server and counts all of its script calls.
 func TestTableSharesConcurrentReads(t *testing.T) {
-	l := openLog(t, Config{})
+	l := openLog(t, Config{Normalize: func(string, map[string]any) {}})
 	o := l.Overlay()
-	o.SetNormalize(func(string, map[string]any) {})
 	ctx := testCtx(t)
 	for i := range 100 {
 		if _, err := l.Append(ctx, newTxn(op(txn.Insert, "shared", strconv.Itoa(i), map[string]any{"i": i}))); err != nil {

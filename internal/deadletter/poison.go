@@ -1,4 +1,4 @@
-package applier
+package deadletter
 
 import (
 	"fmt"
@@ -7,15 +7,19 @@ import (
 	"github.com/spoolgw/spool/internal/txn"
 )
 
-// poison remembers the rows that failed transactions inserted, so that later
+// Poison remembers the rows that failed transactions inserted, so that later
 // transactions which update, delete or refer to them fail with a reason that
-// names the cause instead of applying against rows that never existed.
-type poison struct {
+// names the cause instead of applying against rows that never existed. The
+// applier consults it through the gate of each attempt at a batch; the
+// settler withdraws from the overlay what depends on a failed transaction;
+// a retry or a drop forgives the dead letter's rows.
+type Poison struct {
 	mu   sync.Mutex
 	rows map[string]string // row key or id → failed transaction id
 }
 
-func newPoison() *poison { return &poison{rows: make(map[string]string)} }
+// NewPoison returns an empty poison set.
+func NewPoison() *Poison { return &Poison{rows: make(map[string]string)} }
 
 func rowKey(table, id string) string { return table + "\x00" + id }
 
@@ -31,13 +35,13 @@ func (e *DependencyError) Error() string {
 }
 
 // Depends reports which failed transaction op depends on, if any.
-func (p *poison) depends(op txn.Operation) (string, bool) {
+func (p *Poison) Depends(op txn.Operation) (string, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.dependsLocked(nil, op)
 }
 
-func (p *poison) dependsLocked(local map[string]string, op txn.Operation) (string, bool) {
+func (p *Poison) dependsLocked(local map[string]string, op txn.Operation) (string, bool) {
 	lookup := func(k string) (string, bool) {
 		if on, ok := local[k]; ok {
 			return on, true
@@ -60,13 +64,15 @@ func (p *poison) dependsLocked(local map[string]string, op txn.Operation) (strin
 	return "", false
 }
 
-// attempt returns a gate for one attempt at a batch; its failures join the
-// poison only when the batch commits.
-func (p *poison) attempt() *attemptGate {
-	return &attemptGate{p: p, local: make(map[string]string)}
+// Attempt returns the gate of one attempt at a batch of log, applied under
+// fencing token (store.Gate); its failures join the set only when the
+// batch commits (Commit).
+func (p *Poison) Attempt(log string, token int64) *Gate {
+	return &Gate{p: p, local: make(map[string]string), log: log, token: token}
 }
 
-func (p *poison) commit(g *attemptGate) {
+// Commit adds the failures of g's attempt, which committed.
+func (p *Poison) Commit(g *Gate) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for k, v := range g.local {
@@ -74,17 +80,17 @@ func (p *poison) commit(g *attemptGate) {
 	}
 }
 
-// attemptGate is the store.Gate of one attempt.
-type attemptGate struct {
-	p     *poison
+// Gate is the store.Gate of one attempt at a batch.
+type Gate struct {
+	p     *Poison
 	local map[string]string
 	log   string
 	token int64
 }
 
-func (g *attemptGate) Fence() (string, int64) { return g.log, g.token }
+func (g *Gate) Fence() (string, int64) { return g.log, g.token }
 
-func (g *attemptGate) Admit(tx *txn.Transaction) error {
+func (g *Gate) Admit(tx *txn.Transaction) error {
 	g.p.mu.Lock()
 	defer g.p.mu.Unlock()
 	for _, op := range tx.Operations {
@@ -98,7 +104,7 @@ func (g *attemptGate) Admit(tx *txn.Transaction) error {
 // Failed poisons the rows the failed transaction inserted under keys spool
 // generated: those rows exist nowhere else. A key the writer named may
 // belong to a row that exists anyway, so it is not poisoned.
-func (g *attemptGate) Failed(tx *txn.Transaction, _ error) {
+func (g *Gate) Failed(tx *txn.Transaction, _ error) {
 	for _, op := range tx.Operations {
 		if op.Op == txn.Insert && op.Generated {
 			g.local[rowKey(op.Table, op.ID)] = tx.ID
@@ -107,18 +113,14 @@ func (g *attemptGate) Failed(tx *txn.Transaction, _ error) {
 	}
 }
 
-// DependsOnFailed reports whether op depends on a transaction that failed,
-// and which.
-func (a *Applier) DependsOnFailed(op txn.Operation) (string, bool) { return a.poison.depends(op) }
-
 // Forgive forgets the rows of failed transaction id: it is being retried or
 // was dropped, so transactions that refer to its rows may run again.
-func (a *Applier) Forgive(id string) {
-	a.poison.mu.Lock()
-	defer a.poison.mu.Unlock()
-	for k, on := range a.poison.rows {
+func (p *Poison) Forgive(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, on := range p.rows {
 		if on == id {
-			delete(a.poison.rows, k)
+			delete(p.rows, k)
 		}
 	}
 }

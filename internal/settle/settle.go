@@ -1,0 +1,221 @@
+// Package settle takes each batch the applier committed to its end: its
+// transactions leave the overlay (failed ones at once, with every pending
+// transaction that depends on them; applied ones when the readers'
+// database has them) and their states are published, in that order, so
+// that a client who sees its transaction failed or replicated and reads
+// again never finds its rows still buffered. The applier acknowledges a
+// batch in the log only once it is settled.
+package settle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/changes"
+	"github.com/spoolgw/spool/internal/deadletter"
+	"github.com/spoolgw/spool/internal/overlay"
+	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// Overlay is what the settler takes transactions out of.
+type Overlay interface {
+	// Evict removes the changes of the given transactions.
+	Evict(ctx context.Context, ids ...string) error
+	// Withdraw evicts every pending transaction with a change depends
+	// reports true for, and returns their ids.
+	Withdraw(ctx context.Context, depends func(table, key string, op overlay.Op) bool) ([]string, error)
+}
+
+// Replication follows committed batches until every read replica has
+// them: the channel Track returns is told when.
+type Replication interface {
+	Track(lsn txn.LSN, ids []string, applied time.Time) <-chan time.Time
+}
+
+// Publisher hears the settled states (changes.Feed).
+type Publisher interface {
+	Publish(cs ...changes.Change)
+}
+
+// Config is what a Settler is built from.
+type Config struct {
+	Overlay Overlay
+	Poison  *deadletter.Poison
+	// Replication is nil without read replicas: a transaction is then
+	// replicated when it commits.
+	Replication Replication
+	Feed        Publisher
+	Logger      *slog.Logger
+	// EvictRetry is the longest wait between two tries of an eviction
+	// that failed (default DefaultEvictRetry).
+	EvictRetry time.Duration
+}
+
+// DefaultEvictRetry is the longest wait between two tries of an eviction
+// that failed (the overlay's Redis down): an entry left in the overlay
+// would be merged over newer rows of the database for ever, so an
+// eviction is tried until it succeeds or the batch's term ends.
+const DefaultEvictRetry = time.Second
+
+// Settler implements applier.Sink.
+type Settler struct {
+	cfg Config
+}
+
+var _ applier.Sink = (*Settler)(nil)
+
+// New returns the settler of cfg.
+func New(cfg Config) (*Settler, error) {
+	if cfg.Overlay == nil || cfg.Poison == nil || cfg.Feed == nil {
+		return nil, errors.New("settle: a settler needs an overlay, a poison set and a feed")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.EvictRetry <= 0 {
+		cfg.EvictRetry = DefaultEvictRetry
+	}
+	return &Settler{cfg: cfg}, nil
+}
+
+// Committed implements applier.Sink. Failed transactions leave the overlay
+// at once, with every pending transaction that depends on them. Applied
+// ones leave it when the readers' database has them: at once without
+// replicas, else when every replica has them. The channel returned is
+// closed then; never, if the eviction did not succeed before ctx (the
+// batch's term) ended: the batch then stays in the log, to be delivered
+// and settled again.
+func (s *Settler) Committed(ctx context.Context, results []applier.Result) <-chan struct{} {
+	failed := false
+	var gone, applied []string
+	var lsn txn.LSN
+	for _, r := range results {
+		if r.Err != nil {
+			failed = true
+			gone = append(gone, r.Tx.ID)
+			continue
+		}
+		lsn = max(lsn, r.LSN)
+		applied = append(applied, r.Tx.ID)
+	}
+	if s.cfg.Replication == nil {
+		gone = append(gone, applied...)
+	}
+	evicted := s.evict(ctx, gone)
+	if failed {
+		s.withdrawDependents(ctx)
+	}
+	cs := make([]changes.Change, len(results))
+	for i, r := range results {
+		cs[i] = changes.Change{ID: r.Tx.ID, At: r.At, LSN: r.LSN, Tx: r.Tx}
+		switch {
+		case r.Err != nil:
+			cs[i].State, cs[i].Err, cs[i].Code, cs[i].LSN = txn.Failed, r.Err, failureCode(r.Err), 0
+			s.cfg.Logger.Warn("transaction dead-lettered", "txn", r.Tx.ID, "err", r.Err)
+		case s.cfg.Replication == nil:
+			cs[i].State = txn.Replicated
+		default:
+			cs[i].State = txn.Applied
+		}
+	}
+	s.cfg.Feed.Publish(cs...)
+	settled := make(chan struct{})
+	switch {
+	case !evicted:
+		// Never closed: the applier leaves the batch in the log.
+	case s.cfg.Replication != nil && len(applied) > 0:
+		replicated := s.cfg.Replication.Track(lsn, applied, results[0].At)
+		go s.replicated(ctx, replicated, results, settled)
+	default:
+		close(settled)
+	}
+	return settled
+}
+
+// replicated waits until every replica has the applied transactions of
+// results, evicts them and publishes them replicated, then closes
+// settled; it gives up, leaving settled open, when ctx ends first.
+func (s *Settler) replicated(ctx context.Context, replicated <-chan time.Time, results []applier.Result, settled chan struct{}) {
+	var at time.Time
+	select {
+	case <-ctx.Done():
+		return
+	case at = <-replicated:
+	}
+	var ids []string
+	var cs []changes.Change
+	for _, r := range results {
+		if r.Err == nil {
+			ids = append(ids, r.Tx.ID)
+			cs = append(cs, changes.Change{ID: r.Tx.ID, State: txn.Replicated, At: at, Tx: r.Tx})
+		}
+	}
+	if !s.evict(ctx, ids) {
+		return
+	}
+	s.cfg.Feed.Publish(cs...)
+	close(settled)
+}
+
+// withdrawDependents takes out of the overlay every pending transaction
+// with a change that depends on a failed one: it is bound to fail too, and
+// readers must not see it meanwhile.
+func (s *Settler) withdrawDependents(ctx context.Context) {
+	ids, err := s.cfg.Overlay.Withdraw(ctx, func(table, key string, op overlay.Op) bool {
+		_, ok := s.cfg.Poison.Depends(txn.Operation{Op: op.Kind, Table: table, ID: key, Values: op.Values})
+		return ok
+	})
+	if err != nil {
+		s.cfg.Logger.Error("withdraw transactions that depend on a failed one", "err", err)
+	}
+	if len(ids) > 0 {
+		s.cfg.Logger.Warn("withdrew pending transactions that depend on a failed one", "transactions", len(ids))
+	}
+}
+
+// failureCode is the code a failed transaction's state carries.
+func failureCode(err error) string {
+	var (
+		ae *store.ApplyError
+		se *store.SupersededError
+	)
+	switch {
+	case errors.As(err, &ae):
+		return ae.Code
+	case errors.As(err, &se):
+		return store.CodeSuperseded
+	}
+	return ""
+}
+
+// evict takes transactions out of the overlay, trying again until it
+// succeeds or ctx (the batch's term) ends. It reports whether they left.
+// A stop does not cut a try short: what the database has must leave the
+// overlay.
+func (s *Settler) evict(ctx context.Context, ids []string) bool {
+	if len(ids) == 0 {
+		return true
+	}
+	wait := 10 * time.Millisecond
+	for {
+		err := s.cfg.Overlay.Evict(context.WithoutCancel(ctx), ids...)
+		if err == nil {
+			return true
+		}
+		s.cfg.Logger.Error("evict transactions from the overlay; trying again", "transactions", len(ids),
+			"err", fmt.Errorf("evict: %w", err), "wait", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		wait = min(2*wait, s.cfg.EvictRetry)
+	}
+}
