@@ -1,0 +1,231 @@
+package settle
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/changes"
+	"github.com/spoolgw/spool/internal/deadletter"
+	"github.com/spoolgw/spool/internal/overlay"
+	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/txn"
+)
+
+// fakeOverlay is an overlay that records evictions and fails the first
+// `failures` of them.
+type fakeOverlay struct {
+	mu       sync.Mutex
+	failures int
+	tries    int
+	evicted  []string
+	// published is what the feed had heard when each eviction ran.
+	feed *recorder
+	seen []int
+}
+
+func (o *fakeOverlay) Evict(_ context.Context, ids ...string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.tries++
+	if o.failures > 0 {
+		o.failures--
+		return errors.New("connection refused")
+	}
+	o.evicted = append(o.evicted, ids...)
+	o.seen = append(o.seen, o.feed.count())
+	return nil
+}
+
+func (o *fakeOverlay) Withdraw(context.Context, func(table, key string, op overlay.Op) bool) ([]string, error) {
+	return nil, nil
+}
+
+func (o *fakeOverlay) evictions() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.evicted)
+}
+
+type recorder struct {
+	mu sync.Mutex
+	cs []changes.Change
+}
+
+func (r *recorder) Publish(cs ...changes.Change) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cs = append(r.cs, cs...)
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.cs)
+}
+
+func (r *recorder) states() map[string][]txn.State {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := map[string][]txn.State{}
+	for _, c := range r.cs {
+		m[c.ID] = append(m[c.ID], c.State)
+	}
+	return m
+}
+
+type fakeReplication struct {
+	ch  chan time.Time
+	ids []string
+}
+
+func (f *fakeReplication) Track(_ txn.LSN, ids []string, _ time.Time) <-chan time.Time {
+	f.ids = ids
+	return f.ch
+}
+
+func results() []applier.Result {
+	now := time.Now()
+	return []applier.Result{
+		{Tx: &txn.Transaction{ID: "a"}, LSN: 10, At: now},
+		{Tx: &txn.Transaction{ID: "b"}, Err: &store.ApplyError{Code: "23505"}, At: now},
+		{Tx: &txn.Transaction{ID: "c"}, LSN: 11, At: now},
+	}
+}
+
+func newSettler(t *testing.T, ov *fakeOverlay, rep Replication, feed *recorder) *Settler {
+	t.Helper()
+	s, err := New(Config{Overlay: ov, Poison: deadletter.NewPoison(), Replication: rep, Feed: feed, EvictRetry: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// Without replicas a batch settles at once: every transaction leaves the
+// overlay before any state is published, applied ones as replicated.
+func TestSettleWithoutReplicas(t *testing.T) {
+	feed := &recorder{}
+	ov := &fakeOverlay{feed: feed}
+	settled := newSettler(t, ov, nil, feed).Committed(t.Context(), results())
+	if !closed(settled) {
+		t.Fatal("batch not settled")
+	}
+	if got := ov.evictions(); !slices.Equal(got, []string{"b", "a", "c"}) {
+		t.Fatalf("evicted %v, want the failed one, then the applied ones", got)
+	}
+	if ov.seen[0] != 0 {
+		t.Fatalf("%d states published before the eviction", ov.seen[0])
+	}
+	want := map[string][]txn.State{"a": {txn.Replicated}, "b": {txn.Failed}, "c": {txn.Replicated}}
+	if got := feed.states(); !mapsEqual(got, want) {
+		t.Fatalf("states %v, want %v", got, want)
+	}
+	if c := feed.cs[1]; c.Code != "23505" || c.Err == nil {
+		t.Fatalf("failure published as %+v", c)
+	}
+}
+
+// With replicas the applied transactions stay in the overlay, applied,
+// until the replicas have them; then they leave it, are published
+// replicated, and the batch settles.
+func TestSettleWaitsForReplicas(t *testing.T) {
+	feed := &recorder{}
+	ov := &fakeOverlay{feed: feed}
+	rep := &fakeReplication{ch: make(chan time.Time, 1)}
+	settled := newSettler(t, ov, rep, feed).Committed(t.Context(), results())
+	if closed(settled) {
+		t.Fatal("batch settled before the replicas had it")
+	}
+	if got := ov.evictions(); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("evicted %v before replication, want only the failed one", got)
+	}
+	if !slices.Equal(rep.ids, []string{"a", "c"}) {
+		t.Fatalf("tracked %v, want the applied ones", rep.ids)
+	}
+	rep.ch <- time.Now()
+	select {
+	case <-settled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("batch never settled once replicated")
+	}
+	if got := ov.evictions(); !slices.Equal(got, []string{"b", "a", "c"}) {
+		t.Fatalf("evicted %v", got)
+	}
+	want := map[string][]txn.State{"a": {txn.Applied, txn.Replicated}, "b": {txn.Failed}, "c": {txn.Applied, txn.Replicated}}
+	if got := feed.states(); !mapsEqual(got, want) {
+		t.Fatalf("states %v, want %v", got, want)
+	}
+}
+
+// An eviction that fails is tried again until it succeeds; one that never
+// succeeds before the term ends leaves the batch unsettled (it stays in
+// the log), and nothing is published replicated.
+func TestSettleRetriesEviction(t *testing.T) {
+	feed := &recorder{}
+	ov := &fakeOverlay{feed: feed, failures: 3}
+	if !closed(newSettler(t, ov, nil, feed).Committed(t.Context(), results())) {
+		t.Fatal("batch not settled after the eviction succeeded")
+	}
+
+	feed = &recorder{}
+	ov = &fakeOverlay{feed: feed, failures: 1 << 30}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	settled := newSettler(t, ov, nil, feed).Committed(ctx, results())
+	if closed(settled) {
+		t.Fatal("batch settled though it never left the overlay")
+	}
+
+	feed = &recorder{}
+	ov = &fakeOverlay{feed: feed}
+	rep := &fakeReplication{ch: make(chan time.Time, 1)}
+	ctx, cancel = context.WithCancel(t.Context())
+	settled = newSettler(t, ov, rep, feed).Committed(ctx, results())
+	ov.mu.Lock()
+	ov.failures = 1 << 30
+	ov.mu.Unlock()
+	rep.ch <- time.Now()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ov.mu.Lock()
+		tries := ov.tries
+		ov.mu.Unlock()
+		if tries >= 3 { // the failed one's eviction, then two of the replicated ones
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replicated transactions' eviction was tried %d times", tries)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if s := feed.states(); slices.Contains(s["a"], txn.Replicated) || closed(settled) {
+		t.Fatalf("published replicated (%v) or settled though the eviction failed", s)
+	}
+}
+
+func mapsEqual(a, b map[string][]txn.State) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !slices.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
