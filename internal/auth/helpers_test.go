@@ -121,9 +121,8 @@ func newClock() *clock {
 	return c
 }
 
-func (c *clock) set(t time.Time)     { c.now.Store(t.UnixNano()) }
-func (c *clock) Now() time.Time      { return time.Unix(0, c.now.Load()).UTC() }
-func (c *clock) add(d time.Duration) { c.set(c.Now().Add(d)) }
+func (c *clock) set(t time.Time) { c.now.Store(t.UnixNano()) }
+func (c *clock) Now() time.Time  { return time.Unix(0, c.now.Load()).UTC() }
 
 // claims returns valid claims for the test authenticator, at t0, with
 // changes applied (a nil value deletes a claim).
