@@ -206,7 +206,7 @@ func readFile(name string) ([]byte, error) {
 // returns Anonymous.
 func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 	if !a.Enabled() {
-		return Anonymous, nil
+		return Anonymous(), nil
 	}
 	cred, err := bearer(r.Header)
 	if err != nil {

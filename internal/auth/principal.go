@@ -30,13 +30,15 @@ type Principal struct {
 	Scopes []Scope
 }
 
-// Anonymous is the principal of every request when authentication is off
-// (Authenticator.Enabled is false): it holds every scope, since spool
+// Anonymous returns the principal of every request when authentication is
+// off (Authenticator.Enabled is false): it holds every scope, since spool
 // without credentials serves whoever reaches it.
-var Anonymous = Principal{
-	Name:   "anonymous",
-	Source: SourceNone,
-	Scopes: []Scope{ScopeReadAll, ScopeWriteAll, ScopeAdmin},
+func Anonymous() Principal {
+	return Principal{
+		Name:   "anonymous",
+		Source: SourceNone,
+		Scopes: []Scope{ScopeReadAll, ScopeWriteAll, ScopeAdmin},
+	}
 }
 
 // String is the principal as the log, a transaction and a dead letter

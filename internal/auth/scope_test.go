@@ -137,13 +137,13 @@ func TestCheck(t *testing.T) {
 	}
 	// The zero Need, a route that declared nothing, refuses even Anonymous.
 	var fe *ForbiddenError
-	if err := Anonymous.Check(Need{}); !errors.As(err, &fe) || len(fe.Missing) != 0 || !strings.Contains(err.Error(), "declares no scope") {
+	if err := Anonymous().Check(Need{}); !errors.As(err, &fe) || len(fe.Missing) != 0 || !strings.Contains(err.Error(), "declares no scope") {
 		t.Errorf("Check(Need{}) = %v", err)
 	}
-	if err := Anonymous.Check(Write("a", "b")); err != nil {
+	if err := Anonymous().Check(Write("a", "b")); err != nil {
 		t.Errorf("Anonymous: %v", err)
 	}
-	if err := Anonymous.Check(Admin()); err != nil {
+	if err := Anonymous().Check(Admin()); err != nil {
 		t.Errorf("Anonymous: %v", err)
 	}
 }
