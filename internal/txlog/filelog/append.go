@@ -8,32 +8,17 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/spoolgw/spool/internal/txlog"
+	"github.com/spoolgw/spool/internal/txlog/handoff"
 	"github.com/spoolgw/spool/internal/txn"
 )
 
-// The states of an appendReq: an Append that gives up (its context is done,
-// or the log closed) and the writer that takes the request for a batch race
-// for it with a compare-and-swap, so that exactly one of them wins.
-const (
-	reqQueued int32 = iota
-	reqTaken
-	reqCancelled
-)
-
-// appendReq is one Append waiting for the writer.
-type appendReq struct {
-	tx      *txn.Transaction
-	payload []byte
-	state   atomic.Int32
-	done    chan struct{} // closed once entry or err is set
-	entry   txlog.Entry
-	err     error
-}
+// appendReq is one Append waiting for the writer, with its encoded
+// transaction.
+type appendReq = handoff.Request[[]byte]
 
 // writer is the state of the writer goroutine, which alone touches it
 // (Open sets it up before the goroutine starts; Close tears it down after
@@ -57,14 +42,8 @@ type writer struct {
 // the writer has taken it, Append waits for the write and its sync, and the
 // transaction is durable (or the log failed) whatever ctx does.
 func (l *Log) Append(ctx context.Context, tx *txn.Transaction) (txlog.Entry, error) {
-	if tx == nil {
-		return txlog.Entry{}, errors.New("filelog: append: nil transaction")
-	}
-	if err := ctx.Err(); err != nil {
-		return txlog.Entry{}, fmt.Errorf("filelog: append: %w", err)
-	}
-	if l.isClosing() {
-		return txlog.Entry{}, fmt.Errorf("filelog: append: %w", txlog.ErrClosed)
+	if err := l.queue.Check(ctx, tx); err != nil {
+		return txlog.Entry{}, err
 	}
 	if err := l.failure(); err != nil {
 		return txlog.Entry{}, err
@@ -77,28 +56,7 @@ func (l *Log) Append(ctx context.Context, tx *txn.Transaction) (txlog.Entry, err
 		return txlog.Entry{}, fmt.Errorf("filelog: append: transaction of %d bytes exceeds MaxRecordSize %d",
 			len(payload), l.cfg.MaxRecordSize)
 	}
-	r := &appendReq{tx: tx, payload: payload, done: make(chan struct{})}
-	select {
-	case l.reqs <- r:
-	case <-ctx.Done():
-		return txlog.Entry{}, fmt.Errorf("filelog: append: %w", ctx.Err())
-	case <-l.closing:
-		return txlog.Entry{}, fmt.Errorf("filelog: append: %w", txlog.ErrClosed)
-	}
-	select {
-	case <-r.done:
-		return r.entry, r.err
-	case <-ctx.Done():
-		if r.state.CompareAndSwap(reqQueued, reqCancelled) {
-			return txlog.Entry{}, fmt.Errorf("filelog: append: %w", ctx.Err())
-		}
-	case <-l.writerDone:
-		if r.state.CompareAndSwap(reqQueued, reqCancelled) {
-			return txlog.Entry{}, fmt.Errorf("filelog: append: %w", txlog.ErrClosed)
-		}
-	}
-	<-r.done // the writer took it: the answer is one write and sync away
-	return r.entry, r.err
+	return l.queue.Append(ctx, tx, payload, headerSize+len(payload))
 }
 
 // failure returns the error that failed the log, nil while it is healthy.
@@ -119,7 +77,7 @@ func (l *Log) run() {
 		select {
 		case <-l.closing:
 			return
-		case r := <-l.reqs:
+		case r := <-l.queue.Requests():
 			if l.isClosing() {
 				// Not taken: its Append sees writerDone and fails.
 				return
@@ -132,25 +90,8 @@ func (l *Log) run() {
 // gather returns first and every append already queued behind it, up to
 // MaxBatchBytes, skipping those whose Append gave up.
 func (l *Log) gather(first *appendReq) []*appendReq {
-	w := &l.w
-	w.batch = w.batch[:0]
-	n := 0
-	take := func(r *appendReq) {
-		if r.state.CompareAndSwap(reqQueued, reqTaken) {
-			w.batch = append(w.batch, r)
-			n += headerSize + len(r.payload)
-		}
-	}
-	take(first)
-	for n < l.cfg.MaxBatchBytes {
-		select {
-		case r := <-l.reqs:
-			take(r)
-		default:
-			return w.batch
-		}
-	}
-	return w.batch
+	l.w.batch = l.queue.Gather(l.w.batch[:0], first, l.cfg.MaxBatchBytes)
+	return l.w.batch
 }
 
 // commit writes and syncs a group of appends and answers each of them. A
@@ -166,7 +107,7 @@ func (l *Log) commit(batch []*appendReq) {
 	w.buf = w.buf[:0]
 	start, first := 0, w.next // the part not yet flushed, and its first record
 	for i, r := range batch {
-		n := int64(headerSize + len(r.payload))
+		n := int64(r.Size)
 		if pending := w.size + int64(len(w.buf)); pending > 0 && pending+n > l.cfg.SegmentSize {
 			err := l.flush(batch[start:i])
 			if err == nil {
@@ -178,8 +119,8 @@ func (l *Log) commit(batch []*appendReq) {
 				return
 			}
 		}
-		r.entry = txlog.Entry{Pos: strconv.FormatUint(w.next, 10), Tx: r.tx}
-		w.buf = appendRecord(w.buf, w.next, r.payload)
+		r.Entry = txlog.Entry{Pos: strconv.FormatUint(w.next, 10), Tx: r.Tx}
+		w.buf = appendRecord(w.buf, w.next, r.Data)
 		w.next++
 	}
 	if err := l.flush(batch[start:]); err != nil {
@@ -317,8 +258,8 @@ func (l *Log) noSpace(err error) {
 func answer(reqs []*appendReq, err error) {
 	for _, r := range reqs {
 		if err != nil {
-			r.entry, r.err = txlog.Entry{}, err
+			r.Entry, r.Err = txlog.Entry{}, err
 		}
-		close(r.done)
+		r.Answer()
 	}
 }

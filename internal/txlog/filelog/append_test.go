@@ -75,7 +75,7 @@ func TestGroupCommit(t *testing.T) {
 			errs <- err
 		})
 	}
-	waitFor(t, "20 appends queued behind the sync", func() bool { return len(l.reqs) == n })
+	waitFor(t, "20 appends queued behind the sync", func() bool { return len(l.queue.Requests()) == n })
 	release()
 	if err := <-first; err != nil {
 		t.Fatal(err)
@@ -116,7 +116,7 @@ func TestAppendContextWhileQueued(t *testing.T) {
 		_, err := l.Append(ctx, testTx(1))
 		queued <- err
 	}()
-	waitFor(t, "the second append queued", func() bool { return len(l.reqs) == 1 })
+	waitFor(t, "the second append queued", func() bool { return len(l.queue.Requests()) == 1 })
 	cancel()
 	if err := <-queued; !errors.Is(err, context.Canceled) {
 		t.Fatalf("queued append with its context cancelled: %v, want context.Canceled", err)
@@ -159,7 +159,7 @@ func TestCloseFailsQueuedAppends(t *testing.T) {
 		_, err := l.Append(t.Context(), testTx(1))
 		queued <- err
 	}()
-	waitFor(t, "the second append queued", func() bool { return len(l.reqs) == 1 })
+	waitFor(t, "the second append queued", func() bool { return len(l.queue.Requests()) == 1 })
 	closed := make(chan error, 1)
 	go func() { closed <- l.Close() }()
 	// Close waits for the group in flight; release it.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spoolgw/spool/internal/txlog"
+	"github.com/spoolgw/spool/internal/txlog/handoff"
 )
 
 var _ txlog.Log = (*Log)(nil)
@@ -50,7 +51,7 @@ type Log struct {
 	dirFile  *os.File // the directory, synced after files are created or renamed
 	lockFile *os.File
 
-	reqs       chan *appendReq
+	queue      *handoff.Queue[[]byte]
 	closing    chan struct{} // closed when Close starts
 	writerDone chan struct{} // closed when the writer goroutine has returned
 	closeOnce  sync.Once
@@ -100,11 +101,11 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 		dir:        dir,
 		cfg:        cfg,
 		logger:     logger,
-		reqs:       make(chan *appendReq, cfg.QueueLength),
 		closing:    make(chan struct{}),
 		writerDone: make(chan struct{}),
 		durableCh:  make(chan struct{}),
 	}
+	l.queue = handoff.NewQueue[[]byte]("filelog: append", cfg.QueueLength, l.closing, l.writerDone)
 	l.w.write, l.w.sync = (*os.File).Write, syncData
 	l.checkpoint = func(acked uint64) error { return writeCheckpoint(l.dir, l.dirFile, acked) }
 	l.cr.l = l

@@ -3,34 +3,17 @@ package redislog
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/spoolgw/spool/internal/txlog"
+	"github.com/spoolgw/spool/internal/txlog/handoff"
 	"github.com/spoolgw/spool/internal/txn"
 )
 
-// The states of an appendReq: an Append that gives up (its context is done,
-// or the log closed) and the writer that takes the request for a group race
-// for it with a compare-and-swap, so that exactly one of them wins.
-const (
-	reqQueued int32 = iota
-	reqTaken
-	reqCancelled
-)
-
-// appendReq is one Append waiting for the writer.
-type appendReq struct {
-	tx    *txn.Transaction
-	args  []any // the transaction's part of the script's ARGV
-	size  int   // bytes of args, for MaxBatchBytes
-	state atomic.Int32
-	done  chan struct{} // closed once entry or err is set
-	entry txlog.Entry
-	err   error
-}
+// appendReq is one Append waiting for the writer, with its part of the
+// script's ARGV.
+type appendReq = handoff.Request[[]any]
 
 // Append makes tx durable in the stream and visible in the overlay, in one
 // script call, and returns its entry; the entry's Pos is its stream id.
@@ -44,65 +27,39 @@ type appendReq struct {
 // the log. A transaction still pending in the overlay is not appended
 // twice: appending it again returns its first entry.
 func (l *Log) Append(ctx context.Context, tx *txn.Transaction) (txlog.Entry, error) {
-	if tx == nil {
-		return txlog.Entry{}, errors.New("redislog: append: nil transaction")
+	if err := l.queue.Check(ctx, tx); err != nil {
+		return txlog.Entry{}, err
 	}
-	if err := ctx.Err(); err != nil {
-		return txlog.Entry{}, fmt.Errorf("redislog: append: %w", err)
-	}
-	if l.isClosing() {
-		return txlog.Entry{}, fmt.Errorf("redislog: append: %w", txlog.ErrClosed)
-	}
-	r, err := l.newRequest(tx)
+	args, size, err := l.encode(tx)
 	if err != nil {
 		return txlog.Entry{}, err
 	}
-	select {
-	case l.reqs <- r:
-	case <-ctx.Done():
-		return txlog.Entry{}, fmt.Errorf("redislog: append: %w", ctx.Err())
-	case <-l.closing:
-		return txlog.Entry{}, fmt.Errorf("redislog: append: %w", txlog.ErrClosed)
-	}
-	select {
-	case <-r.done:
-		return r.entry, r.err
-	case <-ctx.Done():
-		if r.state.CompareAndSwap(reqQueued, reqCancelled) {
-			return txlog.Entry{}, fmt.Errorf("redislog: append: %w", ctx.Err())
-		}
-	case <-l.writerDone:
-		if r.state.CompareAndSwap(reqQueued, reqCancelled) {
-			return txlog.Entry{}, fmt.Errorf("redislog: append: %w", txlog.ErrClosed)
-		}
-	}
-	<-r.done // the writer took it: the answer is one call away
-	return r.entry, r.err
+	return l.queue.Append(ctx, tx, args, size)
 }
 
-// newRequest encodes tx and its overlay entries as the script's arguments.
-func (l *Log) newRequest(tx *txn.Transaction) (*appendReq, error) {
+// encode encodes tx and its overlay entries as the script's arguments,
+// and returns their size in bytes.
+func (l *Log) encode(tx *txn.Transaction) ([]any, int, error) {
 	payload, err := json.Marshal(tx)
 	if err != nil {
-		return nil, fmt.Errorf("redislog: append: encode transaction: %w", err)
+		return nil, 0, fmt.Errorf("redislog: append: encode transaction: %w", err)
 	}
 	if len(payload) > l.cfg.MaxRecordSize {
-		return nil, fmt.Errorf("redislog: append: transaction of %d bytes exceeds MaxRecordSize %d",
+		return nil, 0, fmt.Errorf("redislog: append: transaction of %d bytes exceeds MaxRecordSize %d",
 			len(payload), l.cfg.MaxRecordSize)
 	}
-	r := &appendReq{tx: tx, done: make(chan struct{})}
-	r.args = make([]any, 0, 3+3*len(tx.Operations))
-	r.args = append(r.args, tx.ID, payload, len(tx.Operations))
-	r.size = len(tx.ID) + len(payload)
+	args := make([]any, 0, 3+3*len(tx.Operations))
+	args = append(args, tx.ID, payload, len(tx.Operations))
+	size := len(tx.ID) + len(payload)
 	for _, op := range tx.Operations {
 		entry, err := json.Marshal(opEntry{Tx: tx.ID, Kind: string(op.Op), Values: op.Values})
 		if err != nil {
-			return nil, fmt.Errorf("redislog: append: encode operation: %w", err)
+			return nil, 0, fmt.Errorf("redislog: append: encode operation: %w", err)
 		}
-		r.args = append(r.args, op.Table, op.ID, entry)
-		r.size += len(op.Table) + len(op.ID) + len(entry)
+		args = append(args, op.Table, op.ID, entry)
+		size += len(op.Table) + len(op.ID) + len(entry)
 	}
-	return r, nil
+	return args, size, nil
 }
 
 // run is the writer goroutine: it takes the first queued append, waits for
@@ -120,7 +77,7 @@ func (l *Log) run() {
 		select {
 		case <-l.closing:
 			return
-		case r := <-l.reqs:
+		case r := <-l.queue.Requests():
 			select {
 			case slots <- struct{}{}:
 			case <-l.closing:
@@ -141,24 +98,7 @@ func (l *Log) run() {
 // gather returns first and every append already queued behind it, up to
 // MaxBatchBytes, skipping those whose Append gave up.
 func (l *Log) gather(first *appendReq) []*appendReq {
-	var batch []*appendReq
-	n := 0
-	take := func(r *appendReq) {
-		if r.state.CompareAndSwap(reqQueued, reqTaken) {
-			batch = append(batch, r)
-			n += r.size
-		}
-	}
-	take(first)
-	for n < l.cfg.MaxBatchBytes {
-		select {
-		case r := <-l.reqs:
-			take(r)
-		default:
-			return batch
-		}
-	}
-	return batch
+	return l.queue.Gather(nil, first, l.cfg.MaxBatchBytes)
 }
 
 // commit appends a group with one call of the append script and answers
@@ -171,12 +111,12 @@ func (l *Log) commit(batch []*appendReq) {
 	}
 	n := 1
 	for _, r := range batch {
-		n += len(r.args)
+		n += len(r.Data)
 	}
 	args := make([]any, 0, n)
 	args = append(args, l.keys.prefix)
 	for _, r := range batch {
-		args = append(args, r.args...)
+		args = append(args, r.Data...)
 	}
 	// Not the appenders' contexts: the call is shared, and go-redis's read
 	// and write timeouts bound it.
@@ -188,15 +128,15 @@ func (l *Log) commit(batch []*appendReq) {
 	if err != nil {
 		err = fmt.Errorf("redislog: append: %w", err)
 		for _, r := range batch {
-			r.err = err
-			close(r.done)
+			r.Err = err
+			r.Answer()
 		}
 		return
 	}
 	l.calls.Add(1)
 	l.appended.Add(int64(len(batch)))
 	for i, r := range batch {
-		r.entry = txlog.Entry{Pos: ids[i], Tx: r.tx}
-		close(r.done)
+		r.Entry = txlog.Entry{Pos: ids[i], Tx: r.Tx}
+		r.Answer()
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/spoolgw/spool/internal/txlog"
+	"github.com/spoolgw/spool/internal/txlog/handoff"
 	"github.com/spoolgw/spool/internal/txn"
 )
 
@@ -44,7 +45,7 @@ type Log struct {
 	client redis.UniversalClient
 	logger *slog.Logger
 
-	reqs       chan *appendReq
+	queue      *handoff.Queue[[]any]
 	closing    chan struct{} // closed when Close starts
 	writerDone chan struct{} // closed when the writer goroutine has returned
 	closeOnce  sync.Once
@@ -97,10 +98,10 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Log, error) {
 		keys:       newKeys(cfg.Name),
 		client:     client,
 		logger:     logger.With("log", cfg.Name),
-		reqs:       make(chan *appendReq, cfg.QueueLength),
 		closing:    make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
+	l.queue = handoff.NewQueue[[]any]("redislog: append", cfg.QueueLength, l.closing, l.writerDone)
 	l.overlay = &Overlay{l: l, normalize: cfg.Normalize}
 	if err := l.open(ctx); err != nil {
 		_ = client.Close()
