@@ -40,8 +40,8 @@ func (s *Store) ApplyBatch(ctx context.Context, batch []*txn.Transaction, gate s
 
 	var out []store.Outcome
 	err = errLookupFirst
-	if !s.noLean && leanFits(batch, !s.noCoalesce) {
-		out, err = attempt(&leanExec{pipe: pipe{c: c, ran: ran}, b: b(), gate: gate})
+	if !s.noLean {
+		out, err = attempt(&leanExec{pipe: pipe{c: c, ran: ran}, b: b(), gate: gate, coalescing: !s.noCoalesce})
 	}
 	if errors.Is(err, errLookupFirst) {
 		out, err = attempt(&fastExec{pipe: pipe{c: c, ran: ran}, b: b(), gate: gate, coalescing: !s.noCoalesce})

@@ -9,16 +9,20 @@ import (
 
 // leanExec runs a batch in one pipeline: leanHead in place of the lookup,
 // the planned statements, and the commit when nothing needs checking
-// first. A batch the pipeline cannot settle (a transaction run before, one
-// the gate refuses) gives way to fastExec (errLookupFirst); one that
-// fails permanently, to slowExec (errSlowPath).
+// first. A batch it does not fit (leanFits) or cannot settle (a
+// transaction run before, one the gate refuses) gives way to fastExec
+// (errLookupFirst); one that fails permanently, to slowExec (errSlowPath).
 type leanExec struct {
 	pipe
-	b    *batchRun
-	gate store.Gate
+	b          *batchRun
+	gate       store.Gate
+	coalescing bool
 }
 
 func (e *leanExec) run(ctx context.Context, batch []*txn.Transaction) ([]store.Outcome, error) {
+	if !leanFits(batch, e.coalescing) {
+		return nil, errLookupFirst
+	}
 	f := fenceOf(e.gate)
 	head, err := leanHead(batch, f)
 	if err != nil {

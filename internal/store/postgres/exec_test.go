@@ -32,7 +32,7 @@ func (s *Store) attempt(ctx context.Context, c *pgx.Conn, batch []*txn.Transacti
 	var e executor
 	switch p {
 	case pathLean:
-		e = &leanExec{pipe: pipe{c: c, ran: ran}, b: b, gate: gate}
+		e = &leanExec{pipe: pipe{c: c, ran: ran}, b: b, gate: gate, coalescing: !s.noCoalesce}
 	case pathFast:
 		e = &fastExec{pipe: pipe{c: c, ran: ran}, b: b, gate: gate, coalescing: !s.noCoalesce}
 	case pathSlow:

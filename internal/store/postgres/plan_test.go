@@ -60,6 +60,8 @@ type recGate struct {
 	events []string
 }
 
+var _ store.Gate = (*recGate)(nil)
+
 func (g *recGate) Admit(t *txn.Transaction) error {
 	g.events = append(g.events, "admit "+short(t.ID))
 	if g.refuse[t.ID] {
@@ -406,6 +408,27 @@ func TestLeanFailure(t *testing.T) {
 		{"the commit", sendResult{at: len(stmts), err: unique}, errSlowPath},
 	} {
 		if got := leanFailure(tc.res, stmts, n, f); !errors.Is(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestLeanFits: a retry, or a row touched twice with coalescing on, starts
+// on the fast path.
+func TestLeanFits(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		batch      []*txn.Transaction
+		coalescing bool
+		want       bool
+	}{
+		{"rows once", []*txn.Transaction{ins(1, 1), ins(2, 2)}, true, true},
+		{"a row twice", []*txn.Transaction{ins(1, 1), upd(2, 1)}, true, false},
+		{"a row twice, coalescing off", []*txn.Transaction{ins(1, 1), upd(2, 1)}, false, true},
+		{"a retry", []*txn.Transaction{retry(ins(1, 1), tid(90))}, false, false},
+	} {
+		if got := leanFits(tc.batch, tc.coalescing); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
