@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -60,24 +59,26 @@ func readMergeFacts(br pgx.BatchResults) (map[string]mergeFact, error) {
 	return facts, nil
 }
 
-// mergeRules is the store.Coalesce rules of a table, from the catalog and
-// the facts read at the start of the attempt; nil for a table neither
-// knows.
-func (b *batchRun) mergeRules(name string) *store.MergeRules {
-	if r, ok := b.rules[name]; ok {
+// mergeRules returns the store.Coalesce rules of each table, from the
+// catalog c and the facts read at the start of the attempt; nil for a
+// table either does not know.
+func mergeRules(c *catalog, facts map[string]mergeFact) func(string) *store.MergeRules {
+	cache := make(map[string]*store.MergeRules)
+	return func(name string) *store.MergeRules {
+		if r, ok := cache[name]; ok {
+			return r
+		}
+		var r *store.MergeRules
+		f, known := facts[name]
+		if known && c != nil {
+			if t, err := c.cat.Table(name); err == nil {
+				r = &store.MergeRules{Table: t, Mergeable: !f.bound && !f.barrier, Barrier: f.barrier,
+					Fits: func(col *schema.Column, v any) bool { return fits(c.types[col], v) }}
+			}
+		}
+		cache[name] = r
 		return r
 	}
-	var r *store.MergeRules
-	f, known := b.facts[name]
-	c := b.s.cat.Load()
-	if known && c != nil {
-		if t, err := c.cat.Table(name); err == nil {
-			r = &store.MergeRules{Table: t, Mergeable: !f.bound && !f.barrier, Barrier: f.barrier,
-				Fits: func(col *schema.Column, v any) bool { return fits(c.types[col], v) }}
-		}
-	}
-	b.rules[name] = r
-	return r
 }
 
 // fits reports whether a column of type typ (without modifiers) takes the
@@ -102,35 +103,28 @@ func fits(typ string, v any) bool {
 }
 
 // coalesce merges the statements of ops (planned, one each, in log order)
-// where store.Coalesce allows, building the merged ones. If a merged
-// operation cannot be turned into a statement, the fast path gives way to
-// the slow one.
-func (b *batchRun) coalesce(ctx context.Context, ops []txn.Operation, planned []stmt) ([]stmt, error) {
-	if b.s.noCoalesce || len(ops) < 2 || b.facts == nil {
+// where store.Coalesce allows; rules nil coalesces nothing. A merged
+// operation's statement is left empty (its SQL ""), and merges lists it,
+// to be built on the connection (see fastPlan.buildMerged): its table may
+// need the catalog read again.
+func coalesce(ops []txn.Operation, planned []stmt, rules func(string) *store.MergeRules) (out []stmt, merges []mergedOp) {
+	if rules == nil || len(ops) < 2 {
 		return planned, nil
 	}
-	b.rules = make(map[string]*store.MergeRules)
-	plan := store.Coalesce(ops, b.mergeRules)
+	plan := store.Coalesce(ops, rules)
 	if len(plan) == len(ops) {
 		return planned, nil
 	}
-	out := make([]stmt, 0, len(plan))
+	out = make([]stmt, 0, len(plan))
 	for _, m := range plan {
 		first := planned[m.Steps[0]]
-		if len(m.Steps) == 1 {
-			out = append(out, first)
-			continue
+		if len(m.Steps) > 1 {
+			merges = append(merges, mergedOp{at: len(out), op: first.op, merged: m.Op})
+			first = stmt{op: first.op}
 		}
-		st, fail, err := b.opStmt(ctx, first.op, m.Op)
-		if err != nil {
-			return nil, err
-		}
-		if fail != nil {
-			return nil, errSlowPath
-		}
-		out = append(out, st)
+		out = append(out, first)
 	}
-	return out, nil
+	return out, merges
 }
 
 // repeats reports whether the batch touches a row twice (store.Repeats).

@@ -373,7 +373,7 @@ func TestLeanPath(t *testing.T) {
 	}
 	defer pc.Release()
 	lean := func(batch []*txn.Transaction, g store.Gate) ([]store.Outcome, error) {
-		return s.attempt(ctx, pc, batch, g, fastLean, nil)
+		return s.attempt(ctx, pc.Conn(), batch, g, pathLean, nil)
 	}
 
 	batch := obsBatch(5)
