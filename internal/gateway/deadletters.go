@@ -11,13 +11,6 @@ import (
 	"github.com/spoolgw/spool/internal/txn"
 )
 
-// DeadLetterStore is what the dead-letter queue needs of a store beyond
-// store.Store.
-type DeadLetterStore interface {
-	ListDeadLetters(ctx context.Context, f store.DeadLetterFilter) ([]*store.DeadLetter, error)
-	DropDeadLetter(ctx context.Context, id, who string) error
-}
-
 // Limits of the dead-letter queue's pages.
 const (
 	// DefaultDeadLetterPage is a page when the client names no limit.
@@ -26,26 +19,14 @@ const (
 	MaxDeadLetterPage = 1000
 )
 
-func (g *Gateway) deadLetters() (DeadLetterStore, error) {
-	dls, ok := g.store.(DeadLetterStore)
-	if !ok {
-		return nil, &InputError{Kind: ErrUnsupported, Op: -1, Msg: "this database has no dead-letter queue API"}
-	}
-	return dls, nil
-}
-
 // DeadLetters lists dead letters, a page at a time. Nothing is evicted from
 // the queue but by a person: a page is a view, not a cap.
 func (g *Gateway) DeadLetters(ctx context.Context, f store.DeadLetterFilter) ([]*store.DeadLetter, error) {
-	dls, err := g.deadLetters()
-	if err != nil {
-		return nil, err
-	}
 	if f.Limit <= 0 {
 		f.Limit = DefaultDeadLetterPage
 	}
 	f.Limit = min(f.Limit, MaxDeadLetterPage)
-	return dls.ListDeadLetters(ctx, f)
+	return g.store.ListDeadLetters(ctx, f)
 }
 
 // DeadLetter returns one dead letter.
@@ -105,10 +86,6 @@ func (q *queuedRetries) release(id string) {
 
 // Drop drops a dead letter; the record of who dropped it and when stays.
 func (g *Gateway) Drop(ctx context.Context, id, who string) error {
-	dls, err := g.deadLetters()
-	if err != nil {
-		return err
-	}
 	if _, err := g.liveDeadLetter(ctx, id); err != nil {
 		return err
 	}
@@ -116,7 +93,7 @@ func (g *Gateway) Drop(ctx context.Context, id, who string) error {
 		return err
 	}
 	defer g.retries.release(id)
-	if err := dls.DropDeadLetter(ctx, id, who); errors.Is(err, store.ErrNotFound) {
+	if err := g.store.DropDeadLetter(ctx, id, who); errors.Is(err, store.ErrNotFound) {
 		// Retried (by another process) or dropped since it was read: say
 		// which.
 		if _, err := g.liveDeadLetter(ctx, id); err != nil {

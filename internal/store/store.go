@@ -56,8 +56,18 @@ type Store interface {
 	// delivered it again: the caller picks bounds every log is past
 	// (RecordLogHead).
 	PruneApplied(ctx context.Context, appliedBefore time.Time, idBefore string, limit int) (int64, error)
-	// DeadLetter returns the dead letter of transaction id, if any.
+	// DeadLetter returns the dead letter of transaction id, if any
+	// (ErrNotFound if none).
 	DeadLetter(ctx context.Context, id string) (*DeadLetter, error)
+	// ListDeadLetters lists the dead letters f selects in the order they
+	// last failed (ties by id), at most f.Limit of them (no bound if 0),
+	// starting after f.After. An f.After that is no dead letter's id
+	// selects none.
+	ListDeadLetters(ctx context.Context, f DeadLetterFilter) ([]*DeadLetter, error)
+	// DropDeadLetter marks dead letter id dropped by who, now; the record
+	// stays (DeadLetter.DroppedAt, DroppedBy). A dead letter already
+	// dropped or retried, or none, is ErrNotFound.
+	DropDeadLetter(ctx context.Context, id, who string) error
 
 	Close() error
 }

@@ -585,3 +585,34 @@ func TestExec(t *testing.T) {
 		t.Fatal("exec with a failing statement: no error")
 	}
 }
+
+// TestCommitLSN: every outcome carries the batch's commit position, which
+// grows from batch to batch and which the primary has passed.
+func TestCommitLSN(t *testing.T) {
+	t.Parallel()
+	s, url := setup(t)
+	ctx := t.Context()
+	var last txn.LSN
+	for _, batch := range [][]*txn.Transaction{obsBatch(3), obsBatch(1)} {
+		out, err := s.ApplyBatch(ctx, batch, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, o := range out {
+			if o.LSN == 0 || o.LSN != out[0].LSN {
+				t.Errorf("outcome %d: LSN %v, want the batch's", i, o.LSN)
+			}
+		}
+		if out[0].LSN <= last {
+			t.Errorf("LSN %v after %v", out[0].LSN, last)
+		}
+		last = out[0].LSN
+	}
+	var text string
+	if err := connect(t, url).QueryRow(ctx, `select pg_current_wal_insert_lsn()::text`).Scan(&text); err != nil {
+		t.Fatal(err)
+	}
+	if now, err := txn.ParseLSN(text); err != nil || now < last {
+		t.Errorf("WAL at %v (%v), before the last commit %v", now, err, last)
+	}
+}

@@ -271,12 +271,6 @@ func testFencing(t *testing.T, f *fixture) {
 // superseded, dropped at once, and poison nothing. A dead letter retried
 // cannot be dropped.
 func testSupersededRetries(t *testing.T, f *fixture) {
-	drop, ok := f.s.(interface {
-		DropDeadLetter(ctx context.Context, id, who string) error
-	})
-	if !ok {
-		t.Fatalf("%T has no DropDeadLetter", f.s)
-	}
 	row := txn.NewID()
 	// Each dead letter updates a row that does not exist; its retries
 	// (edited) update row.
@@ -353,12 +347,12 @@ func testSupersededRetries(t *testing.T, f *fixture) {
 
 	// A retried dead letter cannot be dropped; a dropped one's retry does
 	// not run.
-	if err := drop.DropDeadLetter(f.ctx, b.ID, "ops"); !errors.Is(err, store.ErrNotFound) {
+	if err := f.s.DropDeadLetter(f.ctx, b.ID, "ops"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("drop a retried dead letter: %v, want store.ErrNotFound", err)
 	}
 	wantRetriedAs(b, r4.ID)
 	c := failed()
-	if err := drop.DropDeadLetter(f.ctx, c.ID, "ops"); err != nil {
+	if err := f.s.DropDeadLetter(f.ctx, c.ID, "ops"); err != nil {
 		t.Fatalf("drop: %v", err)
 	}
 	r6 := retry(c, 6)
