@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spoolgw/spool/internal/leakcheck"
 	"github.com/spoolgw/spool/internal/store/sqlite"
 	"github.com/spoolgw/spool/internal/syncbuf"
 	"github.com/spoolgw/spool/internal/testservers"
@@ -44,16 +45,16 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	serversErr = startServers(dir)
-	code := m.Run()
-	if redisSrv != nil {
-		redisSrv.Stop()
-	}
-	if pgSrv != nil {
-		pgSrv.Stop()
-		os.RemoveAll(pgSrv.Dir)
-	}
-	os.RemoveAll(dir)
-	os.Exit(code)
+	leakcheck.Main(m, func() {
+		if redisSrv != nil {
+			redisSrv.Stop()
+		}
+		if pgSrv != nil {
+			pgSrv.Stop()
+			os.RemoveAll(pgSrv.Dir)
+		}
+		os.RemoveAll(dir)
+	})
 }
 
 func startServers(dir string) error {
