@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spoolgw/spool/internal/leakcheck"
+	"github.com/spoolgw/spool/internal/poll"
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/store/sqlite"
 	"github.com/spoolgw/spool/internal/testservers"
@@ -204,13 +205,7 @@ func (m *memInserter) InsertRows(ctx context.Context, t *schema.Table, cols []st
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, within, what, cond)
 }
 
 // logRecorder is a slog.Handler that keeps the records it is given.
