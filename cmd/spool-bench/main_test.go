@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/spoolgw/spool/internal/leakcheck"
 	"github.com/spoolgw/spool/internal/testservers"
 )
 
@@ -32,7 +33,5 @@ func TestMain(m *testing.M) {
 		}
 	}
 	serversErr = testservers.Installed()
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	leakcheck.Main(m, func() { os.RemoveAll(dir) })
 }

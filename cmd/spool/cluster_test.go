@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/spoolgw/spool/internal/poll"
 	"github.com/spoolgw/spool/internal/testservers"
 	"github.com/spoolgw/spool/internal/txlog/redislog"
 )
@@ -144,13 +146,12 @@ func TestClusterKillActiveApplier(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); w.run(client, []string{api1.url, api2.url}, stop) }()
 	}
-	time.Sleep(1500 * time.Millisecond)
+	waitFor(t, 30*time.Second, "an applier to hold the lease", func() bool {
+		return strings.Contains(app1.stderr.String(), "lease acquired") || strings.Contains(app2.stderr.String(), "lease acquired")
+	})
 	active, standby := app1, app2
 	if !strings.Contains(app1.stderr.String(), "lease acquired") {
 		active, standby = app2, app1
-	}
-	if !strings.Contains(active.stderr.String(), "lease acquired") {
-		t.Fatalf("no applier holds the lease:\n%s\n%s", app1.stderr, app2.stderr)
 	}
 	conn, err := pgx.Connect(t.Context(), db)
 	if err != nil {
@@ -164,20 +165,17 @@ func TestClusterKillActiveApplier(t *testing.T) {
 		}
 		return n
 	}
+	waitFor(t, 30*time.Second, "the active applier applying the load", func() bool { return applied() > 0 })
 	if err := active.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
 	// The dead applier's last commit lands at once, if at all; what
-	// comes after is the standby's.
+	// comes after is the standby's. The sleep is the scenario: no signal
+	// says a killed process's last commit has landed.
 	time.Sleep(100 * time.Millisecond)
 	before := applied()
-	for applied() == before {
-		if time.Since(killed) > 15*time.Second {
-			t.Fatalf("the standby applied nothing within 15 s of the active applier's SIGKILL:\n%s", standby.stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, 15*time.Second, "the standby applying after the active applier's SIGKILL", func() bool { return applied() != before })
 	// The lease's TTL is 2 s, a standby tries every 500 ms: about 2 s,
 	// 2.5 s at worst, with slack for a loaded machine.
 	took := time.Since(killed)
@@ -189,10 +187,7 @@ func TestClusterKillActiveApplier(t *testing.T) {
 	wg.Wait()
 
 	waitDrained(t, api1)
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(standby.stderr.String(), "lease acquired") && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitLog(t, standby, "lease acquired")
 	if len(w.final) == 0 {
 		t.Fatal("no write was acknowledged")
 	}
@@ -267,7 +262,12 @@ func TestFencedOutApplierCommitsNothing(t *testing.T) {
 	}
 	res.Body.Close()
 	w.ack(rc.ID, rc.TransactionID, 7)
-	time.Sleep(300 * time.Millisecond) // claimed, filling its batch
+	pending := redis.NewClient(&redis.Options{Addr: redisSrv.Addr})
+	defer pending.Close()
+	waitFor(t, 10*time.Second, "the first applier to claim the write (its batch still filling)", func() bool {
+		p, err := pending.XPending(t.Context(), redislog.StreamKey(logName), redislog.GroupName).Result()
+		return err == nil && p.Count == 1
+	})
 	if err := old.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -286,12 +286,13 @@ func TestFencedOutApplierCommitsNothing(t *testing.T) {
 // waitLog waits until p's log holds text.
 func waitLog(t *testing.T, p *proc, text string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(p.stderr.String(), text) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%q never appeared in the log:\n%s", text, p.stderr)
+	if poll.Wait(30*time.Second, func() error {
+		if !strings.Contains(p.stderr.String(), text) {
+			return errors.New("not yet")
 		}
-		time.Sleep(20 * time.Millisecond)
+		return nil
+	}) != nil {
+		t.Fatalf("%q never appeared in the log within 30 s:\n%s", text, p.stderr)
 	}
 }
 
@@ -398,19 +399,34 @@ func TestPausedHolderLeavesNothingPending(t *testing.T) {
 	for range 8 {
 		wg.Go(func() { w.run(client, []string{api1.url, api2.url}, stop) })
 	}
-	time.Sleep(500 * time.Millisecond)
+	conn, err := pgx.Connect(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	applied := func() int64 {
+		var n int64
+		if err := conn.QueryRow(t.Context(), "select count(*) from spool_applied").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	waitFor(t, 30*time.Second, "the holder applying the load", func() bool { return applied() > 0 })
 	if err := holder.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	waitLog(t, standby, "lease acquired")
-	time.Sleep(500 * time.Millisecond) // past the TTL, the standby applying
+	taken := applied()
+	waitFor(t, 30*time.Second, "the standby applying", func() bool { return applied() > taken })
 	if err := holder.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second) // the continued holder claims, or tries to
+	// The continued holder claims, or tries to, and finds its lease gone.
+	waitLog(t, holder, "stepped down")
 	if err := holder.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	// The scenario, not a wait: the load goes on a moment after the kill.
 	time.Sleep(500 * time.Millisecond)
 	close(stop)
 	wg.Wait()

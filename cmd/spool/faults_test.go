@@ -25,6 +25,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // the "sqlite" driver of database/sql
+
+	"github.com/spoolgw/spool/internal/poll"
 )
 
 // answer is one request of a load: when it was sent, how long its answer
@@ -367,13 +369,7 @@ func doJSON(c *http.Client, method, url, body string) (int, map[string]any, erro
 // waitFor polls cond every 50 ms until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	poll.Until(t, timeout, what, cond)
 }
 
 // exposures reads exposure_s of the observations matching where, by id.

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spoolgw/spool/internal/leakcheck"
+	"github.com/spoolgw/spool/internal/poll"
 	"github.com/spoolgw/spool/internal/store/sqlite"
 	"github.com/spoolgw/spool/internal/syncbuf"
 	"github.com/spoolgw/spool/internal/testservers"
@@ -44,16 +46,16 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	serversErr = startServers(dir)
-	code := m.Run()
-	if redisSrv != nil {
-		redisSrv.Stop()
-	}
-	if pgSrv != nil {
-		pgSrv.Stop()
-		os.RemoveAll(pgSrv.Dir)
-	}
-	os.RemoveAll(dir)
-	os.Exit(code)
+	leakcheck.Main(m, func() {
+		if redisSrv != nil {
+			redisSrv.Stop()
+		}
+		if pgSrv != nil {
+			pgSrv.Stop()
+			os.RemoveAll(pgSrv.Dir)
+		}
+		os.RemoveAll(dir)
+	})
 }
 
 func startServers(dir string) error {
@@ -117,45 +119,52 @@ func startArgs(t *testing.T, extra ...string) *proc {
 	}
 	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.done })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var exited error
+	err := poll.Wait(20*time.Second, func() error {
+		select {
+		case exited = <-p.done:
+			p.done <- exited
+			return nil
+		default:
+		}
 		res, err := http.Get(p.url + "/health")
 		if err == nil {
 			res.Body.Close()
-			return p
 		}
-		select {
-		case err := <-p.done:
-			p.done <- err
-			t.Fatalf("spool exited at start: %v\n%s", err, p.stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("spool did not start: %v\n%s", err, p.stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err
+	})
+	switch {
+	case exited != nil:
+		t.Fatalf("spool exited at start: %v\n%s", exited, p.stderr)
+	case err != nil:
+		t.Fatalf("spool did not start in 20 s: %v\n%s", err, p.stderr)
 	}
+	return p
 }
 
 // waitDrained polls /stats until the log is empty.
 func waitDrained(t *testing.T, p *proc, others ...*proc) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	err := poll.Wait(60*time.Second, func() error {
 		res, err := http.Get(p.url + "/stats")
-		if err == nil {
-			var s struct {
-				QueueDepth int64 `json:"queue_depth"`
-			}
-			err = json.NewDecoder(res.Body).Decode(&s)
-			res.Body.Close()
-			if err == nil && s.QueueDepth == 0 {
-				return
-			}
+		if err != nil {
+			return err
 		}
-		time.Sleep(20 * time.Millisecond)
+		defer res.Body.Close()
+		var s struct {
+			QueueDepth int64 `json:"queue_depth"`
+		}
+		if err := json.NewDecoder(res.Body).Decode(&s); err != nil {
+			return err
+		}
+		if s.QueueDepth != 0 {
+			return fmt.Errorf("queue depth %d", s.QueueDepth)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("log not drained in 60 s (%v); where each process waits:\n%s", err, stacks(append([]*proc{p}, others...)))
 	}
-	t.Fatalf("log not drained in time; where each process waits:\n%s", stacks(append([]*proc{p}, others...)))
 }
 
 // stacks ends procs with SIGQUIT, which makes a Go program print the stack

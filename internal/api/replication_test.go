@@ -15,6 +15,7 @@ import (
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/leakcheck"
 	"github.com/spoolgw/spool/internal/pipeline"
 	"github.com/spoolgw/spool/internal/replication"
 	"github.com/spoolgw/spool/internal/store/postgres"
@@ -37,17 +38,17 @@ func TestMain(m *testing.M) {
 	} else if pgSrv, serversErr = testservers.StartPostgres(dir); serversErr == nil {
 		redisSrv, serversErr = testservers.StartRedis(filepath.Join(dir, "redis"))
 	}
-	code := m.Run()
-	if redisSrv != nil {
-		redisSrv.Stop()
-	}
-	if pgSrv != nil {
-		pgSrv.Stop()
-	}
-	if dir != "" {
-		os.RemoveAll(dir)
-	}
-	os.Exit(code)
+	leakcheck.Main(m, func() {
+		if redisSrv != nil {
+			redisSrv.Stop()
+		}
+		if pgSrv != nil {
+			pgSrv.Stop()
+		}
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
+	})
 }
 
 // pgEnv is spool in front of a real primary with a real streaming replica.

@@ -100,6 +100,10 @@ type Config struct {
 	// those the log may still deliver (see pruneOnce).
 	AppliedRetention time.Duration
 	PruneEvery       time.Duration
+	// Now is the clock pruning measures the retention by (default
+	// time.Now). It is read once at the start of each pruning; the
+	// database stamps applied_at with its own clock.
+	Now func() time.Time
 }
 
 // The stages of a batch, as an Observer is told of them.
@@ -186,6 +190,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.PruneEvery <= 0 {
 		c.PruneEvery = DefaultPruneEvery
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return nil
 }

@@ -2,15 +2,18 @@ package applier_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/poll"
 	"github.com/spoolgw/spool/internal/store"
 	"github.com/spoolgw/spool/internal/store/sqlite"
 	"github.com/spoolgw/spool/internal/txlog"
@@ -114,21 +117,11 @@ func start(t *testing.T, cfg applier.Config, lg txlog.Log, st store.Store, sink 
 	return ap
 }
 
-// waitFor fails the test unless cond holds within 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after 10 s", what)
-		}
-	}
-}
-
 // slowAck is a log whose acknowledgements take a while, as Redis's may.
 type slowAck struct{ txlog.Log }
 
 func (l slowAck) Ack(ctx context.Context, entries []txlog.Entry) error {
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // the fault itself: not a wait for an outcome
 	return l.Log.Ack(ctx, entries)
 }
 
@@ -152,12 +145,7 @@ func TestReportedInOrderAndAckedByStop(t *testing.T) {
 		}
 		want = append(want, tx.ID)
 	}
-	for deadline := time.Now().Add(30 * time.Second); len(sink.reported()) < len(want); {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d transactions reported after 30 s", len(sink.reported()), len(want))
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, 30*time.Second, fmt.Sprintf("%d transactions reported", len(want)), func() bool { return len(sink.reported()) >= len(want) })
 	ap.Stop()
 	if got := sink.reported(); !slices.Equal(got, want) {
 		t.Fatalf("reported %d transactions, not each once in log order", len(got))
@@ -220,6 +208,21 @@ func (s *heldStore) batches() []int {
 	return slices.Clone(s.sizes)
 }
 
+// fillWatch is a log that counts the claims whose filling ended at the
+// batch's timeout: each is a batch closed.
+type fillWatch struct {
+	txlog.Log
+	closed atomic.Int32
+}
+
+func (l *fillWatch) Claim(ctx context.Context, max int) ([]txlog.Entry, error) {
+	entries, err := l.Log.Claim(ctx, max)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		l.closed.Add(1)
+	}
+	return entries, err
+}
+
 // TestBatchTopUp holds the first batch in the database while one
 // transaction arrives (the next batch, claimed ahead, closes with it after
 // BatchTimeout) and then twenty more: the next batch applied holds all
@@ -229,7 +232,9 @@ func TestBatchTopUp(t *testing.T) {
 	st, lg := open(t)
 	held := newHeldStore(st)
 	sink := &recorder{}
-	start(t, applier.Config{BatchSize: 100, BatchTimeout: 10 * time.Millisecond}, lg, held, sink, nil)
+	watch := &fillWatch{Log: lg}
+	const batchTimeout = 10 * time.Millisecond
+	start(t, applier.Config{BatchSize: 100, BatchTimeout: batchTimeout}, watch, held, sink, nil)
 	t.Cleanup(held.Release) // before Stop, if the test fails while the batch is held
 	n := 0
 	add := func() {
@@ -240,21 +245,17 @@ func TestBatchTopUp(t *testing.T) {
 		n++
 	}
 	add()
-	for len(held.batches()) == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	add()                              // claimed ahead, alone
-	time.Sleep(100 * time.Millisecond) // the claim closes
+	poll.Until(t, 10*time.Second, "the first batch held", func() bool { return len(held.batches()) == 1 })
+	add() // claimed ahead, alone
+	poll.Until(t, 10*time.Second, "the batch claimed ahead closed", func() bool { return watch.closed.Load() == 2 })
+	// The scenario, not a wait: the applier tops up only a batch claimed
+	// at least BatchTimeout ago, by its own clock.
+	time.Sleep(2 * batchTimeout)
 	for range 20 {
 		add()
 	}
 	held.Release()
-	for deadline := time.Now().Add(30 * time.Second); len(sink.reported()) < n; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d transactions reported after 30 s", len(sink.reported()), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, 30*time.Second, fmt.Sprintf("%d transactions reported", n), func() bool { return len(sink.reported()) >= n })
 	if got := held.batches(); !slices.Equal(got, []int{1, 21}) {
 		t.Fatalf("batches of %v, want 1 then 21 (the batch claimed ahead, topped up)", got)
 	}

@@ -50,7 +50,7 @@ func (a *Applier) startPruner(ctx context.Context) (stop func()) {
 				return
 			case <-t.C:
 			}
-			n, err := a.pruneOnce(ctx, time.Now())
+			n, err := a.pruneOnce(ctx, a.cfg.Now())
 			a.pruned.Add(n)
 			switch {
 			case err != nil && ctx.Err() == nil:

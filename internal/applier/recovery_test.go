@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/poll"
 	"github.com/spoolgw/spool/internal/store"
 	"github.com/spoolgw/spool/internal/store/sqlite"
 	"github.com/spoolgw/spool/internal/txlog"
@@ -50,8 +51,8 @@ func TestAckRetriedAfterCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "every transaction reported", func() bool { return len(sink.reported()) == 10 })
-	waitFor(t, "the log drained to nothing", func() bool {
+	poll.Until(t, 10*time.Second, "every transaction reported", func() bool { return len(sink.reported()) == 10 })
+	poll.Until(t, 10*time.Second, "the log drained to nothing", func() bool {
 		s, err := lg.Stats(ctx)
 		return err == nil && s.Depth == 0
 	})
@@ -118,14 +119,14 @@ func TestBackoffNoticesDatabaseBack(t *testing.T) {
 	if _, err := lg.Append(ctx, insertObs("k", 1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a failed attempt", func() bool {
+	poll.Until(t, 10*time.Second, "a failed attempt", func() bool {
 		db.mu.Lock()
 		defer db.mu.Unlock()
 		return db.attempts > 0 && db.pings > 0 // backing off, probing
 	})
 	back := time.Now()
 	db.up()
-	waitFor(t, "the batch applied", func() bool { return len(sink.reported()) == 1 })
+	poll.Until(t, 10*time.Second, "the batch applied", func() bool { return len(sink.reported()) == 1 })
 	if took := time.Since(back); took > 5*time.Second {
 		t.Fatalf("applied %v after the database came back, want within a few probes (the backoff is 10–20 s)", took)
 	}
@@ -143,13 +144,13 @@ func TestBackoffKeptWhenDatabaseAnswers(t *testing.T) {
 	if _, err := lg.Append(ctx, insertObs("k", 1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a failed attempt", func() bool {
+	poll.Until(t, 10*time.Second, "a failed attempt", func() bool {
 		db.mu.Lock()
 		defer db.mu.Unlock()
 		return db.attempts > 0
 	})
 	failed := time.Now()
-	waitFor(t, "the batch applied", func() bool { return len(sink.reported()) == 1 })
+	poll.Until(t, 10*time.Second, "the batch applied", func() bool { return len(sink.reported()) == 1 })
 	if took := time.Since(failed); took < 900*time.Millisecond {
 		t.Fatalf("retried %v after the failure, want the backoff (1–2 s) kept while the database answers", took)
 	}
@@ -205,12 +206,12 @@ func TestAckWaitsForSettle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "every transaction reported", func() bool { return len(sink.reported()) == 5 })
+	poll.Until(t, 10*time.Second, "every transaction reported", func() bool { return len(sink.reported()) == 5 })
 	if s, err := lg.Stats(ctx); err != nil || s.Depth != 5 {
 		t.Fatalf("log depth %d (%v) while the batch has not settled, want the 5 kept", s.Depth, err)
 	}
 	close(sink.release)
-	waitFor(t, "the log drained once the batch settled", func() bool {
+	poll.Until(t, 10*time.Second, "the log drained once the batch settled", func() bool {
 		s, err := lg.Stats(ctx)
 		return err == nil && s.Depth == 0
 	})

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spoolgw/spool/internal/poll"
 	"github.com/spoolgw/spool/internal/txn"
 )
 
@@ -124,13 +125,7 @@ func TestRetainBoundsFinished(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, 5*time.Second, "the condition", cond)
 }
 
 // BenchmarkAdvance is the applier's report of one committed transaction to

@@ -127,7 +127,9 @@ func TestLaneSpillAndReplay(t *testing.T) {
 		}
 		accepted += rc.Accepted
 		dropped += rc.Dropped
-		time.Sleep(time.Millisecond) // let the writer move batches to disk
+		eventually(t, 10*time.Second, "the writer to move the ring's rows to disk", func() bool {
+			return laneStatus(s, "readings").CurrentSize == 0
+		})
 	}
 	eventually(t, 10*time.Second, "everything spilled", func() bool {
 		ls := laneStatus(s, "readings")

@@ -8,13 +8,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/spoolgw/spool/internal/leakcheck"
+	"github.com/spoolgw/spool/internal/poll"
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/store/sqlite"
 	"github.com/spoolgw/spool/internal/testservers"
@@ -50,42 +51,14 @@ func needPostgres(t testing.TB) *testservers.Postgres {
 // TestMain fails the package if a test leaves a writer or a database
 // connection running: every Service must be stopped, every store closed.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if err := checkLeaks(5 * time.Second); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	if pg != nil {
-		if err := pg.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-		os.RemoveAll(pg.Dir)
-	}
-	os.Exit(code)
-}
-
-func checkLeaks(within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for {
-		buf := make([]byte, 1<<20)
-		stacks := string(buf[:runtime.Stack(buf, true)])
-		var leaked []string
-		for _, g := range strings.Split(stacks, "\n\n") {
-			if strings.Contains(g, "telemetry.(*lane).run") || strings.Contains(g, "database/sql.") ||
-				strings.Contains(g, "jackc/pgx") || strings.Contains(g, "jackc/puddle") {
-				leaked = append(leaked, g)
+	leakcheck.Main(m, func() {
+		if pg != nil {
+			if err := pg.Stop(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
 			}
+			os.RemoveAll(pg.Dir)
 		}
-		if len(leaked) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("leaked %d goroutines:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	})
 }
 
 // readingsSQL is the table the tests sample into; it reads the same in
@@ -232,13 +205,7 @@ func (m *memInserter) InsertRows(ctx context.Context, t *schema.Table, cols []st
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, within, what, cond)
 }
 
 // logRecorder is a slog.Handler that keeps the records it is given.

@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/spoolgw/spool/internal/leakcheck"
 	"github.com/spoolgw/spool/internal/testservers"
 )
 
@@ -34,45 +32,16 @@ func TestMain(m *testing.M) {
 	} else {
 		pg, pgErr = testservers.StartPostgres(dir)
 	}
-	code := m.Run()
-	if code == 0 {
-		if err := checkLeaks(5 * time.Second); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	if pg != nil {
-		if err := pg.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-	}
-	if dir != "" {
-		os.RemoveAll(dir)
-	}
-	os.Exit(code)
-}
-
-// checkLeaks polls until no goroutine runs pgx code, or the deadline
-// passes.
-func checkLeaks(within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for {
-		buf := make([]byte, 1<<20)
-		stacks := string(buf[:runtime.Stack(buf, true)])
-		var leaked []string
-		for _, g := range strings.Split(stacks, "\n\n") {
-			if strings.Contains(g, "github.com/jackc/") {
-				leaked = append(leaked, g)
+	leakcheck.Main(m, func() {
+		if pg != nil {
+			if err := pg.Stop(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
 			}
 		}
-		if len(leaked) == 0 {
-			return nil
+		if dir != "" {
+			os.RemoveAll(dir)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("leaked %d goroutines:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	})
 }
 
 // newDatabase creates a fresh database on the primary and returns its URL.

@@ -16,9 +16,12 @@ import (
 // if it comes again: that is what the caller's bounds must rule out.
 func testPruneApplied(t *testing.T, f *fixture) {
 	var txs []*txn.Transaction
-	for _, target := range []string{"M1", "M2", "M3"} {
-		txs = append(txs, tx(insertObs(txn.NewID(), schema.Row{"target": target})))
-		time.Sleep(2 * time.Millisecond) // ids of distinct milliseconds
+	made := time.Now().Add(-time.Minute)
+	for i, target := range []string{"M1", "M2", "M3"} {
+		x := tx(insertObs(txn.NewID(), schema.Row{"target": target}))
+		// ids of distinct milliseconds, in this order
+		x.ID = txn.FirstIDAt(made.Add(time.Duration(i) * time.Millisecond))[:13] + x.ID[13:]
+		txs = append(txs, x)
 	}
 	f.mustApply(txs...)
 	prune := func(appliedBefore time.Time, idBefore string, limit int, want int64) {
@@ -94,9 +97,11 @@ func BenchPruneApplied(b *testing.B, s store.Store) {
 	for b.Loop() {
 		b.StopTimer()
 		fill(chunk)
-		time.Sleep(10 * time.Millisecond) // applied before the bound
+		// The scenario, not a wait: a bound strictly between the two
+		// fills by the database's clock, whatever its precision.
+		time.Sleep(time.Millisecond)
 		bound := time.Now()
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 		fill(chunk) // applied after it: kept
 		b.StartTimer()
 		n, err := s.PruneApplied(ctx, bound, txn.FirstIDAt(time.Now().Add(time.Hour)), chunk)

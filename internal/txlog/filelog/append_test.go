@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spoolgw/spool/internal/poll"
 	"github.com/spoolgw/spool/internal/txlog"
 )
 
@@ -45,13 +46,7 @@ func blockSync(l *Log) (entered <-chan struct{}, release func(), syncs *atomic.I
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, 10*time.Second, what, cond)
 }
 
 func TestGroupCommit(t *testing.T) {

@@ -2,15 +2,11 @@ package filelog
 
 import (
 	"cmp"
-	"flag"
-	"fmt"
 	"log/slog"
-	"os"
-	"runtime"
 	"strconv"
 	"testing"
-	"time"
 
+	"github.com/spoolgw/spool/internal/leakcheck"
 	"github.com/spoolgw/spool/internal/syncbuf"
 	"github.com/spoolgw/spool/internal/txlog"
 	"github.com/spoolgw/spool/internal/txlog/txlogtest"
@@ -18,44 +14,7 @@ import (
 
 // TestMain fails the package if goroutines outlive the tests: every Log
 // must stop its writer on Close.
-func TestMain(m *testing.M) {
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	if code == 0 && !fuzzing() {
-		if err := checkGoroutines(before); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// fuzzing reports whether the test binary runs the fuzzing engine, whose
-// own goroutines (signal handling, workers) outlive the tests.
-func fuzzing() bool {
-	f := flag.Lookup("test.fuzz")
-	w := flag.Lookup("test.fuzzworker")
-	return (f != nil && f.Value.String() != "") || (w != nil && w.Value.String() == "true")
-}
-
-// checkGoroutines polls until no more goroutines run than before, for up to
-// a few seconds (goroutines that returned take a moment to be reaped).
-func checkGoroutines(before int) error {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= before {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			return fmt.Errorf("goroutine leak: %d goroutines running, %d before the tests\n%s", n, before, buf)
-		}
-		runtime.Gosched()
-		time.Sleep(10 * time.Millisecond) // polling, not waiting for an outcome
-	}
-}
+func TestMain(m *testing.M) { leakcheck.Main(m, nil) }
 
 func comparePos(a, b string) int {
 	x, errA := strconv.ParseUint(a, 10, 64)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/spoolgw/spool/internal/leakcheck"
 	"github.com/spoolgw/spool/internal/syncbuf"
 	"github.com/spoolgw/spool/internal/testservers"
 	"github.com/spoolgw/spool/internal/txlog"
@@ -46,23 +46,16 @@ func TestMain(m *testing.M) {
 	} else {
 		srv, srvErr = testservers.StartRedis(dir)
 	}
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	if code == 0 {
-		if err := checkGoroutines(before); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
+	leakcheck.Main(m, func() {
+		if srv != nil {
+			if err := srv.Stop(); err != nil {
+				fmt.Fprintln(os.Stderr, "stop redis-server:", err)
+			}
 		}
-	}
-	if srv != nil {
-		if err := srv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop redis-server:", err)
+		if dir != "" {
+			_ = os.RemoveAll(dir)
 		}
-	}
-	if dir != "" {
-		_ = os.RemoveAll(dir)
-	}
-	os.Exit(code)
+	})
 }
 
 // fuzzing reports whether the test binary runs the fuzzing engine.
@@ -70,25 +63,6 @@ func fuzzing() bool {
 	f := flag.Lookup("test.fuzz")
 	w := flag.Lookup("test.fuzzworker")
 	return (f != nil && f.Value.String() != "") || (w != nil && w.Value.String() == "true")
-}
-
-// checkGoroutines polls until no more goroutines run than before, for up to
-// a few seconds (goroutines that returned take a moment to be reaped).
-func checkGoroutines(before int) error {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= before {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			return fmt.Errorf("goroutine leak: %d goroutines running, %d before the tests\n%s", n, before, buf)
-		}
-		runtime.Gosched()
-		time.Sleep(10 * time.Millisecond) // polling, not waiting for an outcome
-	}
 }
 
 // uniqueName is a log name for t: its name, made safe, and a random
