@@ -462,8 +462,8 @@ func (a *Applier) apply(ctx context.Context, entries []txlog.Entry, token int64,
 		wait := a.wait(attempt)
 		a.setBackoff(BackoffState{Attempt: attempt, LastError: err.Error(), NextRetry: time.Now().Add(wait)})
 		a.logger.Warn("applier: transient failure; retrying", "attempt", attempt, "wait", wait, "transactions", len(batch), "err", err)
-		if err := a.backOff(ctx, wait); err != nil {
-			return fmt.Errorf("apply batch: %w", err)
+		if berr := a.backOff(ctx, wait, err); berr != nil {
+			return fmt.Errorf("apply batch: %w", berr)
 		}
 	}
 	a.poison.Commit(gate)

@@ -23,17 +23,27 @@ type pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// backOff waits wait before the next attempt at a batch, or less: if the
-// store can be pinged, it is asked every ProbeInterval whether the
-// database answers, and a database that did not answer a probe and then
-// answers one ends the wait at once. A database that answers the first
-// probe failed the batch for another reason (a lock, a serialization
-// failure): then the whole wait is kept. It returns the cause of ctx's
-// end if ctx ends first.
-func (a *Applier) backOff(ctx context.Context, wait time.Duration) error {
+// reachability is a store that tells whether an error of an attempt says
+// its database could not be reached (down, starting, shut down, a broken
+// connection), rather than that it refused the batch for a while (a lock,
+// a serialization failure).
+type reachability interface {
+	Unreachable(err error) bool
+}
+
+// backOff waits wait before the next attempt at a batch, which failed with
+// cause, or less: if the store can be pinged, it is asked every
+// ProbeInterval whether the database answers, and a database that did not
+// answer (a probe, or the attempt: cause says it could not be reached)
+// and then answers a probe ends the wait at once. A database that was
+// reached and answers the first probe failed the batch for another reason
+// (a lock, a serialization failure): then the whole wait is kept. It
+// returns the cause of ctx's end if ctx ends first.
+func (a *Applier) backOff(ctx context.Context, wait time.Duration, cause error) error {
 	p, probes := a.store.(pinger)
 	deadline := time.Now().Add(wait)
-	down := false
+	r, ok := a.store.(reachability)
+	down := ok && r.Unreachable(cause)
 	for {
 		step := time.Until(deadline)
 		if step <= 0 {

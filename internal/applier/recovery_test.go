@@ -216,3 +216,25 @@ func TestAckWaitsForSettle(t *testing.T) {
 		return err == nil && s.Depth == 0
 	})
 }
+
+// unreachableBatches fails its first fail batches as a database that
+// could not be reached would (down, starting up), while answering pings.
+type unreachableBatches struct{ failingBatches }
+
+func (s *unreachableBatches) Unreachable(err error) bool { return err != nil }
+
+// TestBackoffEndsWhenUnreachableDatabaseAnswers: a batch that failed
+// because the database could not be reached (it was starting up, say) is
+// retried as soon as the database answers a probe, even if it answers the
+// first: the backoff is not kept as for a lock.
+func TestBackoffEndsWhenUnreachableDatabaseAnswers(t *testing.T) {
+	ctx := t.Context()
+	st, lg := open(t)
+	db := &unreachableBatches{failingBatches{downStore: downStore{Store: st}, fail: 1}}
+	sink := &recorder{}
+	start(t, applier.Config{MinBackoff: 20 * time.Second, MaxBackoff: 20 * time.Second, ProbeInterval: 20 * time.Millisecond}, lg, db, sink, nil)
+	if _, err := lg.Append(ctx, insertObs("k", 1)); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 5*time.Second, "the batch applied after one probe, not after the 10–20 s backoff", func() bool { return len(sink.reported()) == 1 })
+}
