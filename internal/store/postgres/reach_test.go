@@ -23,7 +23,7 @@ func TestUnreachable(t *testing.T) {
 	}{
 		{refused, true},
 		{fmt.Errorf("apply batch: %w", &pgconn.PgError{Code: "57P03"}), true}, // the database system is starting up
-		{&pgconn.PgError{Code: "57P01"}, true},                                 // terminating connection due to administrator command
+		{&pgconn.PgError{Code: "57P01"}, true},                                // terminating connection due to administrator command
 		{&pgconn.PgError{Code: "08006"}, true},
 		{fmt.Errorf("attempt cut off: %w", context.DeadlineExceeded), true},
 		{&pgconn.PgError{Code: "40P01"}, false}, // deadlock
