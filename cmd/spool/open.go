@@ -15,7 +15,6 @@ import (
 
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/gateway"
-	"github.com/spoolgw/spool/internal/pipeline"
 	"github.com/spoolgw/spool/internal/replication"
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/store"
@@ -26,10 +25,6 @@ import (
 	"github.com/spoolgw/spool/internal/txlog/filelog"
 	"github.com/spoolgw/spool/internal/txlog/redislog"
 )
-
-// The Redis log's overlay as the pipeline uses it, checked here where
-// they are wired: the Redis log's package imports neither.
-var _ pipeline.Overlay = (*redislog.Overlay)(nil)
 
 // openLog opens the local log, or the Redis log with its overlay and lease.
 func openLog(ctx context.Context, c *serveConfig, shared bool, cat *schema.Live, logger *slog.Logger) (txlog.Log, *redislog.Overlay, applier.Lease, error) {

@@ -31,13 +31,6 @@ import (
 	"github.com/spoolgw/spool/internal/txlog"
 )
 
-// Overlay is a shared overlay as the pipeline uses it: read by the
-// gateway, evicted by the settler.
-type Overlay interface {
-	gateway.Overlay
-	settle.Overlay
-}
-
 // Config is what a pipeline is built from. The log, the store, the
 // catalog and the replication watcher are opened (and closed) by the
 // caller.
@@ -48,7 +41,7 @@ type Config struct {
 	// Shared is the overlay a shared log keeps with each append (Redis);
 	// nil means the log is this process's alone, and Local is wrapped
 	// around it (overlay.Logged).
-	Shared Overlay
+	Shared overlay.Changes
 	// Local is the overlay of a local log, empty (overlay.Open bounds its
 	// memory); nil means a new one held in memory alone. The caller
 	// closes it.
@@ -74,7 +67,7 @@ type Pipeline struct {
 	// Applier is nil without Config.Applier.
 	Applier *applier.Applier
 	// Overlay is the overlay the gateway reads.
-	Overlay Overlay
+	Overlay overlay.Changes
 	// Rebuilt is how many transactions a local log held at start, now
 	// back in the overlay.
 	Rebuilt int

@@ -28,6 +28,8 @@ type Overlay struct {
 	flights   map[string]*flights   // by table: the reads of it under way
 }
 
+var _ overlay.Changes = (*Overlay)(nil)
+
 // MaxDecoded bounds the changes of one table that Table keeps decoded
 // between reads (see Table).
 const MaxDecoded = overlay.DefaultMaxOps
