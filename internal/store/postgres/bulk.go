@@ -5,12 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/store/sqlgen"
 )
 
 // The bulk path of the telemetry lane (telemetry.Inserter).
@@ -22,18 +21,6 @@ const (
 	sqlBulkRelease    = `release savepoint spool_bulk`
 	sqlBulkRollbackTo = `rollback to savepoint spool_bulk`
 )
-
-// IsTransient reports whether err, from InsertRows or any statement, is
-// one that retrying later can fix (the database unreachable, shutting
-// down, out of connections, a serialization failure, a cancelled
-// context), decided by type and SQLSTATE as classify does.
-func IsTransient(err error) bool {
-	if err == nil {
-		return false
-	}
-	_, permanent := classify(err)
-	return !permanent
-}
 
 // InsertRows inserts rows, each the canonical values of cols in order,
 // into t in one database transaction with one COPY … FROM STDIN, in the
@@ -52,11 +39,10 @@ func (s *Store) InsertRows(ctx context.Context, t *schema.Table, cols []string, 
 	if len(rows) == 0 {
 		return nil, nil
 	}
-	if len(cols) == 0 {
-		return nil, fmt.Errorf("insert rows into %q: no columns", t.Name)
+	b := &bulkRun{s: s, t: t, cols: cols}
+	if err := b.encode(rows); err != nil {
+		return nil, fmt.Errorf("insert rows into %q: %w", t.Name, err)
 	}
-	b := &bulkRun{s: s, t: t, cols: cols, rows: rows, rejected: make(map[int]error)}
-	b.encode()
 	pc, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("insert rows into %q: %w", t.Name, err)
@@ -111,8 +97,9 @@ type bulkRun struct {
 	s    *Store
 	t    *schema.Table
 	cols []string
-	rows [][]any
-	c    *pgx.Conn
+	// bound holds each row's parameters, nil for a row bind rejected.
+	bound [][]any
+	c     *pgx.Conn
 	// rejected holds the rows refused so far: by bind (a value that
 	// cannot be bound) or by the database.
 	rejected map[int]error
@@ -120,57 +107,41 @@ type bulkRun struct {
 	copyData []byte
 }
 
-// encode binds every value and writes the COPY text of the rows; a row
-// with a value that cannot be bound is rejected.
-func (b *bulkRun) encode() {
+// encode binds every value of rows, rejecting a row with a value that
+// cannot be bound, and writes the COPY text of the others.
+func (b *bulkRun) encode(rows [][]any) error {
+	var err error
+	if b.bound, b.rejected, err = sqlgen.BindRows(b.cols, rows, b.bind); err != nil {
+		return err
+	}
 	var buf bytes.Buffer
-	line := make([]byte, 0, 256)
-	for i := range b.rows {
-		var err error
-		if line, err = b.appendRow(line[:0], i); err != nil {
-			b.rejected[i] = err
+	for _, args := range b.bound {
+		if args == nil {
 			continue
 		}
-		buf.Write(line)
+		for j, a := range args {
+			if j > 0 {
+				buf.WriteByte('\t')
+			}
+			buf.Write(appendCopyText(buf.AvailableBuffer(), a))
+		}
 		buf.WriteByte('\n')
 	}
 	b.copyData = buf.Bytes()
+	return nil
 }
 
-// appendRow appends row i's COPY text.
-func (b *bulkRun) appendRow(dst []byte, i int) ([]byte, error) {
-	args, err := b.args(i)
+// bind binds a value of the j-th column.
+func (b *bulkRun) bind(j int, v any) (any, error) {
+	c := b.t.Column(b.cols[j])
+	if c == nil {
+		return nil, fmt.Errorf("no such column %q", b.cols[j])
+	}
+	a, err := bind(c.Kind, c.Elem, v)
 	if err != nil {
-		return dst, err
+		return nil, fmt.Errorf("column %q: %w", c.Name, err)
 	}
-	for j, a := range args {
-		if j > 0 {
-			dst = append(dst, '\t')
-		}
-		dst = appendCopyText(dst, a)
-	}
-	return dst, nil
-}
-
-// args returns row i's bind parameters.
-func (b *bulkRun) args(i int) ([]any, error) {
-	row := b.rows[i]
-	if len(row) != len(b.cols) {
-		return nil, fmt.Errorf("row has %d values for %d columns", len(row), len(b.cols))
-	}
-	args := make([]any, len(row))
-	for j, v := range row {
-		c := b.t.Column(b.cols[j])
-		if c == nil {
-			return nil, fmt.Errorf("no such column %q", b.cols[j])
-		}
-		a, err := bind(c.Kind, c.Elem, v)
-		if err != nil {
-			return nil, fmt.Errorf("column %q: %w", c.Name, err)
-		}
-		args[j] = a
-	}
-	return args, nil
+	return a, nil
 }
 
 // appendCopyText appends a bound value in COPY's text format: \N for
@@ -244,14 +215,9 @@ func (b *bulkRun) attempt(ctx context.Context, mode bulkMode) error {
 // eachRow inserts the rows not yet rejected one by one, each in a
 // savepoint, rejecting those PostgreSQL refuses for good.
 func (b *bulkRun) eachRow(ctx context.Context) error {
-	sql := b.insertSQL()
-	for i := range b.rows {
+	sql := gen.Insert(b.s.tableIdent(b.t.Name), b.cols, 1)
+	for i, args := range b.bound {
 		if b.rejected[i] != nil {
-			continue
-		}
-		args, err := b.args(i)
-		if err != nil {
-			b.rejected[i] = err
 			continue
 		}
 		if _, err := run(ctx, b.c, sqlBulkSavepoint); err != nil {
@@ -274,34 +240,7 @@ func (b *bulkRun) eachRow(ctx context.Context) error {
 	return nil
 }
 
-func (b *bulkRun) columnList() string {
-	names := make([]string, len(b.cols))
-	for i, c := range b.cols {
-		names[i] = ident(c)
-	}
-	return strings.Join(names, ", ")
-}
-
 // copySQL is COPY "t" ("a", "b") FROM STDIN.
 func (b *bulkRun) copySQL() string {
-	return "copy " + b.s.tableIdent(b.t.Name) + " (" + b.columnList() + ") from stdin"
-}
-
-// insertSQL is INSERT INTO "t" ("a", "b") VALUES ($1, $2).
-func (b *bulkRun) insertSQL() string {
-	var sb strings.Builder
-	sb.WriteString("insert into ")
-	sb.WriteString(b.s.tableIdent(b.t.Name))
-	sb.WriteString(" (")
-	sb.WriteString(b.columnList())
-	sb.WriteString(") values (")
-	for i := range b.cols {
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		sb.WriteByte('$')
-		sb.WriteString(strconv.Itoa(i + 1))
-	}
-	sb.WriteByte(')')
-	return sb.String()
+	return "copy " + b.s.tableIdent(b.t.Name) + " (" + gen.Idents(b.cols) + ") from stdin"
 }

@@ -109,3 +109,15 @@ func undefinedObject(err error) bool {
 	}
 	return false
 }
+
+// IsTransient reports whether err, from InsertRows or any statement, is
+// one that retrying later can fix (the database unreachable, shutting
+// down, out of connections, a serialization failure, a cancelled
+// context), decided by type and SQLSTATE as classify does.
+func IsTransient(err error) bool {
+	if err == nil {
+		return false
+	}
+	_, permanent := classify(err)
+	return !permanent
+}

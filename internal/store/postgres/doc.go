@@ -1,17 +1,23 @@
 // Package postgres is the PostgreSQL store: spool drains into a PostgreSQL
 // primary through a pgx connection pool and reads from it.
 //
-// Every value travels as a bind parameter of the extended protocol, never in
-// SQL text; every identifier comes from the catalog and is quoted by
-// pgx.Identifier. Values go in PostgreSQL's text format, so that the
-// database, not the driver, judges them: an out-of-range integer or a
-// malformed timestamp comes back as a SQLSTATE (22003, 22007) that
-// dead-letters its transaction, never as a client-side encoding error, and
-// a column of a type spool has no kind for (an enum, inet, interval) takes
-// and gives PostgreSQL's text. Statements without parameters (begin,
-// commit, savepoints, migrations) go through pgconn's ExecParams or a
-// pipeline, the extended protocol too; the one use of the simple protocol
-// is Exec, which runs the operator's schema file.
+// The statements on the user's tables are built by package sqlgen in its
+// Postgres dialect (see gen): every value travels as a bind parameter of
+// the extended protocol, never in SQL text; every identifier comes from
+// the catalog and is quoted as pgx.Identifier quotes it, a table's
+// qualified with the schema the catalog was read from. What is
+// PostgreSQL's alone stays here: the unnest insert of merged runs, COPY,
+// the pipelines and the bookkeeping statements.
+//
+// Values go in PostgreSQL's text format, so that the database, not the
+// driver, judges them: an out-of-range integer or a malformed timestamp
+// comes back as a SQLSTATE (22003, 22007) that dead-letters its
+// transaction, never as a client-side encoding error, and a column of a
+// type spool has no kind for (an enum, inet, interval) takes and gives
+// PostgreSQL's text. Statements without parameters (begin, commit,
+// savepoints, migrations) go through pgconn's ExecParams or a pipeline,
+// the extended protocol too; the one use of the simple protocol is Exec,
+// which runs the operator's schema file.
 //
 // # Applying a batch
 //
@@ -101,10 +107,12 @@
 //
 // Sessions run with TimeZone=UTC, DateStyle=ISO and extra_float_digits=3,
 // so the text forms read back are exact and parse the same on every
-// server. Reads select each column as text (bytea as is, arrays as text[])
-// and turn it into the canonical form of its kind (see
-// schema.Column.Normalize): a numeric keeps its digits ("1.50"), a float4
-// reads back as the shortest text that round-trips. Filters cast their
-// values to the column kind's base type; text compares and orders in the
-// "C" collation, byte-wise, as schema.Compare does in the overlay.
+// server. Get and Query are sqlgen's reads: they select each column as
+// text (bytea as is, arrays as text[], see selectExpr) and scan turns it
+// into the canonical form of its kind (see schema.Column.Normalize): a
+// numeric keeps its digits ("1.50"), a float4 reads back as the shortest
+// text that round-trips. Filters cast their values to the column kind's
+// base type (castType), an IN list is one array parameter; text compares
+// and orders in the "C" collation, byte-wise, as schema.Compare does in
+// the overlay.
 package postgres

@@ -2,14 +2,11 @@ package postgres
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/store/sqlgen"
 	"github.com/spoolgw/spool/internal/txn"
 )
 
@@ -47,17 +44,9 @@ type insertShape struct {
 	types []string // the columns' types without modifiers
 }
 
-// exists is the pseudo-operation of an update without values: it only
-// checks that the row exists.
-const exists txn.Kind = "exists"
-
 // stmtKey names the SQL text of an operation: one per table, operation and
 // set of columns.
-type stmtKey struct {
-	table string
-	op    txn.Kind
-	cols  string
-}
+type stmtKey = sqlgen.Key
 
 // plan turns the operations of t into statements. If operation k cannot be
 // turned into one (unknown table or column, a value that does not fit its
@@ -78,67 +67,21 @@ func (b *batchRun) plan(ctx context.Context, t *txn.Transaction) (stmts []stmt, 
 
 // opStmt builds the statement of operation i.
 func (b *batchRun) opStmt(ctx context.Context, i int, op txn.Operation) (stmt, *store.ApplyError, error) {
-	permanent := func(err error) *store.ApplyError {
-		return &store.ApplyError{Op: i, Table: op.Table, Msg: err.Error(), Err: err}
-	}
-	values := op.Values
-	if op.Op == txn.Delete {
-		values = nil // a delete names only its key
-	}
-	t, err := b.table(ctx, op.Table, values)
-	if errors.Is(err, schema.ErrUnknownTable) {
-		return stmt{}, permanent(err), nil
+	w, fail, err := gen.BindWrite(op, func(name string, values map[string]any) (*schema.Table, error) {
+		return b.table(ctx, name, values)
+	})
+	if fail != nil {
+		return stmt{}, &store.ApplyError{Op: i, Table: op.Table, Msg: fail.Error(), Err: fail}, nil
 	}
 	if err != nil {
 		return stmt{}, nil, err
 	}
-	if err := t.Writable(); err != nil {
-		return stmt{}, permanent(err), nil
-	}
-	names := make([]string, 0, len(values)+1)
-	for name := range values {
-		if t.Column(name) == nil {
-			return stmt{}, permanent(fmt.Errorf("no such column %q", name)), nil
-		}
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	args := make([]any, 0, len(names)+1)
-	for _, name := range names {
-		v, err := bindColumn(t.Column(name), values[name])
-		if err != nil {
-			return stmt{}, permanent(err), nil
-		}
-		args = append(args, v)
-	}
-	kind := op.Op
-	switch op.Op {
-	case txn.Insert, txn.Upsert:
-		if _, ok := values[t.Key.Name]; ok {
-			break // the key is among the values
-		}
-		fallthrough
-	case txn.Update, txn.Delete:
-		key, err := bindColumn(t.Key, t.Key.KeyValue(op.ID))
-		if err != nil {
-			return stmt{}, permanent(fmt.Errorf("key %q: %w", op.ID, err)), nil
-		}
-		if op.Op == txn.Insert || op.Op == txn.Upsert {
-			names = append(names, t.Key.Name)
-		}
-		if op.Op == txn.Update && len(names) == 0 {
-			kind = exists
-		}
-		args = append(args, key)
-	default:
-		return stmt{}, permanent(fmt.Errorf("unknown operation %q", op.Op)), nil
-	}
-	st := stmt{sql: b.opSQL(t, kind, names), args: args, op: i}
+	st := stmt{sql: b.opSQL(&w), args: w.Args, op: i}
 	switch op.Op {
 	case txn.Update, txn.Delete:
 		st.check = checkRow
 	case txn.Insert:
-		st.ins = b.shape(t, st.sql, names)
+		st.ins = b.shape(w.Table, st.sql, w.Names)
 	}
 	return st, nil, nil
 }
@@ -211,7 +154,7 @@ func bulkInsert(sh *insertShape, run []stmt) stmt {
 		if k > 0 {
 			sb.WriteString(", ")
 		}
-		sb.WriteString("$" + strconv.Itoa(k+1) + "::" + sh.types[k] + "[]")
+		sb.WriteString(gen.Placeholder(k+1) + "::" + sh.types[k] + "[]")
 		col := make([]any, len(run))
 		for r, st := range run {
 			col[r] = st.args[k]
@@ -248,92 +191,13 @@ func (b *batchRun) table(ctx context.Context, name string, values map[string]any
 	return cat.Table(name)
 }
 
-// opSQL returns the SQL text of op on t with the named columns (in order),
-// built once per attempt.
-func (b *batchRun) opSQL(t *schema.Table, op txn.Kind, names []string) string {
-	key := stmtKey{table: t.Name, op: op, cols: strings.Join(names, "\x00")}
+// opSQL returns the SQL text of w, built once per attempt.
+func (b *batchRun) opSQL(w *sqlgen.Write) string {
+	key := w.Key()
 	if text, ok := b.sql[key]; ok {
 		return text
 	}
-	tbl := b.s.tableIdent(t.Name)
-	var text string
-	switch op {
-	case txn.Insert, txn.Upsert:
-		text = insertSQL(tbl, t, names, op == txn.Upsert)
-	case txn.Update:
-		text = updateSQL(tbl, t, names)
-	case exists:
-		text = "select 1 from " + tbl + " where " + ident(t.Key.Name) + " = $1"
-	case txn.Delete:
-		text = "delete from " + tbl + " where " + ident(t.Key.Name) + " = $1"
-	}
+	text := gen.WriteSQL(b.s.tableIdent(w.Table.Name), w)
 	b.sql[key] = text
 	return text
-}
-
-// insertSQL is INSERT INTO "t" ("a", "b") VALUES ($1, $2), and for an
-// upsert ON CONFLICT ("key") DO UPDATE SET every other named column.
-func insertSQL(tbl string, t *schema.Table, names []string, upsert bool) string {
-	var sb strings.Builder
-	sb.WriteString("insert into ")
-	sb.WriteString(tbl)
-	sb.WriteString(" (")
-	for i, n := range names {
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		sb.WriteString(ident(n))
-	}
-	sb.WriteString(") values (")
-	for i := range names {
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		sb.WriteString("$" + strconv.Itoa(i+1))
-	}
-	sb.WriteByte(')')
-	if !upsert {
-		return sb.String()
-	}
-	sb.WriteString(" on conflict (")
-	sb.WriteString(ident(t.Key.Name))
-	sb.WriteString(") do ")
-	first := true
-	for _, n := range names {
-		if n == t.Key.Name {
-			continue
-		}
-		if first {
-			sb.WriteString("update set ")
-			first = false
-		} else {
-			sb.WriteString(", ")
-		}
-		sb.WriteString(ident(n))
-		sb.WriteString(" = excluded.")
-		sb.WriteString(ident(n))
-	}
-	if first {
-		sb.WriteString("nothing")
-	}
-	return sb.String()
-}
-
-// updateSQL is UPDATE "t" SET "a" = $1, "b" = $2 WHERE "key" = $3.
-func updateSQL(tbl string, t *schema.Table, names []string) string {
-	var sb strings.Builder
-	sb.WriteString("update ")
-	sb.WriteString(tbl)
-	sb.WriteString(" set ")
-	for i, n := range names {
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		sb.WriteString(ident(n))
-		sb.WriteString(" = $" + strconv.Itoa(i+1))
-	}
-	sb.WriteString(" where ")
-	sb.WriteString(ident(t.Key.Name))
-	sb.WriteString(" = $" + strconv.Itoa(len(names)+1))
-	return sb.String()
 }

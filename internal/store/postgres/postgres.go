@@ -13,8 +13,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/spoolgw/spool/internal/query"
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/store/sqlgen"
 )
 
 // Defaults of the store.
@@ -88,21 +90,26 @@ func open(ctx context.Context, url string, logger *slog.Logger, migrate bool) (*
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
 	s := &Store{pool: pool, logger: logger}
-	if err := s.Ping(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	if migrate {
-		if err := s.Migrate(ctx); err != nil {
-			s.Close()
-			return nil, err
-		}
-	}
-	if _, err := s.Catalog(ctx); err != nil {
+	if err := s.start(ctx, migrate); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// start checks that the database answers, applies spool's migrations if
+// migrate is set, and reads the catalog.
+func (s *Store) start(ctx context.Context, migrate bool) error {
+	if err := s.Ping(ctx); err != nil {
+		return err
+	}
+	if migrate {
+		if err := s.Migrate(ctx); err != nil {
+			return err
+		}
+	}
+	_, err := s.Catalog(ctx)
+	return err
 }
 
 // Ping checks that the database answers.
@@ -167,11 +174,35 @@ type catalog struct {
 // tableIdent quotes the name of a table of the catalog, qualified with the
 // schema the catalog was read from.
 func (s *Store) tableIdent(name string) string {
-	if c := s.cat.Load(); c != nil && c.schema != "" {
-		return pgx.Identifier{c.schema, name}.Sanitize()
+	if c := s.cat.Load(); c != nil {
+		return gen.Table(c.schema, name)
 	}
-	return pgx.Identifier{name}.Sanitize()
+	return gen.Ident(name)
 }
 
 // ident quotes the name of a column.
-func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
+func ident(name string) string { return sqlgen.Postgres.Ident(name) }
+
+// gen builds the store's statements: PostgreSQL's syntax, every value a
+// parameter in its text form (see bind), read back as text (selectExpr),
+// and a filter's value cast to its column kind's base type (castType).
+var gen = &sqlgen.Builder{
+	Dialect:   sqlgen.Postgres,
+	Bind:      func(c *schema.Column, v any) (any, error) { return bind(c.Kind, c.Elem, v) },
+	Select:    selectExpr,
+	Compare:   compareExpr,
+	Cast:      castType,
+	BindArray: func(c *schema.Column, values []any) (any, error) { return arrayLiteral(c.Kind, values) },
+}
+
+// Get reads one row of t by the text of its key.
+func (s *Store) Get(ctx context.Context, t *schema.Table, key string) (schema.Row, bool, error) {
+	return gen.Get(ctx, s.scan, s.tableIdent(t.Name), t, key)
+}
+
+// Query reads the rows matching q in q's order, at most limit of them (no
+// limit if limit is negative). Ascending order puts nulls first and
+// descending order last, as schema.Compare does.
+func (s *Store) Query(ctx context.Context, q *query.Query, limit int) ([]schema.Row, error) {
+	return gen.Query(ctx, s.scan, s.tableIdent(q.Table.Name), q, limit)
+}

@@ -13,125 +13,10 @@ import (
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/spoolgw/spool/internal/query"
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/store"
 	"github.com/spoolgw/spool/internal/txn"
 )
-
-// Get reads one row of t by the text of its key.
-func (s *Store) Get(ctx context.Context, t *schema.Table, key string) (schema.Row, bool, error) {
-	if err := t.Writable(); err != nil {
-		return nil, false, fmt.Errorf("get: %w", err)
-	}
-	k, err := bindColumn(t.Key, t.Key.KeyValue(key))
-	if err != nil {
-		return nil, false, fmt.Errorf("get %s %q: key %w", t.Name, key, err)
-	}
-	text := "select " + columnList(t) + " from " + s.tableIdent(t.Name) + " where " + ident(t.Key.Name) + " = $1"
-	rows, err := s.scan(ctx, t, text, []any{k})
-	if err != nil {
-		return nil, false, fmt.Errorf("get %s %q: %w", t.Name, key, err)
-	}
-	if len(rows) == 0 {
-		return nil, false, nil
-	}
-	return rows[0], true, nil
-}
-
-// Query reads the rows matching q in q's order, at most limit of them (no
-// limit if limit is negative). Ascending order puts nulls first and
-// descending order last, as schema.Compare does.
-func (s *Store) Query(ctx context.Context, q *query.Query, limit int) ([]schema.Row, error) {
-	t := q.Table
-	var (
-		sb   strings.Builder
-		args []any
-	)
-	sb.WriteString("select " + columnList(t) + " from " + s.tableIdent(t.Name) + " as r")
-	for i, c := range q.Conds {
-		if i == 0 {
-			sb.WriteString(" where ")
-		} else {
-			sb.WriteString(" and ")
-		}
-		var err error
-		if args, err = condSQL(&sb, c, args); err != nil {
-			return nil, fmt.Errorf("query %s: %w", t.Name, err)
-		}
-	}
-	for i, o := range q.Order {
-		if i == 0 {
-			sb.WriteString(" order by ")
-		} else {
-			sb.WriteString(", ")
-		}
-		// Qualified: a bare name would sort by the output column of that
-		// name, the column's text.
-		sb.WriteString(sortExpr(o.Column, "r."))
-		if o.Desc {
-			sb.WriteString(" desc nulls last")
-		} else {
-			sb.WriteString(" asc nulls first")
-		}
-	}
-	if limit >= 0 {
-		args = append(args, int64(limit))
-		sb.WriteString(" limit $" + strconv.Itoa(len(args)))
-	}
-	rows, err := s.scan(ctx, t, sb.String(), args)
-	if err != nil {
-		return nil, fmt.Errorf("query %s: %w", t.Name, err)
-	}
-	return rows, nil
-}
-
-// condOps maps the comparison operators onto SQL.
-var condOps = map[query.Op]string{
-	query.Eq: "=", query.Neq: "<>", query.Lt: "<", query.Lte: "<=", query.Gt: ">", query.Gte: ">=",
-}
-
-// condSQL writes one condition with placeholders numbered after args and
-// returns args with its own appended. A comparison with NULL is never true
-// in SQL, which is what Cond.match does too (neq excludes nulls).
-func condSQL(sb *strings.Builder, c query.Cond, args []any) ([]any, error) {
-	col := c.Column
-	switch c.Op {
-	case query.IsNull:
-		sb.WriteString(ident(col.Name) + " is null")
-		return args, nil
-	case query.NotNull:
-		sb.WriteString(ident(col.Name) + " is not null")
-		return args, nil
-	case query.In:
-		if len(c.Values) == 0 {
-			sb.WriteString("false")
-			return args, nil
-		}
-		list, err := arrayLiteral(col.Kind, c.Values)
-		if err != nil {
-			return nil, fmt.Errorf("filter on %q: %w", col.Name, err)
-		}
-		args = append(args, list)
-		sb.WriteString(eqExpr(col) + " = any($" + strconv.Itoa(len(args)) + "::" + castType(col) + "[])")
-		return args, nil
-	}
-	op, ok := condOps[c.Op]
-	if !ok {
-		return nil, fmt.Errorf("unknown operator %q", c.Op)
-	}
-	v, err := bind(col.Kind, col.Elem, c.Value)
-	if err != nil {
-		return nil, fmt.Errorf("filter on %q: %w", col.Name, err)
-	}
-	args = append(args, v)
-	lhs := sortExpr(col, "")
-	if c.Op == query.Eq || c.Op == query.Neq {
-		lhs = eqExpr(col)
-	}
-	sb.WriteString(lhs + " " + op + " $" + strconv.Itoa(len(args)) + "::" + castType(col))
-	return args, nil
-}
 
 // castType is the type a filter value of column c is cast to: the base type
 // of its kind, without a type modifier (a cast to varchar(5) would cut a
@@ -175,14 +60,23 @@ func sortExpr(c *schema.Column, qual string) string {
 	return name + `::text collate "C"`
 }
 
+// compareExpr is what a filter compares a column by: eqExpr for equality,
+// else sortExpr, which orders it too.
+func compareExpr(c *schema.Column, qual string, eq bool) string {
+	if eq {
+		return eqExpr(c, qual)
+	}
+	return sortExpr(c, qual)
+}
+
 // eqExpr is what a column is compared for equality by: the column itself
 // (equality does not depend on the collation, and an index of the column's
 // own collation serves it), or its text for a type without a kind.
-func eqExpr(c *schema.Column) string {
+func eqExpr(c *schema.Column, qual string) string {
 	if c.Kind == schema.Text && !textual(c.Type) {
-		return ident(c.Name) + "::text"
+		return qual + ident(c.Name) + "::text"
 	}
-	return ident(c.Name)
+	return qual + ident(c.Name)
 }
 
 // textual reports whether a declared type (format_type's output) is one of
@@ -190,14 +84,6 @@ func eqExpr(c *schema.Column) string {
 func textual(typ string) bool {
 	return typ == "text" || typ == "name" || typ == "character" ||
 		strings.HasPrefix(typ, "character varying") || strings.HasPrefix(typ, "character(")
-}
-
-func columnList(t *schema.Table) string {
-	exprs := make([]string, len(t.Columns))
-	for i, c := range t.Columns {
-		exprs[i] = selectExpr(c)
-	}
-	return strings.Join(exprs, ", ")
 }
 
 // scan runs a select of every column of t and decodes the rows into
@@ -219,23 +105,20 @@ func (s *Store) scanOnce(ctx context.Context, t *schema.Table, text string, args
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	dest := make([]any, len(t.Columns))
 	for i, c := range t.Columns {
 		dest[i] = scanDest(c)
 	}
-	var out []schema.Row
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
+	return pgx.AppendRows([]schema.Row(nil), rows, func(r pgx.CollectableRow) (schema.Row, error) {
+		if err := r.Scan(dest...); err != nil {
 			return nil, err
 		}
-		r := make(schema.Row, len(t.Columns))
+		row := make(schema.Row, len(t.Columns))
 		for i, c := range t.Columns {
-			r[c.Name] = decodeDest(c, dest[i])
+			row[c.Name] = decodeDest(c, dest[i])
 		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+		return row, nil
+	})
 }
 
 // Applied tells whether transaction id was applied, and when.
@@ -377,16 +260,10 @@ func (s *Store) ListDeadLetters(ctx context.Context, f store.DeadLetterFilter) (
 	if err != nil {
 		return nil, fmt.Errorf("list dead letters: %w", err)
 	}
-	defer rows.Close()
-	var out []*store.DeadLetter
-	for rows.Next() {
-		dl, err := scanDeadLetter(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list dead letters: %w", err)
-		}
-		out = append(out, dl)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := pgx.AppendRows([]*store.DeadLetter(nil), rows, func(r pgx.CollectableRow) (*store.DeadLetter, error) {
+		return scanDeadLetter(r)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("list dead letters: %w", err)
 	}
 	return out, nil

@@ -14,17 +14,6 @@ import (
 	"github.com/spoolgw/spool/internal/schema"
 )
 
-// bindColumn normalises v against its column (values from the log may be
-// json.Number or base64 text after a JSON round trip) and returns what to
-// bind for it.
-func bindColumn(c *schema.Column, v any) (any, error) {
-	n, err := c.Normalize(v)
-	if err != nil {
-		return nil, fmt.Errorf("column %q %w", c.Name, err)
-	}
-	return bind(c.Kind, c.Elem, n)
-}
-
 // bind turns a canonical value into a bind parameter: its PostgreSQL text
 // form, which pgx sends in the text format for PostgreSQL to parse as the
 // parameter's type (bytes as bytea's hex form, arrays as array literals).

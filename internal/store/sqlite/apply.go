@@ -10,6 +10,7 @@ import (
 
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/store/sqlgen"
 	"github.com/spoolgw/spool/internal/txn"
 )
 
@@ -57,7 +58,7 @@ func (s *Store) ApplyBatch(ctx context.Context, batch []*txn.Transaction, gate s
 		s: s, tx: tx, gate: gate,
 		now:     time.Now().UTC().Format(schema.TimeFormat),
 		stmts:   make(map[string]*sql.Stmt),
-		opStmts: make(map[stmtKey]*sql.Stmt),
+		opStmts: make(map[sqlgen.Key]*sql.Stmt),
 	}
 	defer s.stmts.fill(context.WithoutCancel(ctx)) // once close has ended tx
 	defer b.close()
@@ -95,7 +96,7 @@ type batchRun struct {
 	now   string
 	stmts map[string]*sql.Stmt
 	// opStmts are the statements of operations, by table, op and columns.
-	opStmts map[stmtKey]*sql.Stmt
+	opStmts map[sqlgen.Key]*sql.Stmt
 	// applied and dead hold the transactions of the batch that earlier
 	// runs applied or dead-lettered, and those this run has so far.
 	applied map[string]bool

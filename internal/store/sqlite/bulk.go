@@ -5,9 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/store/sqlgen"
 )
 
 // The bulk path of the telemetry lane (telemetry.Inserter).
@@ -23,17 +23,6 @@ const (
 	sqlBulkRelease   = `release spool_bulk`
 	sqlBulkRollback  = `rollback to spool_bulk`
 )
-
-// IsTransient reports whether err, from InsertRows or any statement, is
-// one that retrying later can fix (busy, locked, I/O, full, closed,
-// cancelled), decided by SQLite's result code as classify does.
-func IsTransient(err error) bool {
-	if err == nil {
-		return false
-	}
-	_, permanent := classify(context.Background(), err)
-	return !permanent
-}
 
 // InsertRows inserts rows, each the canonical values of cols in order,
 // into t in one BEGIN IMMEDIATE transaction: one prepared multi-row INSERT
@@ -51,25 +40,17 @@ func (s *Store) InsertRows(ctx context.Context, t *schema.Table, cols []string, 
 	if len(rows) == 0 {
 		return nil, nil
 	}
-	if len(cols) == 0 {
-		return nil, fmt.Errorf("insert rows into %q: no columns", t.Name)
-	}
-	b := &bulkRun{s: s, t: t, cols: cols, rows: rows, rejected: make(map[int]error)}
+	b := &bulkRun{s: s, t: t, cols: cols}
 	// Bind once: a value SQLite cannot store is the row's fault.
-	b.bound = make([][]any, len(rows))
-	for i, row := range rows {
-		if len(row) != len(cols) {
-			b.rejected[i] = fmt.Errorf("row has %d values for %d columns", len(row), len(cols))
-			continue
+	b.bound, b.rejected, err = sqlgen.BindRows(cols, rows, func(j int, v any) (any, error) {
+		a, err := bind(v)
+		if err != nil {
+			return nil, fmt.Errorf("column %q: %w", cols[j], err)
 		}
-		vals := make([]any, len(row))
-		for j, v := range row {
-			if vals[j], err = bind(v); err != nil {
-				b.rejected[i] = fmt.Errorf("column %q: %w", cols[j], err)
-				break
-			}
-		}
-		b.bound[i] = vals
+		return a, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("insert rows into %q: %w", t.Name, err)
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -97,8 +78,7 @@ type bulkRun struct {
 	s        *Store
 	t        *schema.Table
 	cols     []string
-	rows     [][]any
-	bound    [][]any
+	bound    [][]any // nil for a row bind rejected
 	rejected map[int]error
 	// rowByRow is set once a multi-row statement ended a transaction:
 	// from then on every row is inserted alone.
@@ -121,8 +101,8 @@ func (b *bulkRun) once(ctx context.Context) error {
 		}
 		tx.Rollback() //nolint:errcheck // ErrTxDone after Commit; a failed rollback is reported by the error already returned
 	}()
-	good := make([]int, 0, len(b.rows))
-	for i := range b.rows {
+	good := make([]int, 0, len(b.bound))
+	for i := range b.bound {
 		if b.rejected[i] == nil {
 			good = append(good, i)
 		}
@@ -251,35 +231,10 @@ func (b *bulkRun) stmt(ctx context.Context, n int) (*sql.Stmt, error) {
 	if st, ok := b.stmts[n]; ok {
 		return st, nil
 	}
-	st, err := b.tx.PrepareContext(ctx, insertRowsSQL(b.t, b.cols, n))
+	st, err := b.tx.PrepareContext(ctx, gen.Insert(gen.Ident(b.t.Name), b.cols, n))
 	if err != nil {
 		return nil, err
 	}
 	b.stmts[n] = st
 	return st, nil
-}
-
-// insertRowsSQL is INSERT INTO "t" ("a", "b") VALUES (?, ?), (?, ?), …
-// with n rows.
-func insertRowsSQL(t *schema.Table, cols []string, n int) string {
-	var sb strings.Builder
-	sb.Grow(32 + len(cols)*16 + n*(len(cols)*3+4))
-	sb.WriteString("insert into ")
-	sb.WriteString(quote(t.Name))
-	sb.WriteString(" (")
-	for i, c := range cols {
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		sb.WriteString(quote(c))
-	}
-	sb.WriteString(") values ")
-	row := "(?" + strings.Repeat(", ?", len(cols)-1) + ")"
-	for i := range n {
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		sb.WriteString(row)
-	}
-	return sb.String()
 }

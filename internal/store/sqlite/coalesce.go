@@ -169,7 +169,7 @@ func (b *batchRun) mergeRules(ctx context.Context) (func(string) *store.MergeRul
 // kind fits a STRICT one), so only a value that cannot be bound may fail,
 // and is never overwritten unseen.
 func fits(c *schema.Column, v any) bool {
-	_, err := bindColumn(c, v)
+	_, err := gen.BindColumn(c, v)
 	return err == nil
 }
 
@@ -193,29 +193,29 @@ func (b *batchRun) runGroup(ctx context.Context, plan []store.Merged, from []int
 	if first.Op.Op != txn.Insert {
 		return 1, b.op(ctx, i, first.Op)
 	}
-	p, err := b.prepare(ctx, i, first.Op)
+	w, err := b.prepare(ctx, i, first.Op)
 	if err != nil {
 		return 1, err
 	}
-	args := p.args
-	n, most := 1, groupRows(min(len(plan), maxGroupRows, maxGroupParams/max(1, len(p.names))))
+	args := w.Args
+	n, most := 1, groupRows(min(len(plan), maxGroupRows, maxGroupParams/max(1, len(w.Names))))
 	for n < most {
 		m := plan[n]
 		if m.Op.Op != txn.Insert || m.Op.Table != first.Op.Table || len(m.Op.Values) != len(first.Op.Values) {
 			break
 		}
 		q, err := b.prepare(ctx, from[m.Steps[0]], m.Op)
-		if err != nil || !slices.Equal(q.names, p.names) {
+		if err != nil || !slices.Equal(q.Names, w.Names) {
 			break // it runs (and fails, if it must) in a group of its own
 		}
-		args = append(args, q.args...)
+		args = append(args, q.Args...)
 		n++
 	}
 	if n = groupRows(n); n == 1 {
-		return 1, b.run(ctx, i, first.Op, p)
+		return 1, b.run(ctx, i, first.Op, &w)
 	}
-	args = args[:n*len(p.names)]
-	if _, err := b.exec(ctx, multiInsertSQL(p.t, p.names, n), args...); err != nil {
+	args = args[:n*len(w.Names)]
+	if _, err := b.exec(ctx, gen.Insert(gen.Ident(w.Table.Name), w.Names, n), args...); err != nil {
 		return n, b.dbError(ctx, i, first.Op, err)
 	}
 	return n, nil
@@ -230,19 +230,6 @@ func groupRows(n int) int {
 		return maxGroupRows
 	}
 	return 1 << (bits.Len(uint(n)) - 1)
-}
-
-// multiInsertSQL is INSERT INTO "t" ("a","b") VALUES (?,?), (?,?), … with
-// rows rows.
-func multiInsertSQL(t *schema.Table, names []string, rows int) string {
-	one := "(" + strings.Repeat("?, ", len(names)-1) + "?)"
-	var sb strings.Builder
-	sb.WriteString(insertSQL(t, names, false))
-	for range rows - 1 {
-		sb.WriteString(", ")
-		sb.WriteString(one)
-	}
-	return sb.String()
 }
 
 // recordApplied records the transactions run in spool_applied, many rows

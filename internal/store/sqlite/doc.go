@@ -9,6 +9,12 @@
 // alone. Reads use a separate pool of query-only connections, which WAL lets
 // run beside the writer.
 //
+// The statements on the user's tables are built by package sqlgen in its
+// SQLite dialect (see gen): every value a ? parameter in the form SQLite
+// stores it (see bind), every identifier from the catalog and quoted. A
+// run of plain inserts into one table runs as one multi-row INSERT, and the
+// statements stay prepared across batches (stmtCache).
+//
 // Errors are classified once, by SQLite result code (see classify): a
 // constraint violation, a datatype mismatch, an oversized value or a missing
 // row is permanent and dead-letters its transaction; a busy or locked

@@ -88,3 +88,14 @@ func codeName(code int) string {
 	}
 	return fmt.Sprintf("SQLITE_%d", code)
 }
+
+// IsTransient reports whether err, from InsertRows or any statement, is
+// one that retrying later can fix (busy, locked, I/O, full, closed,
+// cancelled), decided by SQLite's result code as classify does.
+func IsTransient(err error) bool {
+	if err == nil {
+		return false
+	}
+	_, permanent := classify(context.Background(), err)
+	return !permanent
+}

@@ -13,8 +13,10 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"github.com/spoolgw/spool/internal/query"
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/store"
+	"github.com/spoolgw/spool/internal/store/sqlgen"
 )
 
 // Defaults of the store.
@@ -99,11 +101,11 @@ func open(ctx context.Context, path string, logger *slog.Logger, opt options) (*
 	rdb.SetMaxOpenConns(ReadConns)
 	rdb.SetMaxIdleConns(ReadConns)
 	s := &Store{path: path, logger: logger, wdb: wdb, rdb: rdb, stmts: newStmtCache(wdb)}
-	if err := s.Migrate(ctx); err != nil {
-		s.Close()
-		return nil, err
+	err = s.Migrate(ctx)
+	if err == nil {
+		_, err = s.Catalog(ctx)
 	}
-	if _, err := s.Catalog(ctx); err != nil {
+	if err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -140,8 +142,21 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-// quote quotes an SQL identifier. Every identifier in spool's SQL passes
-// through here, and every one comes from the catalog.
-func quote(name string) string {
-	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+// gen builds the store's statements: SQLite's syntax, every value a
+// parameter in the form SQLite stores it (see bind).
+var gen = &sqlgen.Builder{
+	Dialect: sqlgen.SQLite,
+	Bind:    func(_ *schema.Column, v any) (any, error) { return bind(v) },
+}
+
+// Get reads one row of t by the text of its key.
+func (s *Store) Get(ctx context.Context, t *schema.Table, key string) (schema.Row, bool, error) {
+	return gen.Get(ctx, s.scan, gen.Ident(t.Name), t, key)
+}
+
+// Query reads the rows matching q in q's order, at most limit of them (no
+// limit if limit is negative). Ascending order puts nulls first and
+// descending order last, as schema.Compare does.
+func (s *Store) Query(ctx context.Context, q *query.Query, limit int) ([]schema.Row, error) {
+	return gen.Query(ctx, s.scan, gen.Ident(q.Table.Name), q, limit)
 }

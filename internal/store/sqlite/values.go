@@ -11,17 +11,6 @@ import (
 	"github.com/spoolgw/spool/internal/schema"
 )
 
-// bindColumn normalises v against its column (values from the log may be
-// json.Number or base64 text after a JSON round trip) and returns what to
-// bind for it.
-func bindColumn(c *schema.Column, v any) (any, error) {
-	n, err := c.Normalize(v)
-	if err != nil {
-		return nil, fmt.Errorf("column %q %w", c.Name, err)
-	}
-	return bind(n)
-}
-
 // bind turns a canonical value into what SQLite stores: booleans as 1/0,
 // JSON and numeric values as text, arrays as JSON text, timestamps as their
 // canonical text, bytes as a blob.
