@@ -37,8 +37,12 @@ type Status struct {
 	LSN          txn.LSN   `json:"lsn,omitzero"`
 	Error        string    `json:"error,omitempty"`
 	Code         string    `json:"code,omitempty"`
-	Duplicate    bool      `json:"-"`
-	waiters      chan struct{}
+	// Principal is who submitted the transaction, once the tracker has
+	// heard of it with its transaction (applied, replicated or failed in
+	// this process), or a dead letter holds it.
+	Principal string `json:"principal,omitempty"`
+	Duplicate bool   `json:"-"`
+	waiters   chan struct{}
 }
 
 // Counters are the totals since start, for /stats.
@@ -159,6 +163,15 @@ func (t *Tracker) remember(id string) {
 	t.next = (t.next + 1) % t.retain
 }
 
+// setPrincipal records who submitted id, if the tracker still holds it.
+func (t *Tracker) setPrincipal(id, principal string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s, ok := t.m[id]; ok {
+		s.Principal = principal
+	}
+}
+
 // Get returns what the tracker knows of id.
 func (t *Tracker) Get(id string) (Status, bool) {
 	t.mu.Lock()
@@ -276,6 +289,9 @@ func (t *Tracker) Changed(cs []changes.Change) {
 			t.Queued()
 		default:
 			t.Advance(c.ID, c.State, c.At, c.LSN, c.Err, c.Code)
+			if c.Tx != nil && c.Tx.Principal != "" {
+				t.setPrincipal(c.ID, c.Tx.Principal)
+			}
 		}
 	}
 }
