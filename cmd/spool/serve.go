@@ -166,7 +166,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	case c.role != roleAll && !shared:
 		return fmt.Errorf("--role %s needs a shared --log (redis://…): a local log is only this process's", c.role)
 	case !shared && c.logURL != "local":
-		return fmt.Errorf("--log %q: want local or redis://HOST:PORT/DB", c.logURL)
+		return fmt.Errorf("--log %q: want local or redis://HOST:PORT/DB", redact(c.logURL))
 	}
 	// Credentials, TLS and limits first: a spool that may not listen
 	// where it is told opens nothing.
