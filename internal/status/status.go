@@ -107,6 +107,12 @@ func queued(id string) *Status {
 // Advance moves id to state at time at. States only move forward; a
 // transaction the tracker does not know is added.
 func (t *Tracker) Advance(id string, state txn.State, at time.Time, lsn txn.LSN, failure error, code string) {
+	t.advance(id, state, at, lsn, failure, code, "")
+}
+
+// advance is Advance recording who submitted the transaction too, before
+// any waiter wakes.
+func (t *Tracker) advance(id string, state txn.State, at time.Time, lsn txn.LSN, failure error, code, principal string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.m[id]
@@ -119,6 +125,9 @@ func (t *Tracker) Advance(id string, state txn.State, at time.Time, lsn txn.LSN,
 	}
 	if lsn != 0 {
 		s.LSN = lsn
+	}
+	if principal != "" {
+		s.Principal = principal
 	}
 	switch state {
 	case txn.Applied:
@@ -161,15 +170,6 @@ func (t *Tracker) remember(id string) {
 	delete(t.m, t.finished[t.next])
 	t.finished[t.next] = id
 	t.next = (t.next + 1) % t.retain
-}
-
-// setPrincipal records who submitted id, if the tracker still holds it.
-func (t *Tracker) setPrincipal(id, principal string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if s, ok := t.m[id]; ok {
-		s.Principal = principal
-	}
 }
 
 // Get returns what the tracker knows of id.
@@ -288,10 +288,11 @@ func (t *Tracker) Changed(cs []changes.Change) {
 		case c.State == txn.Queued:
 			t.Queued()
 		default:
-			t.Advance(c.ID, c.State, c.At, c.LSN, c.Err, c.Code)
-			if c.Tx != nil && c.Tx.Principal != "" {
-				t.setPrincipal(c.ID, c.Tx.Principal)
+			var principal string
+			if c.Tx != nil {
+				principal = c.Tx.Principal
 			}
+			t.advance(c.ID, c.State, c.At, c.LSN, c.Err, c.Code, principal)
 		}
 	}
 }
