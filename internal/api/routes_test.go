@@ -63,3 +63,32 @@ func TestEveryRouteDeclaresItsScope(t *testing.T) {
 	}()
 	s.Handle("GET /v1/undeclared", http.NotFoundHandler())
 }
+
+// X-Forwarded-For names the client only when the peer is a trusted proxy,
+// and then the last hop that is not one.
+func TestClientAddrTrustedProxies(t *testing.T) {
+	t.Parallel()
+	trusted, err := ParsePrefixes("10.0.0.0/8, 192.168.1.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(nil, nil, nil, Config{TrustedProxies: trusted}, nil)
+	for _, tc := range []struct{ peer, xff, want string }{
+		{"203.0.113.9:5000", "198.51.100.1", "203.0.113.9"},                     // untrusted peer: the header is ignored
+		{"10.1.2.3:5000", "198.51.100.1", "198.51.100.1"},                       // a trusted proxy names the client
+		{"10.1.2.3:5000", "6.6.6.6, 198.51.100.1, 192.168.1.1", "198.51.100.1"}, // the last untrusted hop, not a forged first one
+		{"10.1.2.3:5000", "", "10.1.2.3"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tc.peer
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		if got := s.clientAddr(r); got != tc.want {
+			t.Errorf("peer %s, X-Forwarded-For %q: client %s; want %s", tc.peer, tc.xff, got, tc.want)
+		}
+	}
+	if _, err := ParsePrefixes("10.0.0.0/33"); err == nil {
+		t.Error("a bad CIDR must be refused")
+	}
+}
