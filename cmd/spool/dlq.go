@@ -19,9 +19,11 @@ const dlqUsage = `Usage:
   spool dlq show  ID
   spool dlq retry ID [--file OPERATIONS.json]   retry, or edit and retry
   spool dlq retry --table T [--code C] [--since TIME]   retry every match
-  spool dlq drop  ID [--user NAME]
+  spool dlq drop  ID
 
-Talks to a running spool (--url, default http://127.0.0.1:8080; SPOOL_URL).
+Talks to a running spool (--url, default http://127.0.0.1:8080; SPOOL_URL)
+with the secret or JWT of --token (SPOOL_TOKEN), which needs the admin
+scope; its principal is recorded as who retried or dropped.
 `
 
 // dlqCommand runs `spool dlq …` against a running server's API.
@@ -41,7 +43,7 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	limit := fs.Int("limit", 0, "page size of list")
 	all := fs.Bool("all", false, "list retried and dropped ones too")
 	file := fs.String("file", "", "JSON `file` of corrected operations for retry ({\"operations\":[…]})")
-	user := fs.String("user", os.Getenv("USER"), "`name` recorded as who dropped it")
+	token := fs.String("token", "", "`secret` or JWT sent as Authorization: Bearer (default: none; SPOOL_TOKEN)")
 	// Flags may come before or after the id.
 	var positional []string
 	rest := args[1:]
@@ -73,6 +75,9 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		body         []byte
 		header       = http.Header{}
 	)
+	if *token != "" {
+		header.Set("Authorization", "Bearer "+*token)
+	}
 	switch verb {
 	case "list":
 		if *limit > 0 {
@@ -108,6 +113,7 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				return fmt.Errorf("--file: %w", err)
 			}
 			body = b
+			header.Set("Content-Type", "application/json")
 		}
 	case "drop":
 		i, err := id()
@@ -115,7 +121,6 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 		method, path = http.MethodDelete, "/v1/dlq/"+i
-		header.Set("X-Spool-User", *user)
 	default:
 		fmt.Fprint(stderr, dlqUsage)
 		return fmt.Errorf("spool dlq: unknown subcommand %q", verb)

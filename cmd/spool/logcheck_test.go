@@ -153,7 +153,7 @@ func TestDLQCommand(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if out, err := dlq("drop", id, "--user", "ops"); err == nil || !strings.Contains(out, "retried already") {
+	if out, err := dlq("drop", id); err == nil || !strings.Contains(out, "retried already") {
 		t.Fatalf("dropping a retried dead letter must fail saying so: %v\n%s", err, out)
 	}
 	if out, err := dlq("show", "not-an-id"); err == nil || !strings.Contains(out, "400") {

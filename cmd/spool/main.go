@@ -7,6 +7,7 @@
 //	spool serve [flags]    run the gateway (spool serve --help for flags)
 //	spool log check        scan the local log for torn tails and corruption
 //	spool dlq list|show|retry|drop   work with a running spool's dead letters
+//	spool token --name N --scopes S  make a token's secret and its tokens file entry
 //
 // Every flag has a SPOOL_* environment equivalent: --data-dir is
 // SPOOL_DATA_DIR. A flag on the command line wins over the environment.
@@ -37,6 +38,7 @@ Usage:
   spool serve [flags]   run the gateway (see spool serve --help)
   spool log check       scan the local log for torn tails and corruption
   spool dlq …           list, show, retry or drop dead letters of a running spool
+  spool token …         make an API token: a secret and its --tokens entry
 
 Every flag has an environment equivalent: --data-dir is SPOOL_DATA_DIR.
 `
@@ -53,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return logCommand(args[1:], stdout, stderr)
 	case "dlq":
 		return dlqCommand(ctx, args[1:], stdout, stderr)
+	case "token":
+		return tokenCommand(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

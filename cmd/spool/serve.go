@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -57,6 +56,7 @@ type serveConfig struct {
 	telemetryLanes  []telemetry.LaneConfig
 	pprofListen     string
 	overlayMemory   int
+	sec             securityConfig
 }
 
 // MinAppliedRetention is the least --applied-retention: a margin far
@@ -88,8 +88,8 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.overlayMemory, "overlay-memory", overlay.DefaultMaxOps, "pending changes the overlay of a local log holds in memory; those beyond go to DATA-DIR/overlay-spill.db until the backlog drains, so a long database outage costs a bounded heap (0: no bound, all in memory)")
 	fs.Int64Var(&c.highMark, "log-high-mark", 0, "`bytes` of buffered log over which writes get 503 until it drains below --log-low-mark (0: no limit)")
 	fs.Int64Var(&c.lowMark, "log-low-mark", 0, "`bytes` below which intake resumes after --log-high-mark (default: 80% of the high mark)")
-	fs.Float64Var(&c.rateLimit, "rate-limit", 0, "writes per second allowed to each client address; more get 429 (0: no limit)")
-	fs.IntVar(&c.rateBurst, "rate-burst", 0, "burst of writes a client may send above --rate-limit (default: one second's worth)")
+	fs.Float64Var(&c.rateLimit, "rate-limit", 0, "requests that change something (writes, ingest, dead-letter retries and drops) per second allowed to each principal (each client address without credentials); more get 429 (0: no limit)")
+	fs.IntVar(&c.rateBurst, "rate-burst", 0, "burst of such requests a principal may send above --rate-limit (default: one second's worth)")
 	fs.Func("replica", "a read replica `postgres://…` that smart reads query and the applier follows (repeatable, or comma-separated)", func(v string) error {
 		for _, u := range strings.Split(v, ",") {
 			if u = strings.TrimSpace(u); u != "" {
@@ -109,6 +109,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	})
 	fs.StringVar(&c.pprofListen, "pprof-listen", "", "`address` of a separate listener serving Go's /debug/pprof/ profiles (CPU, heap; spool-bench --pprof uses it); keep it on loopback (default: off)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	securityFlags(fs, &c.sec)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: spool serve [flags]
 
@@ -165,7 +166,21 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	case c.role != roleAll && !shared:
 		return fmt.Errorf("--role %s needs a shared --log (redis://…): a local log is only this process's", c.role)
 	case !shared && c.logURL != "local":
-		return fmt.Errorf("--log %q: want local or redis://HOST:PORT/DB", c.logURL)
+		return fmt.Errorf("--log %q: want local or redis://HOST:PORT/DB", redact(c.logURL))
+	}
+	// Credentials, TLS and limits first: a spool that may not listen
+	// where it is told opens nothing.
+	authn, err := newAuth(c, logger)
+	if err != nil {
+		return err
+	}
+	apiCfg, err := apiConfig(c, authn)
+	if err != nil {
+		return err
+	}
+	cert, err := loadCertificate(c.sec.tlsCert, c.sec.tlsKey)
+	if err != nil {
+		return err
 	}
 	if c.highMark > 0 && c.lowMark == 0 {
 		c.lowMark = c.highMark * 4 / 5
@@ -283,7 +298,8 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	}
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), metrics)
-	apiServer := api.New(gw, p.Queue, health, api.Config{RateLimit: api.RateLimit{Rate: c.rateLimit, Burst: c.rateBurst}, Stats: stats, Metrics: reg}, logger)
+	apiCfg.Stats, apiCfg.Metrics = stats, reg
+	apiServer := api.New(gw, p.Queue, health, apiCfg, logger)
 	apiServer.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}))
 	if tel != nil {
 		tel.Routes(apiServer)
@@ -292,14 +308,19 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           apiServer,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
+	ln = newLimitListener(ln, c.sec.maxConnections)
+	srv := newHTTPServer(c, apiServer, cert, logger)
+	reloadOnHangup(ctx, authn, cert, logger)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info("spool serving", "role", c.role, "listen", ln.Addr().String(), "log", describeLog(c), "database", redact(describeDatabase(c)))
+	go func() {
+		if cert != nil {
+			serveErr <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		serveErr <- srv.Serve(ln)
+	}()
+	logger.Info("spool serving", "role", c.role, "listen", ln.Addr().String(), "tls", cert != nil, "auth", authn.Enabled(),
+		"log", describeLog(c), "database", redact(describeDatabase(c)))
 
 	select {
 	case err := <-serveErr:

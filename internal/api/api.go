@@ -10,11 +10,14 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/spoolgw/spool/internal/auth"
 	"github.com/spoolgw/spool/internal/deadletter"
 	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/query"
@@ -42,8 +45,30 @@ type Health interface {
 
 // Config configures the API.
 type Config struct {
-	// RateLimit bounds each client's writes (zero: no limit).
+	// Auth tells who a request comes from; nil serves every request as
+	// auth.Anonymous, which holds every scope.
+	Auth *auth.Authenticator
+	// RateLimit bounds each principal's requests that change something
+	// (zero: no limit).
 	RateLimit RateLimit
+	// AllowedHosts are the names the Host header may carry (port
+	// ignored); empty or "*" allows any. A spool on loopback lists its
+	// own, so that a DNS-rebound page cannot reach it.
+	AllowedHosts []string
+	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
+	// call the API from a browser; requests that change something from
+	// any other origin are refused.
+	CORSOrigins []string
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// (for the rate limit without authentication); none by default.
+	TrustedProxies []netip.Prefix
+	// BodyTimeout bounds the reading of a request's body, WriteTimeout the
+	// writing of its response (a ?wait= adds its wait); 0 means
+	// DefaultBodyTimeout and DefaultWriteTimeout.
+	BodyTimeout, WriteTimeout time.Duration
+	// MaxWaits bounds the requests waiting at once for a state (?wait=);
+	// more get 503. 0 means DefaultMaxWaits.
+	MaxWaits int
 	// Stats adds sections to GET /v1/stats (replication, telemetry).
 	Stats map[string]func() any
 	// Metrics, when set, gets the request durations by route and status
@@ -64,14 +89,27 @@ type Server struct {
 	start   time.Time
 	refused refusals
 	metrics *httpMetrics // nil without Config.Metrics
+	auth    *auth.Authenticator
+	front   *front
+	waits   chan struct{} // a slot per request waiting for a state
+	// declared is the route table by pattern (routes.go).
+	declared map[string]route
 }
 
-// New returns the API over a gateway and a dead-letter queue.
+// New returns the API over a gateway and a dead-letter queue. It panics
+// on a Config that Validate refuses.
 func New(gw *gateway.Gateway, dlq *deadletter.Queue, health Health, cfg Config, logger *slog.Logger) *Server {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{gw: gw, dlq: dlq, health: health, logger: logger, mux: http.NewServeMux(), start: time.Now(), limiter: newLimiter(cfg.RateLimit), extra: cfg.Stats}
+	if cfg.MaxWaits == 0 {
+		cfg.MaxWaits = DefaultMaxWaits
+	}
+	s := &Server{gw: gw, dlq: dlq, health: health, logger: logger, mux: http.NewServeMux(), start: time.Now(), limiter: newLimiter(cfg.RateLimit), extra: cfg.Stats,
+		auth: cfg.Auth, front: newFront(cfg), waits: make(chan struct{}, cfg.MaxWaits)}
 	s.refused.logger = logger
 	if cfg.Metrics != nil {
 		s.metrics = newHTTPMetrics(cfg.Metrics)
@@ -80,40 +118,8 @@ func New(gw *gateway.Gateway, dlq *deadletter.Queue, health Health, cfg Config, 
 	return s
 }
 
-// Handle mounts another handler (the telemetry lane, /metrics) on the
-// API's mux, timed like the API's own routes.
-func (s *Server) Handle(pattern string, h http.Handler) {
-	s.mux.Handle(pattern, s.metrics.observe(pattern, h))
-}
-
-func (s *Server) routes() {
-	h := func(pattern string, fn handlerFunc) { s.Handle(pattern, s.wrap(fn)) }
-	h("POST /v1/transactions", s.limitWrites(s.postTransaction))
-	h("GET /v1/transactions/{id}", s.getTransaction)
-	h("GET /v1/tables", s.listTables)
-	h("POST /v1/tables/{table}", s.limitWrites(s.insertRow))
-	h("GET /v1/tables/{table}", s.listRows)
-	h("GET /v1/tables/{table}/{id}", s.getRow)
-	h("PATCH /v1/tables/{table}/{id}", s.limitWrites(s.updateRow))
-	h("DELETE /v1/tables/{table}/{id}", s.limitWrites(s.deleteRow))
-	h("GET /v1/stats", s.stats)
-	h("GET /v1/dlq", s.listDeadLetters)
-	h("GET /v1/dlq/{id}", s.getDeadLetter)
-	h("POST /v1/dlq/{id}/retry", s.retryDeadLetter)
-	h("POST /v1/dlq/retry", s.retryDeadLetters)
-	h("DELETE /v1/dlq/{id}", s.dropDeadLetter)
-	h("POST /write", s.limitWrites(s.write))
-	h("GET /read/{key}", s.read)
-	h("GET /stats", s.seedStats)
-	h("GET /health", s.healthz)
-	h("GET /readyz", s.readyz)
-	s.Handle("/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
-		return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
-	}))
-}
-
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.front.serve(w, r, s.mux) }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
@@ -162,6 +168,12 @@ func (s *Server) wrap(fn handlerFunc) http.Handler {
 			status, body["error"] = http.StatusBadRequest, qe.Msg
 		case errors.As(err, &mbe):
 			status, body["error"] = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)
+		case auth.Status(err) != 0:
+			auth.WriteError(w, err)
+			return
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			status, body["error"] = http.StatusRequestTimeout, "request body not received in time"
+			w.Header().Set("Connection", "close")
 		case errors.Is(err, schema.ErrUnknownTable):
 			status, body["error"] = http.StatusNotFound, err.Error()
 		case errors.Is(err, gateway.ErrBackpressure):
@@ -209,14 +221,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v) // the client may have gone; nothing to do about it
 }
 
-// decode reads a JSON body into v: JSON media type, size limit, numbers kept
-// exact, unknown fields refused where strict.
+// decode reads a JSON body into v: JSON media type (required: a form a
+// browser may post across origins without asking is not JSON), size
+// limit, numbers kept exact, unknown fields refused where strict. A body
+// not received in time is os.ErrDeadlineExceeded.
 func decode(w http.ResponseWriter, r *http.Request, v any, strict bool) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return errorf(http.StatusUnsupportedMediaType, "Content-Type must be application/json, not %q", ct)
-		}
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return errorf(http.StatusUnsupportedMediaType, "Content-Type must be application/json, not %q", ct)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	dec := json.NewDecoder(r.Body)
@@ -226,7 +239,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any, strict bool) error {
 	}
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if errors.As(err, &mbe) || errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
 		}
 		return errorf(http.StatusBadRequest, "malformed JSON body: %v", err)

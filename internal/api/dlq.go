@@ -87,7 +87,8 @@ func (s *Server) getDeadLetter(w http.ResponseWriter, r *http.Request) error {
 }
 
 // retryDeadLetter retries one dead letter; a body with operations replaces
-// the original ones (edit and retry).
+// the original ones (edit and retry). The retry is the principal's
+// transaction: it records who retried.
 func (s *Server) retryDeadLetter(w http.ResponseWriter, r *http.Request) error {
 	id, err := deadLetterID(r)
 	if err != nil {
@@ -103,12 +104,12 @@ func (s *Server) retryDeadLetter(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	tx, err := s.dlq.Retry(r.Context(), id, corrected)
+	tx, err := s.dlq.Retry(r.Context(), id, corrected, principal(r))
 	if err != nil {
 		return err
 	}
 	rc := gateway.ReceiptFor(tx)
-	writeJSON(w, http.StatusAccepted, map[string]any{"retry_of": id, "transaction_id": rc.TransactionID, "state": rc.State, "ids": rc.IDs})
+	writeJSON(w, http.StatusAccepted, map[string]any{"retry_of": id, "transaction_id": rc.TransactionID, "state": rc.State, "ids": rc.IDs, "by": tx.Principal})
 	return nil
 }
 
@@ -132,7 +133,7 @@ func (s *Server) retryDeadLetters(w http.ResponseWriter, r *http.Request) error 
 			return err
 		}
 		for _, dl := range dls {
-			tx, err := s.dlq.Retry(r.Context(), dl.Tx.ID, nil)
+			tx, err := s.dlq.Retry(r.Context(), dl.Tx.ID, nil, principal(r))
 			if err != nil {
 				out = append(out, retried{RetryOf: dl.Tx.ID, Error: err.Error()})
 				continue
@@ -148,17 +149,14 @@ func (s *Server) retryDeadLetters(w http.ResponseWriter, r *http.Request) error 
 	return nil
 }
 
-// dropDeadLetter drops a dead letter. Who dropped it is the X-Spool-User
-// header (or the client address); it is kept with the time.
+// dropDeadLetter drops a dead letter. Who dropped it is the principal of
+// the request; it is kept with the time.
 func (s *Server) dropDeadLetter(w http.ResponseWriter, r *http.Request) error {
 	id, err := deadLetterID(r)
 	if err != nil {
 		return err
 	}
-	who := r.Header.Get("X-Spool-User")
-	if who == "" {
-		who = r.RemoteAddr
-	}
+	who := principal(r)
 	if err := s.dlq.Drop(r.Context(), id, who); err != nil {
 		return err
 	}

@@ -2,16 +2,20 @@ package api
 
 import (
 	"math"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/spoolgw/spool/internal/auth"
 )
 
-// RateLimit bounds the writes of each client (by remote address): Rate
-// writes per second on average, bursts of up to Burst. Zero Rate means no
-// limit.
+// RateLimit bounds the requests of each principal to the routes that
+// change something (writes, ingest, dead-letter retries and drops): Rate
+// per second on average, bursts of up to Burst. Without authentication
+// every request is the anonymous principal's, so the limit is kept per
+// client address instead (Config.TrustedProxies says when
+// X-Forwarded-For names it). Zero Rate means no limit.
 type RateLimit struct {
 	Rate  float64
 	Burst int
@@ -40,15 +44,10 @@ func newLimiter(cfg RateLimit) *limiter {
 	return &limiter{cfg: cfg, clients: make(map[string]*bucket)}
 }
 
-// allow takes a token for the client of r, or says how long until one is
-// there.
-func (l *limiter) allow(r *http.Request, now time.Time) (bool, time.Duration) {
+// allow takes a token for client, or says how long until one is there.
+func (l *limiter) allow(client string, now time.Time) (bool, time.Duration) {
 	if l == nil || l.cfg.Rate <= 0 {
 		return true, 0
-	}
-	client, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		client = r.RemoteAddr
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -77,15 +76,19 @@ func (l *limiter) forgetIdle(now time.Time) {
 	}
 }
 
-// limitWrites answers 429 with Retry-After to a client over its rate.
-func (s *Server) limitWrites(fn handlerFunc) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		if ok, wait := s.limiter.allow(r, time.Now()); !ok {
-			secs := max(1, int(math.Ceil(wait.Seconds())))
-			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			return &httpError{status: http.StatusTooManyRequests, msg: "rate limit: this client writes more than " +
-				strconv.FormatFloat(s.limiter.cfg.Rate, 'g', -1, 64) + " per second; retry after " + strconv.Itoa(secs) + "s"}
-		}
-		return fn(w, r)
+// limitKey is whom the rate limit counts r against: its principal, or
+// its client's address when authentication is off.
+func (s *Server) limitKey(r *http.Request, p auth.Principal) string {
+	if p.Source != auth.SourceNone {
+		return p.String()
 	}
+	return "addr:" + s.clientAddr(r)
+}
+
+// tooMany answers 429 with Retry-After to a principal over its rate.
+func (s *Server) tooMany(w http.ResponseWriter, wait time.Duration) {
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": "rate limit: more than " +
+		strconv.FormatFloat(s.limiter.cfg.Rate, 'g', -1, 64) + " requests per second that change something; retry after " + strconv.Itoa(secs) + "s"})
 }

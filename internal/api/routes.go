@@ -1,209 +1,219 @@
 package api
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"time"
 
+	"github.com/spoolgw/spool/internal/auth"
 	"github.com/spoolgw/spool/internal/gateway"
-	"github.com/spoolgw/spool/internal/query"
-	"github.com/spoolgw/spool/internal/schema"
-	"github.com/spoolgw/spool/internal/txn"
 )
 
-// SourceHeader names where the rows of a read came from.
-const SourceHeader = "X-Spool-Source"
+// access is what a route asks of the principal. Every route of the table
+// declares one; the zero access is no declaration, and Routes' test fails
+// for it.
+type access int
 
-func (s *Server) postTransaction(w http.ResponseWriter, r *http.Request) error {
-	var req gateway.Request
-	if err := decode(w, r, &req, true); err != nil {
-		return err
+const (
+	noAccess access = iota
+	// open: no credentials (/health, /readyz).
+	open
+	// signedIn: any authenticated principal (GET /v1/tables lists only
+	// the tables it may read or write; unknown paths answer 404).
+	signedIn
+	// readTable: read:{table} of the path.
+	readTable
+	// writeTable: write:{table} of the path.
+	writeTable
+	// writeBody: write on every table the decoded transaction touches,
+	// checked by the handler after decoding, before anything is appended.
+	writeBody
+	// readKV and writeKV: read or write on spool's key-value table
+	// (gateway.KVTable), the seed's /read and /write.
+	readKV
+	writeKV
+	// follow: any write scope, or admin: a writer follows the transactions
+	// it submitted (GET /v1/transactions/{id}).
+	follow
+	// admin: dead letters, stats, metrics, the telemetry lanes' status.
+	admin
+)
+
+// String says what the access needs, as the docs and the 403s name it.
+func (a access) String() string {
+	switch a {
+	case open:
+		return "open"
+	case signedIn:
+		return "any principal"
+	case readTable:
+		return "read:{table}"
+	case writeTable:
+		return "write:{table}"
+	case writeBody:
+		return "write on every table of the body"
+	case readKV:
+		return "read:" + gateway.KVTable
+	case writeKV:
+		return "write:" + gateway.KVTable
+	case follow:
+		return "a write scope (any table) or admin"
+	case admin:
+		return "admin"
 	}
-	rc, err := s.gw.Submit(r.Context(), &req)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusAccepted, rc)
-	return nil
+	return "none declared"
 }
 
-// rowReceipt is the answer of the single-row routes.
-type rowReceipt struct {
-	ID            string    `json:"id"`
-	TransactionID string    `json:"transaction_id"`
-	State         txn.State `json:"state"`
+// need is the scope the access needs of request r, where one Need says
+// it; ok is false for the accesses checked otherwise (open, signedIn,
+// writeBody in the handler, follow).
+func (a access) need(r *http.Request) (n auth.Need, ok bool) {
+	switch a {
+	case readTable:
+		return auth.Read(r.PathValue("table")), true
+	case writeTable:
+		return auth.Write(r.PathValue("table")), true
+	case readKV:
+		return auth.Read(gateway.KVTable), true
+	case writeKV:
+		return auth.Write(gateway.KVTable), true
+	case admin:
+		return auth.Admin(), true
+	case noAccess:
+		return auth.Need{}, true // the zero Need: nobody
+	}
+	return auth.Need{}, false
 }
 
-func (s *Server) submitOne(w http.ResponseWriter, r *http.Request, op gateway.OpRequest, status int) error {
-	rc, err := s.gw.Submit(r.Context(), &gateway.Request{Operations: []gateway.OpRequest{op}})
-	if err != nil {
-		return err
-	}
-	if status == http.StatusCreated {
-		w.Header().Set("Location", "/v1/tables/"+url.PathEscape(op.Table)+"/"+url.PathEscape(rc.IDs[0]))
-	}
-	writeJSON(w, status, rowReceipt{ID: rc.IDs[0], TransactionID: rc.TransactionID, State: rc.State})
-	return nil
+// route is one route of the table: its pattern, what it needs, whether
+// the per-principal rate limit counts it, and its handler (nil for the
+// routes other packages mount through Server.Handle).
+type route struct {
+	pattern string
+	access  access
+	limited bool
+	handler handlerFunc
 }
 
-func (s *Server) insertRow(w http.ResponseWriter, r *http.Request) error {
-	var values map[string]any
-	if err := decode(w, r, &values, false); err != nil {
-		return err
+// table is every route spool serves, with its access: the one place
+// that declares who may do what. Telemetry lanes and /metrics are
+// mounted by Handle, which refuses a pattern this table lacks.
+func (s *Server) routeTable() []route {
+	return []route{
+		{"POST /v1/transactions", writeBody, true, s.postTransaction},
+		{"GET /v1/transactions/{id}", follow, false, s.getTransaction},
+		{"GET /v1/tables", signedIn, false, s.listTables},
+		{"POST /v1/tables/{table}", writeTable, true, s.insertRow},
+		{"GET /v1/tables/{table}", readTable, false, s.listRows},
+		{"GET /v1/tables/{table}/{id}", readTable, false, s.getRow},
+		{"PATCH /v1/tables/{table}/{id}", writeTable, true, s.updateRow},
+		{"DELETE /v1/tables/{table}/{id}", writeTable, true, s.deleteRow},
+		{"GET /v1/stats", admin, false, s.stats},
+		{"GET /v1/dlq", admin, false, s.listDeadLetters},
+		{"GET /v1/dlq/{id}", admin, false, s.getDeadLetter},
+		{"POST /v1/dlq/{id}/retry", admin, true, s.retryDeadLetter},
+		{"POST /v1/dlq/retry", admin, true, s.retryDeadLetters},
+		{"DELETE /v1/dlq/{id}", admin, true, s.dropDeadLetter},
+		{"POST /write", writeKV, true, s.write},
+		{"GET /read/{key}", readKV, false, s.read},
+		{"GET /stats", admin, false, s.seedStats},
+		{"GET /health", open, false, s.healthz},
+		{"GET /readyz", open, false, s.readyz},
+		{"/", signedIn, false, func(w http.ResponseWriter, r *http.Request) error {
+			return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
+		}},
+		// Mounted by Handle.
+		{"GET /metrics", admin, false, nil},
+		{"POST /v1/ingest/{table}", writeTable, true, nil},
+		{"GET /v1/ingest/status", admin, false, nil},
+		{"GET /api/buffer/status", admin, false, nil},
+		{"GET /api/buffer/health", open, false, nil},
 	}
-	if values == nil {
-		return errorf(http.StatusBadRequest, "body must be a JSON object of column values")
-	}
-	return s.submitOne(w, r, gateway.OpRequest{Op: string(txn.Insert), Table: r.PathValue("table"), Values: values}, http.StatusCreated)
 }
 
-func (s *Server) updateRow(w http.ResponseWriter, r *http.Request) error {
-	var values map[string]any
-	if err := decode(w, r, &values, false); err != nil {
-		return err
-	}
-	id, _ := json.Marshal(r.PathValue("id"))
-	return s.submitOne(w, r, gateway.OpRequest{Op: string(txn.Update), Table: r.PathValue("table"), ID: id, Values: values}, http.StatusAccepted)
-}
-
-func (s *Server) deleteRow(w http.ResponseWriter, r *http.Request) error {
-	id, _ := json.Marshal(r.PathValue("id"))
-	return s.submitOne(w, r, gateway.OpRequest{Op: string(txn.Delete), Table: r.PathValue("table"), ID: id}, http.StatusAccepted)
-}
-
-func (s *Server) table(r *http.Request) (*schema.Table, error) {
-	t, err := s.gw.Table(r.PathValue("table"))
-	if err != nil {
-		return nil, errorf(http.StatusNotFound, "%v", err)
-	}
-	return t, nil
-}
-
-func (s *Server) getRow(w http.ResponseWriter, r *http.Request) error {
-	t, err := s.table(r)
-	if err != nil {
-		return err
-	}
-	if t.Key == nil {
-		return errorf(http.StatusBadRequest, "table %q has no single-column primary key; list it with filters instead", t.Name)
-	}
-	c, err := gateway.ParseConsistency(r.URL.Query().Get("consistency"))
-	if err != nil {
-		return err
-	}
-	row, src, found, err := s.gw.Get(r.Context(), t, r.PathValue("id"), c)
-	if err != nil {
-		return err
-	}
-	if !found {
-		return errorf(http.StatusNotFound, "no row %s/%s", t.Name, r.PathValue("id"))
-	}
-	w.Header().Set(SourceHeader, string(src))
-	writeJSON(w, http.StatusOK, row)
-	return nil
-}
-
-func (s *Server) listRows(w http.ResponseWriter, r *http.Request) error {
-	t, err := s.table(r)
-	if err != nil {
-		return err
-	}
-	c, err := gateway.ParseConsistency(r.URL.Query().Get("consistency"))
-	if err != nil {
-		return err
-	}
-	q, err := query.Parse(t, r.URL.Query())
-	if err != nil {
-		return err
-	}
-	rows, src, err := s.gw.List(r.Context(), q, c)
-	if err != nil {
-		return err
-	}
-	if rows == nil {
-		rows = []schema.Row{}
-	}
-	w.Header().Set(SourceHeader, string(src))
-	writeJSON(w, http.StatusOK, map[string]any{"rows": rows})
-	return nil
-}
-
-func (s *Server) listTables(w http.ResponseWriter, r *http.Request) error {
-	cat := s.gw.Catalog()
-	tables := make([]*schema.Table, 0)
-	for _, n := range cat.Names() {
-		t, _ := cat.Table(n)
-		tables = append(tables, t)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"tables": tables})
-	return nil
-}
-
-// DefaultWait is how long ?wait= waits when no timeout is given.
-const DefaultWait = 2 * time.Second
-
-func (s *Server) getTransaction(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if !txn.ValidID(id) {
-		return errorf(http.StatusBadRequest, "transaction id must be a UUID, not %q", id)
-	}
-	q := r.URL.Query()
-	var st any
-	var found bool
-	if want := q.Get("wait"); want != "" {
-		state, err := txn.ParseState(want)
-		if err != nil {
-			return errorf(http.StatusBadRequest, "wait: %v", err)
+func (s *Server) routes() {
+	s.declared = map[string]route{}
+	for _, rt := range s.routeTable() {
+		s.declared[rt.pattern] = rt
+		if rt.handler != nil {
+			s.mount(rt, s.wrap(rt.handler))
 		}
-		timeout := DefaultWait
-		if v := q.Get("timeout"); v != "" {
-			if timeout, err = time.ParseDuration(v); err != nil || timeout < 0 || timeout > MaxWait {
-				return errorf(http.StatusBadRequest, "timeout must be a duration from 0s to %v, not %q", MaxWait, v)
+	}
+}
+
+// Handle mounts another package's handler (the telemetry lane, /metrics)
+// on a route of the table, with the route's access, rate limit and
+// timing. It panics for a pattern the table does not declare: every
+// route names its scope in one place.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	rt, ok := s.declared[pattern]
+	if !ok || rt.handler != nil {
+		panic(fmt.Sprintf("api: Handle(%q): not a mounted route of the table in routes.go", pattern))
+	}
+	s.mount(rt, h)
+}
+
+// mount registers h under rt's pattern behind authentication, the rate
+// limit and rt's access.
+func (s *Server) mount(rt route, h http.Handler) {
+	s.mux.Handle(rt.pattern, s.metrics.observe(rt.pattern, s.guard(rt, h)))
+}
+
+// guard authenticates a request (unless the route is open), applies the
+// rate limit of its principal, and checks the route's access.
+func (s *Server) guard(rt route, h http.Handler) http.Handler {
+	if rt.access == open {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.authenticate(r)
+		if err != nil {
+			auth.WriteError(w, err)
+			return
+		}
+		r = r.WithContext(auth.WithPrincipal(r.Context(), p))
+		if rt.limited {
+			if ok, wait := s.limiter.allow(s.limitKey(r, p), time.Now()); !ok {
+				s.tooMany(w, wait)
+				return
 			}
 		}
-		ctx, cancel := contextWithTimeout(r, timeout)
-		defer cancel()
-		st, found, err = s.gw.Wait(ctx, id, state)
-		if err != nil {
-			return err
+		if n, ok := rt.access.need(r); ok {
+			if err := p.Check(n); err != nil {
+				auth.WriteError(w, err)
+				return
+			}
+		} else if rt.access == follow && !p.Allows(auth.ScopeAdmin) && !hasWrite(p) {
+			auth.WriteError(w, &auth.ForbiddenError{Principal: p, Missing: []auth.Scope{auth.ScopeAdmin}})
+			return
 		}
-	} else {
-		var err error
-		if st, found, err = s.gw.Status(r.Context(), id); err != nil {
-			return err
-		}
-	}
-	if !found {
-		return errorf(http.StatusNotFound, "no transaction %s: none was queued with that id, or it was applied longer ago than its record is kept (--applied-retention)", id)
-	}
-	writeJSON(w, http.StatusOK, st)
-	return nil
+		h.ServeHTTP(w, r)
+	})
 }
 
-func (s *Server) stats(w http.ResponseWriter, r *http.Request) error {
-	ls, err := s.gw.LogStats(r.Context())
-	if err != nil {
-		return fmt.Errorf("log stats: %w", err)
+// hasWrite reports whether p holds a write scope of any table.
+func hasWrite(p auth.Principal) bool {
+	for _, sc := range p.Scopes {
+		if sc.Action == auth.ActionWrite {
+			return true
+		}
 	}
-	ov, err := s.gw.Overlay().Stats(r.Context())
-	if err != nil {
-		return fmt.Errorf("overlay stats: %w", err)
+	return false
+}
+
+// authenticate returns the principal of r: Anonymous without an
+// authenticator.
+func (s *Server) authenticate(r *http.Request) (auth.Principal, error) {
+	if s.auth == nil {
+		return auth.Anonymous(), nil
 	}
-	c := s.gw.Tracker().Counters()
-	body := map[string]any{
-		"log":             ls,
-		"overlay":         ov,
-		"queued":          c.Queued,
-		"processed":       c.Processed,
-		"failed":          c.Failed,
-		"processing_rate": s.gw.Tracker().Rate(time.Now()),
-		"uptime_seconds":  time.Since(s.start).Seconds(),
+	return s.auth.Authenticate(r)
+}
+
+// principal is who sends r, as transactions and dead letters record it.
+func principal(r *http.Request) string {
+	if p, ok := auth.FromContext(r.Context()); ok {
+		return p.String()
 	}
-	for k, f := range s.extra {
-		body[k] = f()
-	}
-	writeJSON(w, http.StatusOK, body)
-	return nil
+	return ""
 }

@@ -35,7 +35,7 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request) error {
 	if json.Unmarshal(body.Value, &str) == nil {
 		value = str
 	}
-	rc, err := s.gw.Put(r.Context(), body.Key, value)
+	rc, err := s.gw.Put(r.Context(), body.Key, value, principal(r))
 	if err != nil {
 		return err
 	}

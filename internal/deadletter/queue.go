@@ -121,7 +121,8 @@ func (q *Queue) live(ctx context.Context, id string) (*store.DeadLetter, error) 
 }
 
 // Retry puts dead letter id back at the end of the log as a new
-// transaction linked to it (RetryOf), and returns that transaction.
+// transaction linked to it (RetryOf), submitted by who (its Principal),
+// and returns that transaction.
 // corrected, if not nil, is the resolved transaction of corrected
 // operations that replace the original ones (edit and retry); it is
 // checked like any write.
@@ -130,7 +131,7 @@ func (q *Queue) live(ctx context.Context, id string) (*store.DeadLetter, error) 
 // database; this process refuses to retry or drop it again meanwhile
 // (Retries), and of two retries queued by different processes only the
 // first to reach the database runs (store.SupersededError).
-func (q *Queue) Retry(ctx context.Context, id string, corrected *txn.Transaction) (*txn.Transaction, error) {
+func (q *Queue) Retry(ctx context.Context, id string, corrected *txn.Transaction, who string) (*txn.Transaction, error) {
 	dl, err := q.live(ctx, id)
 	if err != nil {
 		return nil, err
@@ -144,7 +145,7 @@ func (q *Queue) Retry(ctx context.Context, id string, corrected *txn.Transaction
 	}
 	if err == nil {
 		q.cfg.Poison.Forgive(id)
-		tx.RetryOf = id
+		tx.RetryOf, tx.Principal = id, who
 		err = q.cfg.Intake.Enqueue(ctx, tx)
 	}
 	if err != nil {
@@ -152,6 +153,7 @@ func (q *Queue) Retry(ctx context.Context, id string, corrected *txn.Transaction
 		return nil, err
 	}
 	q.cfg.Retries.queued(id, tx.ID)
+	q.cfg.Logger.Info("dead letter retried", "txn", id, "as", tx.ID, "by", who)
 	return tx, nil
 }
 

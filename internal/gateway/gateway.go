@@ -329,15 +329,16 @@ func (g *Gateway) List(ctx context.Context, q *query.Query, c Consistency) ([]sc
 // LogStats reports the log's depth.
 func (g *Gateway) LogStats(ctx context.Context) (txlog.Stats, error) { return g.log.Stats(ctx) }
 
-// Put writes value under key in spool's key-value table (the seed's /write).
-func (g *Gateway) Put(ctx context.Context, key, value string) (*Receipt, error) {
+// Put writes value under key in spool's key-value table (the seed's
+// /write), recording principal as who wrote it.
+func (g *Gateway) Put(ctx context.Context, key, value, principal string) (*Receipt, error) {
 	if key == "" {
 		return nil, &txn.InputError{Kind: txn.ErrInvalid, Op: -1, Msg: "key: must not be empty"}
 	}
 	req := &Request{Operations: []OpRequest{{
 		Op: string(txn.Upsert), Table: KVTable,
 		Values: map[string]any{"key": key, "value": value, "updated_at": time.Now().UTC().Format(time.RFC3339Nano)},
-	}}}
+	}}, Principal: principal}
 	return g.submit(ctx, req, g.catalog.Load().Table)
 }
 

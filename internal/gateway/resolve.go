@@ -22,6 +22,9 @@ const (
 // Request is the body of POST /v1/transactions.
 type Request struct {
 	Operations []OpRequest `json:"operations"`
+	// Principal is who sends it (auth.Principal.String), set by the
+	// server, never by the body; the transaction records it.
+	Principal string `json:"-"`
 }
 
 // OpRequest is one operation as a client sends it.
@@ -57,7 +60,7 @@ func resolve(cat *schema.Catalog, req *Request, now time.Time) (*txn.Transaction
 	if len(req.Operations) > MaxOperations {
 		return nil, nil, &txn.InputError{Kind: txn.ErrInvalid, Op: -1, Msg: fmt.Sprintf("operations: %d operations; at most %d in one transaction", len(req.Operations), MaxOperations)}
 	}
-	tx := &txn.Transaction{ID: txn.NewID(), CreatedAt: now, Operations: make([]txn.Operation, 0, len(req.Operations))}
+	tx := &txn.Transaction{ID: txn.NewID(), CreatedAt: now, Principal: req.Principal, Operations: make([]txn.Operation, 0, len(req.Operations))}
 	rc := &Receipt{TransactionID: tx.ID, State: txn.Queued, IDs: make([]string, 0, len(req.Operations)), Refs: map[string]string{}}
 	aliases := map[string]alias{}
 	for i, o := range req.Operations {

@@ -60,7 +60,7 @@ func (g *Gateway) stored(ctx context.Context, id string) (status.Status, bool, e
 	dl, err := g.store.DeadLetter(ctx, id)
 	switch {
 	case err == nil:
-		return status.Status{ID: id, State: txn.Failed, QueuedAt: dl.Tx.CreatedAt, FailedAt: dl.FailedAt, Error: dl.Error, Code: dl.Code}, true, nil
+		return status.Status{ID: id, State: txn.Failed, QueuedAt: dl.Tx.CreatedAt, FailedAt: dl.FailedAt, Error: dl.Error, Code: dl.Code, Principal: dl.Tx.Principal}, true, nil
 	case !errors.Is(err, store.ErrNotFound):
 		return status.Status{}, false, fmt.Errorf("look up transaction: %w: %w", query.ErrDatabase, err)
 	}

@@ -37,8 +37,12 @@ type Status struct {
 	LSN          txn.LSN   `json:"lsn,omitzero"`
 	Error        string    `json:"error,omitempty"`
 	Code         string    `json:"code,omitempty"`
-	Duplicate    bool      `json:"-"`
-	waiters      chan struct{}
+	// Principal is who submitted the transaction, once the tracker has
+	// heard of it with its transaction (applied, replicated or failed in
+	// this process), or a dead letter holds it.
+	Principal string `json:"principal,omitempty"`
+	Duplicate bool   `json:"-"`
+	waiters   chan struct{}
 }
 
 // Counters are the totals since start, for /stats.
@@ -103,6 +107,12 @@ func queued(id string) *Status {
 // Advance moves id to state at time at. States only move forward; a
 // transaction the tracker does not know is added.
 func (t *Tracker) Advance(id string, state txn.State, at time.Time, lsn txn.LSN, failure error, code string) {
+	t.advance(id, state, at, lsn, failure, code, "")
+}
+
+// advance is Advance recording who submitted the transaction too, before
+// any waiter wakes.
+func (t *Tracker) advance(id string, state txn.State, at time.Time, lsn txn.LSN, failure error, code, principal string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.m[id]
@@ -115,6 +125,9 @@ func (t *Tracker) Advance(id string, state txn.State, at time.Time, lsn txn.LSN,
 	}
 	if lsn != 0 {
 		s.LSN = lsn
+	}
+	if principal != "" {
+		s.Principal = principal
 	}
 	switch state {
 	case txn.Applied:
@@ -275,7 +288,11 @@ func (t *Tracker) Changed(cs []changes.Change) {
 		case c.State == txn.Queued:
 			t.Queued()
 		default:
-			t.Advance(c.ID, c.State, c.At, c.LSN, c.Err, c.Code)
+			var principal string
+			if c.Tx != nil {
+				principal = c.Tx.Principal
+			}
+			t.advance(c.ID, c.State, c.At, c.LSN, c.Err, c.Code, principal)
 		}
 	}
 }

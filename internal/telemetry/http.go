@@ -74,12 +74,12 @@ func (s *Service) ingest(w http.ResponseWriter, r *http.Request) error {
 	if s.byName[table] == nil {
 		return fmt.Errorf("%w %q", ErrUnknownLane, table)
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || !ingestType(mt) {
-			return &httpError{status: http.StatusUnsupportedMediaType,
-				msg: fmt.Sprintf("Content-Type must be application/json (an array of rows) or application/x-ndjson (a row per line), not %q", ct)}
-		}
+	// The media type is required: a body a browser may post across
+	// origins without asking (a form, text/plain) is refused.
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || !ingestType(mt) {
+		return &httpError{status: http.StatusUnsupportedMediaType,
+			msg: fmt.Sprintf("Content-Type must be application/json (an array of rows) or application/x-ndjson (a row per line), not %q", ct)}
 	}
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	rows, err := decodeRows(body, s.cfg.MaxRequestRows)

@@ -88,7 +88,7 @@ func TestIngestFormats(t *testing.T) {
 		{"array", "application/json", `[{"sensor":"a","seq":1,"value":1.5},{"sensor":"a","seq":2,"meta":{"k":[1,2]}}]`, 2},
 		{"ndjson", "application/x-ndjson", "{\"sensor\":\"b\",\"seq\":1}\n{\"sensor\":\"b\",\"seq\":2,\"value\":null}\n\n{\"sensor\":\"b\",\"seq\":3}\n", 3},
 		{"ndjson without a final newline", "application/x-ndjson", `{"sensor":"c","seq":1}`, 1},
-		{"array, no content type", "", ` [ {"sensor":"d","seq":1} ] `, 1},
+		{"array, spaced", "application/json", ` [ {"sensor":"d","seq":1} ] `, 1},
 		{"json-lines type", "application/jsonl; charset=utf-8", `{"sensor":"e","seq":1}`, 1},
 	}
 	total := 0
@@ -140,6 +140,7 @@ func TestIngestRefusals(t *testing.T) {
 		{"empty body", url, "application/json", ``, 400, "no rows", nil},
 		{"empty array", url, "application/json", `[]`, 400, "no rows", nil},
 		{"wrong type", url, "text/csv", `a,b`, 415, "Content-Type must be", nil},
+		{"no type", url, "", `[{"sensor":"a","seq":1}]`, 415, "Content-Type must be", nil},
 		{"body too large", url, "application/json", big, 413, "larger than 4096 bytes", nil},
 		{"too many rows", url, "application/x-ndjson", strings.Repeat("{\"sensor\":\"a\",\"seq\":1}\n", 6), 413, "more than 5 rows", nil},
 		{"no lane", srv.URL + "/v1/ingest/nosuch", "application/json", `[{}]`, 404, `no telemetry lane for table "nosuch"`, nil},

@@ -54,6 +54,11 @@ type Transaction struct {
 	CreatedAt  time.Time   `json:"created_at"`
 	// RetryOf links a re-queued dead letter to the transaction it replaces.
 	RetryOf string `json:"retry_of,omitempty"`
+	// Principal is who submitted the transaction (or retried the dead
+	// letter it replaces), as auth.Principal.String records it:
+	// "token:NAME", "jwt:SUB" or "anonymous". Both logs store it with
+	// the rest of the transaction's JSON; dead letters keep it.
+	Principal string `json:"principal,omitempty"`
 }
 
 // Decode decodes one transaction as the logs store it (its JSON) from r.

@@ -165,6 +165,7 @@ func richTx() *txn.Transaction {
 		},
 		CreatedAt: time.Date(2026, 11, 22, 10, 11, 12, 123456789, time.FixedZone("CET", 3600)),
 		RetryOf:   txn.NewID(),
+		Principal: "jwt:alice@example.org", // who sent it, kept through every log
 	}
 }
 

@@ -225,9 +225,9 @@ func sameTx(t *testing.T, what string, got, want *txn.Transaction) {
 	if got == nil {
 		t.Fatalf("%s: no transaction", what)
 	}
-	if got.ID != want.ID || got.RetryOf != want.RetryOf || !got.CreatedAt.Equal(want.CreatedAt) {
-		t.Fatalf("%s: got id %q retry_of %q created_at %v, want %q %q %v", what,
-			got.ID, got.RetryOf, got.CreatedAt, want.ID, want.RetryOf, want.CreatedAt)
+	if got.ID != want.ID || got.RetryOf != want.RetryOf || !got.CreatedAt.Equal(want.CreatedAt) || got.Principal != want.Principal {
+		t.Fatalf("%s: got id %q retry_of %q created_at %v principal %q, want %q %q %v %q", what,
+			got.ID, got.RetryOf, got.CreatedAt, got.Principal, want.ID, want.RetryOf, want.CreatedAt, want.Principal)
 	}
 	if len(got.Operations) != len(want.Operations) {
 		t.Fatalf("%s: %d operations, want %d", what, len(got.Operations), len(want.Operations))
