@@ -266,6 +266,9 @@ func TestPrincipalRecorded(t *testing.T) {
 		t.Fatalf("the retry must record who retried: %s", st.raw)
 	}
 	again := r.body["transaction_id"].(string)
+	if s := e.as(admin, "GET", "/v1/dlq/"+id, ""); s.body["retried_as"] != again || s.body["retried_by"] != "token:admin" {
+		t.Fatalf("the retried dead letter must name its retry and who retried it: %s", s.raw)
+	}
 	if s := e.as(admin, "GET", "/v1/dlq/"+again, ""); s.body["transaction"].(map[string]any)["principal"] != "token:admin" || s.body["transaction"].(map[string]any)["retry_of"] != id {
 		t.Fatalf("the retry's dead letter: %s", s.raw)
 	}

@@ -120,6 +120,8 @@ type DeadLetter struct {
 	FirstFailedAt time.Time `json:"first_failed_at"`
 	// RetriedAs is the transaction that retried this one, if any.
 	RetriedAs string `json:"retried_as,omitempty"`
+	// RetriedBy is the principal of that retry: who retried it.
+	RetriedBy string `json:"retried_by,omitempty"`
 	// DroppedAt and DroppedBy say who dropped it, and when (the audit
 	// record of a drop).
 	DroppedAt time.Time `json:"dropped_at,omitzero"`

@@ -22,7 +22,7 @@ const (
 		code = excluded.code, failed_at = excluded.failed_at`
 	// sqlMarkRetried links the dead letter a transaction retries to it,
 	// whether the retry applied or failed too.
-	sqlMarkRetried = `update spool_dead_letters set retried_as = $1 where txn_id = $2`
+	sqlMarkRetried = `update spool_dead_letters set retried_as = $1, retried_by = $3 where txn_id = $2`
 	// sqlDropSuperseded drops the dead letter of a superseded retry.
 	sqlDropSuperseded = `update spool_dead_letters set dropped_at = now(), dropped_by = $2 where txn_id = $1`
 )
@@ -135,7 +135,7 @@ func markRetried(t *txn.Transaction) []stmt {
 	if !txn.ValidID(t.RetryOf) {
 		return nil
 	}
-	return []stmt{{sql: sqlMarkRetried, args: []any{t.ID, t.RetryOf}, op: -1}}
+	return []stmt{{sql: sqlMarkRetried, args: []any{t.ID, t.RetryOf, t.Principal}, op: -1}}
 }
 
 // jsonbSafe replaces the escape \u0000 in JSON text, which jsonb cannot

@@ -59,6 +59,9 @@ var migrations = []migration{
 			recorded_at timestamptz not null default now()
 		)`,
 	}},
+	{version: 5, statements: []string{
+		`alter table spool_dead_letters add column retried_by text`,
+	}},
 }
 
 // internalTables are spool's bookkeeping tables, hidden from the catalog.

@@ -168,7 +168,7 @@ func (s *Store) PruneApplied(ctx context.Context, appliedBefore time.Time, idBef
 
 // deadLetterColumns are the columns scanDeadLetter reads, in its order.
 const deadLetterColumns = `tx::text, error, code, failed_at, attempts, coalesce(first_failed_at, failed_at),
-	retried_as::text, dropped_at, dropped_by`
+	retried_as::text, retried_by, dropped_at, dropped_by`
 
 // DeadLetter returns the dead letter of transaction id, or an error wrapping
 // store.ErrNotFound.
@@ -190,11 +190,12 @@ func (s *Store) DeadLetter(ctx context.Context, id string) (*store.DeadLetter, e
 func scanDeadLetter(row pgx.Row) (*store.DeadLetter, error) {
 	var (
 		body, msg                string
-		code, retried, droppedBy *string
+		code, retried, retriedBy *string
+		droppedBy                *string
 		dropped                  *time.Time
 		dl                       = &store.DeadLetter{Tx: new(txn.Transaction)}
 	)
-	if err := row.Scan(&body, &msg, &code, &dl.FailedAt, &dl.Attempts, &dl.FirstFailedAt, &retried, &dropped, &droppedBy); err != nil {
+	if err := row.Scan(&body, &msg, &code, &dl.FailedAt, &dl.Attempts, &dl.FirstFailedAt, &retried, &retriedBy, &dropped, &droppedBy); err != nil {
 		return nil, err
 	}
 	dl.Error = msg
@@ -204,6 +205,9 @@ func scanDeadLetter(row pgx.Row) (*store.DeadLetter, error) {
 	}
 	if retried != nil {
 		dl.RetriedAs = *retried
+	}
+	if retriedBy != nil {
+		dl.RetriedBy = *retriedBy
 	}
 	if dropped != nil {
 		dl.DroppedAt = dropped.UTC()

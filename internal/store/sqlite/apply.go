@@ -25,7 +25,7 @@ const (
 			coalesce((select coalesce(first_failed_at, failed_at) from spool_dead_letters where txn_id = ?7), ?5))
 		on conflict (txn_id) do update set tx = excluded.tx, error = excluded.error,
 		code = excluded.code, failed_at = excluded.failed_at`
-	sqlMarkRetried = `update spool_dead_letters set retried_as = ? where txn_id = ?`
+	sqlMarkRetried = `update spool_dead_letters set retried_as = ?, retried_by = ? where txn_id = ?`
 	// sqlRetryTargets reads the dead letters named in the JSON array ?1
 	// (the batch's retries'; see store.RetryTargets). The batch holds the
 	// write lock, so no drop comes between this and its commit.
@@ -306,7 +306,7 @@ func (b *batchRun) deadLetter(ctx context.Context, t *txn.Transaction, cause err
 		return err
 	}
 	if t.RetryOf != "" {
-		if _, err := b.exec(ctx, sqlMarkRetried, t.ID, t.RetryOf); err != nil {
+		if _, err := b.exec(ctx, sqlMarkRetried, t.ID, t.Principal, t.RetryOf); err != nil {
 			return fmt.Errorf("record retry: %w", err)
 		}
 	}

@@ -252,7 +252,7 @@ func (b *batchRun) recordApplied(ctx context.Context, run []*txn.Transaction) er
 		if t.RetryOf == "" {
 			continue
 		}
-		if _, err := b.exec(ctx, sqlMarkRetried, t.ID, t.RetryOf); err != nil {
+		if _, err := b.exec(ctx, sqlMarkRetried, t.ID, t.Principal, t.RetryOf); err != nil {
 			return fmt.Errorf("transaction %s: record retry: %w", t.ID, err)
 		}
 	}

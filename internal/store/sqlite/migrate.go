@@ -55,6 +55,8 @@ create table spool_log_heads (
 	oldest      text not null, -- when the oldest transaction the log holds was made
 	recorded_at text not null
 );`},
+	{version: 5, sql: `
+alter table spool_dead_letters add column retried_by text;`},
 }
 
 // internalTables are spool's bookkeeping tables, hidden from the catalog.

@@ -102,7 +102,7 @@ func (s *Store) Applied(ctx context.Context, id string) (time.Time, bool, error)
 }
 
 // deadLetterColumns are the columns scanDeadLetter reads, in its order.
-const deadLetterColumns = `txn_id, tx, error, code, failed_at, attempts, first_failed_at, retried_as, dropped_at, dropped_by`
+const deadLetterColumns = `txn_id, tx, error, code, failed_at, attempts, first_failed_at, retried_as, retried_by, dropped_at, dropped_by`
 
 // DeadLetter returns the dead letter of transaction id, or an error wrapping
 // store.ErrNotFound.
@@ -120,14 +120,14 @@ func (s *Store) DeadLetter(ctx context.Context, id string) (*store.DeadLetter, e
 
 func scanDeadLetter(scan func(...any) error) (*store.DeadLetter, error) {
 	var (
-		id, body, msg, at                    string
-		attempts                             int
-		code, first, retried, dropped, whoBy sql.NullString
+		id, body, msg, at                               string
+		attempts                                        int
+		code, first, retried, retriedBy, dropped, whoBy sql.NullString
 	)
-	if err := scan(&id, &body, &msg, &code, &at, &attempts, &first, &retried, &dropped, &whoBy); err != nil {
+	if err := scan(&id, &body, &msg, &code, &at, &attempts, &first, &retried, &retriedBy, &dropped, &whoBy); err != nil {
 		return nil, err
 	}
-	dl := &store.DeadLetter{Tx: new(txn.Transaction), Error: msg, Code: code.String, Attempts: attempts, RetriedAs: retried.String, DroppedBy: whoBy.String}
+	dl := &store.DeadLetter{Tx: new(txn.Transaction), Error: msg, Code: code.String, Attempts: attempts, RetriedAs: retried.String, RetriedBy: retriedBy.String, DroppedBy: whoBy.String}
 	d := json.NewDecoder(bytes.NewReader([]byte(body)))
 	d.UseNumber()
 	if err := d.Decode(dl.Tx); err != nil {

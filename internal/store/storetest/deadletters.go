@@ -37,7 +37,7 @@ func failDeadLetters(t *testing.T, f *fixture) *deadLetters {
 	}
 	retry := func(of *txn.Transaction, code string) *txn.Transaction {
 		r := tx(insertObs(txn.NewID(), schema.Row{"target": "M1", "code": code}))
-		r.RetryOf = of.ID
+		r.RetryOf, r.Principal = of.ID, "token:ops"
 		return r
 	}
 	frame := txn.NewID()
@@ -84,8 +84,8 @@ func testDeadLetterAttempts(t *testing.T, f *fixture) {
 		t.Fatalf("retry's dead letter %+v, %v; want 2 attempts since %v", second, err, first.FailedAt)
 	}
 	for id, want := range map[string]string{d.a.ID: d.r1.ID, d.r1.ID: d.r2.ID, d.b.ID: ""} {
-		if dl, err := f.s.DeadLetter(f.ctx, id); err != nil || dl.RetriedAs != want {
-			t.Errorf("dead letter %s: %+v, %v; want retried as %q", id, dl, err, want)
+		if dl, err := f.s.DeadLetter(f.ctx, id); err != nil || dl.RetriedAs != want || (want != "") != (dl.RetriedBy == "token:ops") {
+			t.Errorf("dead letter %s: %+v, %v; want retried as %q (by token:ops)", id, dl, err, want)
 		}
 	}
 	f.wantNoDeadLetter(d.r2.ID)
