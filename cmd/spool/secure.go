@@ -211,36 +211,108 @@ func reloadOnHangup(ctx context.Context, a *auth.Authenticator, cert *certificat
 	}()
 }
 
-// limitListener accepts at most n connections open at once; Accept waits
-// for one to close past that.
+// limitListener accepts at most n connections open at once. Past that,
+// Accept first closes a connection that sits idle between requests (a
+// client's keep-alive, the oldest first): idle connections must not keep
+// clients with a request to send from being accepted. With none idle,
+// Accept waits for one to close or go idle. Its ConnState follows the
+// server's connections (http.Server.ConnState).
 type limitListener struct {
 	net.Listener
-	slots chan struct{}
+	max int
+
+	mu   sync.Mutex
+	open int
+	idle []*limitConn // oldest first
+	more chan struct{} // a slot may be free, or a connection idle
 }
 
-func newLimitListener(ln net.Listener, n int) net.Listener {
-	return &limitListener{Listener: ln, slots: make(chan struct{}, n)}
+func newLimitListener(ln net.Listener, n int) *limitListener {
+	return &limitListener{Listener: ln, max: n, more: make(chan struct{}, 1)}
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	l.slots <- struct{}{}
+	for {
+		l.mu.Lock()
+		if l.open < l.max {
+			l.open++
+			l.mu.Unlock()
+			break
+		}
+		var victim *limitConn
+		if len(l.idle) > 0 {
+			victim, l.idle = l.idle[0], l.idle[1:]
+		}
+		l.mu.Unlock()
+		if victim != nil {
+			victim.Close() // frees its slot
+			continue
+		}
+		<-l.more
+	}
 	c, err := l.Listener.Accept()
 	if err != nil {
-		<-l.slots
+		l.release(nil)
 		return nil, err
 	}
-	return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
+	return &limitConn{Conn: c, l: l}, nil
+}
+
+// release frees the slot of c (nil: a slot taken for an Accept that
+// failed).
+func (l *limitListener) release(c *limitConn) {
+	l.mu.Lock()
+	l.open--
+	if c != nil {
+		l.forget(c)
+	}
+	l.mu.Unlock()
+	l.wake()
+}
+
+func (l *limitListener) wake() {
+	select {
+	case l.more <- struct{}{}:
+	default:
+	}
+}
+
+// forget takes c off the idle list; l.mu is held.
+func (l *limitListener) forget(c *limitConn) {
+	for i, ic := range l.idle {
+		if ic == c {
+			l.idle = append(l.idle[:i], l.idle[i+1:]...)
+			return
+		}
+	}
+}
+
+// ConnState notes which connections are idle between requests.
+func (l *limitListener) ConnState(nc net.Conn, state http.ConnState) {
+	c, ok := nc.(*limitConn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	l.forget(c)
+	if state == http.StateIdle {
+		l.idle = append(l.idle, c)
+	}
+	l.mu.Unlock()
+	if state == http.StateIdle {
+		l.wake()
+	}
 }
 
 type limitConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	l    *limitListener
+	once sync.Once
 }
 
 func (c *limitConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	c.once.Do(func() { c.l.release(c) })
 	return err
 }
 

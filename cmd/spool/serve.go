@@ -22,6 +22,7 @@ import (
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/idempotency"
 	"github.com/spoolgw/spool/internal/overlay"
 	"github.com/spoolgw/spool/internal/pipeline"
 	"github.com/spoolgw/spool/internal/replication"
@@ -29,6 +30,7 @@ import (
 	"github.com/spoolgw/spool/internal/telemetry"
 	"github.com/spoolgw/spool/internal/txlog"
 	"github.com/spoolgw/spool/internal/txlog/filelog"
+	"github.com/spoolgw/spool/internal/txlog/redislog"
 )
 
 // serveConfig is everything spool serve is told.
@@ -45,6 +47,7 @@ type serveConfig struct {
 	batchTimeout    time.Duration
 	applyTimeout    time.Duration
 	retention       time.Duration
+	keyRetention    time.Duration
 	shutdownTimeout time.Duration
 	logLevel        string
 	highMark        int64
@@ -83,6 +86,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.batchSize, "batch-size", applier.DefaultBatchSize, "most transactions applied in one database transaction")
 	fs.DurationVar(&c.batchTimeout, "batch-timeout", applier.DefaultBatchTimeout, "how long a partial batch waits for more after its first transaction")
 	fs.DurationVar(&c.applyTimeout, "apply-timeout", applier.DefaultAttemptTimeout, "how long one attempt at a batch may take before it is cut off and retried (a database that stopped answering)")
+	fs.DurationVar(&c.keyRetention, "idempotency-retention", idempotency.DefaultRetention, "how long an Idempotency-Key stays taken after its write: a repeat within it answers what the write answered")
 	fs.DurationVar(&c.retention, "applied-retention", applier.DefaultAppliedRetention, "how long spool_applied keeps the record of an applied transaction, which answers GET /v1/transactions/{id} once this process has forgotten it and makes a transaction delivered twice apply once; older records are deleted hourly, never while a log draining into the database may deliver their transaction again (at least 1h; 0: keep every record)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long shutdown waits to drain the log into the database")
 	fs.IntVar(&c.overlayMemory, "overlay-memory", overlay.DefaultMaxOps, "pending changes the overlay of a local log holds in memory; those beyond go to DATA-DIR/overlay-spill.db until the backlog drains, so a long database outage costs a bounded heap (0: no bound, all in memory)")
@@ -235,7 +239,14 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	pc := pipeline.Config{Store: st, Catalog: cat, Log: lg, Local: local, Logger: logger,
 		Backpressure: gateway.Backpressure{High: c.highMark, Low: c.lowMark}}
 	if sharedOverlay != nil {
-		pc.Shared = sharedOverlay
+		pc.Shared, pc.SharedKeys = sharedOverlay, lg.(*redislog.Log)
+	} else {
+		keys, err := idempotency.Open(ctx, filepath.Join(c.dataDir, "idempotency.db"), c.keyRetention, nil)
+		if err != nil {
+			return err
+		}
+		defer keys.Close()
+		pc.LocalKeys = keys
 	}
 	for _, r := range replicas {
 		pc.Replicas = append(pc.Replicas, r)
@@ -308,8 +319,10 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	ln = newLimitListener(ln, c.sec.maxConnections)
+	limited := newLimitListener(ln, c.sec.maxConnections)
+	ln = limited
 	srv := newHTTPServer(c, apiServer, cert, logger)
+	srv.ConnState = limited.ConnState
 	reloadOnHangup(ctx, authn, cert, logger)
 	serveErr := make(chan error, 1)
 	go func() {

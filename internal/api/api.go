@@ -210,6 +210,8 @@ func inputStatus(k error) int {
 		return http.StatusConflict
 	case errors.Is(k, txn.ErrUnsupported):
 		return http.StatusNotImplemented
+	case errors.Is(k, gateway.ErrKeyReused):
+		return http.StatusUnprocessableEntity
 	}
 	return http.StatusBadRequest
 }

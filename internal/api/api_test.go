@@ -17,6 +17,7 @@ import (
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/idempotency"
 	"github.com/spoolgw/spool/internal/pipeline"
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/store"
@@ -75,9 +76,14 @@ func setupWith(t testing.TB, dir string, o options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := build(t, pipeline.Config{Store: st, Catalog: catalogOf(t, st), Log: lg, Backpressure: o.backpressure,
+	keys, err := idempotency.Open(ctx, filepath.Join(dir, "idempotency.db"), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := build(t, pipeline.Config{Store: st, Catalog: catalogOf(t, st), Log: lg, Backpressure: o.backpressure, LocalKeys: keys,
 		Applier: &applier.Config{BatchTimeout: -1}})
 	e := &env{t: t, dir: dir, st: st, lg: lg, gw: p.Gateway, ap: p.Applier, srv: httptest.NewServer(api.New(p.Gateway, p.Queue, p.Applier, o.api, nil))}
+	t.Cleanup(func() { keys.Close() }) // after e.close: the applier persists keys
 	t.Cleanup(e.close)
 	return e
 }

@@ -26,6 +26,7 @@ func (s *Server) postTransaction(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	req.Principal = principal(r)
+	req.Key, req.Fingerprint = idempotency(r, req.Operations)
 	rc, err := s.gw.Submit(r.Context(), &req)
 	if err != nil {
 		return err
@@ -56,7 +57,9 @@ func authorizeWrites(r *http.Request, ops []gateway.OpRequest) error {
 }
 
 func (s *Server) submitOne(w http.ResponseWriter, r *http.Request, op gateway.OpRequest, status int) error {
-	rc, err := s.gw.Submit(r.Context(), &gateway.Request{Operations: []gateway.OpRequest{op}, Principal: principal(r)})
+	req := &gateway.Request{Operations: []gateway.OpRequest{op}, Principal: principal(r)}
+	req.Key, req.Fingerprint = idempotency(r, op.Values)
+	rc, err := s.gw.Submit(r.Context(), req)
 	if err != nil {
 		return err
 	}

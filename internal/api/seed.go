@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/spoolgw/spool/internal/gateway"
 )
 
 func contextWithTimeout(r *http.Request, d time.Duration) (context.Context, context.CancelFunc) {
@@ -35,7 +37,9 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request) error {
 	if json.Unmarshal(body.Value, &str) == nil {
 		value = str
 	}
-	rc, err := s.gw.Put(r.Context(), body.Key, value, principal(r))
+	from := gateway.Request{Principal: principal(r)}
+	from.Key, from.Fingerprint = idempotency(r, body)
+	rc, err := s.gw.Put(r.Context(), body.Key, value, from)
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,9 @@ type Config struct {
 	Replicas []Replica
 	// Backpressure bounds the log: writes are refused over its high mark.
 	Backpressure Backpressure
-	Logger       *slog.Logger
+	// Keys looks up idempotency keys; nil refuses writes that carry one.
+	Keys   Keys
+	Logger *slog.Logger
 }
 
 // Replica is a read replica as the gateway reads it.
@@ -94,6 +96,8 @@ type Gateway struct {
 	logger   *slog.Logger
 	pressure pressure
 	catalog  *schema.Live
+	keys     Keys
+	keyLocks keyLocks
 }
 
 // New returns a gateway over an open log and store.
@@ -109,7 +113,7 @@ func New(cfg Config) (*Gateway, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{log: cfg.Log, store: cfg.Store, overlay: cfg.Overlay, shared: cfg.Shared, tracker: cfg.Tracker, feed: cfg.Feed,
-		logger: logger, replicas: cfg.Replicas, pressure: pressure{cfg: cfg.Backpressure}, catalog: cfg.Catalog}
+		logger: logger, replicas: cfg.Replicas, pressure: pressure{cfg: cfg.Backpressure}, catalog: cfg.Catalog, keys: cfg.Keys}
 	g.primary = &query.Reader{DB: cfg.Store, Overlay: g.overlay}
 	g.reader = g.primary
 	if len(cfg.Replicas) > 0 {
@@ -164,6 +168,9 @@ func (g *Gateway) Submit(ctx context.Context, req *Request) (*Receipt, error) {
 }
 
 func (g *Gateway) submit(ctx context.Context, req *Request, lookup func(string) (*schema.Table, error)) (*Receipt, error) {
+	if req.Key != "" {
+		return g.submitKeyed(ctx, req, lookup)
+	}
 	if err := g.checkPressure(ctx); err != nil {
 		return nil, err
 	}
@@ -330,15 +337,16 @@ func (g *Gateway) List(ctx context.Context, q *query.Query, c Consistency) ([]sc
 func (g *Gateway) LogStats(ctx context.Context) (txlog.Stats, error) { return g.log.Stats(ctx) }
 
 // Put writes value under key in spool's key-value table (the seed's
-// /write), recording principal as who wrote it.
-func (g *Gateway) Put(ctx context.Context, key, value, principal string) (*Receipt, error) {
+// /write); from gives who writes it and, if any, its idempotency key and
+// fingerprint (its operations are ignored).
+func (g *Gateway) Put(ctx context.Context, key, value string, from Request) (*Receipt, error) {
 	if key == "" {
 		return nil, &txn.InputError{Kind: txn.ErrInvalid, Op: -1, Msg: "key: must not be empty"}
 	}
 	req := &Request{Operations: []OpRequest{{
 		Op: string(txn.Upsert), Table: KVTable,
 		Values: map[string]any{"key": key, "value": value, "updated_at": time.Now().UTC().Format(time.RFC3339Nano)},
-	}}, Principal: principal}
+	}}, Principal: from.Principal, Key: from.Key, Fingerprint: from.Fingerprint}
 	return g.submit(ctx, req, g.catalog.Load().Table)
 }
 

@@ -25,6 +25,11 @@ type Request struct {
 	// Principal is who sends it (auth.Principal.String), set by the
 	// server, never by the body; the transaction records it.
 	Principal string `json:"-"`
+	// Key is the client's Idempotency-Key, "" if none; Fingerprint
+	// identifies the request it came with (its route and content), so
+	// that a repeat of the key with another request is refused.
+	Key         string `json:"-"`
+	Fingerprint string `json:"-"`
 }
 
 // OpRequest is one operation as a client sends it.

@@ -17,12 +17,14 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/changes"
 	"github.com/spoolgw/spool/internal/deadletter"
 	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/idempotency"
 	"github.com/spoolgw/spool/internal/overlay"
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/settle"
@@ -46,6 +48,11 @@ type Config struct {
 	// memory); nil means a new one held in memory alone. The caller
 	// closes it.
 	Local *overlay.Overlay
+	// SharedKeys looks up the idempotency keys a shared log keeps
+	// (redislog.Log); LocalKeys keeps those of a local log. Neither:
+	// writes with an Idempotency-Key are refused.
+	SharedKeys gateway.Keys
+	LocalKeys  *idempotency.Local
 	// Replicas are the read replicas the gateway reads.
 	Replicas []gateway.Replica
 	// Replication follows committed batches to the replicas; nil without
@@ -103,8 +110,19 @@ func Build(ctx context.Context, cfg Config) (*Pipeline, error) {
 		}
 		lg, p.Overlay, p.Rebuilt = logged, local, n
 	}
+	var keys gateway.Keys
+	var keep settle.Keys
+	switch {
+	case cfg.Shared != nil && cfg.SharedKeys != nil:
+		keys = cfg.SharedKeys
+	case cfg.Shared == nil && cfg.LocalKeys != nil:
+		if err := cfg.LocalKeys.Rebuild(ctx, cfg.Log); err != nil {
+			return nil, fmt.Errorf("idempotency keys from the log: %w", err)
+		}
+		lg, keys, keep = cfg.LocalKeys.Wrap(lg), cfg.LocalKeys, cfg.LocalKeys
+	}
 	gw, err := gateway.New(gateway.Config{Log: lg, Overlay: p.Overlay, Shared: cfg.Shared != nil, Store: cfg.Store, Catalog: cfg.Catalog,
-		Tracker: p.Tracker, Feed: p.Feed, Replicas: cfg.Replicas, Backpressure: cfg.Backpressure, Logger: logger})
+		Tracker: p.Tracker, Feed: p.Feed, Replicas: cfg.Replicas, Backpressure: cfg.Backpressure, Keys: keys, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +134,7 @@ func Build(ctx context.Context, cfg Config) (*Pipeline, error) {
 	if cfg.Applier == nil {
 		return p, nil
 	}
-	settler, err := settle.New(settle.Config{Overlay: p.Overlay, Poison: poison, Replication: cfg.Replication, Feed: p.Feed, Logger: logger})
+	settler, err := settle.New(settle.Config{Overlay: p.Overlay, Poison: poison, Replication: cfg.Replication, Feed: p.Feed, Keys: keep, Logger: logger})
 	if err != nil {
 		return nil, err
 	}

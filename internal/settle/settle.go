@@ -54,6 +54,15 @@ type Config struct {
 	// EvictRetry is the longest wait between two tries of an eviction
 	// that failed (default DefaultEvictRetry).
 	EvictRetry time.Duration
+	// Keys, if not nil, keeps the idempotency keys of the batch's
+	// transactions once they leave the log (idempotency.Local); a batch
+	// whose keys it could not keep does not settle.
+	Keys Keys
+}
+
+// Keys keeps the idempotency keys of settled transactions.
+type Keys interface {
+	Persist(ctx context.Context, txs []*txn.Transaction) error
 }
 
 // DefaultEvictRetry is the longest wait between two tries of an eviction
@@ -106,7 +115,7 @@ func (s *Settler) Committed(ctx context.Context, results []applier.Result) <-cha
 	if s.cfg.Replication == nil {
 		gone = append(gone, applied...)
 	}
-	evicted := s.evict(ctx, gone)
+	evicted := s.persistKeys(ctx, results) && s.evict(ctx, gone)
 	if failed {
 		s.withdrawDependents(ctx)
 	}
@@ -162,6 +171,22 @@ func (s *Settler) replicated(ctx context.Context, replicated <-chan time.Time, r
 	close(settled)
 }
 
+// persistKeys keeps the idempotency keys of results' transactions before
+// the log may let them go, trying again until it succeeds or ctx (the
+// batch's term) ends; it reports whether they are kept.
+func (s *Settler) persistKeys(ctx context.Context, results []applier.Result) bool {
+	if s.cfg.Keys == nil {
+		return true
+	}
+	txs := make([]*txn.Transaction, len(results))
+	for i, r := range results {
+		txs[i] = r.Tx
+	}
+	return s.retry(ctx, "keep the idempotency keys of settled transactions", len(txs), func(ctx context.Context) error {
+		return s.cfg.Keys.Persist(ctx, txs)
+	})
+}
+
 // withdrawDependents takes out of the overlay every pending transaction
 // with a change that depends on a failed one: it is bound to fail too, and
 // readers must not see it meanwhile.
@@ -201,14 +226,22 @@ func (s *Settler) evict(ctx context.Context, ids []string) bool {
 	if len(ids) == 0 {
 		return true
 	}
+	return s.retry(ctx, "evict transactions from the overlay", len(ids), func(ctx context.Context) error {
+		return s.cfg.Overlay.Evict(ctx, ids...)
+	})
+}
+
+// retry runs fn until it succeeds or ctx ends, waiting longer after each
+// failure (up to EvictRetry); a stop does not cut a try short. It reports
+// whether fn succeeded.
+func (s *Settler) retry(ctx context.Context, what string, n int, fn func(context.Context) error) bool {
 	wait := 10 * time.Millisecond
 	for {
-		err := s.cfg.Overlay.Evict(context.WithoutCancel(ctx), ids...)
+		err := fn(context.WithoutCancel(ctx))
 		if err == nil {
 			return true
 		}
-		s.cfg.Logger.Error("evict transactions from the overlay; trying again", "transactions", len(ids),
-			"err", fmt.Errorf("evict: %w", err), "wait", wait)
+		s.cfg.Logger.Error(what+"; trying again", "transactions", n, "err", fmt.Errorf("%s: %w", what, err), "wait", wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

@@ -57,3 +57,12 @@ var ErrClosed = errors.New("log closed")
 // when this process does not hold the log's lease: another applier is the
 // active one, and claiming would take entries out of its order.
 var ErrNotHolder = errors.New("not the holder of the log's lease")
+
+// KeyTakenError is returned by Append when the transaction's idempotency
+// key was taken by an earlier write: Record is that write's record
+// (txn.Idempotency.Record), and nothing of this transaction was appended.
+type KeyTakenError struct {
+	Record []byte
+}
+
+func (e *KeyTakenError) Error() string { return "idempotency key taken by an earlier write" }

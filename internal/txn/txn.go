@@ -59,6 +59,19 @@ type Transaction struct {
 	// "token:NAME", "jwt:SUB" or "anonymous". Both logs store it with
 	// the rest of the transaction's JSON; dead letters keep it.
 	Principal string `json:"principal,omitempty"`
+	// Idempotency is the Idempotency-Key the write came with, if any.
+	Idempotency *Idempotency `json:"idempotency,omitempty"`
+}
+
+// Idempotency is a write's idempotency key, scoped to its principal, and
+// the record a repeat of the write is answered from. The logs keep the
+// record, as opaque bytes, as durably as the write: a key is taken exactly
+// when its write is in the log.
+type Idempotency struct {
+	// Key is the scoped key (a hash of the principal and the client's
+	// key), safe as a part of a file or Redis key name.
+	Key    string          `json:"key"`
+	Record json.RawMessage `json:"record"`
 }
 
 // Decode decodes one transaction as the logs store it (its JSON) from r.

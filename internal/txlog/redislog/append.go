@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/spoolgw/spool/internal/txlog"
@@ -48,9 +49,13 @@ func (l *Log) encode(tx *txn.Transaction) ([]any, int, error) {
 		return nil, 0, fmt.Errorf("redislog: append: transaction of %d bytes exceeds MaxRecordSize %d",
 			len(payload), l.cfg.MaxRecordSize)
 	}
-	args := make([]any, 0, 3+3*len(tx.Operations))
-	args = append(args, tx.ID, payload, len(tx.Operations))
-	size := len(tx.ID) + len(payload)
+	args := make([]any, 0, 5+3*len(tx.Operations))
+	ikey, irec := "", []byte(nil)
+	if tx.Idempotency != nil {
+		ikey, irec = tx.Idempotency.Key, tx.Idempotency.Record
+	}
+	args = append(args, tx.ID, payload, ikey, irec, len(tx.Operations))
+	size := len(tx.ID) + len(payload) + len(ikey) + len(irec)
 	for _, op := range tx.Operations {
 		entry, err := json.Marshal(opEntry{Tx: tx.ID, Kind: string(op.Op), Values: op.Values})
 		if err != nil {
@@ -109,12 +114,12 @@ func (l *Log) commit(batch []*appendReq) {
 	if len(batch) == 0 {
 		return
 	}
-	n := 1
+	n := 2
 	for _, r := range batch {
 		n += len(r.Data)
 	}
 	args := make([]any, 0, n)
-	args = append(args, l.keys.prefix)
+	args = append(args, l.keys.prefix, l.cfg.KeyRetention.Milliseconds())
 	for _, r := range batch {
 		args = append(args, r.Data...)
 	}
@@ -136,7 +141,11 @@ func (l *Log) commit(batch []*appendReq) {
 	l.calls.Add(1)
 	l.appended.Add(int64(len(batch)))
 	for i, r := range batch {
-		r.Entry = txlog.Entry{Pos: ids[i], Tx: r.Tx}
+		if rec, dup := strings.CutPrefix(ids[i], "dup:"); dup {
+			r.Err = &txlog.KeyTakenError{Record: []byte(rec)}
+		} else {
+			r.Entry = txlog.Entry{Pos: ids[i], Tx: r.Tx}
+		}
 		r.Answer()
 	}
 }

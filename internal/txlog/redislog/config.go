@@ -51,6 +51,9 @@ const (
 	// above any request body the API accepts, so the log never refuses
 	// what the API took, and far below Redis's 512 MB bulk-string limit.
 	DefaultMaxRecordSize = 16 << 20
+	// DefaultKeyRetention is how long an idempotency key stays taken: a
+	// client's retries of one write come within it.
+	DefaultKeyRetention = 24 * time.Hour
 	// DefaultLeaseTTL is 2 s: a dead applier is replaced within TTL +
 	// Renew (2.5 s; about 2 s on average), while renewals every TTL/4 may
 	// fail three times in a row (a GC pause, a slow network) before the
@@ -85,6 +88,9 @@ type Config struct {
 	// the catalog's (schema.Live.Normalize). Nil leaves them as JSON
 	// decodes them.
 	Normalize func(table string, values map[string]any)
+	// KeyRetention is how long an idempotency key stays taken after its
+	// write's append (default DefaultKeyRetention).
+	KeyRetention time.Duration
 	// MinIdle is how long the entries another consumer claimed must have
 	// been left alone before this one takes them over (XAUTOCLAIM) when it
 	// starts claiming; younger ones it waits for, so that entries are
@@ -166,6 +172,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxRecordSize == 0 {
 		c.MaxRecordSize = DefaultMaxRecordSize
+	}
+	if c.KeyRetention <= 0 {
+		c.KeyRetention = DefaultKeyRetention
 	}
 	return c
 }

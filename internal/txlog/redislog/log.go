@@ -465,3 +465,19 @@ func (l *Log) fail(op string, err error) error {
 	}
 	return fmt.Errorf("redislog: %s: %w", op, err)
 }
+
+// LookupKey returns the record of idempotency key key (txn.Idempotency)
+// if a write took it within the retention.
+func (l *Log) LookupKey(ctx context.Context, key string) ([]byte, bool, error) {
+	if l.isClosing() {
+		return nil, false, fmt.Errorf("redislog: look up key: %w", txlog.ErrClosed)
+	}
+	rec, err := l.client.Get(ctx, l.keys.prefix+"idem:"+key).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, l.fail("look up key", err)
+	}
+	return rec, true, nil
+}

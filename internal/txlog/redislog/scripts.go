@@ -19,26 +19,33 @@ import "github.com/redis/go-redis/v9"
 // change to the table).
 //
 //	KEYS: stream, tables, counts
-//	ARGV: prefix, then per transaction: id, payload (JSON), n (operations),
-//	      then n times: table, key, entry (JSON of an opEntry)
+//	ARGV: prefix, key retention (ms), then per transaction: id, payload
+//	      (JSON), idempotency key ("" if none), its record, n
+//	      (operations), then n times: table, key, entry (JSON of an opEntry)
 //
 // It returns each transaction's stream id. A transaction already pending
 // (its hash has a "pos") is not appended again: its stream id is returned.
 // This makes a retried call (go-redis retries a call whose connection broke
-// before the reply) harmless.
+// before the reply) harmless. A transaction whose idempotency key an
+// earlier write took (its "idem:" key exists) is not appended either: it
+// returns "dup:" and that write's record. A key is taken, for the
+// retention, in the same step as its write's append.
 var appendScript = redis.NewScript(`
-local stream, tables, counts, p = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local stream, tables, counts, p, keep = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
 local out = {}
 local txs, rows, ops = 0, 0, 0
 local pushed, pushedOrder = {}, {} -- changes added to each table's list
-local i = 2
+local i = 3
 while i <= #ARGV do
-  local id, payload, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  i = i + 3
+  local id, payload, ikey, irec, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+  i = i + 5
   local txkey = p .. 'tx:' .. id
   local pos = redis.call('HGET', txkey, 'pos')
   if pos then
     i = i + 3 * n
+  elseif ikey ~= '' and not redis.call('SET', p .. 'idem:' .. ikey, irec, 'NX', 'PX', keep) then
+    i = i + 3 * n
+    pos = 'dup:' .. redis.call('GET', p .. 'idem:' .. ikey)
   else
     pos = redis.call('XADD', stream, '*', 'tx', payload)
     txs = txs + 1
