@@ -223,7 +223,7 @@ type limitListener struct {
 
 	mu   sync.Mutex
 	open int
-	idle []*limitConn // oldest first
+	idle []*limitConn  // oldest first
 	more chan struct{} // a slot may be free, or a connection idle
 }
 
