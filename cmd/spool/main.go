@@ -8,6 +8,7 @@
 //	spool log check        scan the local log for torn tails and corruption
 //	spool dlq list|show|retry|drop   work with a running spool's dead letters
 //	spool token --name N --scopes S  make a token's secret and its tokens file entry
+//	spool status [--watch] [--json]  a running spool's state; exit 1 when not ready
 //
 // Every flag has a SPOOL_* environment equivalent: --data-dir is
 // SPOOL_DATA_DIR. A flag on the command line wins over the environment.
@@ -25,6 +26,9 @@ import (
 
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, errNotReady) {
+			os.Exit(1) // spool status: answered, not ready (a health check)
+		}
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "spool:", err)
 		}
@@ -39,6 +43,7 @@ Usage:
   spool log check       scan the local log for torn tails and corruption
   spool dlq …           list, show, retry or drop dead letters of a running spool
   spool token …         make an API token: a secret and its --tokens entry
+  spool status          a running spool's backlog, rates, applier, dead letters
 
 Every flag has an environment equivalent: --data-dir is SPOOL_DATA_DIR.
 `
@@ -57,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return dlqCommand(ctx, args[1:], stdout, stderr)
 	case "token":
 		return tokenCommand(args[1:], stdout, stderr)
+	case "status":
+		return statusCommand(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

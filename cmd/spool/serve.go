@@ -277,6 +277,9 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	var health api.Health = logHealth{lg}
 	if ap != nil {
 		metrics.applier = ap
+		stats["applier"] = func() any {
+			return map[string]any{"running": ap.Running(), "holds_lease": ap.HoldsLease(), "backoff": ap.Backoff()}
+		}
 		health = api.WithChecks(ap, logHealth{lg}.Healthy)
 		if watcher != nil {
 			health = api.WithChecks(health, func(context.Context) error { return watcher.Degraded() })

@@ -16,7 +16,7 @@ type access int
 
 const (
 	noAccess access = iota
-	// open: no credentials (/health, /readyz).
+	// open: no credentials (/health, /readyz, /openapi.json).
 	open
 	// signedIn: any authenticated principal (GET /v1/tables lists only
 	// the tables it may read or write; unknown paths answer 404).
@@ -119,6 +119,7 @@ func (s *Server) routeTable() []route {
 		{"GET /stats", admin, false, s.seedStats},
 		{"GET /health", open, false, s.healthz},
 		{"GET /readyz", open, false, s.readyz},
+		{"GET /openapi.json", open, false, s.openAPI},
 		{"/", signedIn, false, func(w http.ResponseWriter, r *http.Request) error {
 			return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
 		}},

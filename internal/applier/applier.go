@@ -96,6 +96,9 @@ type Applier struct {
 	done    chan struct{}
 	backoff BackoffState
 	pruned  atomic.Int64 // records of spool_applied deleted
+	// holding is true while a term runs: this applier holds the log's
+	// lease (or needs none) and applies.
+	holding atomic.Bool
 }
 
 // BackoffState says whether the applier is waiting after a transient failure.
@@ -204,7 +207,9 @@ func (a *Applier) run(ctx context.Context) {
 			case <-termCtx.Done():
 			}
 		}()
+		a.holding.Store(true)
 		err := a.term(termCtx, token)
+		a.holding.Store(false)
 		cancel(nil)
 		if a.cfg.Lease != nil {
 			relCtx, cancelRel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
@@ -369,6 +374,11 @@ func (a *Applier) Healthy(context.Context) error {
 	}
 	return nil
 }
+
+// HoldsLease reports whether this applier is the log's active one: it
+// holds the lease of a shared log (or the log needs none) and applies.
+// A standby, or an applier backing off before it acquires, does not.
+func (a *Applier) HoldsLease() bool { return a.holding.Load() }
 
 // WorkerActive reports whether the applier runs (the seed's /health field).
 func (a *Applier) WorkerActive() bool { return a.Running() }

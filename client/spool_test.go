@@ -1,0 +1,94 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spoolgw/spool/internal/api"
+	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/auth"
+	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/pipeline"
+	"github.com/spoolgw/spool/internal/schema"
+	"github.com/spoolgw/spool/internal/store/sqlite"
+	"github.com/spoolgw/spool/internal/txlog/filelog"
+)
+
+// spool is a real spool on the embedded default (a local log and SQLite
+// in a temporary directory, the observatory schema), its applier running,
+// served over real HTTP with tokens: admin (every scope an operator
+// needs), writer (read:* and write:*) and reader (read:instruments).
+type spool struct {
+	srv    *httptest.Server
+	secret map[string]string
+	lg     *filelog.Log
+}
+
+func startSpool(t *testing.T) *spool {
+	t.Helper()
+	dir := t.TempDir()
+	ctx := t.Context()
+	s := &spool{secret: map[string]string{}}
+	var entries []string
+	for name, scopes := range map[string]string{
+		"admin":  `["admin","read:*","write:*"]`,
+		"writer": `["read:*","write:*"]`,
+		"reader": `["read:instruments"]`,
+	} {
+		secret, hash := auth.NewSecret()
+		s.secret[name] = secret
+		entries = append(entries, fmt.Sprintf(`{"name":%q,"sha256":%q,"scopes":%s}`, name, hash, scopes))
+	}
+	tokens := filepath.Join(dir, "tokens.json")
+	if err := os.WriteFile(tokens, []byte(`{"tokens":[`+strings.Join(entries, ",")+`]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	authn, err := auth.New(auth.Config{TokensFile: tokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "spool.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ddl, err := os.ReadFile("../examples/observatory.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Exec(ctx, string(ddl)); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := schema.NewLive(ctx, gateway.ReadCatalog(st, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.lg, err = filelog.Open(filepath.Join(dir, "log"), filelog.Config{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.lg.Close() })
+	p, err := pipeline.Build(ctx, pipeline.Config{Store: st, Catalog: cat, Log: s.lg, Applier: &applier.Config{BatchTimeout: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Applier.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Applier.Stop)
+	s.srv = httptest.NewServer(api.New(p.Gateway, p.Queue, p.Applier, api.Config{Auth: authn, Stats: map[string]func() any{
+		// As spool serve adds it.
+		"applier": func() any {
+			return map[string]any{"running": p.Applier.Running(), "holds_lease": p.Applier.HoldsLease(), "backoff": p.Applier.Backoff()}
+		},
+	}}, nil))
+	t.Cleanup(s.srv.Close)
+	return s
+}
