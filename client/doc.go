@@ -24,12 +24,12 @@
 // dropped, a timeout) is not retried: the caller decides.
 //
 // Every write carries an Idempotency-Key header: a random UUID per call,
-// the same on each of its retries (WithIdempotencyKey sets your own, to
-// retry a write across a restart of your program). A server that honours
-// the key answers a repeat with the first answer and appends nothing.
-// Until the spool you talk to honours it, a write retried after an
-// answer was lost (a timeout after spool had logged it) can apply twice:
-// 429 and 503 are safe to retry, since spool changed nothing.
+// the same on each of its retries. spool answers a repeat of a keyed
+// write (within its --idempotency-retention, 24 h by default) with the
+// first answer and appends nothing, so a write whose answer was lost (a
+// timeout after spool had logged it) is safe to send again with its key:
+// keep it with WithIdempotencyKey, even across a restart of your program.
+// The same key with another request is refused (422).
 //
 // The package imports nothing of spool's own: it is all a program using
 // spool needs.
