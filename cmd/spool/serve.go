@@ -22,6 +22,7 @@ import (
 
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/events"
 	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/overlay"
 	"github.com/spoolgw/spool/internal/pipeline"
@@ -57,6 +58,8 @@ type serveConfig struct {
 	telemetryLanes  []telemetry.LaneConfig
 	pprofListen     string
 	overlayMemory   int
+	maxSubscribers  int
+	eventsHeartbeat time.Duration
 }
 
 // MinAppliedRetention is the least --applied-retention: a margin far
@@ -107,6 +110,8 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 		c.telemetryLanes = append(c.telemetryLanes, ls...)
 		return nil
 	})
+	fs.IntVar(&c.maxSubscribers, "max-subscribers", events.DefaultMaxSubscribers, "live event subscribers (GET /v1/events) this process serves at once; more get 503")
+	fs.DurationVar(&c.eventsHeartbeat, "events-heartbeat", events.DefaultHeartbeat, "interval of heartbeats on idle live event streams (SSE comments, WebSocket pings), so proxies keep them open")
 	fs.StringVar(&c.pprofListen, "pprof-listen", "", "`address` of a separate listener serving Go's /debug/pprof/ profiles (CPU, heap; spool-bench --pprof uses it); keep it on loopback (default: off)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -218,9 +223,11 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 		}
 	}()
 	pc := pipeline.Config{Store: st, Catalog: cat, Log: lg, Local: local, Logger: logger,
-		Backpressure: gateway.Backpressure{High: c.highMark, Low: c.lowMark}}
+		Backpressure: gateway.Backpressure{High: c.highMark, Low: c.lowMark},
+		Events:       &events.Config{MaxSubscribers: c.maxSubscribers, Heartbeat: c.eventsHeartbeat}}
 	if sharedOverlay != nil {
 		pc.Shared = sharedOverlay
+		pc.EventStream = lg.(pipeline.EventStream)
 	}
 	for _, r := range replicas {
 		pc.Replicas = append(pc.Replicas, r)
@@ -243,7 +250,20 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 		return err
 	}
 	gw, ap := p.Gateway, p.Applier
-	stats := map[string]func() any{}
+	// Live events: the hub stops after intake (below, at the HTTP
+	// server's shutdown, it closes its streams); the relay after the
+	// applier's last batch, which it writes to the events stream.
+	if err := p.Events.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	defer p.Events.Stop()
+	if p.Relay != nil {
+		if err := p.Relay.Start(context.WithoutCancel(ctx)); err != nil {
+			return err
+		}
+		defer p.Relay.Stop()
+	}
+	stats := map[string]func() any{"events": func() any { return p.Events.Stats() }}
 	metrics := &collector{gw: gw, logger: logger}
 	if fl, ok := lg.(*filelog.Log); ok {
 		metrics.syncs = fl.Syncs
@@ -283,7 +303,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	}
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), metrics)
-	apiServer := api.New(gw, p.Queue, health, api.Config{RateLimit: api.RateLimit{Rate: c.rateLimit, Burst: c.rateBurst}, Stats: stats, Metrics: reg}, logger)
+	apiServer := api.New(gw, p.Queue, health, api.Config{RateLimit: api.RateLimit{Rate: c.rateLimit, Burst: c.rateBurst}, Stats: stats, Metrics: reg, Events: p.Events}, logger)
 	apiServer.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}))
 	if tel != nil {
 		tel.Routes(apiServer)
@@ -297,6 +317,8 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
+	// Event streams never end by themselves: Shutdown closes them.
+	srv.RegisterOnShutdown(func() { p.Events.CloseAll("shutting down") })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("spool serving", "role", c.role, "listen", ln.Addr().String(), "log", describeLog(c), "database", redact(describeDatabase(c)))

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spoolgw/spool/internal/deadletter"
+	"github.com/spoolgw/spool/internal/events"
 	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/query"
 	"github.com/spoolgw/spool/internal/schema"
@@ -50,6 +51,9 @@ type Config struct {
 	// (spool_http_request_duration_seconds); serve it with GET /metrics.
 	// New panics if they are registered there already.
 	Metrics prometheus.Registerer
+	// Events, when set, serves live events (GET /v1/events); without it
+	// the route answers 404.
+	Events *events.Hub
 }
 
 // Server serves spool's HTTP API.
@@ -64,6 +68,7 @@ type Server struct {
 	start   time.Time
 	refused refusals
 	metrics *httpMetrics // nil without Config.Metrics
+	events  *events.Hub  // nil without Config.Events
 }
 
 // New returns the API over a gateway and a dead-letter queue.
@@ -71,7 +76,7 @@ func New(gw *gateway.Gateway, dlq *deadletter.Queue, health Health, cfg Config, 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{gw: gw, dlq: dlq, health: health, logger: logger, mux: http.NewServeMux(), start: time.Now(), limiter: newLimiter(cfg.RateLimit), extra: cfg.Stats}
+	s := &Server{gw: gw, dlq: dlq, health: health, logger: logger, mux: http.NewServeMux(), start: time.Now(), limiter: newLimiter(cfg.RateLimit), extra: cfg.Stats, events: cfg.Events}
 	s.refused.logger = logger
 	if cfg.Metrics != nil {
 		s.metrics = newHTTPMetrics(cfg.Metrics)
@@ -97,6 +102,7 @@ func (s *Server) routes() {
 	h("PATCH /v1/tables/{table}/{id}", s.limitWrites(s.updateRow))
 	h("DELETE /v1/tables/{table}/{id}", s.limitWrites(s.deleteRow))
 	h("GET /v1/stats", s.stats)
+	h("GET /v1/events", s.subscribeEvents)
 	h("GET /v1/dlq", s.listDeadLetters)
 	h("GET /v1/dlq/{id}", s.getDeadLetter)
 	h("POST /v1/dlq/{id}/retry", s.retryDeadLetter)

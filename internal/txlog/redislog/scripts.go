@@ -18,29 +18,36 @@ import "github.com/redis/go-redis/v9"
 // table's counters (see tableScript; made, with a new epoch, by the first
 // change to the table).
 //
-//	KEYS: stream, tables, counts
-//	ARGV: prefix, then per transaction: id, payload (JSON), n (operations),
-//	      then n times: table, key, entry (JSON of an opEntry)
+// Each transaction appended also goes, queued, to the events stream (one
+// XADD, trimmed to about maxlen entries, of its id and its operations in
+// the compact form of encodeOps), so that live events never miss an
+// acknowledged write, even if the process that appended it dies.
+//
+//	KEYS: stream, tables, counts, events
+//	ARGV: prefix, events maxlen, then per transaction: id, payload (JSON),
+//	      ops (encodeOps), n (operations), then n times: table, key, entry
+//	      (JSON of an opEntry)
 //
 // It returns each transaction's stream id. A transaction already pending
 // (its hash has a "pos") is not appended again: its stream id is returned.
 // This makes a retried call (go-redis retries a call whose connection broke
 // before the reply) harmless.
 var appendScript = redis.NewScript(`
-local stream, tables, counts, p = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local stream, tables, counts, events, p, maxlen = KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2]
 local out = {}
 local txs, rows, ops = 0, 0, 0
 local pushed, pushedOrder = {}, {} -- changes added to each table's list
-local i = 2
+local i = 3
 while i <= #ARGV do
-  local id, payload, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  i = i + 3
+  local id, payload, evops, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  i = i + 4
   local txkey = p .. 'tx:' .. id
   local pos = redis.call('HGET', txkey, 'pos')
   if pos then
     i = i + 3 * n
   else
     pos = redis.call('XADD', stream, '*', 'tx', payload)
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 's', 'q', 'tx', id, 'ops', evops)
     txs = txs + 1
     local fields, perRow = {'pos', pos}, {}
     for _ = 1, n do
