@@ -58,7 +58,7 @@ const (
 	// before its message goes out with the error instead.
 	readAttempts = 3
 	// readParallel is how many rows of one batch are read at once.
-	readParallel = 8
+	readParallel = 32
 	// streamBatch and streamBlock are one read of the events stream.
 	streamBatch = 1000
 	streamBlock = 250 * time.Millisecond
