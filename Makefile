@@ -50,7 +50,7 @@ bench:
 # lost writes), never on timing. The same on throwaway Redis + PostgreSQL
 # runs in make test (TestBenchSmokeServers); BENCHMARKS.md has full runs.
 bench-smoke: build
-	bin/spool-bench ingest drain visibility read outage telemetry \
+	bin/spool-bench ingest drain visibility read events outage telemetry \
 		--duration 1s --concurrency 64 --outage 3s --telemetry-rate 20000
 
 # The full spool-bench on both shapes (about 15 minutes), its JSON kept
@@ -58,8 +58,8 @@ bench-smoke: build
 # generated from it.
 benchmarks: build
 	mkdir -p docs/bench
-	bin/spool-bench ingest drain visibility read telemetry --json > docs/bench/embedded.jsonl
-	bin/spool-bench ingest drain visibility read telemetry --servers --json > docs/bench/servers.jsonl
+	bin/spool-bench ingest drain visibility read events telemetry --json > docs/bench/embedded.jsonl
+	bin/spool-bench ingest drain visibility read events telemetry --servers --json > docs/bench/servers.jsonl
 	bin/spool-bench report --into BENCHMARKS.md embedded=docs/bench/embedded.jsonl servers=docs/bench/servers.jsonl
 	bin/spool-bench report --headline --into README.md embedded=docs/bench/embedded.jsonl servers=docs/bench/servers.jsonl
 

@@ -89,6 +89,15 @@ Scenarios (default: ingest read):
               pending changes in the same Redis, answered from it if it
               has any, else the row as JSON from the replica; in the
               bench's process, warmed first as spool is by its closed loop
+  events      live events (GET /v1/events over SSE): at half the highest
+              ingest rate, the time from each write's acknowledgement to its
+              row message at a subscriber, p50/p99, beside the floor of the
+              same hand-off without spool at the same rate (with --servers a
+              bare XADD to a Redis stream read by a blocking XREAD; else a Go
+              channel between two goroutines); then 1,000 subscribers of one
+              process (a filter each) and 100 writes/s: deliveries/s against
+              those offered, and CPU per delivery of the deployment and of
+              the subscribers (the bench)
   outage      writes at --outage-rate while the database is down for
               --outage (PostgreSQL stopped; embedded: SQLite's write lock
               held by another connection); spool's live heap (after a
@@ -129,7 +138,7 @@ type benchConfig struct {
 }
 
 // benchScenarios are the scenarios in the order they run.
-var benchScenarios = []string{"ingest", "drain", "visibility", "read", "outage", "telemetry"}
+var benchScenarios = []string{"ingest", "drain", "visibility", "read", "events", "outage", "telemetry"}
 
 func benchFlags(stderr io.Writer) (*flag.FlagSet, *benchConfig, *string, *string) {
 	c := &benchConfig{}
@@ -270,6 +279,8 @@ func (b *bench) run(ctx context.Context, scenario string) error {
 		return b.visibility(ctx)
 	case "read":
 		return b.read(ctx)
+	case "events":
+		return b.events(ctx)
 	case "outage":
 		return b.outageScenario(ctx)
 	case "telemetry":

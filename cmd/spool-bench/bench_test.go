@@ -35,7 +35,7 @@ func benchRun(t *testing.T, args ...string) map[string]figure {
 }
 
 // smokeArgs runs every scenario as briefly as it can still measure.
-var smokeArgs = []string{"ingest", "drain", "visibility", "read", "outage", "telemetry",
+var smokeArgs = []string{"ingest", "drain", "visibility", "read", "events", "outage", "telemetry",
 	"--duration", "300ms", "--concurrency", "4", "--read-buffered", "0,100",
 	"--outage", "2s", "--sample", "500ms", "--telemetry-rate", "5000"}
 
@@ -50,6 +50,7 @@ var smokeFigures = []want{
 	{"ingest open 0.5×max", "latency p99"}, {"ingest open 0.5×max", "latency p99 vs durable no-op"},
 	{"drain ", "rows drained, rows/s"}, {"drain CPU per row drained", "drained"}, {"drain cores busy drained", ""},
 	{"visibility ack → applied at ", " p99"}, {"visibility ack → applied at ", " in the warm-up p99"}, {"visibility cores busy at ", ""},
+	{"events ack → event at ", " p99"}, {"events fan-out to ", "deliveries/s"},
 	{"read get by id, 0 buffered p99", ""}, {"read get by id, 100 buffered p99", ""}, {"read list of 50, 100 buffered p99", ""},
 	{"read get by id, 0 buffered reads/s", ""}, {"read get by id, 100 buffered at 0.5×max", " p99"},
 	{"read list of 50, 100 buffered at 0.5×max", " p99"},

@@ -41,6 +41,7 @@ var headline = []struct {
 	{name: "applied → replicated p99 (ms) at half load", prefix: "visibility applied → replicated at ", suffix: " p99"},
 	{name: "GET by id p99 (ms), nothing buffered", prefix: "read get by id, 0 buffered p99"},
 	{name: "list of 50 merging 1k buffered rows, p99 (ms)", prefix: "read list of 50, 1000 buffered p99"},
+	{name: "acknowledged → event delivered p99 (ms) at half load, and the ratio to the bare hand-off's", prefix: "events ack → event at ", suffix: " p99", showRatio: true},
 	{name: "telemetry rows/s accepted", prefix: "telemetry rows/s accepted"},
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/events"
 	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/idempotency"
 	"github.com/spoolgw/spool/internal/overlay"
@@ -60,6 +61,8 @@ type serveConfig struct {
 	pprofListen     string
 	overlayMemory   int
 	sec             securityConfig
+	maxSubscribers  int
+	eventsHeartbeat time.Duration
 }
 
 // MinAppliedRetention is the least --applied-retention: a margin far
@@ -111,6 +114,8 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 		c.telemetryLanes = append(c.telemetryLanes, ls...)
 		return nil
 	})
+	fs.IntVar(&c.maxSubscribers, "max-subscribers", events.DefaultMaxSubscribers, "live event subscribers (GET /v1/events) this process serves at once; more get 503")
+	fs.DurationVar(&c.eventsHeartbeat, "events-heartbeat", events.DefaultHeartbeat, "interval of heartbeats on idle live event streams (SSE comments, WebSocket pings), so proxies keep them open")
 	fs.StringVar(&c.pprofListen, "pprof-listen", "", "`address` of a separate listener serving Go's /debug/pprof/ profiles (CPU, heap; spool-bench --pprof uses it); keep it on loopback (default: off)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	securityFlags(fs, &c.sec)
@@ -237,9 +242,11 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 		}
 	}()
 	pc := pipeline.Config{Store: st, Catalog: cat, Log: lg, Local: local, Logger: logger,
-		Backpressure: gateway.Backpressure{High: c.highMark, Low: c.lowMark}}
+		Backpressure: gateway.Backpressure{High: c.highMark, Low: c.lowMark},
+		Events:       &events.Config{MaxSubscribers: c.maxSubscribers, Heartbeat: c.eventsHeartbeat}}
 	if sharedOverlay != nil {
 		pc.Shared, pc.SharedKeys = sharedOverlay, lg.(*redislog.Log)
+		pc.EventStream = lg.(pipeline.EventStream)
 	} else {
 		keys, err := idempotency.Open(ctx, filepath.Join(c.dataDir, "idempotency.db"), c.keyRetention, nil)
 		if err != nil {
@@ -269,7 +276,20 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 		return err
 	}
 	gw, ap := p.Gateway, p.Applier
-	stats := map[string]func() any{}
+	// Live events: the hub stops after intake (below, at the HTTP
+	// server's shutdown, it closes its streams); the relay after the
+	// applier's last batch, which it writes to the events stream.
+	if err := p.Events.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	defer p.Events.Stop()
+	if p.Relay != nil {
+		if err := p.Relay.Start(context.WithoutCancel(ctx)); err != nil {
+			return err
+		}
+		defer p.Relay.Stop()
+	}
+	stats := map[string]func() any{"events": func() any { return p.Events.Stats() }}
 	metrics := &collector{gw: gw, logger: logger}
 	if fl, ok := lg.(*filelog.Log); ok {
 		metrics.syncs = fl.Syncs
@@ -312,7 +332,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	}
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), metrics)
-	apiCfg.Stats, apiCfg.Metrics = stats, reg
+	apiCfg.Stats, apiCfg.Metrics, apiCfg.Events = stats, reg, p.Events
 	apiServer := api.New(gw, p.Queue, health, apiCfg, logger)
 	apiServer.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}))
 	if tel != nil {
@@ -326,6 +346,8 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	ln = limited
 	srv := newHTTPServer(c, apiServer, cert, logger)
 	srv.ConnState = limited.ConnState
+	// Event streams never end by themselves: Shutdown closes them.
+	srv.RegisterOnShutdown(func() { p.Events.CloseAll("shutting down") })
 	reloadOnHangup(ctx, authn, cert, logger)
 	serveErr := make(chan error, 1)
 	go func() {

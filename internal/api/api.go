@@ -19,6 +19,7 @@ import (
 
 	"github.com/spoolgw/spool/internal/auth"
 	"github.com/spoolgw/spool/internal/deadletter"
+	"github.com/spoolgw/spool/internal/events"
 	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/query"
 	"github.com/spoolgw/spool/internal/schema"
@@ -75,6 +76,9 @@ type Config struct {
 	// (spool_http_request_duration_seconds); serve it with GET /metrics.
 	// New panics if they are registered there already.
 	Metrics prometheus.Registerer
+	// Events, when set, serves live events (GET /v1/events); without it
+	// the route answers 404.
+	Events *events.Hub
 }
 
 // Server serves spool's HTTP API.
@@ -94,6 +98,7 @@ type Server struct {
 	waits   chan struct{} // a slot per request waiting for a state
 	// declared is the route table by pattern (routes.go).
 	declared map[string]route
+	events  *events.Hub  // nil without Config.Events
 }
 
 // New returns the API over a gateway and a dead-letter queue. It panics
@@ -108,7 +113,7 @@ func New(gw *gateway.Gateway, dlq *deadletter.Queue, health Health, cfg Config, 
 	if cfg.MaxWaits == 0 {
 		cfg.MaxWaits = DefaultMaxWaits
 	}
-	s := &Server{gw: gw, dlq: dlq, health: health, logger: logger, mux: http.NewServeMux(), start: time.Now(), limiter: newLimiter(cfg.RateLimit), extra: cfg.Stats,
+	s := &Server{gw: gw, dlq: dlq, health: health, logger: logger, mux: http.NewServeMux(), start: time.Now(), limiter: newLimiter(cfg.RateLimit), extra: cfg.Stats, events: cfg.Events,
 		auth: cfg.Auth, front: newFront(cfg), waits: make(chan struct{}, cfg.MaxWaits)}
 	s.refused.logger = logger
 	if cfg.Metrics != nil {

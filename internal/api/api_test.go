@@ -16,6 +16,7 @@ import (
 
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/events"
 	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/idempotency"
 	"github.com/spoolgw/spool/internal/pipeline"
@@ -34,6 +35,7 @@ type env struct {
 	lg     *filelog.Log
 	gw     *gateway.Gateway
 	ap     *applier.Applier
+	hub    *events.Hub // nil without options.events
 	srv    *httptest.Server
 	closed bool
 }
@@ -50,6 +52,10 @@ type options struct {
 	segmentSize  int64
 	backpressure gateway.Backpressure
 	api          api.Config
+	// events, when set, serves live events.
+	events *events.Config
+	// serverTimeout is the HTTP server's read and write timeouts (0: none).
+	serverTimeout time.Duration
 }
 
 func setupWith(t testing.TB, dir string, o options) *env {
@@ -81,8 +87,19 @@ func setupWith(t testing.TB, dir string, o options) *env {
 		t.Fatal(err)
 	}
 	p := build(t, pipeline.Config{Store: st, Catalog: catalogOf(t, st), Log: lg, Backpressure: o.backpressure, LocalKeys: keys,
-		Applier: &applier.Config{BatchTimeout: -1}})
-	e := &env{t: t, dir: dir, st: st, lg: lg, gw: p.Gateway, ap: p.Applier, srv: httptest.NewServer(api.New(p.Gateway, p.Queue, p.Applier, o.api, nil))}
+		Applier: &applier.Config{BatchTimeout: -1}, Events: o.events})
+	e := &env{t: t, dir: dir, st: st, lg: lg, gw: p.Gateway, ap: p.Applier, hub: p.Events}
+	if p.Events != nil {
+		if err := p.Events.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		o.api.Events = p.Events
+	}
+	e.srv = httptest.NewUnstartedServer(api.New(p.Gateway, p.Queue, p.Applier, o.api, nil))
+	// Short timeouts, as a production server may set: live events must
+	// outlive them.
+	e.srv.Config.ReadTimeout, e.srv.Config.WriteTimeout = o.serverTimeout, o.serverTimeout
+	e.srv.Start()
 	t.Cleanup(func() { keys.Close() }) // after e.close: the applier persists keys
 	t.Cleanup(e.close)
 	return e
@@ -113,7 +130,13 @@ func (e *env) close() {
 		return
 	}
 	e.closed = true
+	if e.hub != nil {
+		e.hub.CloseAll("test over")
+	}
 	e.srv.Close()
+	if e.hub != nil {
+		e.hub.Stop()
+	}
 	e.ap.Stop()
 	e.lg.Close()
 	e.st.Close()

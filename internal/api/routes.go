@@ -35,6 +35,9 @@ const (
 	// follow: any write scope, or admin: a writer follows the transactions
 	// it submitted (GET /v1/transactions/{id}).
 	follow
+	// subscribe: the live events of GET /v1/events: read on its ?table=,
+	// and, for the transactions it follows (?transaction=), as follow.
+	subscribe
 	// admin: dead letters, stats, metrics, the telemetry lanes' status.
 	admin
 )
@@ -58,6 +61,8 @@ func (a access) String() string {
 		return "write:" + gateway.KVTable
 	case follow:
 		return "a write scope (any table) or admin"
+	case subscribe:
+		return "read:{table} of ?table=; for ?transaction=, a write scope or admin"
 	case admin:
 		return "admin"
 	}
@@ -71,6 +76,11 @@ func (a access) need(r *http.Request) (n auth.Need, ok bool) {
 	switch a {
 	case readTable:
 		return auth.Read(r.PathValue("table")), true
+	case subscribe:
+		if t := r.URL.Query().Get("table"); t != "" {
+			return auth.Read(t), true
+		}
+		return auth.Need{}, false
 	case writeTable:
 		return auth.Write(r.PathValue("table")), true
 	case readKV:
@@ -109,6 +119,7 @@ func (s *Server) routeTable() []route {
 		{"PATCH /v1/tables/{table}/{id}", writeTable, true, s.updateRow},
 		{"DELETE /v1/tables/{table}/{id}", writeTable, true, s.deleteRow},
 		{"GET /v1/stats", admin, false, s.stats},
+		{"GET /v1/events", subscribe, false, s.subscribeEvents},
 		{"GET /v1/dlq", admin, false, s.listDeadLetters},
 		{"GET /v1/dlq/{id}", admin, false, s.getDeadLetter},
 		{"POST /v1/dlq/{id}/retry", admin, true, s.retryDeadLetter},
@@ -184,7 +195,8 @@ func (s *Server) guard(rt route, h http.Handler) http.Handler {
 				auth.WriteError(w, err)
 				return
 			}
-		} else if rt.access == follow && !p.Allows(auth.ScopeAdmin) && !hasWrite(p) {
+		}
+		if (rt.access == follow || rt.access == subscribe && r.URL.Query().Has("transaction")) && !p.Allows(auth.ScopeAdmin) && !hasWrite(p) {
 			auth.WriteError(w, &auth.ForbiddenError{Principal: p, Missing: []auth.Scope{auth.ScopeAdmin}})
 			return
 		}

@@ -229,13 +229,15 @@ func ReceiptFor(tx *txn.Transaction) *Receipt {
 }
 
 // enqueue makes tx durable in the log and visible in the overlay, and
-// publishes it queued (or refused, if the append failed).
+// publishes it queued before the append (so that no later state of it can
+// come first), then logged, or refused if the append failed.
 func (g *Gateway) enqueue(ctx context.Context, tx *txn.Transaction) error {
 	g.feed.Publish(changes.Change{ID: tx.ID, State: txn.Queued, At: tx.CreatedAt, Tx: tx})
 	if _, err := g.log.Append(ctx, tx); err != nil {
 		g.feed.Publish(changes.Change{ID: tx.ID, State: txn.Queued, Refused: true, Tx: tx})
 		return fmt.Errorf("%w: append: %w", ErrUnavailable, err)
 	}
+	g.feed.Publish(changes.Change{ID: tx.ID, State: txn.Queued, Logged: true, At: tx.CreatedAt, Tx: tx})
 	return nil
 }
 

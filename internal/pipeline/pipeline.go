@@ -2,8 +2,8 @@
 // given everything it needs when it is made, and nothing told of another
 // afterwards:
 //
-//	status tracker, record of retries ← feed of state changes
-//	log (+ overlay) → gateway → dead-letter queue
+//	status tracker, record of retries, live events' intake or relay ← feed of state changes
+//	log (+ overlay) → gateway → dead-letter queue, live events hub
 //	poison set, replication watcher → settler → applier
 //
 // A write goes one way: the gateway appends it to the log, whose append
@@ -23,6 +23,7 @@ import (
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/changes"
 	"github.com/spoolgw/spool/internal/deadletter"
+	"github.com/spoolgw/spool/internal/events"
 	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/idempotency"
 	"github.com/spoolgw/spool/internal/overlay"
@@ -62,7 +63,21 @@ type Config struct {
 	// Applier, if not nil, configures the applier this process runs
 	// (not started); nil for a process that only takes writes in.
 	Applier *applier.Config
-	Logger  *slog.Logger
+	// Events, if not nil, configures live events: Build makes the hub
+	// (Pipeline.Events, not started) and fills in its Reader (the
+	// gateway) and its Intake or Stream.
+	Events *events.Config
+	// EventStream is a shared log's events stream, which every process's
+	// hub reads and the process that settles writes (through
+	// Pipeline.Relay); needed with Events and Shared.
+	EventStream EventStream
+	Logger      *slog.Logger
+}
+
+// EventStream is a shared log's events stream (redislog.Log).
+type EventStream interface {
+	events.Stream
+	events.Publisher
 }
 
 // Pipeline is the built write path.
@@ -78,6 +93,13 @@ type Pipeline struct {
 	// Rebuilt is how many transactions a local log held at start, now
 	// back in the overlay.
 	Rebuilt int
+	// Events is the live events hub (not started); nil without
+	// Config.Events.
+	Events *events.Hub
+	// Relay writes the states this process settles to the shared log's
+	// events stream (not started); nil without Config.Events, a shared
+	// log and an applier.
+	Relay *events.Relay
 }
 
 // Build builds the pipeline of cfg.
@@ -91,7 +113,20 @@ func Build(ctx context.Context, cfg Config) (*Pipeline, error) {
 	}
 	p := &Pipeline{Tracker: status.New(0)}
 	retries := deadletter.NewRetries()
-	p.Feed = changes.New(p.Tracker, retries)
+	subs := []changes.Subscriber{p.Tracker, retries}
+	var intake *events.Intake
+	switch {
+	case cfg.Events == nil:
+	case cfg.Shared != nil && cfg.EventStream == nil:
+		return nil, errors.New("pipeline: live events on a shared log need its events stream")
+	case cfg.Shared != nil && cfg.Applier != nil:
+		p.Relay = events.NewRelay(cfg.EventStream, 0, logger)
+		subs = append(subs, p.Relay)
+	case cfg.Shared == nil:
+		intake = events.NewIntake(0)
+		subs = append(subs, intake)
+	}
+	p.Feed = changes.New(subs...)
 	poison := deadletter.NewPoison()
 
 	lg := cfg.Log
@@ -127,6 +162,16 @@ func Build(ctx context.Context, cfg Config) (*Pipeline, error) {
 		return nil, err
 	}
 	p.Gateway = gw
+	if cfg.Events != nil {
+		ec := *cfg.Events
+		ec.Reader, ec.Intake, ec.Logger = gw, intake, logger
+		if cfg.Shared != nil {
+			ec.Stream = cfg.EventStream
+		}
+		if p.Events, err = events.New(ec); err != nil {
+			return nil, err
+		}
+	}
 	if p.Queue, err = deadletter.NewQueue(deadletter.Config{Store: cfg.Store, Intake: gw, Catalog: cfg.Catalog,
 		Poison: poison, Retries: retries, Logger: logger}); err != nil {
 		return nil, err

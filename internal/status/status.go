@@ -285,6 +285,8 @@ func (t *Tracker) Changed(cs []changes.Change) {
 		switch {
 		case c.Refused:
 			t.Forget(c.ID)
+		case c.Logged:
+			// Counted when it was published queued.
 		case c.State == txn.Queued:
 			t.Queued()
 		default:

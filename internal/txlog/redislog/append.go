@@ -49,13 +49,14 @@ func (l *Log) encode(tx *txn.Transaction) ([]any, int, error) {
 		return nil, 0, fmt.Errorf("redislog: append: transaction of %d bytes exceeds MaxRecordSize %d",
 			len(payload), l.cfg.MaxRecordSize)
 	}
-	args := make([]any, 0, 5+3*len(tx.Operations))
+	evops := encodeOps(tx.Operations)
+	args := make([]any, 0, 6+3*len(tx.Operations))
 	ikey, irec := "", []byte(nil)
 	if tx.Idempotency != nil {
 		ikey, irec = tx.Idempotency.Key, tx.Idempotency.Record
 	}
-	args = append(args, tx.ID, payload, ikey, irec, len(tx.Operations))
-	size := len(tx.ID) + len(payload) + len(ikey) + len(irec)
+	args = append(args, tx.ID, payload, ikey, irec, evops, len(tx.Operations))
+	size := len(tx.ID) + len(payload) + len(ikey) + len(irec) + len(evops)
 	for _, op := range tx.Operations {
 		entry, err := json.Marshal(opEntry{Tx: tx.ID, Kind: string(op.Op), Values: op.Values})
 		if err != nil {
@@ -114,19 +115,19 @@ func (l *Log) commit(batch []*appendReq) {
 	if len(batch) == 0 {
 		return
 	}
-	n := 2
+	n := 3
 	for _, r := range batch {
 		n += len(r.Data)
 	}
 	args := make([]any, 0, n)
-	args = append(args, l.keys.prefix, l.cfg.KeyRetention.Milliseconds())
+	args = append(args, l.keys.prefix, l.cfg.KeyRetention.Milliseconds(), l.cfg.EventsMaxLen)
 	for _, r := range batch {
 		args = append(args, r.Data...)
 	}
 	// Not the appenders' contexts: the call is shared, and go-redis's read
 	// and write timeouts bound it.
 	ids, err := appendScript.Run(context.Background(), l.client,
-		[]string{l.keys.stream, l.keys.tables, l.keys.counts}, args...).StringSlice()
+		[]string{l.keys.stream, l.keys.tables, l.keys.counts, l.keys.events}, args...).StringSlice()
 	if err == nil && len(ids) != len(batch) {
 		err = fmt.Errorf("append script returned %d stream ids for %d transactions", len(ids), len(batch))
 	}

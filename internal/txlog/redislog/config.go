@@ -61,6 +61,13 @@ const (
 	// the fencing token, and from claiming, the claim's lease check; so a
 	// short TTL costs at worst a needless change of holder, never a write.
 	DefaultLeaseTTL = 2 * time.Second
+	// DefaultEventsMaxLen is about 100,000 entries kept in the events
+	// stream (XADD MAXLEN ~): some 20 MB of Redis memory with compact
+	// entries of a few operations, and at a few thousand transactions a
+	// second (three entries each, at most: queued, then applied and
+	// replicated batched) some ten seconds of history to resume from;
+	// a subscriber away longer gets a reset and a fresh snapshot.
+	DefaultEventsMaxLen = 100_000
 )
 
 // Config says which Redis log to open and tunes it. Only URL is required.
@@ -119,6 +126,10 @@ type Config struct {
 	// MaxRecordSize is the largest encoded transaction (JSON) Append
 	// accepts. Default DefaultMaxRecordSize (16 MiB).
 	MaxRecordSize int
+	// EventsMaxLen is about how many entries the events stream keeps
+	// (XADD MAXLEN ~, so Redis trims whole nodes: a few more are kept).
+	// Default DefaultEventsMaxLen (100,000).
+	EventsMaxLen int
 }
 
 // Validate reports the first field that holds a value a Log cannot use.
@@ -143,6 +154,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("redislog: config: MaxInFlight %d is negative", c.MaxInFlight)
 	case c.MaxRecordSize < 0:
 		return fmt.Errorf("redislog: config: MaxRecordSize %d is negative", c.MaxRecordSize)
+	case c.EventsMaxLen < 0:
+		return fmt.Errorf("redislog: config: EventsMaxLen %d is negative", c.EventsMaxLen)
 	}
 	return nil
 }
@@ -175,6 +188,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.KeyRetention <= 0 {
 		c.KeyRetention = DefaultKeyRetention
+	}
+	if c.EventsMaxLen == 0 {
+		c.EventsMaxLen = DefaultEventsMaxLen
 	}
 	return c
 }

@@ -25,6 +25,9 @@
 //	spool:{n}:lease                  the applier lease: "<consumer>/<random>", PX TTL
 //	spool:{n}:fence                  the fencing-token counter (INCR); never expires
 //	spool:{n}:layout                 the version of this layout: 2
+//	spool:{n}:events                 stream of state changes for live events (events.go):
+//	                                 queued (by the append script), applied, replicated,
+//	                                 failed; trimmed to about Config.EventsMaxLen entries
 //
 // <row> is len(table) in bytes, ':', table, ':', key: the length prefix
 // keeps a table or key holding ':' from colliding with another ("a:b"/"c"
@@ -46,8 +49,9 @@
 // One writer goroutine takes the first queued Append, drains whatever else
 // is queued already (it never waits for more), and sends the group as one
 // call of a Lua script (EVALSHA) that, for each transaction in order, adds
-// the stream entry (XADD) and the overlay entries (RPUSH to its rows and to
-// their tables' lists, the transaction's hash). Redis runs a script atomically
+// the stream entry (XADD), the overlay entries (RPUSH to its rows and to
+// their tables' lists, the transaction's hash) and the queued entry of the
+// events stream. Redis runs a script atomically
 // and writes its effects to the AOF as one MULTI/EXEC block, so no reader
 // ever sees a transaction in the log without its overlay entries or the
 // reverse, not even after a crash. Appends that arrive meanwhile queue

@@ -22,6 +22,7 @@ type keys struct {
 	lease  string // the applier lease
 	fence  string // the fencing-token counter
 	layout string // the version of this layout of the keys
+	events string // stream of state changes, read by every process's live events
 }
 
 func newKeys(name string) keys {
@@ -34,6 +35,7 @@ func newKeys(name string) keys {
 		lease:  p + "lease",
 		fence:  p + "fence",
 		layout: p + "layout",
+		events: p + "events",
 	}
 }
 
@@ -58,6 +60,10 @@ func RowKey(name, table, key string) string { return newKeys(name).row(table, ke
 // StreamKey is the Redis key of the stream of the log named name, read by
 // the consumer group GroupName; a test that failed shows its state.
 func StreamKey(name string) string { return newKeys(name).stream }
+
+// EventsKey is the Redis key of the events stream of the log named name:
+// the changes every process's live events read (see events.go).
+func EventsKey(name string) string { return newKeys(name).events }
 
 // GroupName is the consumer group of every log's stream.
 const GroupName = groupName

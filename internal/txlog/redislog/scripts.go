@@ -18,10 +18,16 @@ import "github.com/redis/go-redis/v9"
 // table's counters (see tableScript; made, with a new epoch, by the first
 // change to the table).
 //
-//	KEYS: stream, tables, counts
-//	ARGV: prefix, key retention (ms), then per transaction: id, payload
-//	      (JSON), idempotency key ("" if none), its record, n
-//	      (operations), then n times: table, key, entry (JSON of an opEntry)
+// Each transaction appended also goes, queued, to the events stream (one
+// XADD, trimmed to about maxlen entries, of its id and its operations in
+// the compact form of encodeOps), so that live events never miss an
+// acknowledged write, even if the process that appended it dies.
+//
+//	KEYS: stream, tables, counts, events
+//	ARGV: prefix, key retention (ms), events maxlen, then per transaction:
+//	      id, payload (JSON), idempotency key ("" if none), its record, ops
+//	      (encodeOps), n (operations), then n times: table, key, entry
+//	      (JSON of an opEntry)
 //
 // It returns each transaction's stream id. A transaction already pending
 // (its hash has a "pos") is not appended again: its stream id is returned.
@@ -31,14 +37,14 @@ import "github.com/redis/go-redis/v9"
 // returns "dup:" and that write's record. A key is taken, for the
 // retention, in the same step as its write's append.
 var appendScript = redis.NewScript(`
-local stream, tables, counts, p, keep = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
+local stream, tables, counts, events, p, keep, maxlen = KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3]
 local out = {}
 local txs, rows, ops = 0, 0, 0
 local pushed, pushedOrder = {}, {} -- changes added to each table's list
-local i = 3
+local i = 4
 while i <= #ARGV do
-  local id, payload, ikey, irec, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
-  i = i + 5
+  local id, payload, ikey, irec, evops, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+  i = i + 6
   local txkey = p .. 'tx:' .. id
   local pos = redis.call('HGET', txkey, 'pos')
   if pos then
@@ -48,6 +54,7 @@ while i <= #ARGV do
     pos = 'dup:' .. redis.call('GET', p .. 'idem:' .. ikey)
   else
     pos = redis.call('XADD', stream, '*', 'tx', payload)
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 's', 'q', 'tx', id, 'ops', evops)
     txs = txs + 1
     local fields, perRow = {'pos', pos}, {}
     for _ = 1, n do

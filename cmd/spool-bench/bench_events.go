@@ -1,0 +1,350 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// eventsFanout is how many subscribers the fan-out part of the events
+// scenario holds open, and eventsFanoutRate the writes a second it sends
+// them: each write is a delivery to every subscriber.
+const (
+	eventsFanout     = 1000
+	eventsFanoutRate = 100
+)
+
+// events measures live events: at half the highest ingest rate, the time
+// from each write's acknowledgement to its row message at a subscriber
+// (SSE), beside the floor of the same hand-off without spool (a bare Redis
+// XADD to a blocking XREAD with --servers; an in-process channel on the
+// embedded default) at the same rate; then eventsFanout subscribers of one
+// process and writes at eventsFanoutRate: deliveries/s against those
+// offered, and the CPU of the deployment per delivery.
+func (b *bench) events(ctx context.Context) error {
+	d, err := b.env.deploy(ctx, "events", false, "--max-subscribers", fmt.Sprint(eventsFanout+10))
+	if err != nil {
+		return err
+	}
+	defer d.stop()
+	target := d.url() + "/v1/tables/observations"
+	lg := newLoadgen("events")
+	var seq atomic.Int64
+	rate, err := b.visibilityRate(ctx, lg, target, &seq)
+	if err != nil {
+		return err
+	}
+
+	// Acknowledgement → row message, one subscriber.
+	subCtx, stopSub := context.WithCancel(ctx)
+	defer stopSub()
+	var mu sync.Mutex
+	acked := map[string]time.Time{}
+	seen := map[string]time.Time{}
+	lg.onAck = func(a benchAck) { mu.Lock(); acked[a.TransactionID] = a.at; mu.Unlock() }
+	var closed atomic.Value
+	var closes atomic.Int64
+	sub, err := follow(subCtx, d.url()+"/v1/events?table=observations", func(typ string, data []byte) {
+		if typ == "close" {
+			closed.Store(string(data))
+			closes.Add(1)
+		}
+		if typ != "row" {
+			return
+		}
+		var m struct {
+			TxID string `json:"transaction_id"`
+		}
+		if json.Unmarshal(data, &m) == nil {
+			at := time.Now()
+			mu.Lock()
+			seen[m.TxID] = at
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		return err
+	}
+	got := lg.open(ctx, target, rate, b.cfg.duration, http.StatusCreated, &seq)
+	if err := got.failed(fmt.Sprintf("open loop at %.0f/s", rate)); err != nil {
+		return err
+	}
+	var lat []time.Duration
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		missing := 0
+		lat = lat[:0]
+		for tx, a := range acked {
+			if s, ok := seen[tx]; ok {
+				lat = append(lat, max(0, s.Sub(a)))
+			} else {
+				missing++
+			}
+		}
+		mu.Unlock()
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d acknowledged writes never reached the subscriber (closed: %v)", missing, len(acked), closed.Load())
+		}
+		_ = sleepCtx(ctx, 20*time.Millisecond)
+	}
+	stopSub()
+	<-sub
+	floorName, floor, err := b.eventsFloor(ctx, rate)
+	if err != nil {
+		return err
+	}
+	b.out.percentiles("events", fmt.Sprintf("ack → event at %.0f/s", rate), []int{50, 99}, &result{lat: lat}, floorName, floor)
+	b.out.print(figure{Scenario: "events", Figure: fmt.Sprintf("subscriber closed as slow at %.0f/s, and resumed", rate), Value: float64(closes.Load())})
+
+	return b.eventsFanout(ctx, d)
+}
+
+// eventsFanout holds eventsFanout subscribers to one process and writes
+// at eventsFanoutRate: deliveries/s and CPU per delivery.
+func (b *bench) eventsFanout(ctx context.Context, d *deployment) error {
+	subCtx, stopSubs := context.WithCancel(ctx)
+	defer stopSubs()
+	var delivered, closed atomic.Int64
+	var lastClose atomic.Value
+	var ended []<-chan struct{}
+	for range eventsFanout {
+		done, err := subscribe(subCtx, d.url()+"/v1/events?table=observations&exposure_s=gte.0", func(typ string, data []byte) {
+			switch typ {
+			case "row":
+				delivered.Add(1)
+			case "close":
+				closed.Add(1)
+				lastClose.Store(string(data))
+			}
+		})
+		if err != nil {
+			return err
+		}
+		ended = append(ended, done)
+	}
+	lg := newLoadgen("fanout")
+	var seq atomic.Int64
+	groups := d.cpuGroups()
+	var cpu cpuMeter
+	cpu.begin()
+	start := time.Now()
+	got := lg.open(ctx, d.url()+"/v1/tables/observations", eventsFanoutRate, b.cfg.duration, http.StatusCreated, &seq)
+	if err := got.failed("fan-out writes"); err != nil {
+		return err
+	}
+	want := seq.Load() * eventsFanout
+	deadline := time.Now().Add(30 * time.Second)
+	for delivered.Load() < want && time.Now().Before(deadline) {
+		_ = sleepCtx(ctx, 20*time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	span, err := cpu.end(groups)
+	stopSubs()
+	for _, e := range ended {
+		<-e
+	}
+	if err != nil {
+		return err
+	}
+	n := delivered.Load()
+	offered := float64(eventsFanoutRate * eventsFanout)
+	b.out.print(figure{Scenario: "events", Figure: fmt.Sprintf("fan-out to %d subscribers, deliveries/s", eventsFanout),
+		Value: float64(n) / elapsed.Seconds(), Unit: "1/s", Baseline: "offered", BaselineValue: offered})
+	if n < want {
+		b.out.print(figure{Scenario: "events", Figure: "fan-out deliveries missing", Value: float64(want - n)})
+		fmt.Fprintf(b.stderr, "events: fan-out: %d subscribers closed, the last: %v\n", closed.Load(), lastClose.Load())
+	}
+	if span.used != nil && n > 0 {
+		var all time.Duration
+		for _, name := range groups.order() {
+			all += span.used[name]
+		}
+		b.out.print(figure{Scenario: "events", Figure: "fan-out CPU per delivery, server side", Value: float64(all.Nanoseconds()) / 1e3 / float64(n), Unit: "µs"})
+		b.out.print(figure{Scenario: "events", Figure: "fan-out CPU per delivery, subscribers (bench)", Value: float64(span.used[cpuBench].Nanoseconds()) / 1e3 / float64(n), Unit: "µs"})
+	}
+	return nil
+}
+
+// follow is subscribe that resumes with Last-Event-ID whenever its stream
+// ends (closed as slow, say), until ctx ends; the channel closes then.
+func follow(ctx context.Context, url string, fn func(typ string, data []byte)) (<-chan struct{}, error) {
+	var last string
+	track := func(typ, id string, data []byte) {
+		if id != "" {
+			last = id
+		}
+		fn(typ, data)
+	}
+	first, err := subscribeFrom(ctx, url, "", track)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-first
+		for ctx.Err() == nil {
+			next, err := subscribeFrom(ctx, url, last, track)
+			if err != nil {
+				_ = sleepCtx(ctx, 10*time.Millisecond)
+				continue
+			}
+			<-next
+		}
+	}()
+	return done, nil
+}
+
+// subscribe reads an SSE stream in the background, calling fn with each
+// message's type and data, until ctx ends; the channel closes then. It
+// returns once the subscription answered.
+func subscribe(ctx context.Context, url string, fn func(typ string, data []byte)) (<-chan struct{}, error) {
+	return subscribeFrom(ctx, url, "", func(typ, _ string, data []byte) { fn(typ, data) })
+}
+
+// subscribeFrom is subscribe resuming after cursor lastID, if set, and
+// telling fn each message's cursor.
+func subscribeFrom(ctx context.Context, url, lastID string, fn func(typ, id string, data []byte)) (<-chan struct{}, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("bench: subscribe: %w", err)
+	}
+	if res.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(res.Body, 512))
+		res.Body.Close()
+		return nil, fmt.Errorf("bench: subscribe: %s: %s", res.Status, bytes.TrimSpace(b))
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer res.Body.Close()
+		r := bufio.NewReaderSize(res.Body, 4096)
+		var typ, id string
+		for {
+			line, err := r.ReadSlice('\n')
+			if errors.Is(err, bufio.ErrBufferFull) {
+				// A long line (a snapshot): its type is all we need.
+				for errors.Is(err, bufio.ErrBufferFull) {
+					_, err = r.ReadSlice('\n')
+				}
+				if err == nil {
+					fn(typ, id, nil)
+					continue
+				}
+			}
+			if err != nil {
+				return
+			}
+			switch {
+			case bytes.HasPrefix(line, []byte("event: ")):
+				typ = strings.TrimSpace(string(line[7:]))
+			case bytes.HasPrefix(line, []byte("id: ")):
+				id = strings.TrimSpace(string(line[4:]))
+			case bytes.HasPrefix(line, []byte("data: ")):
+				fn(typ, id, line[6:])
+			}
+		}
+	}()
+	return done, nil
+}
+
+// eventsFloor measures the least a hand-off from a write to a subscriber
+// takes here, at rate: with --servers a bare XADD to a Redis stream read
+// by a blocking XREAD, else a Go channel between two goroutines.
+func (b *bench) eventsFloor(ctx context.Context, rate float64) (string, *result, error) {
+	var mu sync.Mutex
+	var lat []time.Duration
+	record := func(sent time.Time) {
+		d := time.Since(sent)
+		mu.Lock()
+		lat = append(lat, d)
+		mu.Unlock()
+	}
+	if !b.env.servers() {
+		ch := make(chan time.Time, 1024)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for t := range ch {
+				record(t)
+			}
+		}()
+		r := openFn(ctx, rate, b.cfg.duration, func(context.Context) error { ch <- time.Now(); return nil })
+		close(ch)
+		<-done
+		if err := r.failed("channel hand-off"); err != nil {
+			return "", nil, err
+		}
+		return "channel hand-off", &result{lat: lat}, nil
+	}
+	rc, err := b.env.redisClient("events floor")
+	if err != nil {
+		return "", nil, err
+	}
+	defer rc.Close()
+	stream := fmt.Sprintf("bench:events:%d", time.Now().UnixNano())
+	defer rc.Del(context.Background(), stream)
+	readCtx, stopRead := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		last := "$"
+		for readCtx.Err() == nil {
+			res, err := rc.XRead(readCtx, &redis.XReadArgs{Streams: []string{stream, last}, Count: 1000, Block: 250 * time.Millisecond}).Result()
+			if err != nil {
+				continue
+			}
+			for _, m := range res[0].Messages {
+				if ns, ok := m.Values["t"].(string); ok {
+					var n int64
+					fmt.Sscan(ns, &n)
+					record(time.Unix(0, n))
+				}
+				last = m.ID
+			}
+		}
+	}()
+	// The reader is blocked on the stream before the first XADD.
+	_ = sleepCtx(ctx, 50*time.Millisecond)
+	r := openFn(ctx, rate, b.cfg.duration, func(ctx context.Context) error {
+		return rc.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"t", time.Now().UnixNano()}}).Err()
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(lat)
+		mu.Unlock()
+		if n >= r.n || time.Now().After(deadline) {
+			break
+		}
+		_ = sleepCtx(ctx, 10*time.Millisecond)
+	}
+	stopRead()
+	<-done
+	if err := r.failed("Redis XADD → XREAD"); err != nil {
+		return "", nil, err
+	}
+	return "Redis XADD → XREAD", &result{lat: lat}, nil
+}
