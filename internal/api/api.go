@@ -98,7 +98,7 @@ type Server struct {
 	waits   chan struct{} // a slot per request waiting for a state
 	// declared is the route table by pattern (routes.go).
 	declared map[string]route
-	events  *events.Hub  // nil without Config.Events
+	events   *events.Hub // nil without Config.Events
 }
 
 // New returns the API over a gateway and a dead-letter queue. It panics
