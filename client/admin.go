@@ -143,6 +143,14 @@ type Stats struct {
 	// AppliedPerSecond is over the last 10 s.
 	AppliedPerSecond float64 `json:"processing_rate"`
 	UptimeSeconds    float64 `json:"uptime_seconds"`
+	// AckToApplied is the acknowledgement → applied latency of the last
+	// transactions this process applied; nil in a process that applied
+	// none.
+	AckToApplied *struct {
+		P50     float64 `json:"p50_seconds"`
+		P99     float64 `json:"p99_seconds"`
+		Samples int     `json:"samples"`
+	} `json:"ack_to_applied,omitempty"`
 	// Applier is nil in a process that runs none (--role api).
 	Applier *struct {
 		Running    bool `json:"running"`

@@ -1,11 +1,14 @@
 // Package client is the Go client of spool's HTTP API: writes (rows and
 // atomic transactions with $ref aliases), reads merged with the buffered
-// writes, transaction states and waits, dead letters, and figures.
+// writes, live events (Subscribe), transaction states and waits, dead
+// letters, and figures.
 //
 //	c, err := client.New("http://127.0.0.1:8080", client.WithToken(os.Getenv("SPOOL_TOKEN")))
 //	rc, err := c.Insert(ctx, "observations", client.Values{"target": "M31"})
 //	st, err := c.Wait(ctx, rc.TransactionID, client.Applied)
 //	rows, err := c.List(ctx, "observations", client.Eq("status", "done"), client.Order("started_at", client.Desc), client.Limit(50))
+//	sub, err := c.Subscribe(ctx, "observations", nil, client.Eq("status", "done"))
+//	ev, err := sub.Next() // a snapshot, then every change
 //
 // # Errors
 //

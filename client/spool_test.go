@@ -12,7 +12,9 @@ import (
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/auth"
+	"github.com/spoolgw/spool/internal/events"
 	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/idempotency"
 	"github.com/spoolgw/spool/internal/pipeline"
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/store/sqlite"
@@ -75,15 +77,25 @@ func startSpool(t *testing.T) *spool {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.lg.Close() })
-	p, err := pipeline.Build(ctx, pipeline.Config{Store: st, Catalog: cat, Log: s.lg, Applier: &applier.Config{BatchTimeout: -1}})
+	keys, err := idempotency.Open(ctx, filepath.Join(dir, "idempotency.db"), 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { keys.Close() }) // after the applier stops
+	p, err := pipeline.Build(ctx, pipeline.Config{Store: st, Catalog: cat, Log: s.lg, LocalKeys: keys, Applier: &applier.Config{BatchTimeout: -1},
+		Events: &events.Config{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Events.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Events.Stop)
 	if err := p.Applier.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Applier.Stop)
-	s.srv = httptest.NewServer(api.New(p.Gateway, p.Queue, p.Applier, api.Config{Auth: authn, Stats: map[string]func() any{
+	s.srv = httptest.NewServer(api.New(p.Gateway, p.Queue, p.Applier, api.Config{Auth: authn, Events: p.Events, Stats: map[string]func() any{
 		// As spool serve adds it.
 		"applier": func() any {
 			return map[string]any{"running": p.Applier.Running(), "holds_lease": p.Applier.HoldsLease(), "backoff": p.Applier.Backoff()}

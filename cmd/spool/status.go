@@ -52,7 +52,8 @@ type snapshot struct {
 	LogBytes   int64   `json:"log_bytes"`
 	WritesIn   float64 `json:"writes_per_second"`
 	AppliedOut float64 `json:"applied_per_second"`
-	// AckToApplyP99 is not in spool's stats: nil, shown as not available.
+	// AckToApplyP99 is over the last transactions the process applied;
+	// nil in a process that applied none.
 	AckToApplyP99 *float64 `json:"ack_to_applied_p99_seconds"`
 	// DrainSeconds is the estimated time to drain at the current rates;
 	// nil when the log is not draining (or is empty: 0).
@@ -164,6 +165,10 @@ func sample(ctx context.Context, c *spoolclient.Client, base string, prev *spool
 	}
 	dt := at.Sub(prevAt).Seconds()
 	snap.LogDepth, snap.LogBytes = s.Log.Depth, s.Log.Bytes
+	if s.AckToApplied != nil {
+		p99 := s.AckToApplied.P99
+		snap.AckToApplyP99 = &p99
+	}
 	snap.WritesIn = float64(s.Accepted-prev.Accepted) / dt
 	snap.AppliedOut = float64((s.Applied+s.Failed)-(prev.Applied+prev.Failed)) / dt
 	if s.Log.Depth == 0 {
@@ -225,7 +230,11 @@ func printSnapshot(w io.Writer, s snapshot) {
 	fmt.Fprintf(w, "  log             %d transactions, %s\n", s.LogDepth, bytesText(s.LogBytes))
 	fmt.Fprintf(w, "  writes in       %.1f/s\n", s.WritesIn)
 	fmt.Fprintf(w, "  applied out     %.1f/s\n", s.AppliedOut)
-	fmt.Fprintf(w, "  ack → applied   p99 not available (not in /v1/stats; spool_applier_stage_duration_seconds in /metrics)\n")
+	if s.AckToApplyP99 != nil {
+		fmt.Fprintf(w, "  ack → applied   p99 %s\n", time.Duration(*s.AckToApplyP99*float64(time.Second)).Round(100*time.Microsecond))
+	} else {
+		fmt.Fprintf(w, "  ack → applied   not measured (this process applied nothing yet)\n")
+	}
 	switch {
 	case s.DrainSeconds == nil:
 		fmt.Fprintf(w, "  time to drain   not draining (writes come in as fast as they are applied)\n")

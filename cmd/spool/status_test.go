@@ -51,7 +51,7 @@ func TestStatusCommand(t *testing.T) {
 		t.Fatalf("spool status --json printed %s: %v", out, err)
 	}
 	if !snap.Ready || snap.LogDepth != 0 || snap.DeadLetters["instruments"] != 1 || snap.Applier != "applying (holds the log's lease)" ||
-		snap.DrainSeconds == nil || *snap.DrainSeconds != 0 || snap.ReplicaLagSeconds != nil || snap.AckToApplyP99 != nil {
+		snap.DrainSeconds == nil || *snap.DrainSeconds != 0 || snap.ReplicaLagSeconds != nil || snap.AckToApplyP99 == nil || *snap.AckToApplyP99 <= 0 {
 		t.Fatalf("spool status --json: %s", out)
 	}
 
@@ -59,7 +59,7 @@ func TestStatusCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("spool status: %v\n%s", err, out)
 	}
-	for _, want := range []string{": ready", "log             0 transactions", "writes in", "applied out", "p99 not available",
+	for _, want := range []string{": ready", "log             0 transactions", "writes in", "applied out", "ack → applied   p99 ",
 		"time to drain   drained", "applier         applying", "no read replicas", "instruments          1", "no lanes"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("spool status lacks %q:\n%s", want, out)

@@ -135,7 +135,7 @@ func redisPostgresServer(b *testing.B) *httptest.Server {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { lg.Close() })
-	p := build(b, pipeline.Config{Store: st, Catalog: cat, Log: lg, Shared: lg.Overlay(),
+	p := build(b, pipeline.Config{Store: st, Catalog: cat, Log: lg, Shared: lg.Overlay(), SharedKeys: lg,
 		Applier: &applier.Config{LogName: lg.Name(), Lease: lg.Lease(redislog.LeaseConfig{})}})
 	ap := p.Applier
 	if err := ap.Start(ctx); err != nil {

@@ -34,7 +34,7 @@ func startRedisNode(t *testing.T, st *postgres.Store, name string, applies bool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc := pipeline.Config{Store: st, Catalog: cat, Log: lg, Shared: lg.Overlay(), EventStream: lg,
+	pc := pipeline.Config{Store: st, Catalog: cat, Log: lg, Shared: lg.Overlay(), SharedKeys: lg, EventStream: lg,
 		Events: &events.Config{Heartbeat: 100 * time.Millisecond}}
 	if applies {
 		pc.Applier = &applier.Config{LogName: name, Lease: lg.Lease(redislog.LeaseConfig{})}

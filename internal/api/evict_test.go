@@ -49,7 +49,7 @@ func TestEvictionRetriedBeforeAck(t *testing.T) {
 	t.Cleanup(func() { lg.Close() })
 	ov := &flakyEvict{Overlay: lg.Overlay()}
 	ov.failures.Store(3)
-	p := build(t, pipeline.Config{Store: st, Catalog: cat, Log: lg, Shared: ov,
+	p := build(t, pipeline.Config{Store: st, Catalog: cat, Log: lg, Shared: ov, SharedKeys: lg,
 		Applier: &applier.Config{LogName: lg.Name(), Lease: lg.Lease(redislog.LeaseConfig{})}})
 	gw, ap := p.Gateway, p.Applier
 	if err := ap.Start(context.Background()); err != nil {

@@ -236,6 +236,9 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) error {
 		"processing_rate": s.gw.Tracker().Rate(time.Now()),
 		"uptime_seconds":  time.Since(s.start).Seconds(),
 	}
+	if l := s.gw.Tracker().AckToApplied(); l.Samples > 0 {
+		body["ack_to_applied"] = l // this process applied some
+	}
 	for k, f := range s.extra {
 		body[k] = f()
 	}
