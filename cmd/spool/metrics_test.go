@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/spoolgw/spool/internal/testservers"
 )
 
 // TestMetrics reads GET /metrics after three writes and a bad one: each
@@ -73,6 +77,16 @@ func TestMetrics(t *testing.T) {
 		t.Error("GET /metrics lacks spool_log_sync_duration_seconds_count")
 	} else if _, err := fmt.Sscan(rest, &syncs); err != nil || syncs < 3 {
 		t.Errorf("spool_log_sync_duration_seconds_count %d (%v), want 3 or more", syncs, err)
+	}
+	// The scrape passes Prometheus's own lint (names, units, help).
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		cmd := exec.CommandContext(t.Context(), promtool, "check", "metrics")
+		cmd.Stdin = bytes.NewReader(body)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, out)
+		}
+	} else if testservers.Required() {
+		t.Error("promtool is missing (apt-get install prometheus) and SPOOL_REQUIRE_SERVERS=1")
 	}
 	if t.Failed() {
 		t.Logf("GET /metrics:\n%s", body)
