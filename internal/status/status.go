@@ -70,6 +70,7 @@ type Tracker struct {
 	// (or replicated) and failed, since start.
 	processed, failed int64
 	rate              rateWindow
+	latency           latencyWindow
 }
 
 // New returns a tracker remembering up to retain finished transactions
@@ -150,6 +151,7 @@ func (t *Tracker) advance(id string, state txn.State, at time.Time, lsn txn.LSN,
 		} else {
 			t.processed++
 			t.rate.add(at)
+			t.latency.add(at, at.Sub(s.QueuedAt))
 		}
 	}
 	s.State = state
@@ -246,6 +248,15 @@ func (t *Tracker) Rate(now time.Time) float64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.rate.perSecond(now)
+}
+
+// Latency returns the percentiles of the time from acknowledgement
+// (queued) to applied of the transactions applied in the last
+// LatencyWindow (at most LatencySamples of them, the latest).
+func (t *Tracker) Latency(now time.Time) Latency {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.latency.percentiles(now)
 }
 
 // RateWindow is the span processing_rate averages over: long enough to
