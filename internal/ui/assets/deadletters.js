@@ -52,7 +52,7 @@ export async function deadLetters(main, signal) {
         const failed = r.retried.filter((x) => x.error);
         message(status, failed.length ? 'error' : 'ok', `Retried ${r.retried.length - failed.length} of ${r.retried.length}` +
           (failed.length ? '; refused: ' + failed.map((x) => x.retry_of + ': ' + x.error).join('; ') : '.'));
-        await load();
+        for (const x of r.retried) if (!x.error) document.getElementById('dl-' + x.retry_of)?.remove();
       } catch (e) { if (!quiet(e)) message(status, 'error', 'Retry all failed: ' + e.message); }
     });
   }
@@ -70,18 +70,18 @@ export async function deadLetters(main, signal) {
     }
     list.replaceChildren();
     if (r.dead_letters.length === 0) list.append(h('p', {id: 'dlq-empty'}, 'No dead letters match.'));
-    for (const dl of r.dead_letters) list.append(item(dl, status, load, signal));
+    for (const dl of r.dead_letters) list.append(item(dl, status, signal));
     if (r.next) list.append(h('p', {}, 'More match than shown here (100); narrow the filter.'));
   }
   await load();
 }
 
 // item draws one dead letter with its actions.
-function item(dl, status, reload, signal) {
+function item(dl, status, signal) {
   const id = dl.transaction.id;
   const ops = dl.transaction.operations.map(editable);
   const admin = allows('admin');
-  const area = h('textarea', {id: 'ops-' + id, class: 'ops', rows: Math.min(16, 2 + ops.length * 6), spellcheck: 'false', readonly: !admin},
+  const area = h('textarea', {id: 'ops-' + id, class: 'ops', rows: Math.min(20, JSON.stringify(ops, null, 2).split('\n').length + 1), spellcheck: 'false', readonly: !admin},
     JSON.stringify(ops, null, 2));
   const note = h('p', {class: 'msg', role: 'status', 'aria-live': 'polite'});
   const tables = [...new Set(dl.transaction.operations.map((o) => o.table))].join(', ');
@@ -113,7 +113,9 @@ function item(dl, status, reload, signal) {
         const r = await call('POST', '/v1/dlq/' + id + '/retry', body, signal);
         message(status, 'ok', `Retried ${id} as ${r.transaction_id}.`);
         status.append(' ', h('a', {href: '/ui/transactions/' + r.transaction_id, id: 'retried-link'}, 'Follow it'));
-        await reload();
+        // Out of the list: the queue records the retry once it is
+        // queued, so a list read at once may still hold it.
+        el.remove();
       } catch (e) { if (!quiet(e)) message(note, 'error', 'Retry refused: ' + e.message); }
     });
     drop.addEventListener('click', async () => {
@@ -126,7 +128,7 @@ function item(dl, status, reload, signal) {
       try {
         const r = await call('DELETE', '/v1/dlq/' + id, undefined, signal);
         message(status, 'ok', `Dropped ${id} (by ${r.by}).`);
-        await reload();
+        el.remove();
       } catch (e) { if (!quiet(e)) message(note, 'error', 'Drop refused: ' + (e instanceof APIError ? e.message : e)); }
     });
     el.append(h('div', {class: 'actions'}, retry, drop));
