@@ -242,6 +242,11 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	}
 	reg := prometheus.NewRegistry()
 	var watcher *replication.Watcher
+	var held *heldLease
+	if lease != nil {
+		held = &heldLease{Lease: lease}
+		lease = held
+	}
 	if c.role != roleAPI {
 		pc.Applier = &applier.Config{BatchSize: c.batchSize, BatchTimeout: c.batchTimeout, AttemptTimeout: c.applyTimeout, LogName: c.logName, Lease: lease,
 			Observer: newApplierMetrics(reg), AppliedRetention: retention, HeadName: headName(c)}
@@ -266,6 +271,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	var health api.Health = logHealth{lg}
 	if ap != nil {
 		metrics.applier = ap
+		stats["applier"] = applierState(ap, held)
 		health = api.WithChecks(ap, logHealth{lg}.Healthy)
 		if watcher != nil {
 			health = api.WithChecks(health, func(context.Context) error { return watcher.Degraded() })
