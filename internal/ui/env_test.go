@@ -38,6 +38,13 @@ type env struct {
 // with a tokens file holding them. The applier is not started.
 func setup(t *testing.T, tokens map[string]string) *env {
 	t.Helper()
+	return setupWith(t, tokens, nil)
+}
+
+// setupWith is setup with events, when not nil, serving GET /v1/events
+// in front of the api.
+func setupWith(t *testing.T, tokens map[string]string, events http.Handler) *env {
+	t.Helper()
 	dir := t.TempDir()
 	ctx := t.Context()
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "spool.db"), nil)
@@ -89,7 +96,14 @@ func setup(t *testing.T, tokens map[string]string) *env {
 			t.Fatal(err)
 		}
 	}
-	e.srv = httptest.NewServer(api.New(p.Gateway, p.Queue, p.Applier, cfg, nil))
+	var h http.Handler = api.New(p.Gateway, p.Queue, p.Applier, cfg, nil)
+	if events != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/", h)
+		mux.Handle("GET /v1/events", events)
+		h = mux
+	}
+	e.srv = httptest.NewServer(h)
 	t.Cleanup(e.srv.Close) // before the applier, the log and the store
 	return e
 }

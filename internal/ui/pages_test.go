@@ -3,6 +3,7 @@ package ui_test
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -53,10 +54,10 @@ func TestWriteAppearsLive(t *testing.T) {
 
 	run(t, ctx, "back to the overview", chromedp.Click(chromedp.CSS(`nav a[href="/ui/"]`)), chromedp.WaitVisible(chromedp.CSS("#count-applied")))
 	untilText(t, ctx, "#count-applied", "2")
-	for i := range 3 { // the charts move
+	for i := range 4 { // the charts move: a write a poll or so apart
 		e.call(201, "", "POST", "/v1/tables/observations", fmt.Sprintf(`{"target":"NGC %d"}`, i))
+		untilText(t, ctx, "#count-applied", strconv.Itoa(3+i))
 	}
-	untilText(t, ctx, "#count-applied", "5")
 	untilText(t, ctx, "#log-depth", "0")
 	untilText(t, ctx, "#readiness", "ready")
 	untilText(t, ctx, "#applier-state", "applying")

@@ -33,7 +33,8 @@ async function render() {
     if (!m) continue;
     document.title = title + ' · spool';
     for (const a of document.querySelectorAll('nav a')) {
-      a.toggleAttribute('aria-current', a.pathname === path || (a.pathname === '/ui/' && path === '/ui'));
+      if (a.pathname === path || (a.pathname === '/ui/' && path === '/ui')) a.setAttribute('aria-current', 'page');
+      else a.removeAttribute('aria-current');
     }
     try {
       await draw(main, signal, ...m.slice(1).map(decodeURIComponent));
@@ -82,6 +83,7 @@ function showLogin(reason) {
   document.getElementById('sign-out').hidden = true;
   const err = document.getElementById('login-error');
   err.textContent = token.get() ? 'The token was refused: ' + reason : '';
+  token.clear(); // a refused token is not sent again
   document.getElementById('login-token').focus();
 }
 

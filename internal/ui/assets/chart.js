@@ -1,5 +1,5 @@
 // A line chart in SVG of a series of {t, v} (t in ms), over the last
-// span ms: drawn fresh at every tick, no library.
+// span ms: drawn afresh at every tick, no library.
 import {s, num} from './dom.js';
 
 const W = 600, H = 140, PAD = 4;
@@ -17,7 +17,7 @@ export function draw(svg, points, span, now, label) {
   const y = (v) => H - PAD - (H - 2 * PAD) * (v / max);
   const d = points.map((p, i) => (i ? 'L' : 'M') + x(p.t).toFixed(1) + ' ' + y(p.v).toFixed(1)).join(' ');
   const last = points.length ? points[points.length - 1].v : 0;
-  svg.setAttribute('aria-label', `${label}: ${num(last, 1)} now, at most ${num(max, 1)} over the last ${Math.round(span / 60000)} minutes`);
+  svg.setAttribute('aria-label', `${label}: ${num(last, 1)} now, at most ${num(max, 1)} over the last ${Math.round(span / 1000)} seconds`);
   svg.replaceChildren(
     s('line', {x1: PAD, x2: W - PAD, y1: y(max), y2: y(max), class: 'grid'}),
     s('line', {x1: PAD, x2: W - PAD, y1: y(max / 2), y2: y(max / 2), class: 'grid'}),

@@ -6,6 +6,7 @@ import {h, bytes, num, seconds, time} from './dom.js';
 import {chart, draw} from './chart.js';
 
 const SPAN = 5 * 60 * 1000; // the charts' window
+const MIN_SPAN = 60 * 1000; // the charts' shortest x axis
 const RATE_OVER = 10 * 1000; // the rates shown as numbers average this
 
 function card(title, ...body) {
@@ -36,8 +37,8 @@ export async function overview(main, signal) {
       card('Acknowledged → applied', h('div', {class: 'stats'}, stat('lat-p50', 'p50'), stat('lat-p99', 'p99'), stat('lat-n', 'transactions, last minute'))),
     ),
     h('div', {class: 'grid wide'},
-      card('Writes/s, last 5 minutes', writes),
-      card('Applied/s, last 5 minutes', applied),
+      card('Writes/s', writes),
+      card('Applied/s', applied),
     ),
     h('div', {class: 'grid'},
       card('Readiness', ready, readyWhy),
@@ -76,8 +77,11 @@ export async function overview(main, signal) {
       const last = samples[samples.length - 1];
       return last.t > old.t ? Math.max(0, (last[key] - old[key]) * 1000 / (last.t - old.t)) : null;
     };
-    draw(writes, rates('queued'), SPAN, now, 'Writes per second');
-    draw(applied, rates('processed'), SPAN, now, 'Applied per second');
+    // The x axis spans what the page has seen, a minute at least, five
+    // at most: a page just opened shows its first seconds readably.
+    const span = Math.min(SPAN, Math.max(MIN_SPAN, now - samples[0].t));
+    draw(writes, rates('queued'), span, now, 'Writes per second');
+    draw(applied, rates('processed'), span, now, 'Applied per second');
 
     set('log-depth', num(st.log.depth));
     set('log-bytes', bytes(st.log.bytes));
