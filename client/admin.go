@@ -143,9 +143,9 @@ type Stats struct {
 	// AppliedPerSecond is over the last 10 s.
 	AppliedPerSecond float64 `json:"processing_rate"`
 	UptimeSeconds    float64 `json:"uptime_seconds"`
-	// AckToApplied is the acknowledgement → applied latency of the last
-	// transactions this process applied; nil in a process that applied
-	// none.
+	// AckToApplied is the acknowledgement → applied latency of the
+	// transactions this process applied in the last minute (Samples 0:
+	// none).
 	AckToApplied *struct {
 		P50     float64 `json:"p50_seconds"`
 		P99     float64 `json:"p99_seconds"`

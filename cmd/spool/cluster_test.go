@@ -153,6 +153,19 @@ func TestClusterKillActiveApplier(t *testing.T) {
 	if !strings.Contains(app1.stderr.String(), "lease acquired") {
 		active, standby = app2, app1
 	}
+	// GET /v1/stats says which one holds the lease (the dashboard's
+	// applier card).
+	for _, p := range []struct {
+		proc *proc
+		held bool
+	}{{active, true}, {standby, false}} {
+		_, st, err := getJSON(client, p.proc.url+"/v1/stats")
+		ap, _ := st["applier"].(map[string]any)
+		lease, _ := ap["lease"].(map[string]any)
+		if err != nil || ap["running"] != true || lease["held"] != p.held {
+			t.Errorf("stats of an applier (holder %v): applier %v, %v", p.held, st["applier"], err)
+		}
+	}
 	conn, err := pgx.Connect(t.Context(), db)
 	if err != nil {
 		t.Fatal(err)

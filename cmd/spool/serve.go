@@ -260,6 +260,11 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	}
 	reg := prometheus.NewRegistry()
 	var watcher *replication.Watcher
+	var held *heldLease
+	if lease != nil {
+		held = &heldLease{Lease: lease}
+		lease = held
+	}
 	if c.role != roleAPI {
 		pc.Applier = &applier.Config{BatchSize: c.batchSize, BatchTimeout: c.batchTimeout, AttemptTimeout: c.applyTimeout, LogName: c.logName, Lease: lease,
 			Observer: newApplierMetrics(reg), AppliedRetention: retention, HeadName: headName(c)}
@@ -297,9 +302,7 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	var health api.Health = logHealth{lg}
 	if ap != nil {
 		metrics.applier = ap
-		stats["applier"] = func() any {
-			return map[string]any{"running": ap.Running(), "holds_lease": ap.HoldsLease(), "backoff": ap.Backoff()}
-		}
+		stats["applier"] = applierState(ap, held)
 		health = api.WithChecks(ap, logHealth{lg}.Healthy)
 		if watcher != nil {
 			health = api.WithChecks(health, func(context.Context) error { return watcher.Degraded() })

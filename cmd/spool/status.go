@@ -165,7 +165,7 @@ func sample(ctx context.Context, c *spoolclient.Client, base string, prev *spool
 	}
 	dt := at.Sub(prevAt).Seconds()
 	snap.LogDepth, snap.LogBytes = s.Log.Depth, s.Log.Bytes
-	if s.AckToApplied != nil {
+	if s.AckToApplied != nil && s.AckToApplied.Samples > 0 {
 		p99 := s.AckToApplied.P99
 		snap.AckToApplyP99 = &p99
 	}

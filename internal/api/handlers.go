@@ -140,15 +140,29 @@ func (s *Server) listRows(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rows, src, err := s.gw.List(r.Context(), q, c)
+	rows, buffered, src, err := s.gw.ListMarked(r.Context(), q, c)
 	if err != nil {
 		return err
 	}
 	if rows == nil {
-		rows = []schema.Row{}
+		rows, buffered = []schema.Row{}, []bool{}
 	}
 	w.Header().Set(SourceHeader, string(src))
-	writeJSON(w, http.StatusOK, map[string]any{"rows": rows})
+	// buffered[i]: rows[i] has changes the database (or its replicas)
+	// lacks yet.
+	writeJSON(w, http.StatusOK, map[string]any{"rows": rows, "buffered": buffered})
+	return nil
+}
+
+// whoami answers who the caller is and what it may do: the dashboard
+// hides the actions its scopes do not allow.
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request) error {
+	p, _ := auth.FromContext(r.Context())
+	scopes := make([]string, len(p.Scopes))
+	for i, sc := range p.Scopes {
+		scopes[i] = sc.String()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"name": p.String(), "scopes": scopes})
 	return nil
 }
 
@@ -234,10 +248,8 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) error {
 		"processed":       c.Processed,
 		"failed":          c.Failed,
 		"processing_rate": s.gw.Tracker().Rate(time.Now()),
+		"ack_to_applied":  s.gw.Tracker().Latency(time.Now()),
 		"uptime_seconds":  time.Since(s.start).Seconds(),
-	}
-	if l := s.gw.Tracker().AckToApplied(); l.Samples > 0 {
-		body["ack_to_applied"] = l // this process applied some
 	}
 	for k, f := range s.extra {
 		body[k] = f()

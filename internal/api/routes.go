@@ -7,6 +7,7 @@ import (
 
 	"github.com/spoolgw/spool/internal/auth"
 	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/ui"
 )
 
 // access is what a route asks of the principal. Every route of the table
@@ -113,6 +114,7 @@ func (s *Server) routeTable() []route {
 		{"POST /v1/transactions", writeBody, true, s.postTransaction},
 		{"GET /v1/transactions/{id}", follow, false, s.getTransaction},
 		{"GET /v1/tables", signedIn, false, s.listTables},
+		{"GET /v1/whoami", signedIn, false, s.whoami},
 		{"POST /v1/tables/{table}", writeTable, true, s.insertRow},
 		{"GET /v1/tables/{table}", readTable, false, s.listRows},
 		{"GET /v1/tables/{table}/{id}", readTable, false, s.getRow},
@@ -131,6 +133,10 @@ func (s *Server) routeTable() []route {
 		{"GET /health", open, false, s.healthz},
 		{"GET /readyz", open, false, s.readyz},
 		{"GET /openapi.json", open, false, s.openAPI},
+		// The dashboard's pages and assets: static files, open; every
+		// datum on them comes from the routes above, with the caller's
+		// own credentials. Mounted by routes.
+		{uiPattern, open, false, nil},
 		{"/", signedIn, false, func(w http.ResponseWriter, r *http.Request) error {
 			return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
 		}},
@@ -151,7 +157,11 @@ func (s *Server) routes() {
 			s.mount(rt, s.wrap(rt.handler))
 		}
 	}
+	s.Handle(uiPattern, ui.Handler())
 }
+
+// uiPattern is the dashboard's route (internal/ui).
+const uiPattern = "GET " + ui.Prefix
 
 // Handle mounts another package's handler (the telemetry lane, /metrics)
 // on a route of the table, with the route's access, rate limit and

@@ -13,9 +13,8 @@ import (
 )
 
 // Every route of the table declares its access; only the health checks
-// and the API's description are open; and with authentication on, every
-// other route answers a request without credentials 401 before its
-// handler runs.
+// the API's description and the dashboard's static files are open; and with authentication on,
+// every other route answers a request without credentials 401 before its handler runs.
 func TestEveryRouteDeclaresItsScope(t *testing.T) {
 	t.Parallel()
 	_, hash := auth.NewSecret()
@@ -54,7 +53,7 @@ func TestEveryRouteDeclaresItsScope(t *testing.T) {
 		}
 	}
 	slices.Sort(opened)
-	if want := []string{"GET /api/buffer/health", "GET /health", "GET /openapi.json", "GET /readyz"}; !slices.Equal(opened, want) {
+	if want := []string{"GET /api/buffer/health", "GET /health", "GET /openapi.json", "GET /readyz", "GET /ui/"}; !slices.Equal(opened, want) {
 		t.Errorf("open routes %q; want only %q", opened, want)
 	}
 	defer func() {

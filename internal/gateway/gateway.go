@@ -328,11 +328,18 @@ func (g *Gateway) Get(ctx context.Context, t *schema.Table, key string, c Consis
 
 // List reads many rows.
 func (g *Gateway) List(ctx context.Context, q *query.Query, c Consistency) ([]schema.Row, query.Source, error) {
+	rows, _, src, err := g.ListMarked(ctx, q, c)
+	return rows, src, err
+}
+
+// ListMarked is List telling which rows have changes still buffered
+// (query.Reader.ListMarked).
+func (g *Gateway) ListMarked(ctx context.Context, q *query.Query, c Consistency) ([]schema.Row, []bool, query.Source, error) {
 	r, merge := g.readerFor(c)
 	if q.Table.Key == nil {
 		merge = false // without a key there is nothing to merge by
 	}
-	return r.List(ctx, q, merge)
+	return r.ListMarked(ctx, q, merge)
 }
 
 // LogStats reports the log's depth.

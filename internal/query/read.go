@@ -84,22 +84,30 @@ func (r *Reader) Get(ctx context.Context, t *schema.Table, key string, merge boo
 // List reads the rows matching q. With merge false it reads the database
 // alone.
 func (r *Reader) List(ctx context.Context, q *Query, merge bool) ([]schema.Row, Source, error) {
+	rows, _, src, err := r.ListMarked(ctx, q, merge)
+	return rows, src, err
+}
+
+// ListMarked is List telling, row by row, which rows have changes still
+// buffered (buffered[i] for rows[i]): a dashboard marks them.
+func (r *Reader) ListMarked(ctx context.Context, q *Query, merge bool) (rows []schema.Row, buffered []bool, src Source, err error) {
 	var pending map[string]overlay.Pending
 	if merge {
 		var err error
 		if pending, err = r.Overlay.Table(ctx, q.Table.Name); err != nil {
-			return nil, "", fmt.Errorf("read overlay %s: %w: %w", q.Table.Name, ErrOverlay, err)
+			return nil, nil, "", fmt.Errorf("read overlay %s: %w: %w", q.Table.Name, ErrOverlay, err)
 		}
 	}
 	dbRows, err := r.page(ctx, q, pending)
 	if err != nil {
-		return nil, "", fmt.Errorf("list %s: %w: %w", q.Table.Name, ErrDatabase, err)
+		return nil, nil, "", fmt.Errorf("list %s: %w: %w", q.Table.Name, ErrDatabase, err)
 	}
 	if len(pending) == 0 {
 		for i, row := range dbRows {
 			dbRows[i] = complete(q.Table, row)
 		}
-		return dbRows[:min(len(dbRows), q.Limit)], FromDatabase, nil
+		dbRows = dbRows[:min(len(dbRows), q.Limit)]
+		return dbRows, make([]bool, len(dbRows)), FromDatabase, nil
 	}
 	key := q.Table.Key.Name
 	// Candidates are merged rows that match; a row of a lone pending
@@ -123,7 +131,7 @@ func (r *Reader) List(ctx context.Context, q *Query, merge bool) ([]schema.Row, 
 	// ones whose pending changes start from a database row, in one query.
 	bases, err := r.bases(ctx, q.Table, pending)
 	if err != nil {
-		return nil, "", fmt.Errorf("list %s: %w", q.Table.Name, err)
+		return nil, nil, "", fmt.Errorf("list %s: %w", q.Table.Name, err)
 	}
 	for k, p := range pending {
 		if len(p) == 1 && p[0].Kind == txn.Insert {
@@ -137,25 +145,25 @@ func (r *Reader) List(ctx context.Context, q *Query, merge bool) ([]schema.Row, 
 		}
 	}
 	cands = least(cands, q.Limit, func(a, b candidate) int { return q.Less(a.row, b.row) })
-	rows := make([]schema.Row, len(cands))
+	rows, buffered = make([]schema.Row, len(cands)), make([]bool, len(cands))
 	fromDB, fromOverlay := false, false
 	for i, c := range cands {
 		row := c.row
 		if c.shared {
 			row = maps.Clone(row)
 		}
-		rows[i] = complete(q.Table, row)
+		rows[i], buffered[i] = complete(q.Table, row), c.buffered
 		fromOverlay = fromOverlay || c.buffered
 		fromDB = fromDB || !c.buffered
 	}
-	src := FromDatabase
+	src = FromDatabase
 	switch {
 	case fromOverlay && fromDB:
 		src = FromMerged
 	case fromOverlay:
 		src = FromOverlay
 	}
-	return rows, src, nil
+	return rows, buffered, src, nil
 }
 
 // candidate is a row that may make a list's page: a database row, or one

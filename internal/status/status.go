@@ -13,7 +13,6 @@ package status
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,7 +70,7 @@ type Tracker struct {
 	// (or replicated) and failed, since start.
 	processed, failed int64
 	rate              rateWindow
-	latency           latencyRing
+	latency           latencyWindow
 }
 
 // New returns a tracker remembering up to retain finished transactions
@@ -152,7 +151,7 @@ func (t *Tracker) advance(id string, state txn.State, at time.Time, lsn txn.LSN,
 		} else {
 			t.processed++
 			t.rate.add(at)
-			t.latency.add(at.Sub(s.QueuedAt))
+			t.latency.add(at, at.Sub(s.QueuedAt))
 		}
 	}
 	s.State = state
@@ -251,6 +250,15 @@ func (t *Tracker) Rate(now time.Time) float64 {
 	return t.rate.perSecond(now)
 }
 
+// Latency returns the percentiles of the time from acknowledgement
+// (queued) to applied of the transactions applied in the last
+// LatencyWindow (at most LatencySamples of them, the latest).
+func (t *Tracker) Latency(now time.Time) Latency {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.latency.percentiles(now)
+}
+
 // RateWindow is the span processing_rate averages over: long enough to
 // smooth batch bursts, short enough to show a stall within seconds.
 const RateWindow = 10 * time.Second
@@ -300,43 +308,4 @@ func (t *Tracker) Changed(cs []changes.Change) {
 			t.advance(c.ID, c.State, c.At, c.LSN, c.Err, c.Code, principal)
 		}
 	}
-}
-
-// Latency is the time from acknowledgement to applied of the most recent
-// transactions this process applied (up to LatencySamples of them).
-type Latency struct {
-	P50     float64 `json:"p50_seconds"`
-	P99     float64 `json:"p99_seconds"`
-	Samples int     `json:"samples"`
-}
-
-// LatencySamples is how many of the latest applied transactions Latency
-// is computed over.
-const LatencySamples = 1024
-
-// AckToApplied reports the acknowledgement → applied latency of the last
-// LatencySamples transactions this process applied; Samples 0 if none.
-func (t *Tracker) AckToApplied() Latency {
-	t.mu.Lock()
-	ds := slices.Clone(t.latency.d[:t.latency.n])
-	t.mu.Unlock()
-	if len(ds) == 0 {
-		return Latency{}
-	}
-	slices.Sort(ds)
-	at := func(q float64) float64 { return ds[int(q*float64(len(ds)-1))].Seconds() }
-	return Latency{P50: at(0.50), P99: at(0.99), Samples: len(ds)}
-}
-
-// latencyRing keeps the last LatencySamples latencies.
-type latencyRing struct {
-	d    [LatencySamples]time.Duration
-	n    int
-	next int
-}
-
-func (r *latencyRing) add(d time.Duration) {
-	r.d[r.next] = max(d, 0)
-	r.next = (r.next + 1) % len(r.d)
-	r.n = min(r.n+1, len(r.d))
 }
