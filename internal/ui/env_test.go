@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	spoolevents "github.com/spoolgw/spool/internal/events"
+
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/auth"
@@ -71,13 +73,23 @@ func setupWith(t *testing.T, tokens map[string]string, events http.Handler) *env
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := pipeline.Build(ctx, pipeline.Config{Store: st, Catalog: cat, Log: lg, Applier: &applier.Config{BatchTimeout: -1}})
+	pc := pipeline.Config{Store: st, Catalog: cat, Log: lg, Applier: &applier.Config{BatchTimeout: -1}}
+	if events == nil {
+		pc.Events = &spoolevents.Config{} // the real live events
+	}
+	p, err := pipeline.Build(ctx, pc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Applier.Stop)
+	if p.Events != nil {
+		if err := p.Events.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Events.Stop)
+	}
 	e := &env{t: t, ap: p.Applier, secrets: map[string]string{}}
-	cfg := api.Config{Stats: map[string]func() any{
+	cfg := api.Config{Events: p.Events, Stats: map[string]func() any{
 		// What spool serve reports of its applier.
 		"applier": func() any { return map[string]any{"running": p.Applier.Running(), "backoff": p.Applier.Backoff()} },
 	}}

@@ -93,6 +93,12 @@ export async function table(main, signal, name) {
         return poll();
       }
       mode.textContent = 'live: events';
+      // Row messages come with changes; a buffered row that is applied
+      // changes nothing, so its mark is asked of the list route while
+      // any row is marked.
+      const refresh = setInterval(() => {
+        if (rows.some((x) => x.buffered)) marks().catch(() => {});
+      }, POLL);
       try {
         await events(res, (m) => {
           if (m.id) last = m.id;
@@ -106,8 +112,12 @@ export async function table(main, signal, name) {
           }
         });
       } catch (e) {
-        if (quiet(e)) return;
+        if (quiet(e)) {
+          clearInterval(refresh);
+          return;
+        }
       }
+      clearInterval(refresh);
       mode.textContent = 'reconnecting';
       await new Promise((r) => setTimeout(r, POLL));
     }
