@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/spoolgw/spool/internal/applier"
@@ -74,9 +75,61 @@ const DefaultEvictRetry = time.Second
 // Settler implements applier.Sink.
 type Settler struct {
 	cfg Config
+
+	mu   sync.Mutex
+	last *turn // the turn of the last batch that waits for the replicas
 }
 
 var _ applier.Sink = (*Settler)(nil)
+
+// turn is a batch's place in the order in which batches waiting for the
+// replicas leave the overlay: the order they were committed in. A batch
+// leaves only once the batch before it has left or given up, so what has
+// left the overlay is always a prefix of the log: an entry still pending
+// never sits in a row's list behind the entry of a newer change that has
+// gone, where a read would merge it over the newer row in the database.
+// Without it, each batch left on its own as soon as the replicas had it:
+// a later batch could go while an earlier one's eviction was still being
+// retried, or had given up at the end of its term (Redis restarting), and
+// reads merged the earlier batch's changes over the later batch's rows
+// until the next term delivered the earlier batch again.
+type turn struct {
+	prev *turn         // the batch before; nil for the first, and once over
+	done chan struct{} // closed when this batch has left or given up
+}
+
+// next returns the turn of a batch committed after every batch before.
+func (s *Settler) next() *turn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := &turn{prev: s.last, done: make(chan struct{})}
+	s.last = t
+	return t
+}
+
+// end ends t: its batch left the overlay or gave up.
+func (t *turn) end() {
+	t.prev = nil
+	close(t.done)
+}
+
+// wait waits for the batch before t to end, and reports whether t's batch
+// may leave the overlay: whether ctx, its term, is still alive. A batch
+// gives up only when its term ends, so the batch before left, or it gave
+// up and either t's batch is of the same term and gives up too (its
+// entries stay behind the older ones, and both are delivered again, in
+// order), or t's batch is of a later term, which delivered the entries
+// given up again before any of its own.
+func (t *turn) wait(ctx context.Context) bool {
+	if p := t.prev; p != nil {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return ctx.Err() == nil
+}
 
 // New returns the settler of cfg.
 func New(cfg Config) (*Settler, error) {
@@ -134,12 +187,19 @@ func (s *Settler) Committed(ctx context.Context, results []applier.Result) <-cha
 	}
 	s.cfg.Feed.Publish(cs...)
 	settled := make(chan struct{})
+	var t *turn
+	if s.cfg.Replication != nil && len(applied) > 0 {
+		t = s.next()
+	}
 	switch {
 	case !evicted:
 		// Never closed: the applier leaves the batch in the log.
-	case s.cfg.Replication != nil && len(applied) > 0:
+		if t != nil {
+			t.end()
+		}
+	case t != nil:
 		replicated := s.cfg.Replication.Track(lsn, applied, results[0].At)
-		go s.replicated(ctx, replicated, results, settled)
+		go s.replicated(ctx, replicated, results, settled, t)
 	default:
 		close(settled)
 	}
@@ -147,14 +207,20 @@ func (s *Settler) Committed(ctx context.Context, results []applier.Result) <-cha
 }
 
 // replicated waits until every replica has the applied transactions of
-// results, evicts them and publishes them replicated, then closes
-// settled; it gives up, leaving settled open, when ctx ends first.
-func (s *Settler) replicated(ctx context.Context, replicated <-chan time.Time, results []applier.Result, settled chan struct{}) {
+// results and the batch before has left the overlay (t), evicts them and
+// publishes them replicated, then closes settled; it gives up, leaving
+// settled open, when ctx ends first or the batch before gave up in the
+// same term.
+func (s *Settler) replicated(ctx context.Context, replicated <-chan time.Time, results []applier.Result, settled chan struct{}, t *turn) {
+	defer t.end()
 	var at time.Time
 	select {
 	case <-ctx.Done():
 		return
 	case at = <-replicated:
+	}
+	if !t.wait(ctx) {
+		return
 	}
 	var ids []string
 	var cs []changes.Change

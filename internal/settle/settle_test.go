@@ -229,3 +229,142 @@ func mapsEqual(a, b map[string][]txn.State) bool {
 	}
 	return true
 }
+
+// batchReplication gives every tracked batch a channel of its own, so a
+// test says which batch the replicas have.
+type batchReplication struct {
+	mu  sync.Mutex
+	chs []chan time.Time
+}
+
+func (b *batchReplication) Track(txn.LSN, []string, time.Time) <-chan time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	b.chs = append(b.chs, ch)
+	return ch
+}
+
+func (b *batchReplication) replicated(i int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.chs[i] <- time.Now()
+}
+
+// refusingOverlay refuses to evict the transactions in refuse (Redis
+// down for them) and records the ones it evicted, in order.
+type refusingOverlay struct {
+	mu      sync.Mutex
+	refuse  map[string]bool
+	evicted []string
+}
+
+func (o *refusingOverlay) Evict(_ context.Context, ids ...string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, id := range ids {
+		if o.refuse[id] {
+			return errors.New("connection refused")
+		}
+	}
+	o.evicted = append(o.evicted, ids...)
+	return nil
+}
+
+func (o *refusingOverlay) Withdraw(context.Context, func(table, key string, op overlay.Op) bool) ([]string, error) {
+	return nil, nil
+}
+
+func (o *refusingOverlay) evictions() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.evicted)
+}
+
+func applied(id string, lsn txn.LSN) []applier.Result {
+	return []applier.Result{{Tx: &txn.Transaction{ID: id}, LSN: lsn, At: time.Now()}}
+}
+
+func waitSettled(t *testing.T, settled <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-settled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("batch never settled")
+	}
+}
+
+// Batches leave the overlay in the order they were committed, whatever
+// order the replicas are seen to have them in: a transaction still in the
+// overlay must never sit behind a later change to its row that has left
+// (a read would merge it over the later row in the database: the stale
+// read TestCampaignServers found).
+func TestSettleInCommitOrder(t *testing.T) {
+	ov := &refusingOverlay{}
+	rep := &batchReplication{}
+	s, err := New(Config{Overlay: ov, Poison: deadletter.NewPoison(), Replication: rep, Feed: &recorder{}, EvictRetry: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := s.Committed(t.Context(), applied("a", 10))
+	second := s.Committed(t.Context(), applied("b", 11))
+	rep.replicated(1) // the later batch's goroutine is told first
+	time.Sleep(50 * time.Millisecond)
+	if got := ov.evictions(); len(got) != 0 || closed(second) {
+		t.Fatalf("evicted %v before the batch committed before it", got)
+	}
+	rep.replicated(0)
+	waitSettled(t, first)
+	waitSettled(t, second)
+	if got := ov.evictions(); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("evicted %v, want a, then b", got)
+	}
+}
+
+// A batch whose eviction gave up when its term ended (Redis down) holds
+// back every later batch of that term, though the replicas have them and
+// their evictions would succeed: all of them stay in the log, to be
+// delivered again in order. The next term's batches, which begin with
+// those delivered again, leave.
+func TestSettleGivenUpHoldsBackItsTerm(t *testing.T) {
+	ov := &refusingOverlay{refuse: map[string]bool{"a": true}}
+	rep := &batchReplication{}
+	s, err := New(Config{Overlay: ov, Poison: deadletter.NewPoison(), Replication: rep, Feed: &recorder{}, EvictRetry: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	term, end := context.WithCancel(t.Context())
+	first := s.Committed(term, applied("a", 10))
+	second := s.Committed(term, applied("b", 11))
+	rep.replicated(0)
+	rep.replicated(1)
+	time.Sleep(50 * time.Millisecond)
+	if got := ov.evictions(); len(got) != 0 {
+		t.Fatalf("evicted %v while the batch before could not be evicted", got)
+	}
+	end()
+	s.mu.Lock()
+	last := s.last
+	s.mu.Unlock()
+	select {
+	case <-last.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the term's last batch never gave up")
+	}
+	if got := ov.evictions(); len(got) != 0 || closed(first) || closed(second) {
+		t.Fatalf("evicted %v after the term ended; settled %v %v", got, closed(first), closed(second))
+	}
+
+	ov.mu.Lock()
+	ov.refuse = nil
+	ov.mu.Unlock()
+	again := s.Committed(t.Context(), []applier.Result{
+		{Tx: &txn.Transaction{ID: "a"}, LSN: 12, Duplicate: true, At: time.Now()},
+		{Tx: &txn.Transaction{ID: "b"}, LSN: 12, Duplicate: true, At: time.Now()},
+	})
+	rep.replicated(2)
+	waitSettled(t, again)
+	if got := ov.evictions(); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("evicted %v in the next term, want a and b", got)
+	}
+}
