@@ -90,6 +90,7 @@ type Applier struct {
 	sink   Sink
 	logger *slog.Logger
 	poison *deadletter.Poison
+	terms  atomic.Int64 // terms begun, numbering each (TermOf)
 
 	mu      sync.Mutex
 	cancel  context.CancelCauseFunc
@@ -240,6 +241,7 @@ func (a *Applier) run(ctx context.Context) {
 // to the next holder. term returns once every committed batch is
 // reported and acknowledged.
 func (a *Applier) term(ctx context.Context, token int64) error {
+	ctx = WithTerm(ctx, a.terms.Add(1))
 	fin := a.startFinisher()
 	defer fin.close()
 	stopPruner := a.startPruner(ctx)
@@ -382,3 +384,21 @@ func (a *Applier) HoldsLease() bool { return a.holding.Load() }
 
 // WorkerActive reports whether the applier runs (the seed's /health field).
 func (a *Applier) WorkerActive() bool { return a.Running() }
+
+// termKey marks the contexts of one term (term) with the term's number.
+type termKey struct{}
+
+// WithTerm returns ctx marked as the context of term n (the applier marks
+// each term's; a Sink's tests mark their own).
+func WithTerm(ctx context.Context, n int64) context.Context {
+	return context.WithValue(ctx, termKey{}, n)
+}
+
+// TermOf returns the number of the term ctx belongs to, unique within
+// the process: the context the applier reports a batch under
+// (Sink.Committed), or one derived from it, such as the final flush's at
+// Stop. 0 is a context that is no term's.
+func TermOf(ctx context.Context) int64 {
+	n, _ := ctx.Value(termKey{}).(int64)
+	return n
+}

@@ -96,20 +96,25 @@ var _ applier.Sink = (*Settler)(nil)
 type turn struct {
 	prev *turn         // the batch before; nil for the first, and once over
 	done chan struct{} // closed when this batch has left or given up
+	// term is the applier's term the batch was reported in
+	// (applier.TermOf); left, set before done closes, whether it left.
+	term int64
+	left bool
 }
 
 // next returns the turn of a batch committed after every batch before.
-func (s *Settler) next() *turn {
+func (s *Settler) next(term int64) *turn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := &turn{prev: s.last, done: make(chan struct{})}
+	t := &turn{prev: s.last, done: make(chan struct{}), term: term}
 	s.last = t
 	return t
 }
 
 // end ends t: its batch left the overlay or gave up.
-func (t *turn) end() {
+func (t *turn) end(left bool) {
 	t.prev = nil
+	t.left = left
 	close(t.done)
 }
 
@@ -125,6 +130,12 @@ func (t *turn) wait(ctx context.Context) bool {
 		select {
 		case <-p.done:
 		case <-ctx.Done():
+			return false
+		}
+		if !p.left && p.term == t.term {
+			// The batch before gave up in this very term (the final
+			// flush of a stopping applier runs on a context of its own,
+			// still alive): this one stays behind it in the log.
 			return false
 		}
 	}
@@ -189,13 +200,13 @@ func (s *Settler) Committed(ctx context.Context, results []applier.Result) <-cha
 	settled := make(chan struct{})
 	var t *turn
 	if s.cfg.Replication != nil && len(applied) > 0 {
-		t = s.next()
+		t = s.next(applier.TermOf(ctx))
 	}
 	switch {
 	case !evicted:
 		// Never closed: the applier leaves the batch in the log.
 		if t != nil {
-			t.end()
+			t.end(false)
 		}
 	case t != nil:
 		replicated := s.cfg.Replication.Track(lsn, applied, results[0].At)
@@ -212,7 +223,8 @@ func (s *Settler) Committed(ctx context.Context, results []applier.Result) <-cha
 // settled open, when ctx ends first or the batch before gave up in the
 // same term.
 func (s *Settler) replicated(ctx context.Context, replicated <-chan time.Time, results []applier.Result, settled chan struct{}, t *turn) {
-	defer t.end()
+	left := false
+	defer func() { t.end(left) }()
 	var at time.Time
 	select {
 	case <-ctx.Done():
@@ -233,6 +245,7 @@ func (s *Settler) replicated(ctx context.Context, replicated <-chan time.Time, r
 	if !s.evict(ctx, ids) {
 		return
 	}
+	left = true
 	s.cfg.Feed.Publish(cs...)
 	close(settled)
 }

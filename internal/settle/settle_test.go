@@ -333,7 +333,7 @@ func TestSettleGivenUpHoldsBackItsTerm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	term, end := context.WithCancel(t.Context())
+	term, end := context.WithCancel(applier.WithTerm(t.Context(), 1))
 	first := s.Committed(term, applied("a", 10))
 	second := s.Committed(term, applied("b", 11))
 	rep.replicated(0)
@@ -355,14 +355,30 @@ func TestSettleGivenUpHoldsBackItsTerm(t *testing.T) {
 		t.Fatalf("evicted %v after the term ended; settled %v %v", got, closed(first), closed(second))
 	}
 
+	// A stopping applier's final flush reports a batch of the same term on
+	// a context of its own, still alive: it stays behind the given-up ones.
+	flush := s.Committed(context.WithoutCancel(term), applied("c", 12))
+	rep.replicated(2)
+	s.mu.Lock()
+	last = s.last
+	s.mu.Unlock()
+	select {
+	case <-last.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the final flush's batch neither left nor gave up")
+	}
+	if got := ov.evictions(); len(got) != 0 || closed(flush) {
+		t.Fatalf("the final flush's batch left (%v, settled %v) while batches of its term before it had given up", got, closed(flush))
+	}
+
 	ov.mu.Lock()
 	ov.refuse = nil
 	ov.mu.Unlock()
-	again := s.Committed(t.Context(), []applier.Result{
+	again := s.Committed(applier.WithTerm(t.Context(), 2), []applier.Result{
 		{Tx: &txn.Transaction{ID: "a"}, LSN: 12, Duplicate: true, At: time.Now()},
 		{Tx: &txn.Transaction{ID: "b"}, LSN: 12, Duplicate: true, At: time.Now()},
 	})
-	rep.replicated(2)
+	rep.replicated(3)
 	waitSettled(t, again)
 	if got := ov.evictions(); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("evicted %v in the next term, want a and b", got)
