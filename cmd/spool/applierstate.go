@@ -30,11 +30,12 @@ func (l *heldLease) Acquire(ctx context.Context) (int64, <-chan struct{}, error)
 }
 
 // applierState is the applier section of GET /v1/stats: whether it
-// runs, its backoff after transient failures, and, on a shared log,
-// whether this process holds the lease (else it stands by).
+// runs, whether it is the log's active applier (holds_lease: always, on
+// a local log), its backoff after transient failures, and, on a shared
+// log, whether this process holds the lease (else it stands by).
 func applierState(ap *applier.Applier, lease *heldLease) func() any {
 	return func() any {
-		s := map[string]any{"running": ap.Running(), "backoff": ap.Backoff()}
+		s := map[string]any{"running": ap.Running(), "holds_lease": ap.HoldsLease(), "backoff": ap.Backoff()}
 		if lease != nil {
 			s["lease"] = map[string]any{"held": lease.held.Load()}
 		}
