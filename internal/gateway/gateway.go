@@ -171,9 +171,6 @@ func (g *Gateway) submit(ctx context.Context, req *Request, lookup func(string) 
 	if req.Key != "" {
 		return g.submitKeyed(ctx, req, lookup)
 	}
-	if err := g.checkPressure(ctx); err != nil {
-		return nil, err
-	}
 	tx, rc, err := g.resolve(req, lookup)
 	if err != nil {
 		return nil, err

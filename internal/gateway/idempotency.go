@@ -93,9 +93,6 @@ func (g *Gateway) submitKeyed(ctx context.Context, req *Request, lookup func(str
 	if found {
 		return repeat(rec, req)
 	}
-	if err := g.checkPressure(ctx); err != nil {
-		return nil, err
-	}
 	tx, rc, err := g.resolve(req, lookup)
 	if err != nil {
 		return nil, err

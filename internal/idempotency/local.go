@@ -2,12 +2,12 @@
 // log. A key is taken exactly when its write is in the log: the log's
 // record of the transaction carries the key and the record a repeat is
 // answered from (txn.Idempotency). While the transaction is in the log,
-// Local holds the key in memory (Wrap's appends add it, Rebuild reads it
-// back from the log at start); once the transaction is applied or
-// dead-lettered, the settler moves its key to a SQLite file (Persist)
-// before the log lets the transaction go, and there it stays for the
-// retention. A Redis log keeps its keys itself, in the append script
-// (redislog.Log.LookupKey).
+// Local holds the key in memory: Wrap's appends add it, and at start Hold
+// takes it back in the pass overlay.NewLogged makes over the log. Once
+// the transaction is applied or dead-lettered, the settler moves its key
+// to a SQLite file (Persist) before the log lets the transaction go, and
+// there it stays for the retention. A Redis log keeps its keys itself, in
+// the append script (redislog.Log.LookupKey).
 package idempotency
 
 import (
@@ -70,16 +70,10 @@ func Open(ctx context.Context, path string, retention time.Duration, now func() 
 // Close closes the file.
 func (l *Local) Close() error { return l.db.Close() }
 
-// Rebuild takes back the keys of the transactions log still holds (at
-// start, before any append).
-func (l *Local) Rebuild(ctx context.Context, log txlog.Log) error {
-	return log.Pending(ctx, func(e txlog.Entry) error {
-		l.hold(e.Tx)
-		return nil
-	})
-}
-
-func (l *Local) hold(tx *txn.Transaction) {
+// Hold keeps the key of tx, which is in the log: each append's, and at
+// start each transaction the log still holds (overlay.NewLogged hands
+// them over).
+func (l *Local) Hold(tx *txn.Transaction) {
 	if tx.Idempotency == nil {
 		return
 	}
@@ -178,7 +172,7 @@ type keyed struct {
 func (k *keyed) Append(ctx context.Context, tx *txn.Transaction) (txlog.Entry, error) {
 	e, err := k.Log.Append(ctx, tx)
 	if err == nil {
-		k.l.hold(tx)
+		k.l.Hold(tx)
 	}
 	return e, err
 }

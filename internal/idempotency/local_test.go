@@ -28,7 +28,7 @@ func TestLocalKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := keyedTx("a"), keyedTx("b")
-	l.hold(a)
+	l.Hold(a)
 	if rec, ok, err := l.LookupKey(ctx, "a"); err != nil || !ok || string(rec) != `{"tx":"a"}` {
 		t.Fatalf("held key: %s %v %v", rec, ok, err)
 	}

@@ -27,9 +27,11 @@ const rebuildChunk = 1000
 // NewLogged wraps log with ov, an empty overlay, and fills ov with what the
 // log holds (the transactions a former run did not apply), a chunk at a
 // time: a backlog that spills goes to disk in one write per chunk. Their
-// values are restored against cat, whose tables they must name. It
-// returns how many transactions it found; on an error ov is unusable.
-func NewLogged(ctx context.Context, log txlog.Log, ov *Overlay, cat *schema.Live) (*Logged, int, error) {
+// values are restored against cat, whose tables they must name; each is
+// also handed to also (if not nil), so that whatever else keeps state of
+// the log's transactions (idempotency keys) takes it from the same pass.
+// It returns how many transactions it found; on an error ov is unusable.
+func NewLogged(ctx context.Context, log txlog.Log, ov *Overlay, cat *schema.Live, also func(*txn.Transaction)) (*Logged, int, error) {
 	n := 0
 	var chunk []*txn.Transaction
 	flush := func() error {
@@ -43,6 +45,9 @@ func NewLogged(ctx context.Context, log txlog.Log, ov *Overlay, cat *schema.Live
 				return fmt.Errorf("transaction %s in the log: %w", e.Tx.ID, err)
 			}
 			cat.Normalize(op.Table, op.Values)
+		}
+		if also != nil {
+			also(e.Tx)
 		}
 		chunk = append(chunk, e.Tx)
 		n++

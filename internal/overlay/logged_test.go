@@ -43,7 +43,7 @@ func TestLoggedAppend(t *testing.T) {
 	}
 	defer lg.Close()
 	ov := New()
-	l, n, err := NewLogged(ctx, lg, ov, catalogT(t))
+	l, n, err := NewLogged(ctx, lg, ov, catalogT(t), nil)
 	if err != nil || n != 0 {
 		t.Fatalf("NewLogged over an empty log: %d, %v", n, err)
 	}
@@ -54,7 +54,7 @@ func TestLoggedAppend(t *testing.T) {
 		t.Fatal("an acknowledged write is not in the overlay")
 	}
 
-	bad, _, err := NewLogged(ctx, refusing{lg}, New(), catalogT(t))
+	bad, _, err := NewLogged(ctx, refusing{lg}, New(), catalogT(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestLoggedRebuild(t *testing.T) {
 	}
 	defer lg.Close()
 	ov := New()
-	_, n, err := NewLogged(ctx, lg, ov, catalogT(t))
+	_, n, err := NewLogged(ctx, lg, ov, catalogT(t), nil)
 	if err != nil || n != 2 {
 		t.Fatalf("rebuilt %d transactions, err %v; want 2", n, err)
 	}
@@ -97,7 +97,7 @@ func TestLoggedRebuild(t *testing.T) {
 	if _, err := lg.Append(ctx, &txn.Transaction{ID: "c", Operations: []txn.Operation{{Op: txn.Insert, Table: "gone", ID: "1"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := NewLogged(ctx, lg, New(), catalogT(t)); err == nil || !strings.Contains(err.Error(), "gone") {
+	if _, _, err := NewLogged(ctx, lg, New(), catalogT(t), nil); err == nil || !strings.Contains(err.Error(), "gone") {
 		t.Fatalf("a transaction on an unknown table: %v", err)
 	}
 }

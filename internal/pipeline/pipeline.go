@@ -17,7 +17,6 @@ package pipeline
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 
 	"github.com/spoolgw/spool/internal/applier"
@@ -32,6 +31,7 @@ import (
 	"github.com/spoolgw/spool/internal/status"
 	"github.com/spoolgw/spool/internal/store"
 	"github.com/spoolgw/spool/internal/txlog"
+	"github.com/spoolgw/spool/internal/txn"
 )
 
 // Config is what a pipeline is built from. The log, the store, the
@@ -136,7 +136,11 @@ func Build(ctx context.Context, cfg Config) (*Pipeline, error) {
 		if local == nil {
 			local = overlay.New()
 		}
-		logged, n, err := overlay.NewLogged(ctx, cfg.Log, local, cfg.Catalog)
+		var also func(*txn.Transaction)
+		if cfg.LocalKeys != nil {
+			also = cfg.LocalKeys.Hold // the keys of what the log holds
+		}
+		logged, n, err := overlay.NewLogged(ctx, cfg.Log, local, cfg.Catalog, also)
 		if err != nil {
 			return nil, err
 		}
@@ -151,9 +155,6 @@ func Build(ctx context.Context, cfg Config) (*Pipeline, error) {
 	case cfg.Shared != nil && cfg.SharedKeys != nil:
 		keys = cfg.SharedKeys
 	case cfg.Shared == nil && cfg.LocalKeys != nil:
-		if err := cfg.LocalKeys.Rebuild(ctx, cfg.Log); err != nil {
-			return nil, fmt.Errorf("idempotency keys from the log: %w", err)
-		}
 		lg, keys, keep = cfg.LocalKeys.Wrap(lg), cfg.LocalKeys, cfg.LocalKeys
 	}
 	gw, err := gateway.New(gateway.Config{Log: lg, Overlay: p.Overlay, Shared: cfg.Shared != nil, Store: cfg.Store, Catalog: cfg.Catalog,
