@@ -215,7 +215,7 @@ func (g *Gateway) Enqueue(ctx context.Context, tx *txn.Transaction) error {
 // ReceiptFor is the receipt of an enqueued transaction: its id, and the
 // ids of its rows and aliases.
 func ReceiptFor(tx *txn.Transaction) *Receipt {
-	rc := &Receipt{TransactionID: tx.ID, State: txn.Queued, Refs: map[string]string{}}
+	rc := &Receipt{TransactionID: tx.ID, State: txn.Queued, IDs: make([]string, 0, len(tx.Operations)), Refs: map[string]string{}}
 	for _, op := range tx.Operations {
 		rc.IDs = append(rc.IDs, op.ID)
 		if op.As != "" {

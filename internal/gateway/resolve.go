@@ -66,7 +66,6 @@ func resolve(cat *schema.Catalog, req *Request, now time.Time) (*txn.Transaction
 		return nil, nil, &txn.InputError{Kind: txn.ErrInvalid, Op: -1, Msg: fmt.Sprintf("operations: %d operations; at most %d in one transaction", len(req.Operations), MaxOperations)}
 	}
 	tx := &txn.Transaction{ID: txn.NewID(), CreatedAt: now, Principal: req.Principal, Operations: make([]txn.Operation, 0, len(req.Operations))}
-	rc := &Receipt{TransactionID: tx.ID, State: txn.Queued, IDs: make([]string, 0, len(req.Operations)), Refs: map[string]string{}}
 	aliases := map[string]alias{}
 	for i, o := range req.Operations {
 		op, err := resolveOp(cat, i, o, aliases, now)
@@ -81,12 +80,10 @@ func resolve(cat *schema.Catalog, req *Request, now time.Time) (*txn.Transaction
 				return nil, nil, txn.BadOp(i, "alias %q is already used by an earlier operation", o.As)
 			}
 			aliases[o.As] = alias{table: op.Table, id: op.ID}
-			rc.Refs[o.As] = op.ID
 		}
 		tx.Operations = append(tx.Operations, op)
-		rc.IDs = append(rc.IDs, op.ID)
 	}
-	return tx, rc, nil
+	return tx, ReceiptFor(tx), nil
 }
 
 func resolveOp(cat *schema.Catalog, i int, o OpRequest, aliases map[string]alias, now time.Time) (txn.Operation, error) {
