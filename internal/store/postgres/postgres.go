@@ -31,11 +31,17 @@ const (
 // sessionParams are set on every connection. UTC and ISO make timestamp
 // text unambiguous both ways; extra_float_digits=3 makes float text exact
 // on every server version; hex is the bytea text form decode expects.
+// idle_in_transaction_session_timeout ends a transaction its applier left
+// open and silent (a process paused by SIGSTOP, a frozen VM): spool never
+// idles inside a transaction for more than the moments between two
+// pipelines, and a paused former holder must not keep the fence row and
+// the rows it wrote locked from the applier that took over its lease.
 var sessionParams = map[string]string{
-	"timezone":           "UTC",
-	"datestyle":          "ISO, YMD",
-	"extra_float_digits": "3",
-	"bytea_output":       "hex",
+	"idle_in_transaction_session_timeout": "5s",
+	"timezone":                            "UTC",
+	"datestyle":                           "ISO, YMD",
+	"extra_float_digits":                  "3",
+	"bytea_output":                        "hex",
 }
 
 var _ store.Store = (*Store)(nil)
