@@ -153,11 +153,19 @@ func eventsCursor(r *http.Request, params url.Values) (*events.Cursor, error) {
 	return &c, nil
 }
 
-// frame is one message as a transport sends it.
+// frame is one message as a transport sends it; a transaction message
+// also names its transaction and state.
 type frame struct {
 	typ    string
 	cursor events.Cursor
 	data   []byte
+	tx     string
+	state  txn.State
+}
+
+// messageFrame is m as a transport sends it.
+func messageFrame(m *events.Message) frame {
+	return frame{typ: m.Type, cursor: m.Cursor, data: m.JSON(), tx: m.TxID, state: m.State}
 }
 
 // eventsFirst is what a subscriber gets before the changes: a reset if
@@ -167,7 +175,7 @@ type frame struct {
 func (s *Server) eventsFirst(ctx context.Context, sub *events.Subscription, f events.Filter, c gateway.Consistency) ([]frame, error) {
 	var out []frame
 	if sub.Reset {
-		out = append(out, frame{events.TypeReset, sub.Pos, events.ControlJSON(events.TypeReset, "the cursor is older than what is kept, or unknown here: a new snapshot follows", sub.Pos)})
+		out = append(out, frame{typ: events.TypeReset, cursor: sub.Pos, data: events.ControlJSON(events.TypeReset, "the cursor is older than what is kept, or unknown here: a new snapshot follows", sub.Pos)})
 	}
 	if !sub.Snapshot {
 		return out, nil
@@ -185,7 +193,7 @@ func (s *Server) eventsFirst(ctx context.Context, sub *events.Subscription, f ev
 	if err != nil {
 		return nil, fmt.Errorf("encode snapshot: %w", err)
 	}
-	out = append(out, frame{events.TypeSnapshot, sub.Pos, data})
+	out = append(out, frame{typ: events.TypeSnapshot, cursor: sub.Pos, data: data})
 	for _, id := range f.Transactions {
 		st, found, err := s.gw.Status(ctx, id)
 		if err != nil {
@@ -193,7 +201,7 @@ func (s *Server) eventsFirst(ctx context.Context, sub *events.Subscription, f ev
 		}
 		if found {
 			m := &events.Message{Type: events.TypeTransaction, Cursor: sub.Pos, TxID: id, State: st.State, Err: st.Error, Code: st.Code}
-			out = append(out, frame{events.TypeTransaction, sub.Pos, m.JSON()})
+			out = append(out, messageFrame(m))
 		}
 	}
 	return out, nil
@@ -209,7 +217,17 @@ const streamEventsBatch = 64
 func (s *Server) streamEvents(out eventWriter, sub *events.Subscription, first []frame) {
 	defer out.end()
 	last := sub.Pos
+	// The state each followed transaction was last sent in: a state read
+	// for the first frames may be reached again by a message after the
+	// subscription's position, and a state is sent once, in order.
+	sent := map[string]txn.State{}
 	write := func(f frame) error {
+		if f.typ == events.TypeTransaction {
+			if st, ok := sent[f.tx]; ok && st.Reached(f.state) {
+				return nil
+			}
+			sent[f.tx] = f.state
+		}
 		if err := out.write(f); err != nil {
 			return err
 		}
@@ -222,7 +240,7 @@ func (s *Server) streamEvents(out eventWriter, sub *events.Subscription, first [
 		}
 	}
 	for _, m := range sub.Backlog {
-		if write(frame{m.Type, m.Cursor, m.JSON()}) != nil {
+		if write(messageFrame(m)) != nil {
 			return
 		}
 	}
@@ -236,7 +254,7 @@ func (s *Server) streamEvents(out eventWriter, sub *events.Subscription, first [
 		case <-out.done():
 			return
 		case <-sub.Done():
-			_ = out.write(frame{events.TypeClose, last, events.ControlJSON(events.TypeClose, sub.Reason(), last)})
+			_ = out.write(frame{typ: events.TypeClose, cursor: last, data: events.ControlJSON(events.TypeClose, sub.Reason(), last)})
 			_ = out.flush()
 			return
 		case <-hb.C:
@@ -244,12 +262,12 @@ func (s *Server) streamEvents(out eventWriter, sub *events.Subscription, first [
 				return
 			}
 		case m := <-sub.C():
-			err := write(frame{m.Type, m.Cursor, m.JSON()})
+			err := write(messageFrame(m))
 		more:
 			for n := 1; err == nil && n < streamEventsBatch; n++ {
 				select {
 				case m := <-sub.C():
-					err = write(frame{m.Type, m.Cursor, m.JSON()})
+					err = write(messageFrame(m))
 				default:
 					break more
 				}

@@ -97,24 +97,39 @@ func TestEventsAcrossProcesses(t *testing.T) {
 	start := time.Now()
 	second := post(t, a.url, `{"target":"M31"}`)
 	post(t, a.url, `{"target":"M42"}`) // excluded
-	// B's hub may not have read the first write's event when the
-	// subscription began: it may come again, after the snapshot that has
-	// it (rows are whole, so that is harmless).
-	id, row := rowOf(t, sub.nextOf(t, events.TypeRow, 5*time.Second))
-	if id == first["id"] {
-		id, row = rowOf(t, sub.nextOf(t, events.TypeRow, 5*time.Second))
+	// The second write's row, and the first transaction's states, settled
+	// by A and relayed through the stream to B: from its state when the
+	// subscription began (sent after the snapshot; A may have settled it
+	// already) to replicated, each once, in order. B's hub may not have
+	// read the first write's event when the subscription began: its row
+	// may come again, after the snapshot that has it (rows are whole, so
+	// that is harmless).
+	var states []string
+	seen := false
+	deadline := time.Now().Add(15 * time.Second)
+	for !seen || len(states) == 0 || states[len(states)-1] != "replicated" {
+		m := sub.next(t, time.Until(deadline))
+		switch m.Type {
+		case events.TypeTransaction:
+			if m.Data["transaction_id"] == tx {
+				states = append(states, m.Data["state"].(string))
+			}
+		case events.TypeRow:
+			id, row := rowOf(t, m)
+			if id == first["id"] {
+				continue
+			}
+			if seen || id != second["id"] || row["target"] != "M31" {
+				t.Fatalf("row on B: %s %v", id, row)
+			}
+			seen = true
+			t.Logf("write through A seen by B's subscriber after %v", time.Since(start))
+		}
 	}
-	if id != second["id"] || row["target"] != "M31" {
-		t.Fatalf("row on B: %s %v", id, row)
-	}
-	t.Logf("write through A seen by B's subscriber after %v", time.Since(start))
-	// The first transaction's states, settled by A, relayed through the
-	// stream to B (from queued, in the snapshot's wake, to replicated).
-	states := map[string]bool{}
-	for !states["replicated"] {
-		m := sub.nextOf(t, events.TypeTransaction, 10*time.Second)
-		if m.Data["transaction_id"] == tx {
-			states[m.Data["state"].(string)] = true
+	order := map[string]int{"queued": 1, "applied": 2, "replicated": 3}
+	for i := 1; i < len(states); i++ {
+		if order[states[i]] <= order[states[i-1]] {
+			t.Fatalf("the first transaction's states on B: %v, want each once, in order", states)
 		}
 	}
 
@@ -157,7 +172,7 @@ func TestEventsAcrossProcesses(t *testing.T) {
 	r := openSSE(t, c[0].url+"/v1/events?table=observations", last)
 	defer r.close()
 	m = r.next(t, 10*time.Second)
-	id, _ = rowOf(t, m)
+	id, _ := rowOf(t, m)
 	got = append(got, id)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("resumed across processes:\n got %v\nwant %v", got, want)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/spoolgw/spool/internal/overlay"
+	"github.com/spoolgw/spool/internal/testservers"
 	"github.com/spoolgw/spool/internal/txlog"
 	"github.com/spoolgw/spool/internal/txn"
 )
@@ -701,10 +703,22 @@ func TestTableReadsOwnWrites(t *testing.T) {
 // are. Redis is paused (CLIENT PAUSE, 2 s: ample for eight goroutines to
 // start, even on a loaded machine) while they call, so that the first
 // read is held in Redis until all of them have called; its script calls
-// are counted by Redis (INFO commandstats). Not parallel: it pauses the
-// package's server and counts all of its script calls.
+// are counted by Redis (INFO commandstats). The test has a server of its
+// own: it pauses it and counts every script call it serves.
 func TestTableSharesConcurrentReads(t *testing.T) {
-	l := openLog(t, Config{Normalize: func(string, map[string]any) {}})
+	t.Parallel()
+	testservers.Need(t, srvErr) // the binary is there
+	dir, err := testservers.TempDir("spool-redislog-shared-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	srv, err := testservers.StartRedis(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() }) // after the log's Close
+	l := openLog(t, Config{URL: srv.URL, Normalize: func(string, map[string]any) {}})
 	o := l.Overlay()
 	ctx := testCtx(t)
 	for i := range 100 {
