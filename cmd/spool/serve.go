@@ -282,18 +282,11 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	}
 	gw, ap := p.Gateway, p.Applier
 	// Live events: the hub stops after intake (below, at the HTTP
-	// server's shutdown, it closes its streams); the relay after the
-	// applier's last batch, which it writes to the events stream.
+	// server's shutdown, it closes its streams).
 	if err := p.Events.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	defer p.Events.Stop()
-	if p.Relay != nil {
-		if err := p.Relay.Start(context.WithoutCancel(ctx)); err != nil {
-			return err
-		}
-		defer p.Relay.Stop()
-	}
 	stats := map[string]func() any{"events": func() any { return p.Events.Stats() }}
 	metrics := &collector{gw: gw, logger: logger}
 	if fl, ok := lg.(*filelog.Log); ok {

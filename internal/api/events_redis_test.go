@@ -25,7 +25,8 @@ type redisNode struct {
 }
 
 // startRedisNode starts a process on log name in front of st; with
-// applies, it runs the applier and relays settled states.
+// applies, it runs the applier, which writes settled states to the
+// events stream.
 func startRedisNode(t *testing.T, st *postgres.Store, name string, applies bool) *redisNode {
 	t.Helper()
 	ctx := t.Context()
@@ -43,11 +44,6 @@ func startRedisNode(t *testing.T, st *postgres.Store, name string, applies bool)
 	if err := p.Events.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if p.Relay != nil {
-		if err := p.Relay.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if p.Applier != nil {
 		if err := p.Applier.Start(context.Background()); err != nil {
 			t.Fatal(err)
@@ -59,9 +55,6 @@ func startRedisNode(t *testing.T, st *postgres.Store, name string, applies bool)
 		srv.Close()
 		if p.Applier != nil {
 			p.Applier.Stop()
-		}
-		if p.Relay != nil {
-			p.Relay.Stop()
 		}
 		p.Events.Stop()
 		lg.Close()

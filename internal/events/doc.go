@@ -13,7 +13,8 @@
 //   - a shared log (Redis): every process's hub reads the log's events
 //     stream (Stream), written queued by the append script in the same
 //     atomic step as the append, and applied, replicated or failed by the
-//     process that settles the batch (through a Relay). Cursors are stream
+//     process that settles the batch, before the batch leaves the log
+//     (settle.Config.Events). Cursors are stream
 //     ids, the same in every process, so a subscriber resumes on any.
 //
 // Each change is read once per process: a queued transaction's rows, and a

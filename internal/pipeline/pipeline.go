@@ -2,9 +2,9 @@
 // given everything it needs when it is made, and nothing told of another
 // afterwards:
 //
-//	status tracker, record of retries, live events' intake or relay ← feed of state changes
+//	status tracker, record of retries, live events' intake ← feed of state changes
 //	log (+ overlay) → gateway → dead-letter queue, live events hub
-//	poison set, replication watcher → settler → applier
+//	poison set, replication watcher, events stream → settler → applier
 //
 // A write goes one way: the gateway appends it to the log, whose append
 // keeps the overlay in step (overlay.Logged for the local log; the Redis
@@ -68,8 +68,8 @@ type Config struct {
 	// gateway) and its Intake or Stream.
 	Events *events.Config
 	// EventStream is a shared log's events stream, which every process's
-	// hub reads and the process that settles writes (through
-	// Pipeline.Relay); needed with Events and Shared.
+	// hub reads and the settler of the process that applies writes the
+	// transactions' states to; needed with Events and Shared.
 	EventStream EventStream
 	Logger      *slog.Logger
 }
@@ -77,7 +77,7 @@ type Config struct {
 // EventStream is a shared log's events stream (redislog.Log).
 type EventStream interface {
 	events.Stream
-	events.Publisher
+	settle.EventLog
 }
 
 // Pipeline is the built write path.
@@ -96,10 +96,6 @@ type Pipeline struct {
 	// Events is the live events hub (not started); nil without
 	// Config.Events.
 	Events *events.Hub
-	// Relay writes the states this process settles to the shared log's
-	// events stream (not started); nil without Config.Events, a shared
-	// log and an applier.
-	Relay *events.Relay
 }
 
 // Build builds the pipeline of cfg.
@@ -119,9 +115,6 @@ func Build(ctx context.Context, cfg Config) (*Pipeline, error) {
 	case cfg.Events == nil:
 	case cfg.Shared != nil && cfg.EventStream == nil:
 		return nil, errors.New("pipeline: live events on a shared log need its events stream")
-	case cfg.Shared != nil && cfg.Applier != nil:
-		p.Relay = events.NewRelay(cfg.EventStream, 0, logger)
-		subs = append(subs, p.Relay)
 	case cfg.Shared == nil:
 		intake = events.NewIntake(0)
 		subs = append(subs, intake)
@@ -180,7 +173,11 @@ func Build(ctx context.Context, cfg Config) (*Pipeline, error) {
 	if cfg.Applier == nil {
 		return p, nil
 	}
-	settler, err := settle.New(settle.Config{Overlay: p.Overlay, Poison: poison, Replication: cfg.Replication, Feed: p.Feed, Keys: keep, Logger: logger})
+	sc := settle.Config{Overlay: p.Overlay, Poison: poison, Replication: cfg.Replication, Feed: p.Feed, Keys: keep, Logger: logger}
+	if cfg.Shared != nil && cfg.EventStream != nil {
+		sc.Events = cfg.EventStream
+	}
+	settler, err := settle.New(sc)
 	if err != nil {
 		return nil, err
 	}

@@ -43,6 +43,12 @@ type Publisher interface {
 	Publish(cs ...changes.Change)
 }
 
+// EventLog is a shared log's events stream (redislog.Log), which every
+// process's live events hub reads.
+type EventLog interface {
+	PublishEvents(ctx context.Context, cs []changes.Change) error
+}
+
 // Config is what a Settler is built from.
 type Config struct {
 	Overlay Overlay
@@ -59,6 +65,12 @@ type Config struct {
 	// transactions once they leave the log (idempotency.Local); a batch
 	// whose keys it could not keep does not settle.
 	Keys Keys
+	// Events, if not nil, is a shared log's events stream: a batch's
+	// states are written to it before the batch settles, so that a
+	// process that dies in between loses none (the batch is delivered,
+	// and its states written, again); a batch whose states could not be
+	// written does not settle.
+	Events EventLog
 }
 
 // Keys keeps the idempotency keys of settled transactions.
@@ -197,6 +209,7 @@ func (s *Settler) Committed(ctx context.Context, results []applier.Result) <-cha
 		}
 	}
 	s.cfg.Feed.Publish(cs...)
+	evicted = evicted && s.writeEvents(ctx, cs)
 	settled := make(chan struct{})
 	var t *turn
 	if s.cfg.Replication != nil && len(applied) > 0 {
@@ -247,7 +260,22 @@ func (s *Settler) replicated(ctx context.Context, replicated <-chan time.Time, r
 	}
 	left = true
 	s.cfg.Feed.Publish(cs...)
-	close(settled)
+	if s.writeEvents(ctx, cs) {
+		close(settled)
+	}
+}
+
+// writeEvents writes cs to the events stream, trying again until it
+// succeeds or ctx (the batch's term) ends; it reports whether they are
+// written. A try that failed may have written some: a subscriber may get
+// a state twice, which it ignores (the API sends each state once).
+func (s *Settler) writeEvents(ctx context.Context, cs []changes.Change) bool {
+	if s.cfg.Events == nil {
+		return true
+	}
+	return s.retry(ctx, "write transaction states to the events stream", len(cs), func(ctx context.Context) error {
+		return s.cfg.Events.PublishEvents(ctx, cs)
+	})
 }
 
 // persistKeys keeps the idempotency keys of results' transactions before

@@ -384,3 +384,71 @@ func TestSettleGivenUpHoldsBackItsTerm(t *testing.T) {
 		t.Fatalf("evicted %v in the next term, want a and b", got)
 	}
 }
+
+// fakeEvents is an events stream that records what was written and
+// fails the first `failures` writes.
+type fakeEvents struct {
+	mu       sync.Mutex
+	failures int
+	written  []txn.State
+}
+
+func (e *fakeEvents) PublishEvents(_ context.Context, cs []changes.Change) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.failures > 0 {
+		e.failures--
+		return errors.New("connection refused")
+	}
+	for _, c := range cs {
+		e.written = append(e.written, c.State)
+	}
+	return nil
+}
+
+func (e *fakeEvents) states() []txn.State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.written)
+}
+
+// A batch's states are in the events stream before the batch settles
+// (and the applier lets it go from the log): a write that fails is tried
+// again; one that never succeeds before the term ends leaves the batch
+// in the log, to be settled, and its states written, again.
+func TestSettleWritesEventsFirst(t *testing.T) {
+	feed := &recorder{}
+	ev := &fakeEvents{failures: 2}
+	rep := &fakeReplication{ch: make(chan time.Time, 1)}
+	s, err := New(Config{Overlay: &fakeOverlay{feed: feed}, Poison: deadletter.NewPoison(), Replication: rep, Feed: feed, Events: ev, EvictRetry: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	settled := s.Committed(t.Context(), results())
+	if got, want := ev.states(), []txn.State{txn.Applied, txn.Failed, txn.Applied}; !slices.Equal(got, want) {
+		t.Fatalf("written %v once committed, want %v", got, want)
+	}
+	ev.mu.Lock()
+	ev.failures = 2
+	ev.mu.Unlock()
+	rep.ch <- time.Now()
+	select {
+	case <-settled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("batch never settled once replicated")
+	}
+	if got := ev.states(); len(got) != 5 || got[3] != txn.Replicated || got[4] != txn.Replicated {
+		t.Fatalf("written %v by the time the batch settled, want the replicated states last", got)
+	}
+
+	ev = &fakeEvents{failures: 1 << 30}
+	s, err = New(Config{Overlay: &fakeOverlay{feed: feed}, Poison: deadletter.NewPoison(), Feed: feed, Events: ev, EvictRetry: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if closed(s.Committed(ctx, results())) {
+		t.Fatal("batch settled though its states were never written")
+	}
+}
