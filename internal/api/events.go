@@ -261,6 +261,27 @@ func (s *Server) streamEvents(out eventWriter, sub *events.Subscription, first [
 			if out.heartbeat() != nil {
 				return
 			}
+		case <-sub.Behind():
+			// The buffer filled: drain it, then read on from the history.
+			var err error
+		drain:
+			for err == nil {
+				select {
+				case m := <-sub.C():
+					err = write(messageFrame(m))
+				default:
+					break drain
+				}
+			}
+			for _, m := range sub.CatchUp() {
+				if err != nil {
+					break
+				}
+				err = write(messageFrame(m))
+			}
+			if err != nil || out.flush() != nil {
+				return
+			}
 		case m := <-sub.C():
 			err := write(messageFrame(m))
 		more:

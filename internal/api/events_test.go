@@ -229,11 +229,43 @@ func TestEventsReset(t *testing.T) {
 	}
 }
 
+// TestEventsBurstReadsOnFromHistory: a burst larger than a subscriber's
+// buffer (one transaction of 100 rows, published at once) does not close
+// a subscriber that reads: it gets every row, in order, from the history,
+// and then the changes after it from its buffer again.
+func TestEventsBurstReadsOnFromHistory(t *testing.T) {
+	e := setupEvents(t, events.Config{Buffer: 4})
+	c := openSSE(t, e.srv.URL+"/v1/events?table=observations", "")
+	defer c.close()
+	c.next(t, 5*time.Second) // the snapshot
+	var ops []string
+	for i := range 100 {
+		ops = append(ops, fmt.Sprintf(`{"op":"insert","table":"observations","values":{"target":"B%d"}}`, i))
+	}
+	var want []any
+	for range 2 {
+		r := e.must(http.StatusAccepted, "POST", "/v1/transactions", `{"operations":[`+strings.Join(ops, ",")+`]}`)
+		want = append(want, r.body["ids"].([]any)...)
+	}
+	want = append(want, e.insert("M31"))
+	for i, id := range want {
+		m := c.next(t, 5*time.Second)
+		if got, _ := rowOf(t, m); got != id {
+			t.Fatalf("message %d: row %s, want %s", i, got, id)
+		}
+	}
+	if s := e.hub.Stats(); s.SlowClosed != 0 || s.Subscribers != 1 {
+		t.Fatalf("stats %+v: the subscriber was closed", s)
+	}
+}
+
 // TestEventsStalledSubscriberDropped: a subscriber that stops reading is
-// closed once its buffer fills, while writes go on at full rate and
-// another subscriber gets every change.
+// closed once it is further behind than the history reaches (its buffer
+// filled long before), while writes go on at full rate and another
+// subscriber gets every change. The write timeout is longer than the
+// test: the history alone decides.
 func TestEventsStalledSubscriberDropped(t *testing.T) {
-	e := setupEvents(t, events.Config{Buffer: 8, WriteTimeout: time.Second})
+	e := setupEvents(t, events.Config{Buffer: 8, History: 200, WriteTimeout: time.Minute})
 	url := e.srv.URL + "/v1/events?table=observations"
 	healthy := openSSE(t, url, "")
 	defer healthy.close()

@@ -25,9 +25,10 @@ const (
 	// MiB at most.
 	DefaultHistory = 50_000
 	// DefaultBuffer is 512 messages waiting for one subscriber's
-	// connection: a burst of a few hundred writes to its table rides it
-	// out, and 2,000 subscribers' buffers cost 8 MiB of pointers. A
-	// subscriber further behind is closed (it resumes from its cursor).
+	// connection: 2,000 subscribers' buffers cost 8 MiB of pointers. A
+	// subscriber whose buffer fills (a burst, a slow link) reads on from
+	// the history, which all subscribers share; one further behind than
+	// the history reaches is closed, with its cursor to resume from.
 	DefaultBuffer = 512
 	// DefaultMaxSubscribers is 2,000 subscribers per process: each is a
 	// connection, a goroutine and a buffer; more get 503.
@@ -155,6 +156,7 @@ type Hub struct {
 	head     Cursor // after every message so far
 	seq      uint64 // a local log's entries
 	subs     map[*Subscription]struct{}
+	lagging  map[*Subscription]struct{} // whose buffer filled: see offerLocked
 	byTable  map[string]map[*Subscription]struct{}
 	byTx     map[string]map[*Subscription]struct{}
 	stopped  bool
@@ -181,7 +183,7 @@ func New(cfg Config) (*Hub, error) {
 		return nil, errors.New("events: a hub needs an intake (local log) or a stream (shared log), not both")
 	}
 	cfg = cfg.withDefaults()
-	h := &Hub{cfg: cfg, ring: make([]*Message, cfg.History), subs: map[*Subscription]struct{}{},
+	h := &Hub{cfg: cfg, ring: make([]*Message, cfg.History), subs: map[*Subscription]struct{}{}, lagging: map[*Subscription]struct{}{},
 		byTable: map[string]map[*Subscription]struct{}{}, byTx: map[string]map[*Subscription]struct{}{}, last: map[rowRef]schema.Row{}}
 	if cfg.Intake != nil {
 		h.newEpoch()
@@ -306,6 +308,9 @@ func (h *Hub) publish(msgs []*Message, entry Cursor) {
 		}
 	}
 	h.head = Cursor{A: entry.A, B: entry.B, I: endOfEntry}
+	for s := range h.lagging {
+		h.lostLocked(s)
+	}
 }
 
 // since returns the messages of the ring after c.

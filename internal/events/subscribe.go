@@ -26,6 +26,15 @@ type Subscription struct {
 	ch     chan *Message
 	done   chan struct{}
 	reason string // why Done closed; set before
+	// behind is signalled when the buffer (ch) filled: lagging is set,
+	// and the messages after queued are read from the hub's history
+	// (CatchUp) instead of handed to ch.
+	behind  chan struct{}
+	lagging bool
+	// queued is where what the subscription has been given ends: the
+	// last message handed to ch or returned by CatchUp (or, before any,
+	// the hub's head when it subscribed).
+	queued Cursor
 
 	// after: messages at or before it are not for this subscription (a
 	// cursor another process's hub gave, ahead of this one's).
@@ -47,6 +56,31 @@ type Subscription struct {
 
 // C is the subscription's messages after Backlog.
 func (s *Subscription) C() <-chan *Message { return s.ch }
+
+// Behind is signalled when C's buffer filled: once C is drained, CatchUp
+// returns the messages that come next.
+func (s *Subscription) Behind() <-chan struct{} { return s.behind }
+
+// CatchUp returns, from the hub's history, the messages for s after those
+// handed to C, which it must have drained, and hands the messages after
+// them to C again. A subscription that fell further behind than the
+// history reaches is closed instead ("slow"), and CatchUp returns nil.
+func (s *Subscription) CatchUp() []*Message {
+	h := s.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.subs[s]; !ok || !s.lagging {
+		return nil
+	}
+	if h.lostLocked(s) {
+		return nil
+	}
+	msgs := h.filterLocked(s, h.sinceLocked(s.queued))
+	s.lagging, s.queued = false, h.head
+	delete(h.lagging, s)
+	h.delivered.Add(int64(len(msgs)))
+	return msgs
+}
 
 // Done is closed when the hub closes the subscription; Reason says why.
 func (s *Subscription) Done() <-chan struct{} { return s.done }
@@ -70,7 +104,7 @@ func (s *Subscription) Close() {
 // set. It fails with ErrFull past Config.MaxSubscribers and ErrClosed
 // once the hub stopped. ctx bounds the reads of a resume from the stream.
 func (h *Hub) Subscribe(ctx context.Context, f Filter, after *Cursor) (*Subscription, error) {
-	s := &Subscription{hub: h, filter: f, ch: make(chan *Message, h.cfg.Buffer), done: make(chan struct{})}
+	s := &Subscription{hub: h, filter: f, ch: make(chan *Message, h.cfg.Buffer), done: make(chan struct{}), behind: make(chan struct{}, 1)}
 	h.mu.Lock()
 	switch {
 	case h.stopped:
@@ -81,7 +115,7 @@ func (h *Hub) Subscribe(ctx context.Context, f Filter, after *Cursor) (*Subscrip
 		return nil, ErrFull
 	}
 	h.addLocked(s)
-	s.Pos = h.head
+	s.Pos, s.queued = h.head, h.head
 	catchUp := false
 	switch {
 	case after == nil:
@@ -220,6 +254,7 @@ func (h *Hub) removeLocked(s *Subscription) bool {
 		return false
 	}
 	delete(h.subs, s)
+	delete(h.lagging, s)
 	if q := s.filter.Query; q != nil {
 		unindex(h.byTable, q.Table.Name, s)
 	}
@@ -248,27 +283,45 @@ func (h *Hub) filterLocked(s *Subscription, msgs []*Message) []*Message {
 	return out
 }
 
-// offerLocked hands m to s if s wants it; a subscription whose buffer is
-// full is closed, never waited for.
+// offerLocked hands m to s if s wants it. A subscription whose buffer is
+// full is never waited for: it reads on from the history once it has
+// drained its buffer (Subscription.CatchUp), and is closed if it falls
+// further behind than the history reaches.
 func (h *Hub) offerLocked(s *Subscription, m *Message) {
-	if s.after != (Cursor{}) && m.Cursor.Compare(s.after) <= 0 {
-		return
-	}
-	if !h.wantsLocked(s, m) {
+	if s.lagging || !h.wantsLocked(s, m) {
 		return
 	}
 	select {
 	case s.ch <- m:
+		s.queued = m.Cursor
 		h.delivered.Add(1)
 	default:
-		h.slow.Add(1)
-		h.dropLocked(s, fmt.Sprintf("slow: more than %d messages waiting", cap(s.ch)))
+		s.lagging = true
+		h.lagging[s] = struct{}{}
+		select {
+		case s.behind <- struct{}{}:
+		default:
+		}
 	}
+}
+
+// lostLocked closes s, and reports true, if the history no longer holds
+// every message after what s was given.
+func (h *Hub) lostLocked(s *Subscription) bool {
+	if s.queued.Compare(h.evicted) >= 0 {
+		return false
+	}
+	h.slow.Add(1)
+	h.dropLocked(s, fmt.Sprintf("slow: more than %d messages behind", len(h.ring)))
+	return true
 }
 
 // wantsLocked tells whether m is for s: a followed transaction's state; a
 // row of its table that matches its filter, or that leaves it.
 func (h *Hub) wantsLocked(s *Subscription, m *Message) bool {
+	if s.after != (Cursor{}) && m.Cursor.Compare(s.after) <= 0 {
+		return false // another process's hub gave s a cursor ahead of m
+	}
 	if m.Type == TypeTransaction {
 		for _, id := range s.filter.Transactions {
 			if id == m.TxID {
