@@ -76,6 +76,28 @@ func (b *bench) events(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The hub may still be resolving the writes of the rate measurement:
+	// a write the subscriber sees marks it caught up, and the measurement
+	// starts after it.
+	if err := lg.post(ctx, target, seq.Add(1), http.StatusCreated); err != nil {
+		return err
+	}
+	for caughtUp := false; !caughtUp; {
+		mu.Lock()
+		caughtUp = len(seen) > 0
+		for tx := range acked {
+			_, ok := seen[tx]
+			caughtUp = caughtUp && ok
+		}
+		mu.Unlock()
+		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	mu.Lock()
+	clear(acked)
+	clear(seen)
+	mu.Unlock()
 	got := lg.open(ctx, target, rate, b.cfg.duration, http.StatusCreated, &seq)
 	if err := got.failed(fmt.Sprintf("open loop at %.0f/s", rate)); err != nil {
 		return err

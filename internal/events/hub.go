@@ -12,7 +12,6 @@ import (
 
 	"github.com/spoolgw/spool/internal/changes"
 	"github.com/spoolgw/spool/internal/gateway"
-	"github.com/spoolgw/spool/internal/query"
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/txn"
 )
@@ -53,13 +52,13 @@ const (
 
 // Tuning of the hub's reads.
 const (
-	// readTimeout bounds one read of a row.
+	// readTimeout bounds one read of rows.
 	readTimeout = 2 * time.Second
-	// readAttempts is how many times a row that cannot be read is tried
-	// before its message goes out with the error instead.
+	// readAttempts is how many times rows that cannot be read are tried
+	// before their messages go out with the error instead.
 	readAttempts = 3
-	// readParallel is how many rows of one batch are read at once.
-	readParallel = 32
+	// readBatch is the most rows of one table read at once.
+	readBatch = 500
 	// streamBatch and streamBlock are one read of the events stream.
 	streamBatch = 1000
 	streamBlock = 250 * time.Millisecond
@@ -74,7 +73,9 @@ var ErrClosed = errors.New("events: stopped")
 // Reader reads rows as the smart read does (gateway.Gateway).
 type Reader interface {
 	Table(name string) (*schema.Table, error)
-	Get(ctx context.Context, t *schema.Table, key string, c gateway.Consistency) (schema.Row, query.Source, bool, error)
+	// GetMany reads rows by canonical key: rows[i] is keys[i]'s, nil if
+	// none.
+	GetMany(ctx context.Context, t *schema.Table, keys []string, c gateway.Consistency) ([]schema.Row, error)
 }
 
 // Stream is a shared log's events stream (redislog.Log).

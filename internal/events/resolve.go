@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"slices"
 	"time"
 
 	"github.com/spoolgw/spool/internal/changes"
@@ -28,9 +28,10 @@ type rowRead struct {
 var errNotExposed = errors.New("table not exposed")
 
 // readRows reads, once each, every row a queued or failed change of cs
-// touches, as the smart read returns it now, a few at a time.
+// touches, as the smart read returns it now: the rows of each table with
+// one read of the overlay and one of the database per readBatch rows.
 func (h *Hub) readRows(ctx context.Context, cs []changes.Change) map[rowRef]rowRead {
-	var refs []rowRef
+	keys := map[string][]string{} // by table, each key once
 	seen := map[rowRef]bool{}
 	for _, c := range cs {
 		if c.Tx == nil || (c.State != txn.Queued && c.State != txn.Failed) {
@@ -40,46 +41,46 @@ func (h *Hub) readRows(ctx context.Context, cs []changes.Change) map[rowRef]rowR
 			r := rowRef{op.Table, op.ID}
 			if !seen[r] {
 				seen[r] = true
-				refs = append(refs, r)
+				keys[op.Table] = append(keys[op.Table], op.ID)
 			}
 		}
 	}
-	out := make(map[rowRef]rowRead, len(refs))
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, readParallel)
-	for _, r := range refs {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			rr := h.readRow(ctx, r)
-			mu.Lock()
-			out[r] = rr
-			mu.Unlock()
-		})
+	out := make(map[rowRef]rowRead, len(seen))
+	for table, ks := range keys {
+		t, err := h.cfg.Reader.Table(table)
+		if err != nil {
+			for _, k := range ks {
+				out[rowRef{table, k}] = rowRead{err: errNotExposed}
+			}
+			continue
+		}
+		for chunk := range slices.Chunk(ks, readBatch) {
+			rows, err := h.readMany(ctx, t, chunk)
+			for i, k := range chunk {
+				if err != nil {
+					out[rowRef{table, k}] = rowRead{err: err}
+				} else {
+					out[rowRef{table, k}] = rowRead{row: rows[i]}
+				}
+			}
+		}
 	}
-	wg.Wait()
 	return out
 }
 
-// readRow reads one row, trying again a few times if it cannot.
-func (h *Hub) readRow(ctx context.Context, r rowRef) rowRead {
-	t, err := h.cfg.Reader.Table(r.table)
-	if err != nil {
-		return rowRead{err: errNotExposed}
-	}
+// readMany reads rows of one table, trying again a few times if it
+// cannot.
+func (h *Hub) readMany(ctx context.Context, t *schema.Table, keys []string) ([]schema.Row, error) {
 	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		rctx, cancel := context.WithTimeout(ctx, readTimeout)
-		row, _, found, err := h.cfg.Reader.Get(rctx, t, r.id, gateway.Smart)
+		rows, err := h.cfg.Reader.GetMany(rctx, t, keys, gateway.Smart)
 		cancel()
 		switch {
-		case err == nil && found:
-			return rowRead{row: row}
 		case err == nil:
-			return rowRead{}
+			return rows, nil
 		case attempt == readAttempts || ctx.Err() != nil:
-			return rowRead{err: fmt.Errorf("read %s/%s: %w", r.table, r.id, err)}
+			return nil, fmt.Errorf("read %d rows of %s: %w", len(keys), t.Name, err)
 		}
 		sleep(ctx, wait)
 		wait *= 4

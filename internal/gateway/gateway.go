@@ -33,6 +33,7 @@ const KVTable = "spool_kv"
 // canonical: each overlay is built with the catalog's normaliser.
 type Overlay interface {
 	Row(ctx context.Context, table, key string) (overlay.Pending, error)
+	Rows(ctx context.Context, table string, keys []string) ([]overlay.Pending, error)
 	Table(ctx context.Context, table string) (map[string]overlay.Pending, error)
 	// Has reports whether a transaction still has changes pending.
 	Has(ctx context.Context, id string) (bool, error)
@@ -321,6 +322,13 @@ func (g *Gateway) Get(ctx context.Context, t *schema.Table, key string, c Consis
 	}
 	r, merge := g.readerFor(c)
 	return r.Get(ctx, t, k, merge)
+}
+
+// GetMany reads rows of t by canonical key text, as operations carry
+// them (query.Reader.GetMany): rows[i] is keys[i]'s, nil if none.
+func (g *Gateway) GetMany(ctx context.Context, t *schema.Table, keys []string, c Consistency) ([]schema.Row, error) {
+	r, merge := g.readerFor(c)
+	return r.GetMany(ctx, t, keys, merge)
 }
 
 // List reads many rows.

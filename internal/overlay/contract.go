@@ -11,6 +11,9 @@ import "context"
 type Changes interface {
 	// Row returns the pending changes to one row in log order, nil if none.
 	Row(ctx context.Context, table, key string) (Pending, error)
+	// Rows returns the pending changes to each of keys' rows of table,
+	// read at once: the i-th for keys[i].
+	Rows(ctx context.Context, table string, keys []string) ([]Pending, error)
 	// Table returns the pending changes of every row of table.
 	Table(ctx context.Context, table string) (map[string]Pending, error)
 	// Has reports whether a transaction still has changes pending.

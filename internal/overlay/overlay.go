@@ -287,6 +287,19 @@ func (o *Overlay) Withdraw(ctx context.Context, depends func(table, key string, 
 	return ids, nil
 }
 
+// Rows returns copies of the pending changes to each of keys' rows.
+func (o *Overlay) Rows(ctx context.Context, table string, keys []string) ([]Pending, error) {
+	out := make([]Pending, len(keys))
+	for i, k := range keys {
+		p, err := o.Row(ctx, table, k)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = p
+	}
+	return out, nil
+}
+
 // Row returns a copy of the pending changes to one row, nil if none.
 func (o *Overlay) Row(ctx context.Context, table, key string) (Pending, error) {
 	o.mu.RLock()

@@ -39,6 +39,7 @@ type Database interface {
 // Overlay is what a smart read needs of the overlay.
 type Overlay interface {
 	Row(ctx context.Context, table, key string) (overlay.Pending, error)
+	Rows(ctx context.Context, table string, keys []string) ([]overlay.Pending, error)
 	Table(ctx context.Context, table string) (map[string]overlay.Pending, error)
 }
 
@@ -79,6 +80,44 @@ func (r *Reader) Get(ctx context.Context, t *schema.Table, key string, merge boo
 		src = FromMerged
 	}
 	return complete(t, row), src, exists, nil
+}
+
+// GetMany reads rows by canonical key text (keys with no repeats), as Get
+// does, with one read of the overlay for all of them and one of the
+// database per MaxInItems keys whose pending changes do not decide them:
+// rows[i] is keys[i]'s row, nil if there is none. With merge false it
+// reads the database alone.
+func (r *Reader) GetMany(ctx context.Context, t *schema.Table, keys []string, merge bool) ([]schema.Row, error) {
+	pending := make(map[string]overlay.Pending, len(keys))
+	if merge {
+		// The overlay first, as Get does.
+		ps, err := r.Overlay.Rows(ctx, t.Name, keys)
+		if err != nil {
+			return nil, fmt.Errorf("read overlay %s: %w: %w", t.Name, ErrOverlay, err)
+		}
+		for i, k := range keys {
+			pending[k] = ps[i]
+		}
+	} else {
+		for _, k := range keys {
+			pending[k] = nil
+		}
+	}
+	base, err := r.bases(ctx, t, pending)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", t.Name, err)
+	}
+	rows := make([]schema.Row, len(keys))
+	for i, k := range keys {
+		row, exists := base[k], base[k] != nil
+		if p := pending[k]; len(p) > 0 {
+			row, exists = p.Apply(row)
+		}
+		if exists {
+			rows[i] = complete(t, row)
+		}
+	}
+	return rows, nil
 }
 
 // List reads the rows matching q. With merge false it reads the database

@@ -111,6 +111,24 @@ func TestListMergesLikeApplyingEverything(t *testing.T) {
 		if !slices.EqualFunc(got, want, func(a, b schema.Row) bool { return fmt.Sprint(a) == fmt.Sprint(b) }) {
 			t.Fatalf("trial %d, %s: smart list\n%v\nwant\n%v", trial, params.Encode(), got, want)
 		}
+		// GetMany of every key reads what Get reads of each.
+		var keys []string
+		for i := range 90 {
+			keys = append(keys, fmt.Sprintf("k%02d", i))
+		}
+		many, err := r.GetMany(ctx, items, keys, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, k := range keys {
+			row, _, found, err := r.Get(ctx, items, k, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if found != (many[i] != nil) || fmt.Sprint(row) != fmt.Sprint(many[i]) {
+				t.Fatalf("trial %d: GetMany(%s) = %v, Get = %v (found %v)", trial, k, many[i], row, found)
+			}
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spoolgw/spool/internal/overlay"
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/txlog"
@@ -55,6 +56,37 @@ func (o *Overlay) Row(ctx context.Context, table, key string) (overlay.Pending, 
 		}
 	}
 	return p, err
+}
+
+// Rows returns the pending changes to each of keys' rows of table, with
+// one round trip (a pipeline of LRANGEs).
+func (o *Overlay) Rows(ctx context.Context, table string, keys []string) ([]overlay.Pending, error) {
+	if o.l.isClosing() {
+		return nil, fmt.Errorf("redislog: overlay rows: %w", txlog.ErrClosed)
+	}
+	cmds := make([]*redis.StringSliceCmd, len(keys))
+	if _, err := o.l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.LRange(ctx, o.l.keys.row(table, k), 0, -1)
+		}
+		return nil
+	}); err != nil {
+		return nil, o.l.fail("overlay rows", err)
+	}
+	out := make([]overlay.Pending, len(keys))
+	for i, c := range cmds {
+		p, err := decodePending(c.Val())
+		if err != nil {
+			return nil, fmt.Errorf("redislog: overlay rows: %s/%s: %w", table, keys[i], err)
+		}
+		if o.normalize != nil {
+			for _, op := range p {
+				o.normalize(table, op.Values)
+			}
+		}
+		out[i] = p
+	}
+	return out, nil
 }
 
 // Table returns the pending changes to every row of table. It keeps what

@@ -419,13 +419,20 @@ func overlayMatchesInMemory(t *testing.T, seed uint64) {
 			if g, w := pendingJSON(t, got), pendingJSON(t, want); g != w {
 				t.Fatalf("step %d: table %q\n got %s\nwant %s", step, table, g, w)
 			}
-			for _, key := range keys {
+			many, err := o.Rows(ctx, table, keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, key := range keys {
 				got, _ := o.Row(ctx, table, key)
 				want, _ := mem.Row(ctx, table, key)
 				gr, gok := got.Apply(nil)
 				wr, wok := want.Apply(nil)
 				if gok != wok || pendingJSON(t, gr) != pendingJSON(t, wr) {
 					t.Fatalf("step %d: row %q/%q applies to %v %v, in memory %v %v", step, table, key, gr, gok, wr, wok)
+				}
+				if pendingJSON(t, many[i]) != pendingJSON(t, got) {
+					t.Fatalf("step %d: Rows gave %q/%q %s, Row %s", step, table, key, pendingJSON(t, many[i]), pendingJSON(t, got))
 				}
 			}
 		}
