@@ -69,7 +69,7 @@ func newRedis(dir string) (*Redis, error) {
 func (r *Redis) Start() error {
 	args := []string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.Dir,
 		"--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction",
-		"--save", "", "--daemonize", "no", "--logfile", filepath.Join(r.Dir, "redis.log")}
+		"--save", "", "--repl-diskless-sync-delay", "0", "--daemonize", "no", "--logfile", filepath.Join(r.Dir, "redis.log")}
 	r.cmd = exec.Command(r.bin, append(args, r.Args...)...)
 	if err := r.cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)

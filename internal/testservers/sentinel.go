@@ -155,8 +155,8 @@ func (s *SentinelSet) URL() string {
 // waitReady waits until master has its replicas in sync and every
 // Sentinel sees them and the other Sentinels.
 func (s *SentinelSet) waitReady(ctx context.Context, master *Redis, replicas int) error {
-	return s.until(ctx, 30*time.Second, "the Sentinel set to be ready", func(ctx context.Context) error {
-		if err := s.replicasInSync(ctx, master, replicas); err != nil {
+	return until(ctx, 30*time.Second, "the Sentinel set to be ready", func(ctx context.Context) error {
+		if err := replicasInSync(ctx, master, replicas); err != nil {
 			return err
 		}
 		for _, sn := range s.Sentinels {
@@ -174,7 +174,7 @@ func (s *SentinelSet) waitReady(ctx context.Context, master *Redis, replicas int
 
 // replicasInSync checks that master is a master with n replicas whose
 // links are up and online.
-func (s *SentinelSet) replicasInSync(ctx context.Context, master *Redis, n int) error {
+func replicasInSync(ctx context.Context, master *Redis, n int) error {
 	info, err := infoFields(ctx, master.Addr, "replication")
 	if err != nil {
 		return err
@@ -218,7 +218,7 @@ func (s *SentinelSet) Master(ctx context.Context) (*Redis, error) {
 // returns it.
 func (s *SentinelSet) WaitFailover(ctx context.Context, old *Redis, n int, within time.Duration) (*Redis, error) {
 	var m *Redis
-	err := s.until(ctx, within, "a failover", func(ctx context.Context) error {
+	err := until(ctx, within, "a failover", func(ctx context.Context) error {
 		var err error
 		if m, err = s.Master(ctx); err != nil {
 			return err
@@ -226,21 +226,21 @@ func (s *SentinelSet) WaitFailover(ctx context.Context, old *Redis, n int, withi
 		if m == old {
 			return fmt.Errorf("the master is still %s", old.Addr)
 		}
-		return s.replicasInSync(ctx, m, n)
+		return replicasInSync(ctx, m, n)
 	})
 	return m, err
 }
 
-// WaitReplicas waits until master has n replicas in sync.
-func (s *SentinelSet) WaitReplicas(ctx context.Context, master *Redis, n int, within time.Duration) error {
-	return s.until(ctx, within, fmt.Sprintf("%d replicas of %s in sync", n, master.Addr), func(ctx context.Context) error {
-		return s.replicasInSync(ctx, master, n)
+// WaitReplicas waits until r is a master with n replicas in sync.
+func (r *Redis) WaitReplicas(ctx context.Context, n int, within time.Duration) error {
+	return until(ctx, within, fmt.Sprintf("%d replicas of %s in sync", n, r.Addr), func(ctx context.Context) error {
+		return replicasInSync(ctx, r, n)
 	})
 }
 
 // until calls check every 50 ms until it returns nil, within passes or
 // ctx ends.
-func (s *SentinelSet) until(ctx context.Context, within time.Duration, what string, check func(context.Context) error) error {
+func until(ctx context.Context, within time.Duration, what string, check func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	for {

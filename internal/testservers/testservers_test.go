@@ -66,7 +66,7 @@ func TestSentinelSetFailover(t *testing.T) {
 	if err := old.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.WaitReplicas(ctx, m, 1, 30*time.Second); err != nil {
+	if err := m.WaitReplicas(ctx, 1, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 }
