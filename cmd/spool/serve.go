@@ -190,6 +190,11 @@ func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logge
 	case c.minReplicasSet && !shared:
 		return fmt.Errorf("--log-min-replicas needs a Redis --log: a local log has no replicas")
 	}
+	if shared {
+		if err := redislog.CheckURL(c.logURL); err != nil {
+			return fmt.Errorf("--log %s: %w", redact(c.logURL), err)
+		}
+	}
 	// Credentials, TLS and limits first: a spool that may not listen
 	// where it is told opens nothing.
 	authn, err := newAuth(c, logger)

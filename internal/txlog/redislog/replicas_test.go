@@ -43,7 +43,7 @@ func TestSentinelURL(t *testing.T) {
 		{"redis-sentinel://h1:1/a/b", "master's name"},
 		{"redis-sentinel://h1,h2:2/m", "Sentinel address"},
 		{"redis-sentinel://h1:1/m?bogus=1", "bogus"},
-		{"redis-cluster://h1:1,h2:2", "Cluster is not supported"},
+		{"redis-cluster://h1:1,h2:2", "does not run on a Redis Cluster"},
 	} {
 		_, err := newClient(bad.url)
 		if err == nil || !strings.Contains(err.Error(), bad.want) {

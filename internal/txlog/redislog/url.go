@@ -14,7 +14,7 @@ import (
 // ErrClusterUnsupported is wrapped by Open when the URL or the server is a
 // Redis Cluster: the log does not run on one (see the package
 // documentation).
-var ErrClusterUnsupported = errors.New("Redis Cluster is not supported")
+var ErrClusterUnsupported = errors.New("the log does not run on a Redis Cluster")
 
 // URL schemes of a log on Redis Sentinel: the master of a named set,
 // found through its Sentinels; the second with TLS.
@@ -43,6 +43,22 @@ const dialAttempts = 1
 // (redis://, rediss://, unix://) or a Sentinel set's (redis-sentinel://),
 // whose master the client finds and follows through failovers.
 func newClient(rawURL string) (redis.UniversalClient, error) {
+	u, err := options(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewUniversalClient(u), nil
+}
+
+// CheckURL reports what is wrong with a log's URL, as Open would, without
+// connecting: a command checks its flags before it opens anything.
+func CheckURL(rawURL string) error {
+	_, err := options(rawURL)
+	return err
+}
+
+// options are the client options of a log's URL.
+func options(rawURL string) (*redis.UniversalOptions, error) {
 	var (
 		u   *redis.UniversalOptions
 		err error
@@ -60,7 +76,7 @@ func newClient(rawURL string) (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("redislog: config: URL: %w", err)
 	}
 	u.DialerRetries = dialAttempts
-	return redis.NewUniversalClient(u), nil
+	return u, nil
 }
 
 // serverOptions are the options of one server's URL, as redis.ParseURL
