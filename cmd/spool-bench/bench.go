@@ -41,6 +41,13 @@ Scenarios (default: ingest read):
               server's own p50/p99 from its request histogram and, on the
               local log, those of its fdatasyncs meanwhile (GET /metrics; to
               the bound of the bucket they fall in)
+  replicated  (--servers) the write path's cost of --log-min-replicas 1 (a
+              WAIT for one replica after each append): a replica is
+              attached to the bench's Redis, and at each --concurrency
+              spool with WAIT 1 and spool without (the single-server
+              shape, same master, same replica attached) are measured
+              alternately, beside the durable no-op with and without the
+              same WAIT after its RPUSH (the floor of each)
   drain       pre-fills the log with the drain held, then rows/s into the
               database once it drains. Beside it: the same number of rows
               written raw in batches of 500 (COPY on PostgreSQL, one
@@ -138,7 +145,7 @@ type benchConfig struct {
 }
 
 // benchScenarios are the scenarios in the order they run.
-var benchScenarios = []string{"ingest", "drain", "visibility", "read", "events", "outage", "telemetry"}
+var benchScenarios = []string{"ingest", "replicated", "drain", "visibility", "read", "events", "outage", "telemetry"}
 
 func benchFlags(stderr io.Writer) (*flag.FlagSet, *benchConfig, *string, *string) {
 	c := &benchConfig{}
@@ -273,6 +280,8 @@ func (b *bench) run(ctx context.Context, scenario string) error {
 	switch scenario {
 	case "ingest":
 		return b.ingest(ctx)
+	case "replicated":
+		return b.replicated(ctx)
 	case "drain":
 		return b.drain(ctx)
 	case "visibility":

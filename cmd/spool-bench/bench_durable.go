@@ -19,6 +19,14 @@ import (
 // overlay or drain: spool against it is what spool's own work costs, it
 // against the no-op what durability costs on this machine.
 func (e *benchEnv) startDurable() (string, func(), error) {
+	return e.startDurableWait(0)
+}
+
+// startDurableWait is the durable no-op whose RPUSH is followed, in the
+// same round trip, by WAIT replicas (1 s), as spool's append is under
+// --log-min-replicas: a write fewer replicas acknowledged gets 503.
+// replicas 0 is the durable no-op; it needs --servers otherwise.
+func (e *benchEnv) startDurableWait(replicas int) (string, func(), error) {
 	var (
 		appendBody func(ctx context.Context, body []byte) error
 		closeLog   func()
@@ -28,9 +36,21 @@ func (e *benchEnv) startDurable() (string, func(), error) {
 		if err != nil {
 			return "", nil, err
 		}
-		const key = "bench:durable-noop"
+		key := fmt.Sprintf("bench:durable-noop-%d", replicas)
 		appendBody = func(ctx context.Context, body []byte) error {
-			return rdb.RPush(ctx, key, body).Err()
+			if replicas == 0 {
+				return rdb.RPush(ctx, key, body).Err()
+			}
+			pipe := rdb.Pipeline()
+			pipe.RPush(ctx, key, body)
+			wait := pipe.Do(ctx, "WAIT", replicas, 1000)
+			if _, err := pipe.Exec(ctx); err != nil {
+				return err
+			}
+			if n, _ := wait.Int64(); n < int64(replicas) {
+				return fmt.Errorf("WAIT: %d of %d replicas", n, replicas)
+			}
+			return nil
 		}
 		closeLog = func() {
 			// Not kept for the measurements after: the AOF rewrites
@@ -39,6 +59,9 @@ func (e *benchEnv) startDurable() (string, func(), error) {
 			rdb.Close()
 		}
 	} else {
+		if replicas > 0 {
+			return "", nil, fmt.Errorf("bench: durable no-op: WAIT needs --servers")
+		}
 		f, err := os.OpenFile(filepath.Join(e.dir, "durable-noop.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			return "", nil, fmt.Errorf("bench: durable no-op: %w", err)

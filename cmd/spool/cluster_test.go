@@ -63,7 +63,12 @@ func createDatabase(t *testing.T, prefix, schema string) (primary, replica strin
 
 // sharedArgs are the flags of a process on the shared Redis log.
 func sharedArgs(t *testing.T, db, logName, role string, extra ...string) []string {
-	return append([]string{"--data-dir", t.TempDir(), "--log", redisSrv.URL, "--log-name", logName, "--database", db, "--role", role}, extra...)
+	return logArgs(t, redisSrv.URL, db, logName, role, extra...)
+}
+
+// logArgs are the flags of a process on the Redis log logURL names.
+func logArgs(t *testing.T, logURL, db, logName, role string, extra ...string) []string {
+	return append([]string{"--data-dir", t.TempDir(), "--log", logURL, "--log-name", logName, "--database", db, "--role", role}, extra...)
 }
 
 // writer inserts an observation through one api process and updates it

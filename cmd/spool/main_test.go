@@ -341,4 +341,17 @@ func TestServeHelpAndBadFlags(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "--applied-retention 10m0s: at least 1h0m0s") {
 		t.Fatalf("a retention below an hour must fail naming the flag and the least: %v\n%s", err, out)
 	}
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--log-min-replicas", "1"}, "--log-min-replicas needs a Redis --log"},
+		{[]string{"--log-min-replicas", "-1"}, "-log-min-replicas: want a number of replicas"},
+		{[]string{"--log", "redis-cluster://127.0.0.1:1,127.0.0.1:2", "--database", "postgres://127.0.0.1:1/x"}, "does not run on a Redis Cluster"},
+	} {
+		out, err := exec.Command(binary, append([]string{"serve", "--data-dir", t.TempDir(), "--listen", freeAddr(t)}, bad.args...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), bad.want) {
+			t.Errorf("serve %q: %v; want a failure saying %q\n%s", bad.args, err, bad.want, out)
+		}
+	}
 }

@@ -35,7 +35,7 @@ func openLog(ctx context.Context, c *serveConfig, shared bool, cat *schema.Live,
 		}
 		return lg, nil, nil, nil
 	}
-	lg, err := redislog.Open(ctx, redislog.Config{URL: c.logURL, Name: c.logName, Normalize: cat.Normalize, KeyRetention: c.keyRetention}, logger)
+	lg, err := redislog.Open(ctx, redislog.Config{URL: c.logURL, Name: c.logName, Normalize: cat.Normalize, KeyRetention: c.keyRetention, MinReplicas: minReplicas(c)}, logger)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open log: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +40,8 @@ type serveConfig struct {
 	role            string
 	logURL          string
 	logName         string
+	minReplicas     int  // --log-min-replicas
+	minReplicasSet  bool // whether it was given
 	listen          string
 	dataDir         string
 	database        string
@@ -79,7 +82,15 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs := flag.NewFlagSet("spool serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.role, "role", "all", "what this process runs: all (API and applier), api (API only) or applier (applier, plus the API for health and stats); api and applier need a shared --log")
-	fs.StringVar(&c.logURL, "log", "local", "the log: local (files in DATA-DIR/log) or redis://HOST:PORT/DB (shared by every process of a site; run Redis with appendfsync always)")
+	fs.StringVar(&c.logURL, "log", "local", "the log: local (files in DATA-DIR/log), redis://HOST:PORT/DB, or redis-sentinel://HOST:PORT[,HOST:PORT…]/MASTER[?db=N] (shared by every process of a site; run Redis with appendfsync always)")
+	fs.Func("log-min-replicas", "Redis replicas that must have a write (WAIT) before it is acknowledged, and before the applier takes it; fewer within 1 s: 503 (default 1 with a redis-sentinel:// --log, else 0)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("want a number of replicas, 0 or more")
+		}
+		c.minReplicas, c.minReplicasSet = n, true
+		return nil
+	})
 	fs.StringVar(&c.logName, "log-name", "default", "`name` of the log in a shared Redis: one per site or tenant, each with its own applier")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "`address` the HTTP API listens on")
 	fs.StringVar(&c.dataDir, "data-dir", "./spool-data", "`directory` for the log and the embedded database")
@@ -168,14 +179,21 @@ const (
 // runServer runs spool until ctx ends, then shuts down in dependency order:
 // HTTP intake, the applier (draining a local log), the log, the database.
 func runServer(ctx context.Context, restoreSignals func(), c *serveConfig, logger *slog.Logger) error {
-	shared := strings.HasPrefix(c.logURL, "redis://") || strings.HasPrefix(c.logURL, "rediss://")
+	shared := sharedLog(c.logURL)
 	switch {
 	case c.role != roleAll && c.role != roleAPI && c.role != roleApplier:
 		return fmt.Errorf("--role %q: want all, api or applier", c.role)
 	case c.role != roleAll && !shared:
 		return fmt.Errorf("--role %s needs a shared --log (redis://…): a local log is only this process's", c.role)
 	case !shared && c.logURL != "local":
-		return fmt.Errorf("--log %q: want local or redis://HOST:PORT/DB", redact(c.logURL))
+		return fmt.Errorf("--log %q: want local, redis://HOST:PORT/DB or redis-sentinel://HOST:PORT,…/MASTER", redact(c.logURL))
+	case c.minReplicasSet && !shared:
+		return fmt.Errorf("--log-min-replicas needs a Redis --log: a local log has no replicas")
+	}
+	if shared {
+		if err := redislog.CheckURL(c.logURL); err != nil {
+			return fmt.Errorf("--log %s: %w", redact(c.logURL), err)
+		}
 	}
 	// Credentials, TLS and limits first: a spool that may not listen
 	// where it is told opens nothing.
@@ -429,10 +447,41 @@ func describeLog(c *serveConfig) string {
 	return redact(c.logURL) + " (" + c.logName + ")"
 }
 
-// redact hides a password in a URL for the log.
+// sharedLog reports whether --log names a Redis log (a Cluster URL too:
+// redislog refuses it, saying why).
+func sharedLog(logURL string) bool {
+	scheme, _, _ := strings.Cut(logURL, "://")
+	switch scheme {
+	case "redis", "rediss", redislog.SentinelScheme, redislog.SentinelTLSScheme, "redis-cluster", "rediss-cluster":
+		return true
+	}
+	return false
+}
+
+// minReplicas is what --log-min-replicas says, or its default: 1 on a
+// Sentinel set (so that a failover loses no acknowledged write), else 0.
+func minReplicas(c *serveConfig) int {
+	if c.minReplicasSet {
+		return c.minReplicas
+	}
+	if redislog.IsSentinelURL(c.logURL) {
+		return 1
+	}
+	return 0
+}
+
+// redact hides a password in a URL for the log; a URL it cannot parse
+// loses everything up to its last '@'.
 func redact(s string) string {
 	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	if err != nil {
+		if i := strings.LastIndexByte(s, '@'); i >= 0 {
+			scheme, _, _ := strings.Cut(s, "://")
+			return scheme + "://xxxxx" + s[i:]
+		}
+		return s
+	}
+	if u.User == nil {
 		return s
 	}
 	return u.Redacted()

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -28,6 +29,27 @@ type Redis struct {
 
 // StartRedis starts a redis-server with its data in dir.
 func StartRedis(dir string) (*Redis, error) {
+	r, err := newRedis(dir)
+	if err != nil {
+		return nil, err
+	}
+	return r, r.Start()
+}
+
+// StartReplica starts a redis-server with its data in dir, set up as
+// StartRedis sets one up, replicating master (--replicaof, kept in Args
+// for its restarts).
+func StartReplica(dir string, master *Redis) (*Redis, error) {
+	r, err := newRedis(dir)
+	if err != nil {
+		return nil, err
+	}
+	host, port, _ := strings.Cut(master.Addr, ":")
+	r.Args = []string{"--replicaof", host, port}
+	return r, r.Start()
+}
+
+func newRedis(dir string) (*Redis, error) {
 	bin, err := findBinary("redis-server")
 	if err != nil {
 		return nil, err
@@ -36,11 +58,10 @@ func StartRedis(dir string) (*Redis, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Redis{Addr: fmt.Sprintf("127.0.0.1:%d", port), URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port), Dir: dir, bin: bin, port: port}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	return r, r.Start()
+	return &Redis{Addr: fmt.Sprintf("127.0.0.1:%d", port), URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port), Dir: dir, bin: bin, port: port}, nil
 }
 
 // Start starts (or restarts) the server on its port and directory; the AOF
@@ -48,7 +69,7 @@ func StartRedis(dir string) (*Redis, error) {
 func (r *Redis) Start() error {
 	args := []string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.Dir,
 		"--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction",
-		"--save", "", "--daemonize", "no", "--logfile", filepath.Join(r.Dir, "redis.log")}
+		"--save", "", "--repl-diskless-sync-delay", "0", "--daemonize", "no", "--logfile", filepath.Join(r.Dir, "redis.log")}
 	r.cmd = exec.Command(r.bin, append(args, r.Args...)...)
 	if err := r.cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)

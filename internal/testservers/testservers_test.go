@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"testing"
+	"time"
 )
 
 func TestStartStop(t *testing.T) {
@@ -33,5 +34,39 @@ func TestStartStop(t *testing.T) {
 	}
 	if alive(pg.PrimaryPid()) {
 		t.Fatal("primary still running after Stop")
+	}
+}
+
+// A Sentinel set fails over when its master is killed, and takes the old
+// master back as a replica once it is started again.
+func TestSentinelSetFailover(t *testing.T) {
+	dir, err := TempDir("spool-testservers-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	ctx := t.Context()
+	s, err := StartSentinelSet(ctx, dir, "spool", 1, 3)
+	Need(t, err)
+	defer s.Stop()
+	old, err := s.Master(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old != s.Servers[0] {
+		t.Fatalf("master at start %s, want %s", old.Addr, s.Servers[0].Addr)
+	}
+	old.Kill()
+	killed := time.Now()
+	m, err := s.WaitFailover(ctx, old, 0, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("failover to %s %v after the master's SIGKILL", m.Addr, time.Since(killed).Round(time.Millisecond))
+	if err := old.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WaitReplicas(ctx, 1, 30*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }

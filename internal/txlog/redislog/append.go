@@ -126,8 +126,8 @@ func (l *Log) commit(batch []*appendReq) {
 	}
 	// Not the appenders' contexts: the call is shared, and go-redis's read
 	// and write timeouts bound it.
-	ids, err := appendScript.Run(context.Background(), l.client,
-		[]string{l.keys.stream, l.keys.tables, l.keys.counts, l.keys.events}, args...).StringSlice()
+	ids, err := l.runAppend(context.Background(),
+		[]string{l.keys.stream, l.keys.tables, l.keys.counts, l.keys.events}, args)
 	if err == nil && len(ids) != len(batch) {
 		err = fmt.Errorf("append script returned %d stream ids for %d transactions", len(ids), len(batch))
 	}

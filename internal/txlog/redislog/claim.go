@@ -93,6 +93,14 @@ func (l *Log) Claim(ctx context.Context, max int) ([]txlog.Entry, error) {
 			c.held = es
 			continue
 		}
+		if err := l.waitReplicas(ctx); err != nil {
+			// An entry a replica may not have could be gone after a
+			// failover, its write refused: it must not reach the
+			// database. The next Claim starts over and delivers these
+			// again, once the replicas have them.
+			l.restartClaim.Store(true)
+			return nil, l.fail("claim", err)
+		}
 		return es, nil
 	}
 }

@@ -68,14 +68,36 @@ const (
 	// replicated batched) some ten seconds of history to resume from;
 	// a subscriber away longer gets a reset and a fresh snapshot.
 	DefaultEventsMaxLen = 100_000
+	// DefaultReplicaTimeout is 1 s: a replica on a healthy network has a
+	// write within a millisecond or two (a few tens under a heavy
+	// drain), so a WAIT that takes a second means a replica is gone or
+	// far behind, and the write is refused (503) rather than left
+	// hanging; and it stays well below go-redis's 3 s read timeout, under
+	// which the WAIT's reply is read.
+	DefaultReplicaTimeout = time.Second
 )
 
 // Config says which Redis log to open and tunes it. Only URL is required.
 type Config struct {
 	// URL is the Redis server, as redis.ParseURL takes it:
 	// redis://[user:password@]host:port/db[?dial_timeout=3s&...],
-	// rediss:// for TLS, unix:///path/to/socket. Required.
+	// rediss:// for TLS, unix:///path/to/socket; or the master of a
+	// Sentinel set, found and followed through failovers:
+	// redis-sentinel://[user:password@]host:port[,host:port…]/master[?db=N&...]
+	// (rediss-sentinel:// for TLS; see sentinelOptions). A Redis Cluster
+	// is refused (ErrClusterUnsupported). Required.
 	URL string
+	// MinReplicas is how many replicas must have a write before it is
+	// acknowledged: after each append, and before an entry is delivered
+	// to an applier, a lease's token is used or a taken idempotency key
+	// answers a repeat, the log sends WAIT MinReplicas ReplicaTimeout,
+	// and fewer replicas than that fail the call (ErrNotReplicated).
+	// 0 (the default) waits for none: a write is as durable as the
+	// server's AOF makes it.
+	MinReplicas int
+	// ReplicaTimeout is how long a WAIT waits for MinReplicas replicas.
+	// Default DefaultReplicaTimeout (1 s).
+	ReplicaTimeout time.Duration
 	// Name is the log's name: every key of the log starts with
 	// "spool:{Name}:", so that logs of different sites or tenants share one
 	// Redis, and the {Name} hash tag keeps all of one log's keys in one
@@ -156,6 +178,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("redislog: config: MaxRecordSize %d is negative", c.MaxRecordSize)
 	case c.EventsMaxLen < 0:
 		return fmt.Errorf("redislog: config: EventsMaxLen %d is negative", c.EventsMaxLen)
+	case c.MinReplicas < 0:
+		return fmt.Errorf("redislog: config: MinReplicas %d is negative", c.MinReplicas)
+	case c.ReplicaTimeout < 0:
+		return fmt.Errorf("redislog: config: ReplicaTimeout %v is negative", c.ReplicaTimeout)
+	case c.ReplicaTimeout > 0 && c.ReplicaTimeout < time.Millisecond:
+		return fmt.Errorf("redislog: config: ReplicaTimeout %v is under WAIT's 1 ms resolution", c.ReplicaTimeout)
 	}
 	return nil
 }
@@ -191,6 +219,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.EventsMaxLen == 0 {
 		c.EventsMaxLen = DefaultEventsMaxLen
+	}
+	if c.ReplicaTimeout == 0 {
+		c.ReplicaTimeout = DefaultReplicaTimeout
 	}
 	return c
 }

@@ -25,6 +25,7 @@
 //	spool:{n}:lease                  the applier lease: "<consumer>/<random>", PX TTL
 //	spool:{n}:fence                  the fencing-token counter (INCR); never expires
 //	spool:{n}:layout                 the version of this layout: 2
+//	spool:{n}:synced                 written before each WAIT (Config.MinReplicas)
 //	spool:{n}:events                 stream of state changes for live events (events.go):
 //	                                 queued (by the append script), applied, replicated,
 //	                                 failed; trimmed to about Config.EventsMaxLen entries
@@ -81,6 +82,27 @@
 // call whose connection broke before the reply, so this keeps a retry from
 // doubling a transaction. An Append that fails with a network error may
 // nevertheless have reached the log.
+//
+// # Replicas and Sentinel
+//
+// A redis-sentinel:// URL (see Config.URL) makes the client find the
+// master through Sentinel and follow a failover. Config.MinReplicas makes
+// every append script call, every Claim before it returns, every
+// Lease.Acquire before its token is used and every LookupKey that finds a
+// key send a write of spool:{n}:synced and WAIT on one connection (the
+// write makes the WAIT cover everything before it, even when the call
+// itself wrote nothing); fewer replicas within Config.ReplicaTimeout is
+// ErrNotReplicated. An acknowledged append is then on MinReplicas
+// replicas (in their memory: WAIT does not wait for a replica's fsync); a
+// refused one is on the master, and is delivered once the replicas have
+// it or lost with the master, never delivered before: no applier applies
+// what a failover could take back. Acks, evictions and lease renewals are
+// not waited for: a failover may lose the last of them, and they are
+// redone (entries delivered again; an eviction precedes its ack in the
+// replication stream).
+//
+// A Redis Cluster (a redis-cluster:// URL, or a server with
+// cluster_enabled) is refused: ErrClusterUnsupported.
 //
 // # Claim and Ack
 //

@@ -23,6 +23,7 @@ type keys struct {
 	fence  string // the fencing-token counter
 	layout string // the version of this layout of the keys
 	events string // stream of state changes, read by every process's live events
+	synced string // written before each WAIT, so that the WAIT covers every earlier write
 }
 
 func newKeys(name string) keys {
@@ -36,6 +37,7 @@ func newKeys(name string) keys {
 		fence:  p + "fence",
 		layout: p + "layout",
 		events: p + "events",
+		synced: p + "synced",
 	}
 }
 

@@ -93,6 +93,15 @@ func (le *Lease) Acquire(ctx context.Context) (token int64, lost <-chan struct{}
 			return 0, nil, le.l.fail("lease: acquire", err)
 		}
 		if token > 0 {
+			if err := le.l.waitReplicas(ctx); err != nil {
+				// A token the replicas may not have could be drawn again
+				// after a failover, and refused by the database: give the
+				// lease back, and let the caller try again.
+				if rerr := leaseReleaseScript.Run(context.WithoutCancel(ctx), le.l.client, []string{le.l.keys.lease}, value).Err(); rerr != nil {
+					le.l.logger.Warn("redislog: lease: release after a failed WAIT; it expires within its TTL", "err", rerr)
+				}
+				return 0, nil, le.l.fail("lease: acquire", err)
+			}
 			lostCh := make(chan struct{})
 			stop, done := make(chan struct{}), make(chan struct{})
 			if !le.l.goBackground(func() { le.renew(ctx, cfg, value, sent, stop, done, lostCh) }) {

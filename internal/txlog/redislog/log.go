@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,65 +110,15 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Log, error) {
 	return l, nil
 }
 
-// dialAttempts is how many times the pool dials for one try of a command.
-// go-redis dials 5 times, 100 ms apart, by default, under each of a
-// command's tries (MaxRetries, 3, plus the first): a command against a
-// Redis that is down took about 1.7 s to fail, and an append queued behind
-// it twice that, where the API must refuse a write at once (503). One dial
-// per try leaves the command's own retries, with their backoff (8 to
-// 512 ms), to ride out a blip: a refused command now fails in about 0.1 s.
-const dialAttempts = 1
-
-// newClient builds a universal client from a URL, so that Sentinel and
-// Cluster need only a different way to fill the options.
-func newClient(rawURL string) (redis.UniversalClient, error) {
-	o, err := redis.ParseURL(rawURL)
-	if err != nil {
-		// The URL may hold a password: do not repeat it.
-		return nil, fmt.Errorf("redislog: config: URL: %w", err)
-	}
-	u := &redis.UniversalOptions{
-		Addrs:                 []string{o.Addr},
-		ClientName:            o.ClientName,
-		DB:                    o.DB,
-		Protocol:              o.Protocol,
-		Username:              o.Username,
-		Password:              o.Password,
-		MaxRetries:            o.MaxRetries,
-		MinRetryBackoff:       o.MinRetryBackoff,
-		MaxRetryBackoff:       o.MaxRetryBackoff,
-		DialTimeout:           o.DialTimeout,
-		DialerRetries:         dialAttempts,
-		ReadTimeout:           o.ReadTimeout,
-		WriteTimeout:          o.WriteTimeout,
-		ContextTimeoutEnabled: o.ContextTimeoutEnabled,
-		PoolFIFO:              o.PoolFIFO,
-		PoolSize:              o.PoolSize,
-		PoolTimeout:           o.PoolTimeout,
-		MinIdleConns:          o.MinIdleConns,
-		MaxIdleConns:          o.MaxIdleConns,
-		MaxActiveConns:        o.MaxActiveConns,
-		ConnMaxIdleTime:       o.ConnMaxIdleTime,
-		ConnMaxLifetime:       o.ConnMaxLifetime,
-		TLSConfig:             o.TLSConfig,
-		DisableIdentity:       o.DisableIdentity,
-		IdentitySuffix:        o.IdentitySuffix,
-	}
-	if o.Network == "unix" {
-		u.Dialer = func(ctx context.Context, _, addr string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", addr)
-		}
-	}
-	return redis.NewUniversalClient(u), nil
-}
-
 // open checks the server and creates the stream and its group.
 func (l *Log) open(ctx context.Context) error {
 	if err := l.ping(ctx); err != nil {
 		return err
 	}
 	if err := l.checkServer(ctx); err != nil {
+		return err
+	}
+	if err := l.checkReplication(ctx); err != nil {
 		return err
 	}
 	if err := l.createGroup(ctx); err != nil {
@@ -477,6 +426,11 @@ func (l *Log) LookupKey(ctx context.Context, key string) ([]byte, bool, error) {
 	case errors.Is(err, redis.Nil):
 		return nil, false, nil
 	case err != nil:
+		return nil, false, l.fail("look up key", err)
+	}
+	// The key's write may be one whose append was refused for want of
+	// replicas: its repeat is acknowledged only once they have it.
+	if err := l.waitReplicas(ctx); err != nil {
 		return nil, false, l.fail("look up key", err)
 	}
 	return rec, true, nil
