@@ -200,6 +200,35 @@ func TestEventsResume(t *testing.T) {
 	t.Logf("first reconnect was %d writes behind", behind)
 }
 
+// TestEventsResumeReadsUnfollowedRows: the hub reads no rows of a table
+// nobody follows; a subscriber that resumes from before such changes
+// gets them with their rows, read then, filtered as any other.
+func TestEventsResumeReadsUnfollowedRows(t *testing.T) {
+	e := setupEvents(t, events.Config{})
+	url := e.srv.URL + "/v1/events?table=observations&target=eq.M31"
+	c := openSSE(t, url, "")
+	snap := c.next(t, 5*time.Second)
+	c.close()
+	poll.Until(t, 5*time.Second, "no subscriber", func() bool { return e.hub.Stats().Subscribers == 0 })
+	a := e.insert("M31")
+	e.insert("M42") // never matches
+	e.must(http.StatusAccepted, "PATCH", "/v1/tables/observations/"+a, `{"exposure_s":90}`)
+	from := snap.cursor(t)
+	poll.Until(t, 5*time.Second, "the hub past the three writes", func() bool {
+		head, err := events.ParseCursor(e.hub.Stats().Head)
+		return err == nil && head.B >= from.B+3
+	})
+	c = openSSE(t, url, snap.Cursor)
+	defer c.close()
+	for i, want := range []string{"insert", "update"} {
+		m := c.next(t, 5*time.Second)
+		id, row := rowOf(t, m)
+		if id != a || m.Data["op"] != want || row["target"] != "M31" || row["exposure_s"] != 90.0 {
+			t.Fatalf("message %d: want the %s of %s with its row as read now, got %v", i, want, a, m.Data)
+		}
+	}
+}
+
 // TestEventsReset: a cursor older than the history kept, or of another
 // run, gets a reset and a fresh snapshot, never a silent gap.
 func TestEventsReset(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -284,11 +285,55 @@ func (h *Hub) Stats() Stats {
 	return Stats{Subscribers: len(h.subs), Delivered: h.delivered.Load(), SlowClosed: h.slow.Load(), Resets: h.resets.Load(), Head: h.head.String()}
 }
 
-// publish appends an entry's messages to the ring and hands each to the
-// subscriptions that want it; head moves past the entry.
-func (h *Hub) publish(msgs []*Message, entry Cursor) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+// entryChanges are the changes of one entry of the log's events (a local
+// log's: one change, its cursor drawn when it is published).
+type entryChanges struct {
+	entry Cursor
+	cs    []changes.Change
+}
+
+// emit turns entries into messages and publishes them, in order. It reads
+// the rows of the tables someone follows, and leaves the others'
+// unresolved (read if a subscriber resumes from before them): a hub with
+// no subscriber reads nothing. Whether a table is followed is checked
+// again under the lock the messages are published under: a subscription
+// that began meanwhile gets its rows read before they go out.
+func (h *Hub) emit(ctx context.Context, entries []entryChanges) {
+	var all []changes.Change
+	for _, e := range entries {
+		all = append(all, e.cs...)
+	}
+	touched := rowTables(all)
+	read := map[string]bool{}
+	rows := map[rowRef]rowRead{}
+	for {
+		h.mu.Lock()
+		more := map[string]bool{}
+		for t := range touched {
+			if !read[t] && len(h.byTable[t]) > 0 {
+				more[t] = true
+			}
+		}
+		if len(more) == 0 {
+			for _, e := range entries {
+				if h.cfg.Intake != nil {
+					h.seq++
+					e.entry = Cursor{A: h.epoch, B: h.seq}
+				}
+				h.publishLocked(h.track(h.messages(e.entry, e.cs, rows)), e.entry)
+			}
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
+		maps.Copy(rows, h.readRows(ctx, all, more))
+		maps.Copy(read, more)
+	}
+}
+
+// publishLocked appends an entry's messages to the ring and hands each to
+// the subscriptions that want it; head moves past the entry.
+func (h *Hub) publishLocked(msgs []*Message, entry Cursor) {
 	for _, m := range msgs {
 		if h.n == len(h.ring) {
 			h.evicted = h.ring[h.start].Cursor
@@ -392,20 +437,13 @@ func (h *Hub) drainIntake(ctx context.Context) {
 		}
 		ready := fifo[:n]
 		fifo = append([]*held(nil), fifo[n:]...)
-		var batch []changes.Change
+		var batch []entryChanges
 		for _, e := range ready {
 			if !e.refused {
-				batch = append(batch, e.c)
+				batch = append(batch, entryChanges{cs: []changes.Change{e.c}})
 			}
 		}
-		rows := h.readRows(ctx, batch)
-		for _, c := range batch {
-			h.mu.Lock()
-			h.seq++
-			entry := Cursor{A: h.epoch, B: h.seq}
-			h.mu.Unlock()
-			h.publish(h.track(h.messages(entry, []changes.Change{c}, rows)), entry)
-		}
+		h.emit(ctx, batch)
 	}
 }
 
@@ -443,34 +481,38 @@ func (h *Hub) readStream(ctx context.Context, last string) {
 				h.lose("the events stream was trimmed past this process's position")
 			}
 		}
-		var all []changes.Change
-		for _, r := range recs {
-			all = append(all, r.Changes...)
-		}
-		rows := h.readRows(ctx, all)
+		batch := make([]entryChanges, 0, len(recs))
 		for _, r := range recs {
 			entry, err := entryCursor(r.Pos)
 			if err != nil {
 				h.cfg.Logger.Error("live events: bad events stream position", "err", err)
 				continue
 			}
-			h.publish(h.track(h.messages(entry, r.Changes, rows)), entry)
-			last = r.Pos
+			batch = append(batch, entryChanges{entry: entry, cs: r.Changes})
+		}
+		h.emit(ctx, batch)
+		if len(recs) > 0 {
+			last = recs[len(recs)-1].Pos
 		}
 	}
 }
 
 // track gives each row message the row's state before it, and records
-// the state after it. Only the hub's goroutine calls it, in order.
+// the state after it (unknown for an unresolved message). Only the hub's
+// goroutine calls it, in order.
 func (h *Hub) track(msgs []*Message) []*Message {
 	if len(h.last) > h.cfg.LastRows {
 		clear(h.last)
 	}
 	for _, m := range msgs {
-		if m.Type != TypeRow || m.ReadErr != "" {
+		if m.Type != TypeRow {
 			continue
 		}
 		r := rowRef{m.Table, m.ID}
+		if m.ReadErr != "" || m.unresolved {
+			delete(h.last, r)
+			continue
+		}
 		m.prev, m.prevKnown = h.last[r]
 		h.last[r] = m.Row
 	}

@@ -42,6 +42,11 @@ type Message struct {
 	// prevKnown: what tells a subscriber's filter the row left it.
 	prev      schema.Row
 	prevKnown bool
+	// unresolved is set on a row message whose row the hub did not read:
+	// nobody followed its table when it was made. A subscriber that
+	// resumes from before it has its row read then (Hub.resolve), under
+	// the hub's lock, before it is filtered or encoded.
+	unresolved bool
 	// Both kinds'.
 	TxID  string
 	State txn.State

@@ -27,10 +27,26 @@ type rowRead struct {
 // own key-value table): it makes no message.
 var errNotExposed = errors.New("table not exposed")
 
-// readRows reads, once each, every row a queued or failed change of cs
-// touches, as the smart read returns it now: the rows of each table with
-// one read of the overlay and one of the database per readBatch rows.
-func (h *Hub) readRows(ctx context.Context, cs []changes.Change) map[rowRef]rowRead {
+// rowTables returns the tables whose rows the changes of cs touch (a
+// queued or failed change makes row messages).
+func rowTables(cs []changes.Change) map[string]bool {
+	out := map[string]bool{}
+	for _, c := range cs {
+		if c.Tx == nil || (c.State != txn.Queued && c.State != txn.Failed) {
+			continue
+		}
+		for _, op := range c.Tx.Operations {
+			out[op.Table] = true
+		}
+	}
+	return out
+}
+
+// readRows reads, once each, every row of the given tables (every table
+// if nil) a queued or failed change of cs touches, as the smart read
+// returns it now: the rows of each table with one read of the overlay and
+// one of the database per readBatch rows.
+func (h *Hub) readRows(ctx context.Context, cs []changes.Change, tables map[string]bool) map[rowRef]rowRead {
 	keys := map[string][]string{} // by table, each key once
 	seen := map[rowRef]bool{}
 	for _, c := range cs {
@@ -39,6 +55,9 @@ func (h *Hub) readRows(ctx context.Context, cs []changes.Change) map[rowRef]rowR
 		}
 		for _, op := range c.Tx.Operations {
 			r := rowRef{op.Table, op.ID}
+			if tables != nil && !tables[op.Table] {
+				continue
+			}
 			if !seen[r] {
 				seen[r] = true
 				keys[op.Table] = append(keys[op.Table], op.ID)
@@ -88,8 +107,9 @@ func (h *Hub) readMany(ctx context.Context, t *schema.Table, keys []string) ([]s
 }
 
 // messages turns the changes of one entry into its messages: for a queued
-// or failed transaction a row message per operation (the row as read),
-// then a transaction message for each change.
+// or failed transaction a row message per operation (the row as read;
+// unresolved if it was not read: see Message.unresolved), then a
+// transaction message for each change.
 func (h *Hub) messages(entry Cursor, cs []changes.Change, rows map[rowRef]rowRead) []*Message {
 	var out []*Message
 	add := func(m *Message) {
@@ -99,11 +119,11 @@ func (h *Hub) messages(entry Cursor, cs []changes.Change, rows map[rowRef]rowRea
 	for _, c := range cs {
 		if c.Tx != nil && (c.State == txn.Queued || c.State == txn.Failed) {
 			for _, op := range c.Tx.Operations {
-				rr := rows[rowRef{op.Table, op.ID}]
-				if errors.Is(rr.err, errNotExposed) {
+				rr, read := rows[rowRef{op.Table, op.ID}]
+				if errors.Is(rr.err, errNotExposed) || (!read && h.hidden(op.Table)) {
 					continue
 				}
-				m := &Message{Type: TypeRow, Table: op.Table, ID: op.ID, Op: op.Op, Row: rr.row, TxID: c.ID, State: c.State}
+				m := &Message{Type: TypeRow, Table: op.Table, ID: op.ID, Op: op.Op, Row: rr.row, TxID: c.ID, State: c.State, unresolved: !read}
 				if rr.err != nil {
 					m.ReadErr = rr.err.Error()
 				}
@@ -117,4 +137,39 @@ func (h *Hub) messages(entry Cursor, cs []changes.Change, rows map[rowRef]rowRea
 		add(m)
 	}
 	return out
+}
+
+// hidden tells whether table is one clients cannot use: its changes make
+// no row messages.
+func (h *Hub) hidden(table string) bool {
+	_, err := h.cfg.Reader.Table(table)
+	return err != nil
+}
+
+// resolve reads the rows of the unresolved messages of msgs, as the smart
+// read returns them now, and fills them in. ctx bounds the reads.
+func (h *Hub) resolve(ctx context.Context, msgs []*Message) {
+	var cs []changes.Change
+	for _, m := range msgs {
+		if m.Type == TypeRow && m.unresolved {
+			op := txn.Operation{Op: m.Op, Table: m.Table, ID: m.ID}
+			cs = append(cs, changes.Change{ID: m.TxID, State: txn.Queued, Tx: &txn.Transaction{ID: m.TxID, Operations: []txn.Operation{op}}})
+		}
+	}
+	if len(cs) == 0 {
+		return
+	}
+	rows := h.readRows(ctx, cs, nil)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range msgs {
+		if m.Type != TypeRow || !m.unresolved {
+			continue
+		}
+		rr := rows[rowRef{m.Table, m.ID}]
+		m.Row, m.unresolved = rr.row, false
+		if rr.err != nil {
+			m.ReadErr = rr.err.Error()
+		}
+	}
 }

@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/spoolgw/spool/internal/changes"
 	"github.com/spoolgw/spool/internal/query"
@@ -125,7 +126,7 @@ func (h *Hub) Subscribe(ctx context.Context, f Filter, after *Cursor) (*Subscrip
 	case after.Compare(h.head) > 0: // another process's hub is ahead
 		s.after, s.Pos = *after, *after
 	case after.Compare(h.evicted) >= 0:
-		s.Backlog, s.Pos = h.filterLocked(s, h.sinceLocked(*after)), *after
+		s.Backlog, s.Pos = h.sinceLocked(*after), *after // filtered once resolved, below
 	default:
 		catchUp = true
 		s.Backlog, s.Pos = h.sinceLocked(h.evicted), *after
@@ -133,8 +134,18 @@ func (h *Hub) Subscribe(ctx context.Context, f Filter, after *Cursor) (*Subscrip
 	upTo := h.evicted
 	h.mu.Unlock()
 
+	// The rows of the backlog that were never read (nobody followed their
+	// table then) are read now, before the backlog is filtered.
+	s.Backlog = slices.DeleteFunc(s.Backlog, func(m *Message) bool {
+		return m.Type == TypeRow && (f.Query == nil || m.Table != f.Query.Table.Name)
+	})
+	h.resolve(ctx, s.Backlog)
 	var err error
 	switch {
+	case s.Backlog != nil && !catchUp:
+		h.mu.Lock()
+		s.Backlog = h.filterLocked(s, s.Backlog)
+		h.mu.Unlock()
 	case catchUp:
 		var older []*Message
 		older, err = h.catchUp(ctx, *after, upTo)
@@ -207,7 +218,7 @@ func (h *Hub) catchUp(ctx context.Context, after, upTo Cursor) ([]*Message, erro
 	for _, r := range keep {
 		all = append(all, r.Changes...)
 	}
-	rows := h.readRows(ctx, all)
+	rows := h.readRows(ctx, all, nil)
 	out := []*Message{}
 	for _, r := range keep {
 		entry, _ := entryCursor(r.Pos)

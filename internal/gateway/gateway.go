@@ -242,6 +242,9 @@ func (g *Gateway) enqueue(ctx context.Context, tx *txn.Transaction) error {
 // checkRowsExist refuses an update or delete of a row that exists neither in
 // the database nor in the overlay (nor earlier in the same transaction).
 func (g *Gateway) checkRowsExist(ctx context.Context, tx *txn.Transaction) error {
+	if !slices.ContainsFunc(tx.Operations, func(op txn.Operation) bool { return op.Op == txn.Update || op.Op == txn.Delete }) {
+		return nil // inserts and upserts only: nothing to check
+	}
 	type ref struct{ table, id string }
 	var seen map[ref]bool // rows this transaction wrote or deleted so far
 	for i, op := range tx.Operations {

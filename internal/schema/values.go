@@ -100,10 +100,11 @@ func normalize(kind, elem Kind, v any) (any, error) {
 		case []byte:
 			raw = j
 		default:
-			var err error
-			if raw, err = json.Marshal(v); err != nil {
+			raw, err := json.Marshal(v)
+			if err != nil {
 				return nil, fmt.Errorf("is not valid JSON: %v", err)
 			}
+			return json.RawMessage(raw), nil // json.Marshal's output is compact
 		}
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, raw); err != nil {
