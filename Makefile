@@ -59,7 +59,7 @@ bench-smoke: build
 benchmarks: build
 	mkdir -p docs/bench
 	bin/spool-bench ingest drain visibility read events telemetry --json > docs/bench/embedded.jsonl
-	bin/spool-bench ingest drain visibility read events telemetry --servers --json > docs/bench/servers.jsonl
+	bin/spool-bench ingest replicated drain visibility read events telemetry --servers --json > docs/bench/servers.jsonl
 	bin/spool-bench report --into BENCHMARKS.md embedded=docs/bench/embedded.jsonl servers=docs/bench/servers.jsonl
 	bin/spool-bench report --headline --into README.md embedded=docs/bench/embedded.jsonl servers=docs/bench/servers.jsonl
 
