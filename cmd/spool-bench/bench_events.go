@@ -82,7 +82,10 @@ func (b *bench) events(ctx context.Context) error {
 	if err := lg.post(ctx, target, seq.Add(1), http.StatusCreated); err != nil {
 		return err
 	}
-	for caughtUp := false; !caughtUp; {
+	for caughtUp, deadline := false, time.Now().Add(30*time.Second); !caughtUp; {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("events: the subscriber never saw a write of its own (closed: %v)", closed.Load())
+		}
 		mu.Lock()
 		caughtUp = len(seen) > 0
 		for tx := range acked {
