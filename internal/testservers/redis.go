@@ -23,8 +23,7 @@ type Redis struct {
 
 	bin  string
 	port int
-	cmd  *exec.Cmd
-	done chan struct{}
+	process
 }
 
 // StartRedis starts a redis-server with its data in dir.
@@ -70,12 +69,9 @@ func (r *Redis) Start() error {
 	args := []string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.Dir,
 		"--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction",
 		"--save", "", "--repl-diskless-sync-delay", "0", "--daemonize", "no", "--logfile", filepath.Join(r.Dir, "redis.log")}
-	r.cmd = exec.Command(r.bin, append(args, r.Args...)...)
-	if err := r.cmd.Start(); err != nil {
+	if err := r.start(exec.Command(r.bin, append(args, r.Args...)...)); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
-	r.done = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(r.cmd, r.done)
 	if err := waitPort(r.Addr, r.done, 10*time.Second); err != nil {
 		r.Kill()
 		log, _ := os.ReadFile(filepath.Join(r.Dir, "redis.log"))
@@ -84,24 +80,41 @@ func (r *Redis) Start() error {
 	return nil
 }
 
-// Pid returns the server's process id.
-func (r *Redis) Pid() int { return r.cmd.Process.Pid }
+// process is a server process this package started.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when it has exited
+}
 
-// Stop stops the server by pid (SIGTERM: it finishes its AOF and exits).
-func (r *Redis) Stop() error {
-	if r.cmd == nil {
+// start starts cmd as the process.
+func (p *process) start(cmd *exec.Cmd) error {
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	p.cmd, p.done = cmd, make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(p.done)
+	return nil
+}
+
+// Pid returns the process id.
+func (p *process) Pid() int { return p.cmd.Process.Pid }
+
+// Stop stops the process by pid (SIGTERM: a redis-server finishes its AOF
+// and exits).
+func (p *process) Stop() error {
+	if p.cmd == nil {
 		return nil
 	}
-	err := stopPid(r.cmd.Process.Pid, syscall.SIGTERM, 10*time.Second)
-	<-r.done
+	err := stopPid(p.cmd.Process.Pid, syscall.SIGTERM, 10*time.Second)
+	<-p.done
 	return err
 }
 
-// Kill kills the server with SIGKILL, as a crash would.
-func (r *Redis) Kill() {
-	if r.cmd == nil {
+// Kill kills the process with SIGKILL, as a crash would.
+func (p *process) Kill() {
+	if p.cmd == nil {
 		return
 	}
-	_ = r.cmd.Process.Kill()
-	<-r.done
+	_ = p.cmd.Process.Kill()
+	<-p.done
 }

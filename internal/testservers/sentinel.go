@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -31,8 +30,7 @@ type Sentinel struct {
 
 	bin  string
 	port int
-	cmd  *exec.Cmd
-	done chan struct{}
+	process
 }
 
 // startSentinel starts a Sentinel in dir watching master under name, with
@@ -68,37 +66,15 @@ sentinel parallel-syncs %s 1
 		return nil, err
 	}
 	s := &Sentinel{Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, bin: bin, port: port}
-	s.cmd = exec.Command(bin, path, "--sentinel")
-	if err := s.cmd.Start(); err != nil {
+	if err := s.start(exec.Command(bin, path, "--sentinel")); err != nil {
 		return nil, fmt.Errorf("start redis-server --sentinel: %w", err)
 	}
-	s.done = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(s.cmd, s.done)
 	if err := waitPort(s.Addr, s.done, 10*time.Second); err != nil {
 		s.Kill()
 		log, _ := os.ReadFile(filepath.Join(dir, "sentinel.log"))
 		return nil, fmt.Errorf("redis-server --sentinel: %w\n%s", err, log)
 	}
 	return s, nil
-}
-
-// Stop stops the Sentinel by pid.
-func (s *Sentinel) Stop() error {
-	if s.cmd == nil {
-		return nil
-	}
-	err := stopPid(s.cmd.Process.Pid, syscall.SIGTERM, 10*time.Second)
-	<-s.done
-	return err
-}
-
-// Kill kills the Sentinel with SIGKILL.
-func (s *Sentinel) Kill() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill()
-	<-s.done
 }
 
 // SentinelSet is a master (AOF always, as StartRedis sets one up), its
@@ -195,7 +171,7 @@ func replicasInSync(ctx context.Context, master *Redis, n int) error {
 func (s *SentinelSet) Master(ctx context.Context) (*Redis, error) {
 	var errs []error
 	for _, sn := range s.Sentinels {
-		if !alive(sn.cmd.Process.Pid) {
+		if !alive(sn.Pid()) {
 			continue
 		}
 		addr, err := masterAddr(ctx, sn.Addr, s.Name)
