@@ -14,15 +14,18 @@
 //     stream (Stream), written queued by the append script in the same
 //     atomic step as the append, and applied, replicated or failed by the
 //     process that settles the batch, before the batch leaves the log
-//     (settle.Config.Events). Cursors are stream
-//     ids, the same in every process, so a subscriber resumes on any.
+//     (settle.Config.Events). Cursors are stream ids, the same in every
+//     process, so a subscriber resumes on any.
 //
 // Each change is read once per process: a queued transaction's rows, and a
 // failed one's (as the database has them once it is withdrawn), through
-// the gateway's smart read, and encoded once; subscribers share the
-// messages. The hub keeps the last Config.History messages to resume
-// from; older cursors are resumed from the stream (Redis) or get a reset.
+// the gateway's smart read, a batch's rows of a table at once, and
+// encoded once; subscribers share the messages. Rows of a table nobody
+// follows are not read until a subscriber resumes from before them. The
+// hub keeps the last Config.History messages to resume from; older
+// cursors are resumed from the stream (Redis) or get a reset.
 //
-// A subscriber has a bounded buffer: one that falls behind is closed with
-// a reason and its cursor, never waited for.
+// A subscriber has a bounded buffer and is never waited for: one whose
+// buffer fills reads on from the history; one further behind than the
+// history is closed with a reason and its cursor.
 package events
