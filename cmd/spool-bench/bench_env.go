@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -66,6 +67,11 @@ func (e *benchEnv) startServers(ctx context.Context) error {
 	if e.redis, err = testservers.StartRedis(filepath.Join(e.dir, "redis")); err != nil {
 		return fmt.Errorf("bench --servers: %w", err)
 	}
+	// Redis rewrites its AOF between scenarios (see rewriteAOF), never by
+	// itself during a measurement.
+	if err := e.redisDo(ctx, "CONFIG", "SET", "auto-aof-rewrite-percentage", "0"); err != nil {
+		return fmt.Errorf("bench --servers: %w", err)
+	}
 	pgDir, err := testservers.TempDir("spool-bench-pg-")
 	if err != nil {
 		return fmt.Errorf("bench --servers: %w", err)
@@ -88,6 +94,50 @@ func (e *benchEnv) redisClient(what string) (*redis.Client, error) {
 		return nil, fmt.Errorf("bench: %s: %w", what, err)
 	}
 	return redis.NewClient(o), nil
+}
+
+// redisDo runs one command on the bench's Redis.
+func (e *benchEnv) redisDo(ctx context.Context, args ...any) error {
+	c, err := e.redisClient(fmt.Sprint(args...))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Do(ctx, args...).Err(); err != nil {
+		return fmt.Errorf("bench: redis %v: %w", args, err)
+	}
+	return nil
+}
+
+// rewriteAOF rewrites the Redis AOF and waits until it is done, as
+// database() checkpoints PostgreSQL: what the scenarios before appended is
+// compacted now, not in a rewrite (a fork and a rewrite of every key beside
+// spool's fsyncs) during the next measurement.
+func (e *benchEnv) rewriteAOF(ctx context.Context) error {
+	c, err := e.redisClient("rewrite the AOF")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.BgRewriteAOF(ctx).Err(); err != nil {
+		return fmt.Errorf("bench: BGREWRITEAOF: %w", err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		info, err := c.Info(ctx, "persistence").Result()
+		if err != nil {
+			return fmt.Errorf("bench: rewrite the AOF: %w", err)
+		}
+		if strings.Contains(info, "aof_rewrite_in_progress:0") && strings.Contains(info, "aof_rewrite_scheduled:0") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("bench: the AOF rewrite took over 60 s")
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // servers reports whether the run uses Redis and PostgreSQL.
@@ -146,6 +196,9 @@ func (e *benchEnv) backend(ctx context.Context, scenario string) (*backend, erro
 	}
 	primary, replica, err := e.database(ctx, name)
 	if err != nil {
+		return nil, err
+	}
+	if err := e.rewriteAOF(ctx); err != nil {
 		return nil, err
 	}
 	b.dbURL, b.replica = primary, replica
