@@ -303,15 +303,15 @@ func (h *Hub) emit(ctx context.Context, entries []entryChanges) {
 	for _, e := range entries {
 		all = append(all, e.cs...)
 	}
-	touched := rowTables(all)
-	read := map[string]bool{}
+	touched := touchedRows(all)
 	rows := map[rowRef]rowRead{}
 	for {
 		h.mu.Lock()
-		more := map[string]bool{}
-		for t := range touched {
-			if !read[t] && len(h.byTable[t]) > 0 {
-				more[t] = true
+		more := rowKeys{} // the rows of tables followed since the last look
+		for t, keys := range touched {
+			if len(h.byTable[t]) > 0 {
+				more[t] = keys
+				delete(touched, t)
 			}
 		}
 		if len(more) == 0 {
@@ -326,8 +326,7 @@ func (h *Hub) emit(ctx context.Context, entries []entryChanges) {
 			return
 		}
 		h.mu.Unlock()
-		maps.Copy(rows, h.readRows(ctx, all, more))
-		maps.Copy(read, more)
+		maps.Copy(rows, h.readRows(ctx, more))
 	}
 }
 

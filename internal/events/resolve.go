@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"time"
 
@@ -27,44 +28,44 @@ type rowRead struct {
 // own key-value table): it makes no message.
 var errNotExposed = errors.New("table not exposed")
 
-// rowTables returns the tables whose rows the changes of cs touch (a
-// queued or failed change makes row messages).
-func rowTables(cs []changes.Change) map[string]bool {
-	out := map[string]bool{}
-	for _, c := range cs {
-		if c.Tx == nil || (c.State != txn.Queued && c.State != txn.Failed) {
-			continue
-		}
-		for _, op := range c.Tx.Operations {
-			out[op.Table] = true
+// rowKeys are the keys of rows to read, by table, each once.
+type rowKeys map[string][]string
+
+// keysOf collects refs by table, each once.
+func keysOf(refs iter.Seq[rowRef]) rowKeys {
+	out := rowKeys{}
+	seen := map[rowRef]bool{}
+	for r := range refs {
+		if !seen[r] {
+			seen[r] = true
+			out[r.table] = append(out[r.table], r.id)
 		}
 	}
 	return out
 }
 
-// readRows reads, once each, every row of the given tables (every table
-// if nil) a queued or failed change of cs touches, as the smart read
-// returns it now: the rows of each table with one read of the overlay and
-// one of the database per readBatch rows.
-func (h *Hub) readRows(ctx context.Context, cs []changes.Change, tables map[string]bool) map[rowRef]rowRead {
-	keys := map[string][]string{} // by table, each key once
-	seen := map[rowRef]bool{}
-	for _, c := range cs {
-		if c.Tx == nil || (c.State != txn.Queued && c.State != txn.Failed) {
-			continue
-		}
-		for _, op := range c.Tx.Operations {
-			r := rowRef{op.Table, op.ID}
-			if tables != nil && !tables[op.Table] {
+// touchedRows returns every row a queued or failed change of cs touches:
+// the rows their messages carry.
+func touchedRows(cs []changes.Change) rowKeys {
+	return keysOf(func(yield func(rowRef) bool) {
+		for _, c := range cs {
+			if c.Tx == nil || (c.State != txn.Queued && c.State != txn.Failed) {
 				continue
 			}
-			if !seen[r] {
-				seen[r] = true
-				keys[op.Table] = append(keys[op.Table], op.ID)
+			for _, op := range c.Tx.Operations {
+				if !yield(rowRef{op.Table, op.ID}) {
+					return
+				}
 			}
 		}
-	}
-	out := make(map[rowRef]rowRead, len(seen))
+	})
+}
+
+// readRows reads the rows of keys as the smart read returns them now: the
+// rows of each table with one read of the overlay and one of the database
+// per readBatch rows.
+func (h *Hub) readRows(ctx context.Context, keys rowKeys) map[rowRef]rowRead {
+	out := map[rowRef]rowRead{}
 	for table, ks := range keys {
 		t, err := h.cfg.Reader.Table(table)
 		if err != nil {
@@ -149,17 +150,17 @@ func (h *Hub) hidden(table string) bool {
 // resolve reads the rows of the unresolved messages of msgs, as the smart
 // read returns them now, and fills them in. ctx bounds the reads.
 func (h *Hub) resolve(ctx context.Context, msgs []*Message) {
-	var cs []changes.Change
-	for _, m := range msgs {
-		if m.Type == TypeRow && m.unresolved {
-			op := txn.Operation{Op: m.Op, Table: m.Table, ID: m.ID}
-			cs = append(cs, changes.Change{ID: m.TxID, State: txn.Queued, Tx: &txn.Transaction{ID: m.TxID, Operations: []txn.Operation{op}}})
+	keys := keysOf(func(yield func(rowRef) bool) {
+		for _, m := range msgs {
+			if m.Type == TypeRow && m.unresolved && !yield(rowRef{m.Table, m.ID}) {
+				return
+			}
 		}
-	}
-	if len(cs) == 0 {
+	})
+	if len(keys) == 0 {
 		return
 	}
-	rows := h.readRows(ctx, cs, nil)
+	rows := h.readRows(ctx, keys)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, m := range msgs {

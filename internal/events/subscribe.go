@@ -218,7 +218,7 @@ func (h *Hub) catchUp(ctx context.Context, after, upTo Cursor) ([]*Message, erro
 	for _, r := range keep {
 		all = append(all, r.Changes...)
 	}
-	rows := h.readRows(ctx, all, nil)
+	rows := h.readRows(ctx, touchedRows(all))
 	out := []*Message{}
 	for _, r := range keep {
 		entry, _ := entryCursor(r.Pos)
