@@ -49,18 +49,26 @@ func StartReplica(dir string, master *Redis) (*Redis, error) {
 }
 
 func newRedis(dir string) (*Redis, error) {
-	bin, err := findBinary("redis-server")
+	bin, port, err := prepareRedis(dir)
 	if err != nil {
-		return nil, err
-	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	return &Redis{Addr: fmt.Sprintf("127.0.0.1:%d", port), URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port), Dir: dir, bin: bin, port: port}, nil
+}
+
+// prepareRedis finds redis-server (which runs Sentinels too), draws a free
+// port and makes dir, for a server or a Sentinel to start in.
+func prepareRedis(dir string) (bin string, port int, err error) {
+	if bin, err = findBinary("redis-server"); err != nil {
+		return "", 0, err
+	}
+	if port, err = FreePort(); err != nil {
+		return "", 0, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", 0, err
+	}
+	return bin, port, nil
 }
 
 // Start starts (or restarts) the server on its port and directory; the AOF

@@ -36,15 +36,8 @@ type Sentinel struct {
 // startSentinel starts a Sentinel in dir watching master under name, with
 // quorum Sentinels needed to call it down.
 func startSentinel(dir, name string, master *Redis, quorum int) (*Sentinel, error) {
-	bin, err := findBinary("redis-server")
+	bin, port, err := prepareRedis(dir)
 	if err != nil {
-		return nil, err
-	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	host, mport, _ := strings.Cut(master.Addr, ":")
