@@ -12,12 +12,10 @@ import (
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/auth"
+	"github.com/spoolgw/spool/internal/embedtest"
 	"github.com/spoolgw/spool/internal/events"
-	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/idempotency"
 	"github.com/spoolgw/spool/internal/pipeline"
-	"github.com/spoolgw/spool/internal/schema"
-	"github.com/spoolgw/spool/internal/store/sqlite"
 	"github.com/spoolgw/spool/internal/txlog/filelog"
 )
 
@@ -54,29 +52,9 @@ func startSpool(t *testing.T) *spool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "spool.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ddl, err := os.ReadFile("../examples/observatory.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Exec(ctx, string(ddl)); err != nil {
-		t.Fatal(err)
-	}
-	cat, err := schema.NewLive(ctx, gateway.ReadCatalog(st, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.lg, err = filelog.Open(filepath.Join(dir, "log"), filelog.Config{}, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.lg.Close() })
+	parts := embedtest.Open(t, dir, filelog.Config{})
+	st, cat := parts.Store, parts.Catalog
+	s.lg = parts.Log
 	keys, err := idempotency.Open(ctx, filepath.Join(dir, "idempotency.db"), 0, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
+	"github.com/spoolgw/spool/internal/embedtest"
 	"github.com/spoolgw/spool/internal/events"
 	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/idempotency"
@@ -64,29 +64,13 @@ func setupWith(t testing.TB, dir string, o options) *env {
 		dir = t.TempDir()
 	}
 	ctx := t.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "spool.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	schemaSQL, err := os.ReadFile("../../examples/observatory.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Exec(ctx, string(schemaSQL)); err != nil {
-		t.Fatal(err)
-	}
-	lg, err := filelog.Open(filepath.Join(dir, "log"), filelog.Config{SegmentSize: o.segmentSize}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	parts := embedtest.Open(t, dir, filelog.Config{SegmentSize: o.segmentSize})
+	st, lg := parts.Store, parts.Log
 	keys, err := idempotency.Open(ctx, filepath.Join(dir, "idempotency.db"), 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := build(t, pipeline.Config{Store: st, Catalog: catalogOf(t, st), Log: lg, Backpressure: o.backpressure, LocalKeys: keys,
+	p := build(t, pipeline.Config{Store: st, Catalog: parts.Catalog, Log: lg, Backpressure: o.backpressure, LocalKeys: keys,
 		Applier: &applier.Config{BatchTimeout: -1}, Events: o.events})
 	e := &env{t: t, dir: dir, st: st, lg: lg, gw: p.Gateway, ap: p.Applier, hub: p.Events}
 	if p.Events != nil {

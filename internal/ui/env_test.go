@@ -13,15 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spoolgw/spool/internal/embedtest"
 	spoolevents "github.com/spoolgw/spool/internal/events"
 
 	"github.com/spoolgw/spool/internal/api"
 	"github.com/spoolgw/spool/internal/applier"
 	"github.com/spoolgw/spool/internal/auth"
-	"github.com/spoolgw/spool/internal/gateway"
 	"github.com/spoolgw/spool/internal/pipeline"
-	"github.com/spoolgw/spool/internal/schema"
-	"github.com/spoolgw/spool/internal/store/sqlite"
 	"github.com/spoolgw/spool/internal/txlog/filelog"
 )
 
@@ -49,30 +47,8 @@ func setupWith(t *testing.T, tokens map[string]string, events http.Handler) *env
 	t.Helper()
 	dir := t.TempDir()
 	ctx := t.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "spool.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	schemaSQL, err := os.ReadFile("../../examples/observatory.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Exec(ctx, string(schemaSQL)); err != nil {
-		t.Fatal(err)
-	}
-	lg, err := filelog.Open(filepath.Join(dir, "log"), filelog.Config{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lg.Close() })
-	cat, err := schema.NewLive(ctx, gateway.ReadCatalog(st, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	parts := embedtest.Open(t, dir, filelog.Config{})
+	st, lg, cat := parts.Store, parts.Log, parts.Catalog
 	pc := pipeline.Config{Store: st, Catalog: cat, Log: lg, Applier: &applier.Config{BatchTimeout: -1}}
 	if events == nil {
 		pc.Events = &spoolevents.Config{} // the real live events
