@@ -99,9 +99,11 @@ Scenarios (default: ingest read):
   events      live events (GET /v1/events over SSE): at half the highest
               ingest rate, the time from each write's acknowledgement to its
               row message at a subscriber, p50/p99, beside the floor of the
-              same hand-off without spool at the same rate (with --servers a
-              bare XADD to a Redis stream read by a blocking XREAD; else a Go
-              channel between two goroutines); then 1,000 subscribers of one
+              same hand-off without spool (with --servers a bare XADD to a
+              Redis stream of the Redis spool uses, read by a blocking XREAD;
+              else a Go channel between two goroutines) measured at the same
+              time, under the same load, at up to 500/s; then the floor
+              alone at spool's rate; then 1,000 subscribers of one
               process (a filter each) and 100 writes/s: deliveries/s against
               those offered, and CPU per delivery of the deployment and of
               the subscribers (the bench)

@@ -25,11 +25,18 @@ const (
 	eventsFanoutRate = 100
 )
 
+// eventsFloorRate caps the rate of the floor's hand-offs while spool
+// carries the events scenario's load: enough for a p99 of thousands, few
+// enough to add little load of their own.
+const eventsFloorRate = 500
+
 // events measures live events: at half the highest ingest rate, the time
 // from each write's acknowledgement to its row message at a subscriber
 // (SSE), beside the floor of the same hand-off without spool (a bare Redis
-// XADD to a blocking XREAD with --servers; an in-process channel on the
-// embedded default) at the same rate; then eventsFanout subscribers of one
+// XADD to a blocking XREAD with --servers, on the Redis spool uses; an
+// in-process channel on the embedded default) measured at the same time,
+// under the same load, at up to eventsFloorRate; the floor alone follows,
+// at the same rate as spool's writes. Then eventsFanout subscribers of one
 // process and writes at eventsFanoutRate: deliveries/s against those
 // offered, and the CPU of the deployment per delivery.
 func (b *bench) events(ctx context.Context) error {
@@ -101,9 +108,23 @@ func (b *bench) events(ctx context.Context) error {
 	clear(acked)
 	clear(seen)
 	mu.Unlock()
+	type floorRun struct {
+		name string
+		res  *result
+		err  error
+	}
+	underLoad := make(chan floorRun, 1)
+	go func() {
+		name, res, err := b.eventsFloor(ctx, min(rate, eventsFloorRate))
+		underLoad <- floorRun{name, res, err}
+	}()
 	got := lg.open(ctx, target, rate, b.cfg.duration, http.StatusCreated, &seq)
+	loaded := <-underLoad
 	if err := got.failed(fmt.Sprintf("open loop at %.0f/s", rate)); err != nil {
 		return err
+	}
+	if loaded.err != nil {
+		return loaded.err
 	}
 	var lat []time.Duration
 	deadline := time.Now().Add(10 * time.Second)
@@ -133,7 +154,9 @@ func (b *bench) events(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.out.percentiles("events", fmt.Sprintf("ack → event at %.0f/s", rate), []int{50, 99}, &result{lat: lat}, floorName, floor)
+	b.out.percentiles("events", fmt.Sprintf("ack → event at %.0f/s", rate), []int{50, 99}, &result{lat: lat},
+		loaded.name+" under the same load", loaded.res)
+	b.out.percentiles("events", fmt.Sprintf("%s alone at %.0f/s", floorName, rate), []int{50, 99}, floor, "", nil)
 	b.out.print(figure{Scenario: "events", Figure: fmt.Sprintf("subscriber closed as slow at %.0f/s, and resumed", rate), Value: float64(closes.Load())})
 
 	return b.eventsFanout(ctx, d)

@@ -202,7 +202,8 @@ func TestEventsResume(t *testing.T) {
 
 // TestEventsResumeReadsUnfollowedRows: the hub reads no rows of a table
 // nobody follows; a subscriber that resumes from before such changes
-// gets them with their rows, read then, filtered as any other.
+// gets them with their rows, filtered as any other: an insert's as it
+// left it (its values, which its message carries), an update's read then.
 func TestEventsResumeReadsUnfollowedRows(t *testing.T) {
 	e := setupEvents(t, events.Config{})
 	url := e.srv.URL + "/v1/events?table=observations&target=eq.M31"
@@ -220,11 +221,14 @@ func TestEventsResumeReadsUnfollowedRows(t *testing.T) {
 	})
 	c = openSSE(t, url, snap.Cursor)
 	defer c.close()
-	for i, want := range []string{"insert", "update"} {
+	for i, want := range []struct {
+		op       string
+		exposure float64
+	}{{"insert", 30}, {"update", 90}} {
 		m := c.next(t, 5*time.Second)
 		id, row := rowOf(t, m)
-		if id != a || m.Data["op"] != want || row["target"] != "M31" || row["exposure_s"] != 90.0 {
-			t.Fatalf("message %d: want the %s of %s with its row as read now, got %v", i, want, a, m.Data)
+		if id != a || m.Data["op"] != want.op || row["target"] != "M31" || row["exposure_s"] != want.exposure {
+			t.Fatalf("message %d: want the %s of %s with exposure_s %v, got %v", i, want.op, a, want.exposure, m.Data)
 		}
 	}
 }

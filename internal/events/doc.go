@@ -17,10 +17,12 @@
 //     (settle.Config.Events). Cursors are stream ids, the same in every
 //     process, so a subscriber resumes on any.
 //
-// Each change is read once per process: a queued transaction's rows, and a
-// failed one's (as the database has them once it is withdrawn), through
-// the gateway's smart read, a batch's rows of a table at once, and
-// encoded once; subscribers share the messages. Rows of a table nobody
+// Each change is resolved once per process. A queued insert decides its
+// row alone (its values, which the change carries) and a delete leaves
+// none: neither is read. The rows of a queued update or upsert, and of a
+// failed transaction (as the database has them once it is withdrawn),
+// are read through the gateway's smart read, a batch's rows of a table at
+// once. Each message is encoded once; subscribers share the messages. Rows of a table nobody
 // follows are not read until a subscriber resumes from before them. The
 // hub keeps the last Config.History messages to resume from; older
 // cursors are resumed from the stream (Redis) or get a reset.

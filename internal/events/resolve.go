@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"slices"
 	"time"
 
 	"github.com/spoolgw/spool/internal/changes"
 	"github.com/spoolgw/spool/internal/gateway"
+	"github.com/spoolgw/spool/internal/query"
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/txn"
 )
@@ -44,8 +46,9 @@ func keysOf(refs iter.Seq[rowRef]) rowKeys {
 	return out
 }
 
-// touchedRows returns every row a queued or failed change of cs touches:
-// the rows their messages carry.
+// touchedRows returns every row a queued or failed change of cs touches
+// that its message needs read: the rows their messages carry, but for
+// those an operation decides alone (decided).
 func touchedRows(cs []changes.Change) rowKeys {
 	return keysOf(func(yield func(rowRef) bool) {
 		for _, c := range cs {
@@ -53,12 +56,34 @@ func touchedRows(cs []changes.Change) rowKeys {
 				continue
 			}
 			for _, op := range c.Tx.Operations {
+				if _, ok := decided(c, op); ok {
+					continue
+				}
 				if !yield(rowRef{op.Table, op.ID}) {
 					return
 				}
 			}
 		}
 	})
+}
+
+// decided returns the row a queued operation leaves when it decides it
+// alone, with no read: an insert's values, where the change carries them
+// (a local log's transaction, a shared log's events entry); nothing after
+// a delete. It is the row as of the operation, as the smart read returns
+// it then (Pending.Apply starts afresh from an insert or a delete); a read
+// made later would show later changes too, which have messages of their
+// own.
+func decided(c changes.Change, op txn.Operation) (schema.Row, bool) {
+	switch {
+	case c.State != txn.Queued:
+		return nil, false
+	case op.Op == txn.Delete:
+		return nil, true
+	case op.Op == txn.Insert && op.Values != nil:
+		return op.Values, true
+	}
+	return nil, false
 }
 
 // readRows reads the rows of keys as the smart read returns them now: the
@@ -121,6 +146,16 @@ func (h *Hub) messages(entry Cursor, cs []changes.Change, rows map[rowRef]rowRea
 		if c.Tx != nil && (c.State == txn.Queued || c.State == txn.Failed) {
 			for _, op := range c.Tx.Operations {
 				rr, read := rows[rowRef{op.Table, op.ID}]
+				if row, ok := decided(c, op); ok {
+					t, err := h.cfg.Reader.Table(op.Table)
+					if err != nil {
+						continue // not exposed
+					}
+					if row != nil {
+						row = query.Complete(t, maps.Clone(row))
+					}
+					rr, read = rowRead{row: row}, true
+				}
 				if errors.Is(rr.err, errNotExposed) || (!read && h.hidden(op.Table)) {
 					continue
 				}

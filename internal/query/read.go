@@ -65,21 +65,21 @@ func (r *Reader) Get(ctx context.Context, t *schema.Table, key string, merge boo
 		// An insert or delete is pending: the database row cannot change
 		// what readers see, so it is not read (the database may be down).
 		row, exists := pending.Apply(nil)
-		return complete(t, row), FromOverlay, exists, nil
+		return Complete(t, row), FromOverlay, exists, nil
 	}
 	base, found, err := r.DB.Get(ctx, t, key)
 	if err != nil {
 		return nil, "", false, fmt.Errorf("read %s/%s: %w: %w", t.Name, key, ErrDatabase, err)
 	}
 	if len(pending) == 0 {
-		return complete(t, base), FromDatabase, found, nil
+		return Complete(t, base), FromDatabase, found, nil
 	}
 	row, exists := pending.Apply(base)
 	src := FromOverlay
 	if found {
 		src = FromMerged
 	}
-	return complete(t, row), src, exists, nil
+	return Complete(t, row), src, exists, nil
 }
 
 // GetMany reads rows by canonical key text (keys with no repeats), as Get
@@ -114,7 +114,7 @@ func (r *Reader) GetMany(ctx context.Context, t *schema.Table, keys []string, me
 			row, exists = p.Apply(row)
 		}
 		if exists {
-			rows[i] = complete(t, row)
+			rows[i] = Complete(t, row)
 		}
 	}
 	return rows, nil
@@ -143,7 +143,7 @@ func (r *Reader) ListMarked(ctx context.Context, q *Query, merge bool) (rows []s
 	}
 	if len(pending) == 0 {
 		for i, row := range dbRows {
-			dbRows[i] = complete(q.Table, row)
+			dbRows[i] = Complete(q.Table, row)
 		}
 		dbRows = dbRows[:min(len(dbRows), q.Limit)]
 		return dbRows, make([]bool, len(dbRows)), FromDatabase, nil
@@ -191,7 +191,7 @@ func (r *Reader) ListMarked(ctx context.Context, q *Query, merge bool) (rows []s
 		if c.shared {
 			row = maps.Clone(row)
 		}
-		rows[i], buffered[i] = complete(q.Table, row), c.buffered
+		rows[i], buffered[i] = Complete(q.Table, row), c.buffered
 		fromOverlay = fromOverlay || c.buffered
 		fromDB = fromDB || !c.buffered
 	}
@@ -276,9 +276,9 @@ func (r *Reader) page(ctx context.Context, q *Query, pending map[string]overlay.
 	}
 }
 
-// complete gives a row every column of its table, null where it has none
+// Complete gives a row every column of its table, null where it has none
 // (an overlay row lacks the columns its writes did not name).
-func complete(t *schema.Table, row schema.Row) schema.Row {
+func Complete(t *schema.Table, row schema.Row) schema.Row {
 	if row == nil {
 		return nil
 	}

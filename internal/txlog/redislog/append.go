@@ -49,22 +49,27 @@ func (l *Log) encode(tx *txn.Transaction) ([]any, int, error) {
 		return nil, 0, fmt.Errorf("redislog: append: transaction of %d bytes exceeds MaxRecordSize %d",
 			len(payload), l.cfg.MaxRecordSize)
 	}
-	evops := encodeOps(tx.Operations)
-	args := make([]any, 0, 6+3*len(tx.Operations))
 	ikey, irec := "", []byte(nil)
 	if tx.Idempotency != nil {
 		ikey, irec = tx.Idempotency.Key, tx.Idempotency.Record
 	}
-	args = append(args, tx.ID, payload, ikey, irec, evops, len(tx.Operations))
-	size := len(tx.ID) + len(payload) + len(ikey) + len(irec) + len(evops)
-	for _, op := range tx.Operations {
-		entry, err := json.Marshal(opEntry{Tx: tx.ID, Kind: string(op.Op), Values: op.Values})
-		if err != nil {
-			return nil, 0, fmt.Errorf("redislog: append: encode operation: %w", err)
+	args := make([]any, 6, 6+3*len(tx.Operations))
+	vals := make([][]byte, len(tx.Operations))
+	prefix := entryPrefix(tx.ID)
+	size := len(tx.ID) + len(payload) + len(ikey) + len(irec)
+	for i, op := range tx.Operations {
+		if len(op.Values) > 0 {
+			if vals[i], err = json.Marshal(op.Values); err != nil {
+				return nil, 0, fmt.Errorf("redislog: append: encode operation %d: %w", i, err)
+			}
 		}
+		entry := encodeEntry(prefix, op.Op, vals[i])
 		args = append(args, op.Table, op.ID, entry)
 		size += len(op.Table) + len(op.ID) + len(entry)
 	}
+	evops := encodeOps(tx.Operations, vals)
+	args[0], args[1], args[2], args[3], args[4], args[5] = tx.ID, payload, ikey, irec, evops, len(tx.Operations)
+	size += len(evops)
 	return args, size, nil
 }
 

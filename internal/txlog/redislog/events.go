@@ -2,6 +2,7 @@ package redislog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -18,10 +19,12 @@ import (
 // the order they happened, for live events: every process reads it (a
 // blocking XREAD from the last entry it read), so a subscriber of any
 // process sees the writes of every other, and resumes from a position in
-// it. Its entries are compact; the rows are read by each process.
+// it. Its entries are compact: an insert carries its values, and the rows
+// other changes leave are read by each process.
 //
 //	s=q tx=<id> ops=<encodeOps>          queued: written by the append script,
-//	                                     in the same atomic step as the append
+//	                                     in the same atomic step as the append;
+//	                                     an insert's values included
 //	s=a|r lsn=<LSN> txs=<id>,<id>,…      applied or replicated, a run of a batch
 //	s=f tx=<id> ops=… err=… code=…        failed (dead-lettered)
 //
@@ -40,30 +43,51 @@ const (
 // opLetters are the operation kinds as encodeOps writes them.
 var opLetters = map[txn.Kind]byte{txn.Insert: 'i', txn.Update: 'u', txn.Upsert: 's', txn.Delete: 'd'}
 
-// encodeOps writes the kind, table and key of each operation, without
-// values: per operation a letter (i, u, s, d), then the table and the key,
-// each as its length in bytes, ':', itself ("u12:observations3:abc").
-func encodeOps(ops []txn.Operation) string {
+// encodeOps writes each operation's kind, table and key, and an insert's
+// values where vals has them (vals[i] is ops[i]'s as JSON; vals nil or
+// vals[i] nil: none): per operation a letter (i, u, s, d; I for an insert
+// with its values), then the table, the key and, after I, the values, each
+// as its length in bytes, ':', itself ("u12:observations3:abc",
+// `I3:obs1:7:{"id":7}`). An insert's values let every process's live
+// events know the row it leaves without reading it.
+func encodeOps(ops []txn.Operation, vals [][]byte) string {
 	var b strings.Builder
-	for _, op := range ops {
-		b.WriteByte(opLetters[op.Op])
+	for i, op := range ops {
+		var v []byte
+		if i < len(vals) && op.Op == txn.Insert {
+			v = vals[i]
+		}
+		if v != nil {
+			b.WriteByte('I')
+		} else {
+			b.WriteByte(opLetters[op.Op])
+		}
 		for _, s := range [2]string{op.Table, op.ID} {
 			b.WriteString(strconv.Itoa(len(s)))
 			b.WriteByte(':')
 			b.WriteString(s)
 		}
+		if v != nil {
+			b.WriteString(strconv.Itoa(len(v)))
+			b.WriteByte(':')
+			b.Write(v)
+		}
 	}
 	return b.String()
 }
 
-// decodeOps reads what encodeOps wrote.
-func decodeOps(s string) ([]txn.Operation, error) {
+// decodeOps reads what encodeOps wrote; normalize (if not nil) restores
+// canonical values in an insert's.
+func decodeOps(s string, normalize func(table string, values map[string]any)) ([]txn.Operation, error) {
 	var ops []txn.Operation
 	for len(s) > 0 {
 		var op txn.Operation
+		n := 2
 		switch s[0] {
 		case 'i':
 			op.Op = txn.Insert
+		case 'I':
+			op.Op, n = txn.Insert, 3
 		case 'u':
 			op.Op = txn.Update
 		case 's':
@@ -74,16 +98,26 @@ func decodeOps(s string) ([]txn.Operation, error) {
 			return nil, fmt.Errorf("%w: events: operation kind %q", ErrCorrupt, s[0])
 		}
 		s = s[1:]
-		var parts [2]string
-		for i := range parts {
-			n, rest, ok := strings.Cut(s, ":")
-			size, err := strconv.Atoi(n)
-			if !ok || err != nil || size < 0 || size > len(rest) {
-				return nil, fmt.Errorf("%w: events: operation %d: bad length %q", ErrCorrupt, len(ops), n)
+		var parts [3]string
+		for i := range n {
+			size, rest, ok := strings.Cut(s, ":")
+			l, err := strconv.Atoi(size)
+			if !ok || err != nil || l < 0 || l > len(rest) {
+				return nil, fmt.Errorf("%w: events: operation %d: bad length %q", ErrCorrupt, len(ops), size)
 			}
-			parts[i], s = rest[:size], rest[size:]
+			parts[i], s = rest[:l], rest[l:]
 		}
 		op.Table, op.ID = parts[0], parts[1]
+		if n == 3 {
+			dec := json.NewDecoder(strings.NewReader(parts[2]))
+			dec.UseNumber()
+			if err := dec.Decode(&op.Values); err != nil || op.Values == nil {
+				return nil, fmt.Errorf("%w: events: operation %d: values: %v", ErrCorrupt, len(ops), err)
+			}
+			if normalize != nil {
+				normalize(op.Table, op.Values)
+			}
+		}
 		ops = append(ops, op)
 	}
 	return ops, nil
@@ -110,7 +144,7 @@ func (l *Log) PublishEvents(ctx context.Context, cs []changes.Change) error {
 				if c.Err != nil {
 					msg = c.Err.Error()
 				}
-				add("s", eventFailed, "tx", c.ID, "ops", encodeOps(ops), "err", msg, "code", c.Code)
+				add("s", eventFailed, "tx", c.ID, "ops", encodeOps(ops, nil), "err", msg, "code", c.Code)
 				i++
 			case txn.Applied, txn.Replicated:
 				j := i + 1
@@ -153,7 +187,7 @@ func (l *Log) ReadEvents(ctx context.Context, after string, count int, block tim
 	if len(res) == 0 {
 		return nil, nil
 	}
-	return decodeEvents(res[0].Messages)
+	return decodeEvents(res[0].Messages, l.cfg.Normalize)
 }
 
 // RangeEvents returns up to count entries of the events stream from
@@ -163,7 +197,7 @@ func (l *Log) RangeEvents(ctx context.Context, from string, count int) ([]change
 	if err != nil {
 		return nil, fmt.Errorf("redislog: range events: %w", err)
 	}
-	return decodeEvents(msgs)
+	return decodeEvents(msgs, l.cfg.Normalize)
 }
 
 // EventBounds returns the positions of the first and the last entry the
@@ -187,11 +221,12 @@ func (l *Log) EventBounds(ctx context.Context) (first, last string, err error) {
 	return first, last, nil
 }
 
-// decodeEvents turns stream entries into records of changes.
-func decodeEvents(msgs []redis.XMessage) ([]changes.Record, error) {
+// decodeEvents turns stream entries into records of changes; normalize
+// restores canonical values in inserts' (decodeOps).
+func decodeEvents(msgs []redis.XMessage, normalize func(string, map[string]any)) ([]changes.Record, error) {
 	out := make([]changes.Record, 0, len(msgs))
 	for _, m := range msgs {
-		cs, err := decodeEvent(m.Values)
+		cs, err := decodeEvent(m.Values, normalize)
 		if err != nil {
 			return nil, fmt.Errorf("events entry %s: %w", m.ID, err)
 		}
@@ -201,11 +236,11 @@ func decodeEvents(msgs []redis.XMessage) ([]changes.Record, error) {
 }
 
 // decodeEvent reads one entry of the events stream.
-func decodeEvent(v map[string]any) ([]changes.Change, error) {
+func decodeEvent(v map[string]any, normalize func(string, map[string]any)) ([]changes.Change, error) {
 	str := func(k string) string { s, _ := v[k].(string); return s }
 	switch str("s") {
 	case eventQueued, eventFailed:
-		ops, err := decodeOps(str("ops"))
+		ops, err := decodeOps(str("ops"), normalize)
 		if err != nil {
 			return nil, err
 		}

@@ -1,6 +1,7 @@
 package redislog
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -11,10 +12,15 @@ import (
 
 // TestEvents: an append puts its transaction, queued, on the events stream
 // in the same step; settled states follow as PublishEvents writes them,
-// a run of one state as one entry; positions order them.
+// a run of one state as one entry; positions order them. A queued insert
+// carries its values, normalised as the overlay's are.
 func TestEvents(t *testing.T) {
 	t.Parallel()
-	l := openLog(t, Config{})
+	l := openLog(t, Config{Normalize: func(table string, values map[string]any) {
+		if n, ok := values["v"].(json.Number); ok && table == "t" {
+			values["v"], _ = n.Int64()
+		}
+	}})
 	ctx := testCtx(t)
 	_, last, err := l.EventBounds(ctx)
 	if err != nil || last != "0-0" {
@@ -45,10 +51,13 @@ func TestEvents(t *testing.T) {
 	if q.ID != a.ID || q.State != txn.Queued || !q.Logged || len(q.Tx.Operations) != 2 || q.Tx.Operations[0].ID != "k:1" || q.Tx.Operations[1].Op != txn.Update {
 		t.Fatalf("queued: %+v %+v", q, q.Tx)
 	}
+	if v := q.Tx.Operations[0].Values; len(v) != 1 || v["v"] != int64(1) || q.Tx.Operations[1].Values != nil {
+		t.Fatalf("queued: values %#v and %#v, want the insert's (normalised) alone", v, q.Tx.Operations[1].Values)
+	}
 	if cs := recs[2].Changes; len(cs) != 2 || cs[0].State != txn.Applied || cs[1].ID != b.ID || cs[1].LSN != 7 {
 		t.Fatalf("applied: %+v", cs)
 	}
-	if f := recs[3].Changes[0]; f.State != txn.Failed || f.Err.Error() != "boom" || f.Code != "23503" || f.Tx.Operations[0].Op != txn.Delete {
+	if f := recs[3].Changes[0]; f.State != txn.Failed || f.Err.Error() != "boom" || f.Code != "23503" || f.Tx.Operations[0].Op != txn.Delete || f.Tx.Operations[0].Values != nil {
 		t.Fatalf("failed: %+v", f)
 	}
 	for i := 1; i < len(recs); i++ {

@@ -3,6 +3,7 @@ package redislog
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -58,22 +59,42 @@ func FuzzDecode(f *testing.F) {
 }
 
 // FuzzDecodeOps: the events stream's compact operations decode what
-// encodeOps wrote, whatever tables and keys hold, and never panic on
-// anything else.
+// encodeOps wrote, whatever tables, keys and an insert's values hold, and
+// never panic on anything else.
 func FuzzDecodeOps(f *testing.F) {
-	f.Add("u12:observations3:abc", "insert", "t:1", "k\n:2")
-	f.Add("x", "delete", "", "")
-	f.Fuzz(func(t *testing.T, raw, kind, table, key string) {
-		_, _ = decodeOps(raw)
+	f.Add("u12:observations3:abc", "insert", "t:1", "k\n:2", "v:1")
+	f.Add("x", "delete", "", "", "")
+	f.Add(`I3:obs1:77:{"id":7}`, "update", "a", "b", "")
+	f.Fuzz(func(t *testing.T, raw, kind, table, key, value string) {
+		_, _ = decodeOps(raw, nil)
 		k := txn.Kind(kind)
 		if !k.Valid() {
 			return
 		}
-		ops := []txn.Operation{{Op: k, Table: table, ID: key}, {Op: txn.Delete, Table: key, ID: table}}
-		got, err := decodeOps(encodeOps(ops))
-		same := func(a, b txn.Operation) bool { return a.Op == b.Op && a.Table == b.Table && a.ID == b.ID }
-		if err != nil || len(got) != 2 || !same(got[0], ops[0]) || !same(got[1], ops[1]) {
+		// Values come from JSON requests: valid UTF-8.
+		value, vkey := strings.ToValidUTF8(value, "?"), strings.ToValidUTF8(key, "?")
+		ops := []txn.Operation{
+			{Op: k, Table: table, ID: key},
+			{Op: txn.Delete, Table: key, ID: table},
+			{Op: txn.Insert, Table: table, ID: key, Values: map[string]any{"v": value, vkey: json.Number("12")}},
+		}
+		vals := make([][]byte, len(ops))
+		for i, op := range ops {
+			if op.Values != nil {
+				vals[i], _ = json.Marshal(op.Values)
+			}
+		}
+		got, err := decodeOps(encodeOps(ops, vals), nil)
+		same := func(a, b txn.Operation) bool {
+			return a.Op == b.Op && a.Table == b.Table && a.ID == b.ID && reflect.DeepEqual(a.Values, b.Values)
+		}
+		if err != nil || len(got) != len(ops) {
 			t.Fatalf("%v: decoded %v, %v", ops, got, err)
+		}
+		for i := range ops {
+			if !same(got[i], ops[i]) {
+				t.Fatalf("operation %d: %#v, decoded %#v", i, ops[i], got[i])
+			}
 		}
 	})
 }

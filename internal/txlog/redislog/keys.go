@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+
+	"github.com/spoolgw/spool/internal/txn"
 )
 
 // groupName is the log's consumer group: the appliers of one log share it,
@@ -108,6 +110,23 @@ type opEntry struct {
 	Tx     string         `json:"tx"`
 	Kind   string         `json:"kind"`
 	Values map[string]any `json:"values,omitempty"`
+}
+
+// encodeEntry writes an operation's row-list entry, the JSON of its
+// opEntry, from its transaction's entryPrefix and its values' JSON (nil:
+// none), which the caller encodes once for the entry and the events
+// stream.
+func encodeEntry(prefix string, kind txn.Kind, values []byte) []byte {
+	k, _ := json.Marshal(string(kind)) // a string always encodes
+	b := make([]byte, 0, len(prefix)+len(k)+len(values)+20)
+	b = append(b, prefix...)
+	b = append(b, `"kind":`...)
+	b = append(b, k...)
+	if values != nil {
+		b = append(b, `,"values":`...)
+		b = append(b, values...)
+	}
+	return append(b, '}')
 }
 
 // entryPrefix is how every row-list entry of transaction id begins.

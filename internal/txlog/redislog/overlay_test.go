@@ -54,15 +54,32 @@ func TestComparePos(t *testing.T) {
 	}
 }
 
-func TestEntryPrefixMatchesEncoding(t *testing.T) {
+// TestEntryEncoding: an entry written from its parts is the JSON of its
+// opEntry, and starts with its transaction's entryPrefix.
+func TestEntryEncoding(t *testing.T) {
 	t.Parallel()
 	id := txn.NewID()
-	b, err := json.Marshal(opEntry{Tx: id, Kind: "insert", Values: map[string]any{"a": 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(string(b), entryPrefix(id)) {
-		t.Fatalf("entry %s does not start with %s", b, entryPrefix(id))
+	for _, e := range []opEntry{
+		{Tx: id, Kind: "insert", Values: map[string]any{"a": 1, "b": "<x&y>", "c": []any{"é"}}},
+		{Tx: id, Kind: "delete"},
+	} {
+		want, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vals []byte
+		if e.Values != nil {
+			if vals, err = json.Marshal(e.Values); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := encodeEntry(entryPrefix(id), txn.Kind(e.Kind), vals)
+		if string(got) != string(want) {
+			t.Errorf("encodeEntry = %s, want %s", got, want)
+		}
+		if !strings.HasPrefix(string(got), entryPrefix(id)) {
+			t.Errorf("entry %s does not start with %s", got, entryPrefix(id))
+		}
 	}
 }
 
