@@ -299,17 +299,16 @@ type entryChanges struct {
 // again under the lock the messages are published under: a subscription
 // that began meanwhile gets its rows read before they go out.
 func (h *Hub) emit(ctx context.Context, entries []entryChanges) {
-	var all []changes.Change
-	for _, e := range entries {
-		all = append(all, e.cs...)
-	}
-	touched := touchedRows(all)
-	rows := map[rowRef]rowRead{}
+	touched := touchedRows(entries)
+	var rows map[rowRef]rowRead
 	for {
 		h.mu.Lock()
-		more := rowKeys{} // the rows of tables followed since the last look
+		var more rowKeys // the rows of tables followed since the last look
 		for t, keys := range touched {
 			if len(h.byTable[t]) > 0 {
+				if more == nil {
+					more = rowKeys{}
+				}
 				more[t] = keys
 				delete(touched, t)
 			}
@@ -320,15 +319,21 @@ func (h *Hub) emit(ctx context.Context, entries []entryChanges) {
 					h.seq++
 					e.entry = Cursor{A: h.epoch, B: h.seq}
 				}
-				h.publishLocked(h.track(h.messages(e.entry, e.cs, rows)), e.entry)
+				h.publishLocked(h.track(h.messages(e.entry, e.cs, rows, h.followedLocked)), e.entry)
 			}
 			h.mu.Unlock()
 			return
 		}
 		h.mu.Unlock()
+		if rows == nil {
+			rows = map[rowRef]rowRead{}
+		}
 		maps.Copy(rows, h.readRows(ctx, more))
 	}
 }
+
+// followedLocked tells whether a subscription follows table.
+func (h *Hub) followedLocked(table string) bool { return len(h.byTable[table]) > 0 }
 
 // publishLocked appends an entry's messages to the ring and hands each to
 // the subscriptions that want it; head moves past the entry.
@@ -393,57 +398,42 @@ func (h *Hub) lose(why string) {
 // (logged, or a later state) and drops it if refused, and publishes the
 // rest in the order they came.
 func (h *Hub) drainIntake(ctx context.Context) {
-	var fifo []*held
-	waiting := map[string]*held{}
+	var q holdQueue
+	var cs, spare []changes.Change
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-h.cfg.Intake.wake:
 		}
-		cs, lost := h.cfg.Intake.take()
+		var lost bool
+		cs, lost = h.cfg.Intake.take(spare)
 		if lost {
 			h.lose("the hub fell behind the writes (intake full)")
-			fifo, waiting = nil, map[string]*held{}
-			continue
-		}
-		for _, c := range cs {
-			e := waiting[c.ID]
-			switch {
-			case c.State == txn.Queued && (c.Refused || c.Logged):
-				if e != nil {
-					e.ready, e.refused = true, c.Refused
-					delete(waiting, c.ID)
-				}
-			case c.State == txn.Queued: // published before its append
-				e = &held{c: c}
-				waiting[c.ID] = e
-				fifo = append(fifo, e)
-			default: // a later state: it was in the log
-				if e != nil {
-					e.ready = true
-					delete(waiting, c.ID)
-				}
-				fifo = append(fifo, &held{c: c, ready: true})
+			q = holdQueue{}
+		} else {
+			for _, c := range cs {
+				q.add(c)
+			}
+			if ready := q.ready(); len(ready) > 0 {
+				h.emit(ctx, ready)
 			}
 		}
-		n := 0
-		for n < len(fifo) && fifo[n].ready {
-			n++
-		}
-		if n == 0 {
-			continue
-		}
-		ready := fifo[:n]
-		fifo = append([]*held(nil), fifo[n:]...)
-		var batch []entryChanges
-		for _, e := range ready {
-			if !e.refused {
-				batch = append(batch, entryChanges{cs: []changes.Change{e.c}})
-			}
-		}
-		h.emit(ctx, batch)
+		spare = cs
 	}
+}
+
+// holdQueue is a local log's changes waiting for the hub to publish them,
+// in the order they came: a queued transaction waits for its append to
+// succeed (changes.Change.Logged, or a later state of it). Its slices are
+// reused from one batch to the next.
+type holdQueue struct {
+	fifo    []held // waiting from fifo[head] on
+	head    int
+	dropped int            // changes taken off fifo's front for good
+	waiting map[string]int // a queued transaction's place: dropped + its index in fifo
+	out     []changes.Change
+	entries []entryChanges
 }
 
 // held is a change of a local log waiting for the hub to publish it.
@@ -451,6 +441,63 @@ type held struct {
 	c       changes.Change
 	ready   bool
 	refused bool
+}
+
+// add takes in one change.
+func (q *holdQueue) add(c changes.Change) {
+	if q.waiting == nil {
+		q.waiting = map[string]int{}
+	}
+	p, waits := q.waiting[c.ID]
+	switch {
+	case c.State == txn.Queued && (c.Refused || c.Logged):
+		if waits {
+			q.fifo[p-q.dropped].ready, q.fifo[p-q.dropped].refused = true, c.Refused
+			delete(q.waiting, c.ID)
+		}
+	case c.State == txn.Queued: // published before its append
+		q.waiting[c.ID] = q.dropped + len(q.fifo)
+		q.fifo = append(q.fifo, held{c: c})
+	default: // a later state: it was in the log
+		if waits {
+			q.fifo[p-q.dropped].ready = true
+			delete(q.waiting, c.ID)
+		}
+		q.fifo = append(q.fifo, held{c: c, ready: true})
+	}
+}
+
+// ready takes the changes at the front that may be published, as entries
+// of one change each (refused ones dropped). The entries are valid until
+// the next call.
+func (q *holdQueue) ready() []entryChanges {
+	n := 0
+	for q.head+n < len(q.fifo) && q.fifo[q.head+n].ready {
+		n++
+	}
+	q.out, q.entries = q.out[:0], q.entries[:0]
+	taken := q.fifo[q.head : q.head+n]
+	for _, e := range taken {
+		if !e.refused {
+			q.out = append(q.out, e.c)
+		}
+	}
+	for i := range q.out {
+		q.entries = append(q.entries, entryChanges{cs: q.out[i : i+1 : i+1]})
+	}
+	clear(taken) // no transaction stays pinned
+	q.head += n
+	switch {
+	case q.head == len(q.fifo):
+		q.dropped += len(q.fifo)
+		q.fifo, q.head = q.fifo[:0], 0
+	case q.head >= 1024 && 2*q.head >= len(q.fifo):
+		left := copy(q.fifo, q.fifo[q.head:])
+		clear(q.fifo[left:])
+		q.dropped += q.head
+		q.fifo, q.head = q.fifo[:left], 0
+	}
+	return q.entries
 }
 
 // readStream is a shared log's loop: blocking reads of the events stream

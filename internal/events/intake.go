@@ -53,11 +53,14 @@ func (in *Intake) Changed(cs []changes.Change) {
 }
 
 // take returns what is queued, and whether changes were lost since the
-// last take.
-func (in *Intake) take() ([]changes.Change, bool) {
+// last take. spare (emptied) becomes the queue: the caller hands back the
+// slice an earlier take returned once it is done with it, so that the two
+// are reused rather than grown again for every take.
+func (in *Intake) take(spare []changes.Change) ([]changes.Change, bool) {
+	clear(spare[:cap(spare)]) // no transaction stays pinned
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	cs, lost := in.queue, in.overflowed
-	in.queue, in.overflowed = nil, false
+	in.queue, in.overflowed = spare[:0], false
 	return cs, lost
 }

@@ -2,8 +2,10 @@ package events
 
 import (
 	"encoding/json"
+	"maps"
 	"sync"
 
+	"github.com/spoolgw/spool/internal/query"
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/txn"
 )
@@ -47,6 +49,10 @@ type Message struct {
 	// resumes from before it has its row read then (Hub.resolve), under
 	// the hub's lock, before it is filtered or encoded.
 	unresolved bool
+	// decided is set on a row message whose row its operation decides
+	// (decided): Row holds the operation's values, shared with its
+	// transaction, until complete makes the row of them.
+	decided bool
 	// Both kinds'.
 	TxID  string
 	State txn.State
@@ -57,6 +63,14 @@ type Message struct {
 
 	once sync.Once
 	data []byte
+}
+
+// complete makes a decided row message's row: a copy of its operation's
+// values with every other column of t null, as the smart read returns it.
+func (m *Message) complete(t *schema.Table) {
+	if m.Row != nil {
+		m.Row = query.Complete(t, maps.Clone(m.Row))
+	}
 }
 
 // rowJSON and txJSON are the messages as clients get them.

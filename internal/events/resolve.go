@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"maps"
 	"slices"
 	"time"
 
 	"github.com/spoolgw/spool/internal/changes"
 	"github.com/spoolgw/spool/internal/gateway"
-	"github.com/spoolgw/spool/internal/query"
 	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/txn"
 )
@@ -33,11 +31,14 @@ var errNotExposed = errors.New("table not exposed")
 // rowKeys are the keys of rows to read, by table, each once.
 type rowKeys map[string][]string
 
-// keysOf collects refs by table, each once.
+// keysOf collects refs by table, each once; nil if none.
 func keysOf(refs iter.Seq[rowRef]) rowKeys {
-	out := rowKeys{}
-	seen := map[rowRef]bool{}
+	var out rowKeys
+	var seen map[rowRef]bool
 	for r := range refs {
+		if out == nil {
+			out, seen = rowKeys{}, map[rowRef]bool{}
+		}
 		if !seen[r] {
 			seen[r] = true
 			out[r.table] = append(out[r.table], r.id)
@@ -46,21 +47,23 @@ func keysOf(refs iter.Seq[rowRef]) rowKeys {
 	return out
 }
 
-// touchedRows returns every row a queued or failed change of cs touches
-// that its message needs read: the rows their messages carry, but for
-// those an operation decides alone (decided).
-func touchedRows(cs []changes.Change) rowKeys {
+// touchedRows returns every row a queued or failed change of entries
+// touches that its message needs read: the rows their messages carry, but
+// for those an operation decides alone (decided).
+func touchedRows(entries []entryChanges) rowKeys {
 	return keysOf(func(yield func(rowRef) bool) {
-		for _, c := range cs {
-			if c.Tx == nil || (c.State != txn.Queued && c.State != txn.Failed) {
-				continue
-			}
-			for _, op := range c.Tx.Operations {
-				if _, ok := decided(c, op); ok {
+		for _, e := range entries {
+			for _, c := range e.cs {
+				if c.Tx == nil || (c.State != txn.Queued && c.State != txn.Failed) {
 					continue
 				}
-				if !yield(rowRef{op.Table, op.ID}) {
-					return
+				for _, op := range c.Tx.Operations {
+					if _, ok := decided(c, op); ok {
+						continue
+					}
+					if !yield(rowRef{op.Table, op.ID}) {
+						return
+					}
 				}
 			}
 		}
@@ -133,10 +136,12 @@ func (h *Hub) readMany(ctx context.Context, t *schema.Table, keys []string) ([]s
 }
 
 // messages turns the changes of one entry into its messages: for a queued
-// or failed transaction a row message per operation (the row as read;
-// unresolved if it was not read: see Message.unresolved), then a
-// transaction message for each change.
-func (h *Hub) messages(entry Cursor, cs []changes.Change, rows map[rowRef]rowRead) []*Message {
+// or failed transaction a row message per operation (the row decided or
+// read; unresolved if it was not read: see Message.unresolved), then a
+// transaction message for each change. A row an operation decides alone
+// is left unresolved too, and made when it is resolved, if followed (not
+// nil) says nobody follows its table.
+func (h *Hub) messages(entry Cursor, cs []changes.Change, rows map[rowRef]rowRead, followed func(table string) bool) []*Message {
 	var out []*Message
 	add := func(m *Message) {
 		m.Cursor = Cursor{A: entry.A, B: entry.B, I: uint32(len(out))}
@@ -145,21 +150,26 @@ func (h *Hub) messages(entry Cursor, cs []changes.Change, rows map[rowRef]rowRea
 	for _, c := range cs {
 		if c.Tx != nil && (c.State == txn.Queued || c.State == txn.Failed) {
 			for _, op := range c.Tx.Operations {
-				rr, read := rows[rowRef{op.Table, op.ID}]
+				m := &Message{Type: TypeRow, Table: op.Table, ID: op.ID, Op: op.Op, TxID: c.ID, State: c.State}
 				if row, ok := decided(c, op); ok {
 					t, err := h.cfg.Reader.Table(op.Table)
 					if err != nil {
 						continue // not exposed
 					}
-					if row != nil {
-						row = query.Complete(t, maps.Clone(row))
+					m.Row, m.decided = row, true
+					if followed != nil && !followed(op.Table) {
+						m.unresolved = true
+					} else {
+						m.complete(t)
 					}
-					rr, read = rowRead{row: row}, true
+					add(m)
+					continue
 				}
+				rr, read := rows[rowRef{op.Table, op.ID}]
 				if errors.Is(rr.err, errNotExposed) || (!read && h.hidden(op.Table)) {
 					continue
 				}
-				m := &Message{Type: TypeRow, Table: op.Table, ID: op.ID, Op: op.Op, Row: rr.row, TxID: c.ID, State: c.State, unresolved: !read}
+				m.Row, m.unresolved = rr.row, !read
 				if rr.err != nil {
 					m.ReadErr = rr.err.Error()
 				}
@@ -183,23 +193,30 @@ func (h *Hub) hidden(table string) bool {
 }
 
 // resolve reads the rows of the unresolved messages of msgs, as the smart
-// read returns them now, and fills them in. ctx bounds the reads.
+// read returns them now, and fills them in (a decided row needs no read).
+// ctx bounds the reads.
 func (h *Hub) resolve(ctx context.Context, msgs []*Message) {
+	h.mu.Lock() // another subscription may be resolving them
 	keys := keysOf(func(yield func(rowRef) bool) {
 		for _, m := range msgs {
-			if m.Type == TypeRow && m.unresolved && !yield(rowRef{m.Table, m.ID}) {
+			if m.Type == TypeRow && m.unresolved && !m.decided && !yield(rowRef{m.Table, m.ID}) {
 				return
 			}
 		}
 	})
-	if len(keys) == 0 {
-		return
-	}
+	h.mu.Unlock()
 	rows := h.readRows(ctx, keys)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, m := range msgs {
 		if m.Type != TypeRow || !m.unresolved {
+			continue
+		}
+		if m.decided {
+			if t, err := h.cfg.Reader.Table(m.Table); err == nil {
+				m.complete(t)
+			}
+			m.unresolved = false
 			continue
 		}
 		rr := rows[rowRef{m.Table, m.ID}]

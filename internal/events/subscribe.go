@@ -214,15 +214,15 @@ func (h *Hub) catchUp(ctx context.Context, after, upTo Cursor) ([]*Message, erro
 	if !reached && len(recs) > h.cfg.CatchUp {
 		return nil, nil
 	}
-	var all []changes.Change
-	for _, r := range keep {
-		all = append(all, r.Changes...)
+	entries := make([]entryChanges, len(keep))
+	for i, r := range keep {
+		entries[i].cs = r.Changes
 	}
-	rows := h.readRows(ctx, touchedRows(all))
+	rows := h.readRows(ctx, touchedRows(entries))
 	out := []*Message{}
 	for _, r := range keep {
 		entry, _ := entryCursor(r.Pos)
-		for _, m := range h.messages(entry, r.Changes, rows) {
+		for _, m := range h.messages(entry, r.Changes, rows, nil) {
 			if m.Cursor.Compare(after) > 0 && m.Cursor.Compare(upTo) <= 0 {
 				out = append(out, m)
 			}
