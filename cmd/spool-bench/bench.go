@@ -34,7 +34,13 @@ Scenarios (default: ingest read):
               once the body is durable the way spool's log makes it: appended
               to a file under group-committed fsync, or with --servers one
               RPUSH to the same Redis; no validation, overlay or drain: the
-              most a durable acknowledgement reaches here); then an open
+              most a durable acknowledgement reaches here), and the minimal
+              pipeline (the durable no-op that drains too: each body a
+              transaction of spool's log's shape, made durable, and drained
+              500 rows at a time by a multi-row INSERT into SQLite, or with
+              --servers XADDed to the same Redis and drained by the minimal
+              drain; the most a gateway that drains as fast as it takes
+              writes reaches here); then an open
               loop (fixed arrival rate, latency from each request's scheduled
               time) at half the highest rate measured, or at --rate, beside
               the no-op and the durable no-op at that rate, with the

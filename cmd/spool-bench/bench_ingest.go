@@ -45,6 +45,15 @@ func (b *bench) ingest(ctx context.Context) error {
 			return err
 		}
 		defer stopDurable()
+		pdb, err := d.be.baselineDB(ctx, "pipeline")
+		if err != nil {
+			return err
+		}
+		defer pdb.Close()
+		if r.pipeline, err = b.env.startMinimalPipeline(ctx, pdb, false); err != nil {
+			return err
+		}
+		defer r.pipeline.stop()
 		r.sync, r.durable = syncURL, durableURL
 	}
 	for _, c := range b.cfg.levels {
@@ -64,13 +73,14 @@ func (b *bench) ingest(ctx context.Context) error {
 // ingestRun is what the ingest scenario drives: spool, and the baselines
 // beside it on the same HTTP stack (sync and durable are empty with --url).
 type ingestRun struct {
-	lg, base     *loadgen     // spool's load, and the baselines'
-	seq, baseSeq atomic.Int64 // their writes so far
-	spool        string       // spool's base URL
-	proc         *spoolProc   // spool's process, nil with --url
-	noop         string       // the ceiling
-	durable      string       // the durable no-op
-	sync         string       // the synchronous baseline
+	lg, base     *loadgen         // spool's load, and the baselines'
+	seq, baseSeq atomic.Int64     // their writes so far
+	spool        string           // spool's base URL
+	proc         *spoolProc       // spool's process, nil with --url
+	noop         string           // the ceiling
+	durable      string           // the durable no-op
+	pipeline     *minimalPipeline // the durable no-op that drains, too
+	sync         string           // the synchronous baseline
 }
 
 func (r *ingestRun) target() string { return r.spool + "/v1/tables/observations" }
@@ -94,13 +104,25 @@ func (b *bench) ingestClosed(ctx context.Context, r *ingestRun, c int) error {
 		res := r.base.closed(ctx, url, c, b.cfg.duration, code, &r.baseSeq)
 		return res, res.failed(fmt.Sprintf("%s c=%d", what, c))
 	}
+	var dur *result
 	if r.durable != "" {
-		dur, err := baseline(r.durable, "durable no-op", http.StatusAccepted)
-		if err != nil {
+		var err error
+		if dur, err = baseline(r.durable, "durable no-op", http.StatusAccepted); err != nil {
 			return err
 		}
 		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d writes/s vs durable no-op", c), Value: got.perSecond(), Unit: "1/s", Baseline: "durable no-op", BaselineValue: dur.perSecond()})
 		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d durable no-op writes/s", c), Value: dur.perSecond(), Unit: "1/s", Baseline: "no-op", BaselineValue: ceil.perSecond()})
+	}
+	if r.pipeline != nil {
+		pip, err := baseline(r.pipeline.url, "minimal pipeline", http.StatusCreated)
+		if err != nil {
+			return err
+		}
+		if err := r.pipeline.caughtUp(ctx, time.Minute); err != nil {
+			return err
+		}
+		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d writes/s vs minimal pipeline", c), Value: got.perSecond(), Unit: "1/s", Baseline: "minimal pipeline", BaselineValue: pip.perSecond()})
+		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d minimal pipeline writes/s", c), Value: pip.perSecond(), Unit: "1/s", Baseline: "durable no-op", BaselineValue: dur.perSecond()})
 	}
 	if r.sync != "" {
 		syn, err := baseline(r.sync, "synchronous", http.StatusCreated)

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -192,35 +195,103 @@ func minimalRow(m redis.XMessage) (obsRow, error) {
 	return obsRow{id: tx.Operations[0].ID, target: target, exposure: exposure, meta: string(meta)}, nil
 }
 
-// minimalPipeline is, with --servers, the least a gateway that buffers
-// writes in a Redis log and drains them into PostgreSQL does between a
-// write's acknowledgement and its row in the database: each POSTed body is
-// made a transaction of the shape spool's log holds and appended to a
-// stream of the bench's Redis (XADD; appendfsync always) before the 201,
-// and copyStream drains the stream into a database of the bench's
-// meanwhile. No validation, overlay, status, exactly-once record or
-// fencing: the floor under the time from acknowledged to applied on this
-// machine at a given rate.
+// minimalPipeline is the least a gateway that buffers writes in a durable
+// log and drains them into the database does between a write's
+// acknowledgement and its row in the database. Each POSTed body is made a
+// transaction of the shape spool's log holds and made durable before the
+// 201: with --servers appended to a stream of the bench's Redis (XADD;
+// appendfsync always), and copyStream drains the stream into a database
+// of the bench's meanwhile; on the embedded default appended to a file
+// under group-committed fsync, as the durable no-op does, and its row
+// handed in memory to a drain that writes up to 500 rows at a time with
+// one multi-row INSERT into a SQLite file of the bench's. No validation,
+// overlay, status, exactly-once record or fencing: the floor under the
+// time from acknowledged to applied, and under the writes a second of a
+// gateway that drains as fast as it takes writes, on this machine.
 type minimalPipeline struct {
 	url  string
 	stop func() error // stops serving and draining
+
+	acked, drained atomic.Int64 // rows acknowledged, and in the database
 
 	mu        sync.Mutex
 	committed map[string]time.Time // row id → when its batch committed
 }
 
 // startMinimalPipeline serves the minimal pipeline, draining into db.
-func (e *benchEnv) startMinimalPipeline(ctx context.Context, db benchDB) (*minimalPipeline, error) {
-	rdb, err := e.redisClient("minimal pipeline")
-	if err != nil {
-		return nil, err
-	}
-	const stream, group = "bench:pipeline", "drain"
-	if err := rdb.XGroupCreateMkStream(ctx, stream, group, "$").Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("bench: minimal pipeline: %w", err)
-	}
+// With track, it records when each row committed (appliedAt).
+func (e *benchEnv) startMinimalPipeline(ctx context.Context, db benchDB, track bool) (*minimalPipeline, error) {
 	p := &minimalPipeline{committed: make(map[string]time.Time)}
+	committed := func(rows []obsRow) {
+		p.drained.Add(int64(len(rows)))
+		if !track {
+			return
+		}
+		now := time.Now()
+		p.mu.Lock()
+		for _, row := range rows {
+			p.committed[row.id] = now
+		}
+		p.mu.Unlock()
+	}
+	var (
+		appendTx func(ctx context.Context, tx *txn.Transaction, payload []byte) error
+		drain    func(ctx context.Context) error
+		closeLog func()
+	)
+	if e.servers() {
+		rdb, err := e.redisClient("minimal pipeline")
+		if err != nil {
+			return nil, err
+		}
+		const stream, group = "bench:pipeline", "drain"
+		if err := rdb.XGroupCreateMkStream(ctx, stream, group, "$").Err(); err != nil {
+			rdb.Close()
+			return nil, fmt.Errorf("bench: minimal pipeline: %w", err)
+		}
+		appendTx = func(ctx context.Context, _ *txn.Transaction, payload []byte) error {
+			return rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"tx", payload}}).Err()
+		}
+		drain = func(ctx context.Context) error { return copyStream(ctx, rdb, stream, group, db, 0, committed) }
+		closeLog = func() {
+			rdb.Del(context.WithoutCancel(ctx), stream)
+			rdb.Close()
+		}
+	} else {
+		f, err := os.OpenFile(filepath.Join(e.dir, fmt.Sprintf("minimal-pipeline-%d.log", time.Now().UnixNano())), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("bench: minimal pipeline: %w", err)
+		}
+		g := newGroupCommit(f)
+		rows := newRowQueue()
+		appendTx = func(ctx context.Context, tx *txn.Transaction, payload []byte) error {
+			if err := g.append(ctx, append(payload, '\n')); err != nil {
+				return err
+			}
+			row, err := txRow(tx)
+			if err != nil {
+				return err
+			}
+			rows.push(row)
+			return nil
+		}
+		drain = func(ctx context.Context) error {
+			for {
+				batch := rows.take(ctx, applier.DefaultBatchSize)
+				if batch == nil {
+					return nil // stopped
+				}
+				if err := db.bulk(ctx, batch); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+				committed(batch)
+			}
+		}
+		closeLog = func() { g.close(); f.Close() }
+	}
 	url, stopServing, err := serveLocal(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v, ok := decodeBody(w, r)
 		if !ok {
@@ -232,40 +303,94 @@ func (e *benchEnv) startMinimalPipeline(ctx context.Context, db benchDB) (*minim
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if err := rdb.XAdd(r.Context(), &redis.XAddArgs{Stream: stream, Values: []any{"tx", payload}}).Err(); err != nil {
+		if err := appendTx(r.Context(), tx, payload); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
+		p.acked.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
 		json.NewEncoder(w).Encode(benchAck{ID: tx.Operations[0].ID, TransactionID: tx.ID})
 	}))
 	if err != nil {
-		rdb.Close()
+		closeLog()
 		return nil, err
 	}
 	drainCtx, stopDrain := context.WithCancel(context.WithoutCancel(ctx))
 	drained := make(chan error, 1)
-	go func() {
-		drained <- copyStream(drainCtx, rdb, stream, group, db, 0, func(rows []obsRow) {
-			now := time.Now()
-			p.mu.Lock()
-			for _, row := range rows {
-				p.committed[row.id] = now
-			}
-			p.mu.Unlock()
-		})
-	}()
+	go func() { drained <- drain(drainCtx) }()
 	p.url = url
 	p.stop = func() error {
 		stopServing()
 		stopDrain()
 		err := <-drained
-		rdb.Del(context.WithoutCancel(ctx), stream)
-		rdb.Close()
+		closeLog()
 		return err
 	}
 	return p, nil
+}
+
+// caughtUp waits up to timeout for every acknowledged row to be in the
+// database.
+func (p *minimalPipeline) caughtUp(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for p.drained.Load() < p.acked.Load() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: minimal pipeline: %d of %d acknowledged rows in the database after %v", p.drained.Load(), p.acked.Load(), timeout)
+		}
+		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// txRow is the row of one of the bench's transactions (obsInsert) as a
+// drain writes it.
+func txRow(tx *txn.Transaction) (obsRow, error) {
+	row, err := obsRowFromBody(tx.Operations[0].Values)
+	row.id = tx.Operations[0].ID
+	return row, err
+}
+
+// rowQueue hands rows from the embedded minimal pipeline's handlers to
+// its drain.
+type rowQueue struct {
+	mu   sync.Mutex
+	rows []obsRow
+	wake chan struct{}
+}
+
+func newRowQueue() *rowQueue { return &rowQueue{wake: make(chan struct{}, 1)} }
+
+func (q *rowQueue) push(r obsRow) {
+	q.mu.Lock()
+	q.rows = append(q.rows, r)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns up to n rows, waiting for one; nil once ctx ends.
+func (q *rowQueue) take(ctx context.Context, n int) []obsRow {
+	for {
+		q.mu.Lock()
+		if len(q.rows) > 0 {
+			k := min(n, len(q.rows))
+			out := append([]obsRow(nil), q.rows[:k]...)
+			q.rows = append(q.rows[:0], q.rows[k:]...)
+			q.mu.Unlock()
+			return out
+		}
+		q.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-q.wake:
+		}
+	}
 }
 
 // appliedAt returns when the row of each ack committed, waiting up to

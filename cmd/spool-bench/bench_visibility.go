@@ -128,7 +128,7 @@ func (b *bench) visibilityFloor(ctx context.Context, be *backend, rate float64, 
 		return err
 	}
 	defer db.Close()
-	p, err := b.env.startMinimalPipeline(ctx, db)
+	p, err := b.env.startMinimalPipeline(ctx, db, true)
 	if err != nil {
 		return err
 	}
