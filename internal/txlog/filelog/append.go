@@ -173,6 +173,13 @@ func (l *Log) flush(reqs []*appendReq) error {
 	w.seg.size = w.size
 	l.bytes += int64(len(w.buf))
 	l.durable = w.next - 1
+	first := w.next - uint64(len(reqs)) // reqs are the records just synced
+	for i, r := range reqs {
+		if len(l.recent) >= l.cfg.ClaimCache {
+			break
+		}
+		l.recent[first+uint64(i)] = r.Tx
+	}
 	close(l.durableCh)
 	l.durableCh = make(chan struct{})
 	l.full = time.Time{}

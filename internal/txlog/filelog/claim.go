@@ -52,18 +52,27 @@ func (l *Log) Claim(ctx context.Context, max int) ([]txlog.Entry, error) {
 	}
 }
 
-// claim reads the next n entries, all durable, and moves the cursor past
+// claim takes the next n entries, all durable, from those kept since
+// their append (recent) or else from the files, and moves the cursor past
 // them. On a read error it returns what it has read, or the error if that
 // is nothing. The caller holds claimMu.
 func (l *Log) claim(n int) ([]txlog.Entry, error) {
 	entries := make([]txlog.Entry, 0, min(n, 1024))
 	for range n {
-		e, err := l.cr.read(l.claimed + 1)
-		if err != nil {
-			if len(entries) > 0 {
-				return entries, nil // the error comes again on the next Claim
+		seq := l.claimed + 1
+		l.mu.Lock()
+		tx, kept := l.recent[seq]
+		delete(l.recent, seq)
+		l.mu.Unlock()
+		e := txlog.Entry{Pos: strconv.FormatUint(seq, 10), Tx: tx}
+		if !kept {
+			var err error
+			if e, err = l.cr.read(seq); err != nil {
+				if len(entries) > 0 {
+					return entries, nil // the error comes again on the next Claim
+				}
+				return nil, fmt.Errorf("filelog: claim: %w", err)
 			}
-			return nil, fmt.Errorf("filelog: claim: %w", err)
 		}
 		entries = append(entries, e)
 		l.claimed++

@@ -29,6 +29,12 @@ const (
 	// 64-256 concurrent writers measured on this machine produce, while
 	// the write buffer and the time one write call takes stay bounded.
 	DefaultMaxBatchBytes = 4 << 20
+	// DefaultClaimCache is 8,192 appended transactions kept for Claim:
+	// more than a drain that keeps up has durable and unclaimed at once,
+	// so Claim hands over what Append was given instead of reading and
+	// decoding it again. The transactions are the ones the overlay holds
+	// too; only a drain that falls behind past it reads from the files.
+	DefaultClaimCache = 8192
 )
 
 // Config tunes a Log. The zero value is the default configuration.
@@ -51,6 +57,11 @@ type Config struct {
 	// larger record is still written, alone.
 	// Default DefaultMaxBatchBytes (4 MiB).
 	MaxBatchBytes int
+	// ClaimCache is how many durable transactions, not yet claimed, are
+	// kept in memory for Claim, which otherwise reads them back from the
+	// segment files: past it, and after a reopen, Claim reads the files.
+	// Default DefaultClaimCache; negative keeps none.
+	ClaimCache int
 }
 
 // Validate reports the first field that holds a value a Log cannot use.
@@ -84,6 +95,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatchBytes == 0 {
 		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if c.ClaimCache == 0 {
+		c.ClaimCache = DefaultClaimCache
 	}
 	return c
 }

@@ -58,9 +58,12 @@
 //
 // # Claim and Ack
 //
-// Claim reads entries past its cursor from the segment files through a
-// small buffer (memory does not grow with the log), and only entries that
-// are already durable. Ack takes claimed entries in claim order; it writes
+// Claim takes entries past its cursor, only entries that are already
+// durable. The last Config.ClaimCache transactions made durable and not
+// yet claimed are kept in memory, and Claim hands them over as Append was
+// given them; any other entry (the drain fell further behind, or the log
+// was reopened) it reads from the segment files through a small buffer,
+// so memory does not grow with the log. Ack takes claimed entries in claim order; it writes
 // the highest acknowledged sequence number to the checkpoint (temporary
 // file, fsync, rename, fsync of the directory) and then deletes every
 // segment, other than the last, whose records are all acknowledged. It

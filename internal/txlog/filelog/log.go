@@ -15,6 +15,7 @@ import (
 
 	"github.com/spoolgw/spool/internal/txlog"
 	"github.com/spoolgw/spool/internal/txlog/handoff"
+	"github.com/spoolgw/spool/internal/txn"
 )
 
 var _ txlog.Log = (*Log)(nil)
@@ -72,6 +73,11 @@ type Log struct {
 	ckptAt    time.Time     // when the checkpoint was last written; under claimMu
 	ckptErr   error         // why the last checkpoint write failed, nil if it did not
 	durableCh chan struct{} // closed and replaced whenever durable grows
+	// recent holds transactions made durable and not yet claimed, by
+	// sequence number, up to Config.ClaimCache: what Claim hands over
+	// without reading the files. Nothing changes a transaction once it is
+	// appended, so Claim may share it with the Append's caller.
+	recent map[uint64]*txn.Transaction
 
 	claimMu sync.Mutex // serialises Claim and Ack
 	// checkpoint records the highest acknowledged sequence number
@@ -104,6 +110,7 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 		closing:    make(chan struct{}),
 		writerDone: make(chan struct{}),
 		durableCh:  make(chan struct{}),
+		recent:     make(map[uint64]*txn.Transaction),
 	}
 	l.queue = handoff.NewQueue[[]byte]("filelog: append", cfg.QueueLength, l.closing, l.writerDone)
 	l.w.write, l.w.sync = (*os.File).Write, syncData

@@ -2,6 +2,7 @@ package filelog
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/spoolgw/spool/internal/txlog"
+	"github.com/spoolgw/spool/internal/txn"
 )
 
 func TestRotationAndReclaim(t *testing.T) {
@@ -82,7 +84,7 @@ func TestRotationAndReclaim(t *testing.T) {
 func TestReclaimWhileClaimReaderOpen(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	l := openLog(t, dir, Config{SegmentSize: 400}, nil)
+	l := openLog(t, dir, Config{SegmentSize: 400, ClaimCache: -1}, nil) // claims read the files
 	for i := range 6 {
 		es := appendN(t, l, 1)
 		got := claimN(t, l, 1)
@@ -197,7 +199,7 @@ func TestOpenCreatesDirectory(t *testing.T) {
 func TestReadAcrossBuffers(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	l := openLog(t, dir, Config{}, nil)
+	l := openLog(t, dir, Config{ClaimCache: -1}, nil) // claims read the files
 	const writers, each = 8, 125
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -268,6 +270,54 @@ func TestSyncsCountsEveryGroup(t *testing.T) {
 	for i := 1; i < len(h.Cumulative); i++ {
 		if h.Cumulative[i] < h.Cumulative[i-1] {
 			t.Fatalf("Syncs = %+v: buckets not cumulative", h)
+		}
+	}
+}
+
+// TestClaimCache: Claim hands over the transactions Append was given,
+// up to Config.ClaimCache of them; past it, and after a reopen, it reads
+// them from the files, in the same order, with the same contents; a
+// claim that mixes the two keeps the order.
+func TestClaimCache(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := Config{SegmentSize: 4096, ClaimCache: 5}
+	l := openLog(t, dir, cfg, nil)
+	var txs []*txn.Transaction
+	add := func(n int) {
+		for range n {
+			tx := testTx(len(txs))
+			if _, err := l.Append(t.Context(), tx); err != nil {
+				t.Fatal(err)
+			}
+			txs = append(txs, tx)
+		}
+	}
+	same := func(e txlog.Entry, want *txn.Transaction) bool {
+		return e.Tx.ID == want.ID && len(e.Tx.Operations) == 1 && e.Tx.Operations[0].ID == want.Operations[0].ID &&
+			fmt.Sprint(e.Tx.Operations[0].Values["label"]) == want.Operations[0].Values["label"]
+	}
+	add(8) // 5 kept, 3 only in the files
+	got := claimN(t, l, 4)
+	add(3) // room for 3 again: 9..11 kept
+	got = append(got, claimN(t, l, 7)...)
+	for i, e := range got {
+		kept := i < 5 || i >= 8
+		if e.Pos != fmt.Sprint(i+1) || !same(e, txs[i]) || (e.Tx == txs[i]) != kept {
+			t.Fatalf("entry %d: %s %+v, want %s, handed over as appended: %v", i, e.Pos, e.Tx, txs[i].ID, kept)
+		}
+	}
+	if len(l.recent) != 0 {
+		t.Fatalf("%d transactions kept after every one was claimed", len(l.recent))
+	}
+	closeLog(t, l)
+
+	// After a reopen, nothing was acknowledged: everything from the files.
+	l = openLog(t, dir, cfg, nil)
+	again := claimN(t, l, len(txs))
+	for i, e := range again {
+		if !same(e, txs[i]) || e.Tx == txs[i] {
+			t.Fatalf("entry %d after reopen: %+v, want %s read from the files", i, e.Tx, txs[i].ID)
 		}
 	}
 }
