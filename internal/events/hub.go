@@ -82,9 +82,12 @@ type Reader interface {
 // Stream is a shared log's events stream (redislog.Log).
 type Stream interface {
 	// ReadEvents returns up to count records after position after,
-	// waiting up to block for one.
-	ReadEvents(ctx context.Context, after string, count int, block time.Duration) ([]changes.Record, error)
-	// RangeEvents returns up to count records from position from, on.
+	// waiting up to block for one. An insert's values (which let the hub
+	// make its row without a read) come only for tables values says yes
+	// to; nil values means every table.
+	ReadEvents(ctx context.Context, after string, count int, block time.Duration, values func(table string) bool) ([]changes.Record, error)
+	// RangeEvents returns up to count records from position from, on,
+	// with every insert's values.
 	RangeEvents(ctx context.Context, from string, count int) ([]changes.Record, error)
 	// EventBounds returns the first and last positions kept ("0-0" if
 	// none).
@@ -332,6 +335,13 @@ func (h *Hub) emit(ctx context.Context, entries []entryChanges) {
 	}
 }
 
+// followed tells whether a subscription follows table.
+func (h *Hub) followed(table string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.followedLocked(table)
+}
+
 // followedLocked tells whether a subscription follows table.
 func (h *Hub) followedLocked(table string) bool { return len(h.byTable[table]) > 0 }
 
@@ -506,7 +516,7 @@ func (h *Hub) readStream(ctx context.Context, last string) {
 	wait := 10 * time.Millisecond
 	var warned time.Time
 	for ctx.Err() == nil {
-		recs, err := h.cfg.Stream.ReadEvents(ctx, last, streamBatch, streamBlock)
+		recs, err := h.cfg.Stream.ReadEvents(ctx, last, streamBatch, streamBlock, h.followed)
 		if err != nil {
 			if ctx.Err() != nil {
 				return

@@ -77,8 +77,9 @@ func encodeOps(ops []txn.Operation, vals [][]byte) string {
 }
 
 // decodeOps reads what encodeOps wrote; normalize (if not nil) restores
-// canonical values in an insert's.
-func decodeOps(s string, normalize func(table string, values map[string]any)) ([]txn.Operation, error) {
+// canonical values in an insert's. An insert's values are decoded only if
+// values is nil or says yes to its table; others are left nil.
+func decodeOps(s string, normalize func(table string, values map[string]any), values func(table string) bool) ([]txn.Operation, error) {
 	var ops []txn.Operation
 	for len(s) > 0 {
 		var op txn.Operation
@@ -108,7 +109,7 @@ func decodeOps(s string, normalize func(table string, values map[string]any)) ([
 			parts[i], s = rest[:l], rest[l:]
 		}
 		op.Table, op.ID = parts[0], parts[1]
-		if n == 3 {
+		if n == 3 && (values == nil || values(op.Table)) {
 			dec := json.NewDecoder(strings.NewReader(parts[2]))
 			dec.UseNumber()
 			if err := dec.Decode(&op.Values); err != nil || op.Values == nil {
@@ -175,8 +176,10 @@ func (l *Log) PublishEvents(ctx context.Context, cs []changes.Change) error {
 
 // ReadEvents returns up to count entries of the events stream after
 // position after, waiting up to block for the first (none, without error,
-// if none came).
-func (l *Log) ReadEvents(ctx context.Context, after string, count int, block time.Duration) ([]changes.Record, error) {
+// if none came). An insert's values are decoded only if values is nil or
+// says yes to its table (a reader with nobody following it spares the
+// decoding); others are left nil.
+func (l *Log) ReadEvents(ctx context.Context, after string, count int, block time.Duration, values func(table string) bool) ([]changes.Record, error) {
 	res, err := l.client.XRead(ctx, &redis.XReadArgs{Streams: []string{l.keys.events, after}, Count: int64(count), Block: block}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -187,7 +190,7 @@ func (l *Log) ReadEvents(ctx context.Context, after string, count int, block tim
 	if len(res) == 0 {
 		return nil, nil
 	}
-	return decodeEvents(res[0].Messages, l.cfg.Normalize)
+	return decodeEvents(res[0].Messages, l.cfg.Normalize, values)
 }
 
 // RangeEvents returns up to count entries of the events stream from
@@ -197,7 +200,7 @@ func (l *Log) RangeEvents(ctx context.Context, from string, count int) ([]change
 	if err != nil {
 		return nil, fmt.Errorf("redislog: range events: %w", err)
 	}
-	return decodeEvents(msgs, l.cfg.Normalize)
+	return decodeEvents(msgs, l.cfg.Normalize, nil)
 }
 
 // EventBounds returns the positions of the first and the last entry the
@@ -222,11 +225,11 @@ func (l *Log) EventBounds(ctx context.Context) (first, last string, err error) {
 }
 
 // decodeEvents turns stream entries into records of changes; normalize
-// restores canonical values in inserts' (decodeOps).
-func decodeEvents(msgs []redis.XMessage, normalize func(string, map[string]any)) ([]changes.Record, error) {
+// and values are decodeOps's.
+func decodeEvents(msgs []redis.XMessage, normalize func(string, map[string]any), values func(string) bool) ([]changes.Record, error) {
 	out := make([]changes.Record, 0, len(msgs))
 	for _, m := range msgs {
-		cs, err := decodeEvent(m.Values, normalize)
+		cs, err := decodeEvent(m.Values, normalize, values)
 		if err != nil {
 			return nil, fmt.Errorf("events entry %s: %w", m.ID, err)
 		}
@@ -236,11 +239,11 @@ func decodeEvents(msgs []redis.XMessage, normalize func(string, map[string]any))
 }
 
 // decodeEvent reads one entry of the events stream.
-func decodeEvent(v map[string]any, normalize func(string, map[string]any)) ([]changes.Change, error) {
+func decodeEvent(v map[string]any, normalize func(string, map[string]any), values func(string) bool) ([]changes.Change, error) {
 	str := func(k string) string { s, _ := v[k].(string); return s }
 	switch str("s") {
 	case eventQueued, eventFailed:
-		ops, err := decodeOps(str("ops"), normalize)
+		ops, err := decodeOps(str("ops"), normalize, values)
 		if err != nil {
 			return nil, err
 		}

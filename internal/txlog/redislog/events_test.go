@@ -40,7 +40,7 @@ func TestEvents(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := l.ReadEvents(ctx, "0-0", 10, time.Millisecond)
+	recs, err := l.ReadEvents(ctx, "0-0", 10, time.Millisecond, func(table string) bool { return table == "t" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,11 +73,16 @@ func TestEvents(t *testing.T) {
 	if err != nil || len(again) != 2 || again[0].Pos != recs[1].Pos {
 		t.Fatalf("range: %+v, %v", again, err)
 	}
+	// A reader that wants no table's values gets none decoded.
+	bare, err := l.ReadEvents(ctx, "0-0", 1, time.Millisecond, func(string) bool { return false })
+	if err != nil || len(bare) != 1 || bare[0].Changes[0].Tx.Operations[0].Values != nil || bare[0].Changes[0].Tx.Operations[0].ID != "k:1" {
+		t.Fatalf("without values: %+v, %v", bare, err)
+	}
 	// A retried append of a pending transaction adds no second event.
 	if _, err := l.Append(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	if more, _ := l.ReadEvents(ctx, recs[3].Pos, 10, time.Millisecond); len(more) != 0 {
+	if more, _ := l.ReadEvents(ctx, recs[3].Pos, 10, time.Millisecond, nil); len(more) != 0 {
 		t.Fatalf("a repeated append added %+v", more)
 	}
 }

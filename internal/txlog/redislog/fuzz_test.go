@@ -66,7 +66,7 @@ func FuzzDecodeOps(f *testing.F) {
 	f.Add("x", "delete", "", "", "")
 	f.Add(`I3:obs1:77:{"id":7}`, "update", "a", "b", "")
 	f.Fuzz(func(t *testing.T, raw, kind, table, key, value string) {
-		_, _ = decodeOps(raw, nil)
+		_, _ = decodeOps(raw, nil, nil)
 		k := txn.Kind(kind)
 		if !k.Valid() {
 			return
@@ -84,7 +84,7 @@ func FuzzDecodeOps(f *testing.F) {
 				vals[i], _ = json.Marshal(op.Values)
 			}
 		}
-		got, err := decodeOps(encodeOps(ops, vals), nil)
+		got, err := decodeOps(encodeOps(ops, vals), nil, nil)
 		same := func(a, b txn.Operation) bool {
 			return a.Op == b.Op && a.Table == b.Table && a.ID == b.ID && reflect.DeepEqual(a.Values, b.Values)
 		}
