@@ -151,6 +151,7 @@ func (l *Log) commit(batch []*appendReq) {
 			r.Err = &txlog.KeyTakenError{Record: []byte(rec)}
 		} else {
 			r.Entry = txlog.Entry{Pos: ids[i], Tx: r.Tx}
+			l.recent.add(ids[i], r.Data[1].([]byte), r.Tx) // the payload: see encode
 		}
 		r.Answer()
 	}

@@ -52,6 +52,7 @@ func (l *Log) Claim(ctx context.Context, max int) ([]txlog.Entry, error) {
 	if max <= 0 {
 		return nil, fmt.Errorf("redislog: claim: max %d is not positive", max)
 	}
+	l.recent.on.Store(true)
 	l.claimMu.Lock()
 	defer l.claimMu.Unlock()
 	c := &l.claim
@@ -170,7 +171,7 @@ func (l *Log) read(ctx context.Context, limit int) ([]txlog.Entry, error) {
 			cursor = m.ID
 			continue
 		}
-		e, err := decodeMessage(m)
+		e, err := decodeMessageFrom(m, &l.recent)
 		if err != nil {
 			// This entry and those after it were delivered but are not
 			// returned: read them from the pending list next, where this

@@ -329,3 +329,57 @@ func TestTakeoverBeforeClaim(t *testing.T) {
 	}
 	samePositions(t, "claims after Takeover", claimN(t, b, 4), all)
 }
+
+// TestClaimHandsOverWhatItAppended: once a process claims, its Claim
+// hands over the transactions it appended itself, not a decoding of
+// them; one appended before it first claimed, one another process
+// appended, and one whose entry holds other bytes than were appended
+// under its id are decoded from the stream.
+func TestClaimHandsOverWhatItAppended(t *testing.T) {
+	t.Parallel()
+	l := openLog(t, Config{})
+	other := openLog(t, Config{Name: l.cfg.Name})
+	ctx := testCtx(t)
+	tx := func(i int) *txn.Transaction {
+		return newTxn(op(txn.Insert, "t", fmt.Sprint(i), map[string]any{"v": i}))
+	}
+	var appended []*txn.Transaction
+	add := func(lg *Log, i int) txlog.Entry {
+		t.Helper()
+		x := tx(i)
+		e, err := lg.Append(ctx, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		appended = append(appended, x)
+		return e
+	}
+	add(l, 0) // before l claimed
+	if got, err := l.Claim(ctx, 10); err != nil || len(got) != 1 || got[0].Tx == appended[0] || got[0].Tx.ID != appended[0].ID {
+		t.Fatalf("first claim: %+v, %v; want the transaction decoded", got, err)
+	}
+	add(l, 1)
+	add(other, 2)
+	forged := add(l, 3)
+	add(l, 4)
+	// The entry under forged's id now holds the bytes of another transaction.
+	l.recent.mu.Lock()
+	k := l.recent.byID[forged.Pos]
+	k.payload = []byte(`{"id":"another"}`)
+	l.recent.byID[forged.Pos] = k
+	l.recent.mu.Unlock()
+
+	got, err := l.Claim(ctx, 10)
+	if err != nil || len(got) != 4 {
+		t.Fatalf("claim: %d entries, %v", len(got), err)
+	}
+	for i, e := range got {
+		want, handed := appended[i+1], i == 0 || i == 3
+		if e.Tx.ID != want.ID || (e.Tx == want) != handed {
+			t.Fatalf("entry %d: %s, want %s handed over as appended: %v", i, e.Tx.ID, want.ID, handed)
+		}
+	}
+	if n := len(l.recent.byID); n != 0 {
+		t.Fatalf("%d transactions still kept after they were claimed", n)
+	}
+}

@@ -63,6 +63,8 @@ type Log struct {
 	// nothing of claimState: XACK and XDEL of entries already delivered.
 	ackMu sync.Mutex
 	claim claimState
+	// recent is what this process appended, for its own Claim.
+	recent recent
 	// restartClaim is set by Lease.Acquire and by a failed read: the next
 	// Claim starts over.
 	restartClaim atomic.Bool
@@ -339,9 +341,20 @@ func (l *Log) Pending(ctx context.Context, fn func(txlog.Entry) error) error {
 // decodeMessage turns a stream entry into a log entry. Numbers decode as
 // json.Number, so integers beyond 2^53 keep every digit.
 func decodeMessage(m redis.XMessage) (txlog.Entry, error) {
+	return decodeMessageFrom(m, nil)
+}
+
+// decodeMessageFrom is decodeMessage handing over the transaction kept
+// in r (not nil) instead of decoding it, where r kept it.
+func decodeMessageFrom(m redis.XMessage, r *recent) (txlog.Entry, error) {
 	payload, ok := m.Values["tx"].(string)
 	if !ok {
 		return txlog.Entry{}, fmt.Errorf("%w: stream entry %s has no transaction", ErrCorrupt, m.ID)
+	}
+	if r != nil {
+		if tx, ok := r.take(m.ID, payload); ok {
+			return txlog.Entry{Pos: m.ID, Tx: tx}, nil
+		}
 	}
 	tx, err := txn.Decode(strings.NewReader(payload))
 	if err != nil {
