@@ -39,10 +39,12 @@ var ignored = []string{
 	"internal/fuzz.",        // the fuzzing engine's workers
 	"runtime/pprof.profile", // a CPU profile (go test -cpuprofile)
 	// Toxiproxy (run in cmd/spool's test process by TestNetworkFaults)
-	// can leave a toxic's pipe blocked on a channel send when its proxy
-	// stops while a toxic is being added: the library's own goroutine,
-	// which its API gives no way to end.
+	// can leave a toxic's pipe, or the link reader that feeds the toxic
+	// chain, blocked on a channel send when its proxy stops while a toxic
+	// is being added or removed: the library's own goroutines, which its
+	// API gives no way to end.
 	"github.com/Shopify/toxiproxy/v2/toxics.",
+	"github.com/Shopify/toxiproxy/v2.(*ToxicLink).",
 }
 
 // Main runs m's tests, then stop (if not nil: servers TestMain started),
