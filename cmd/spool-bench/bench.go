@@ -107,7 +107,9 @@ Scenarios (default: ingest read):
               row message at a subscriber, p50/p99, beside the floor of the
               same hand-off without spool (with --servers a bare XADD to a
               Redis stream of the Redis spool uses, read by a blocking XREAD;
-              else a Go channel between two goroutines) measured at the same
+              else a server of the bench's that answers each POSTed write
+              201 and then sends it as an SSE event to one subscriber, the
+              acknowledgement → event measured as spool's) measured at the same
               time, under the same load, at up to 500/s; then the floor
               alone at spool's rate; then 1,000 subscribers of one
               process (a filter each) and 100 writes/s: deliveries/s against

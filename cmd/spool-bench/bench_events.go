@@ -33,12 +33,13 @@ const eventsFloorRate = 500
 // events measures live events: at half the highest ingest rate, the time
 // from each write's acknowledgement to its row message at a subscriber
 // (SSE), beside the floor of the same hand-off without spool (a bare Redis
-// XADD to a blocking XREAD with --servers, on the Redis spool uses; an
-// in-process channel on the embedded default) measured at the same time,
-// under the same load, at up to eventsFloorRate; the floor alone follows,
-// at the same rate as spool's writes. Then eventsFanout subscribers of one
-// process and writes at eventsFanoutRate: deliveries/s against those
-// offered, and the CPU of the deployment per delivery.
+// XADD to a blocking XREAD with --servers, on the Redis spool uses; a
+// bare HTTP POST → SSE hand-off on the embedded default) measured at the
+// same time, under the same load, at up to eventsFloorRate; the floor
+// alone follows, at the same rate as spool's writes. Then eventsFanout
+// subscribers of one process and writes at eventsFanoutRate:
+// deliveries/s against those offered, and the CPU of the deployment per
+// delivery.
 func (b *bench) events(ctx context.Context) error {
 	d, err := b.env.deploy(ctx, "events", false, "--max-subscribers", fmt.Sprint(eventsFanout+10))
 	if err != nil {
@@ -154,8 +155,16 @@ func (b *bench) events(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.out.percentiles("events", fmt.Sprintf("ack → event at %.0f/s", rate), []int{50, 99}, &result{lat: lat},
-		loaded.name+" under the same load", loaded.res)
+	res := &result{lat: lat}
+	if b.env.servers() {
+		b.out.percentiles("events", fmt.Sprintf("ack → event at %.0f/s", rate), []int{50, 99}, res,
+			loaded.name+" under the same load", loaded.res)
+	} else {
+		// A bare HTTP hand-off's event comes before its answer at the
+		// client nearly always: no ratio to a floor of zero.
+		b.out.percentiles("events", fmt.Sprintf("ack → event at %.0f/s", rate), []int{50, 99}, res, "", nil)
+		b.out.percentiles("events", fmt.Sprintf("%s under the same load at %.0f/s", loaded.name, min(rate, eventsFloorRate)), []int{50, 99}, loaded.res, "", nil)
+	}
 	b.out.percentiles("events", fmt.Sprintf("%s alone at %.0f/s", floorName, rate), []int{50, 99}, floor, "", nil)
 	b.out.print(figure{Scenario: "events", Figure: fmt.Sprintf("subscriber closed as slow at %.0f/s, and resumed", rate), Value: float64(closes.Load())})
 
@@ -320,7 +329,7 @@ func subscribeFrom(ctx context.Context, url, lastID string, fn func(typ, id stri
 
 // eventsFloor measures the least a hand-off from a write to a subscriber
 // takes here, at rate: with --servers a bare XADD to a Redis stream read
-// by a blocking XREAD, else a Go channel between two goroutines.
+// by a blocking XREAD, else a bare HTTP POST → SSE hand-off (sseFloor).
 func (b *bench) eventsFloor(ctx context.Context, rate float64) (string, *result, error) {
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -331,21 +340,7 @@ func (b *bench) eventsFloor(ctx context.Context, rate float64) (string, *result,
 		mu.Unlock()
 	}
 	if !b.env.servers() {
-		ch := make(chan time.Time, 1024)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for t := range ch {
-				record(t)
-			}
-		}()
-		r := openFn(ctx, rate, b.cfg.duration, func(context.Context) error { ch <- time.Now(); return nil })
-		close(ch)
-		<-done
-		if err := r.failed("channel hand-off"); err != nil {
-			return "", nil, err
-		}
-		return "channel hand-off", &result{lat: lat}, nil
+		return sseFloor(ctx, rate, b.cfg.duration)
 	}
 	rc, err := b.env.redisClient("events floor")
 	if err != nil {
@@ -395,4 +390,114 @@ func (b *bench) eventsFloor(ctx context.Context, rate float64) (string, *result,
 		return "", nil, err
 	}
 	return "Redis XADD → XREAD", &result{lat: lat}, nil
+}
+
+// sseFloor measures, at rate for d, the embedded shape's floor of live
+// events: a write POSTed over loopback to a server that answers 201 and
+// then sends it at once as a Server-Sent Event to one subscriber (an SSE
+// stream of the same server, read by the bench), and nothing else; the
+// time from each answer at the client to its event at the subscriber, as
+// spool's acknowledgement → event is measured.
+func sseFloor(ctx context.Context, rate float64, d time.Duration) (string, *result, error) {
+	const name = "HTTP POST → SSE"
+	var mu sync.Mutex
+	subs := map[chan string]struct{}{}
+	url, stop, err := serveLocal(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			// Acknowledged first, then handed to the subscriber.
+			w.WriteHeader(http.StatusCreated)
+			_ = http.NewResponseController(w).Flush()
+			id := r.URL.Query().Get("id")
+			mu.Lock()
+			for ch := range subs {
+				select {
+				case ch <- id:
+				default: // a floor never waits for its subscriber
+				}
+			}
+			mu.Unlock()
+			return
+		}
+		ch := make(chan string, 4096)
+		mu.Lock()
+		subs[ch] = struct{}{}
+		mu.Unlock()
+		defer func() { mu.Lock(); delete(subs, ch); mu.Unlock() }()
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		rc := http.NewResponseController(w)
+		_ = rc.Flush()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case id := <-ch:
+				if _, err := fmt.Fprintf(w, "event: row\ndata: %s\n\n", id); err != nil || rc.Flush() != nil {
+					return
+				}
+			}
+		}
+	}))
+	if err != nil {
+		return "", nil, err
+	}
+	defer stop()
+	var amu sync.Mutex
+	acked, seen := map[string]time.Time{}, map[string]time.Time{}
+	subCtx, stopSub := context.WithCancel(ctx)
+	defer stopSub()
+	sub, err := subscribe(subCtx, url+"/events", func(typ string, data []byte) {
+		at := time.Now()
+		amu.Lock()
+		seen[string(data)] = at
+		amu.Unlock()
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	var seq atomic.Int64
+	r := openFn(ctx, rate, d, func(ctx context.Context) error {
+		id := fmt.Sprint(seq.Add(1))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/write?id="+id, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		at := time.Now()
+		amu.Lock()
+		acked[id] = at
+		amu.Unlock()
+		if resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("%s: status %d", name, resp.StatusCode)
+		}
+		return nil
+	})
+	var lat []time.Duration
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		amu.Lock()
+		lat = lat[:0]
+		for id, a := range acked {
+			if s, ok := seen[id]; ok {
+				lat = append(lat, max(0, s.Sub(a)))
+			}
+		}
+		n := len(acked)
+		amu.Unlock()
+		if len(lat) >= n || time.Now().After(deadline) {
+			break
+		}
+		_ = sleepCtx(ctx, 10*time.Millisecond)
+	}
+	stopSub()
+	<-sub
+	if err := r.failed(name); err != nil {
+		return "", nil, err
+	}
+	return name, &result{lat: lat}, nil
 }

@@ -146,6 +146,9 @@ func (b *bench) visibilityFloor(ctx context.Context, be *backend, rate float64, 
 	_, steady := splitAcks(acks, measured)
 	sample := spread(steady)
 	at, err := p.appliedAt(ctx, sample, 30*time.Second)
+	if err == nil {
+		err = p.caughtUp(ctx, 30*time.Second) // the rows after the sample too
+	}
 	if stopErr := p.stop(); err == nil {
 		err = stopErr
 	}
