@@ -44,10 +44,11 @@ type Message struct {
 	// prevKnown: what tells a subscriber's filter the row left it.
 	prev      schema.Row
 	prevKnown bool
-	// unresolved is set on a row message whose row the hub did not read:
+	// unresolved is set on a row message whose row the hub did not make:
 	// nobody followed its table when it was made. A subscriber that
-	// resumes from before it has its row read then (Hub.resolve), under
-	// the hub's lock, before it is filtered or encoded.
+	// resumes from before it has its row made then (Hub.resolve: read,
+	// or completed from its operation's values if decided), under the
+	// hub's lock, before it is filtered or encoded.
 	unresolved bool
 	// decided is set on a row message whose row its operation decides
 	// (decided): Row holds the operation's values, shared with its
