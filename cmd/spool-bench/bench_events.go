@@ -57,10 +57,8 @@ func (b *bench) events(ctx context.Context) error {
 	// Acknowledgement → row message, one subscriber.
 	subCtx, stopSub := context.WithCancel(ctx)
 	defer stopSub()
-	var mu sync.Mutex
-	acked := map[string]time.Time{}
-	seen := map[string]time.Time{}
-	lg.onAck = func(a benchAck) { mu.Lock(); acked[a.TransactionID] = a.at; mu.Unlock() }
+	pairs := newHandoffs()
+	lg.onAck = func(a benchAck) { pairs.ack(a.TransactionID, a.at) }
 	var closed atomic.Value
 	var closes atomic.Int64
 	sub, err := follow(subCtx, d.url()+"/v1/events?table=observations", func(typ string, data []byte) {
@@ -75,10 +73,7 @@ func (b *bench) events(ctx context.Context) error {
 			TxID string `json:"transaction_id"`
 		}
 		if json.Unmarshal(data, &m) == nil {
-			at := time.Now()
-			mu.Lock()
-			seen[m.TxID] = at
-			mu.Unlock()
+			pairs.see(m.TxID, time.Now())
 		}
 	})
 	if err != nil {
@@ -90,25 +85,10 @@ func (b *bench) events(ctx context.Context) error {
 	if err := lg.post(ctx, target, seq.Add(1), http.StatusCreated); err != nil {
 		return err
 	}
-	for caughtUp, deadline := false, time.Now().Add(30*time.Second); !caughtUp; {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("events: the subscriber never saw a write of its own (closed: %v)", closed.Load())
-		}
-		mu.Lock()
-		caughtUp = len(seen) > 0
-		for tx := range acked {
-			_, ok := seen[tx]
-			caughtUp = caughtUp && ok
-		}
-		mu.Unlock()
-		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
-			return err
-		}
+	if _, missing := pairs.latencies(ctx, 30*time.Second); missing > 0 {
+		return fmt.Errorf("events: the subscriber never saw a write of its own (closed: %v)", closed.Load())
 	}
-	mu.Lock()
-	clear(acked)
-	clear(seen)
-	mu.Unlock()
+	pairs.reset()
 	type floorRun struct {
 		name string
 		res  *result
@@ -127,27 +107,9 @@ func (b *bench) events(ctx context.Context) error {
 	if loaded.err != nil {
 		return loaded.err
 	}
-	var lat []time.Duration
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mu.Lock()
-		missing := 0
-		lat = lat[:0]
-		for tx, a := range acked {
-			if s, ok := seen[tx]; ok {
-				lat = append(lat, max(0, s.Sub(a)))
-			} else {
-				missing++
-			}
-		}
-		mu.Unlock()
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d acknowledged writes never reached the subscriber (closed: %v)", missing, len(acked), closed.Load())
-		}
-		_ = sleepCtx(ctx, 20*time.Millisecond)
+	lat, missing := pairs.latencies(ctx, 10*time.Second)
+	if missing > 0 {
+		return fmt.Errorf("%d of %d acknowledged writes never reached the subscriber (closed: %v)", missing, missing+len(lat), closed.Load())
 	}
 	stopSub()
 	<-sub
@@ -393,21 +355,25 @@ func (b *bench) eventsFloor(ctx context.Context, rate float64) (string, *result,
 }
 
 // sseFloor measures, at rate for d, the embedded shape's floor of live
-// events: a write POSTed over loopback to a server that answers 201 and
-// then sends it at once as a Server-Sent Event to one subscriber (an SSE
-// stream of the same server, read by the bench), and nothing else; the
-// time from each answer at the client to its event at the subscriber, as
-// spool's acknowledgement → event is measured.
+// events: a write POSTed over loopback (by the load generator spool's
+// writes come from) to a server that answers 201 and then sends it at
+// once as a Server-Sent Event to one subscriber (an SSE stream of the
+// same server, read by the bench), and nothing else; the time from each
+// answer at the client to its event at the subscriber, as spool's
+// acknowledgement → event is measured.
 func sseFloor(ctx context.Context, rate float64, d time.Duration) (string, *result, error) {
 	const name = "HTTP POST → SSE"
 	var mu sync.Mutex
 	subs := map[chan string]struct{}{}
+	var ids atomic.Int64
 	url, stop, err := serveLocal(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			// Acknowledged first, then handed to the subscriber.
+			id := fmt.Sprint(ids.Add(1))
+			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusCreated)
+			fmt.Fprintf(w, `{"transaction_id":%q}`, id)
 			_ = http.NewResponseController(w).Flush()
-			id := r.URL.Query().Get("id")
 			mu.Lock()
 			for ch := range subs {
 				select {
@@ -442,62 +408,65 @@ func sseFloor(ctx context.Context, rate float64, d time.Duration) (string, *resu
 		return "", nil, err
 	}
 	defer stop()
-	var amu sync.Mutex
-	acked, seen := map[string]time.Time{}, map[string]time.Time{}
+	pairs := newHandoffs()
 	subCtx, stopSub := context.WithCancel(ctx)
 	defer stopSub()
-	sub, err := subscribe(subCtx, url+"/events", func(typ string, data []byte) {
-		at := time.Now()
-		amu.Lock()
-		seen[string(data)] = at
-		amu.Unlock()
-	})
+	sub, err := subscribe(subCtx, url+"/events", func(_ string, data []byte) { pairs.see(string(data), time.Now()) })
 	if err != nil {
 		return "", nil, err
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
+	lg := newLoadgen("sse-floor")
+	lg.onAck = func(a benchAck) { pairs.ack(a.TransactionID, a.at) }
 	var seq atomic.Int64
-	r := openFn(ctx, rate, d, func(ctx context.Context) error {
-		id := fmt.Sprint(seq.Add(1))
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/write?id="+id, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		at := time.Now()
-		amu.Lock()
-		acked[id] = at
-		amu.Unlock()
-		if resp.StatusCode != http.StatusCreated {
-			return fmt.Errorf("%s: status %d", name, resp.StatusCode)
-		}
-		return nil
-	})
-	var lat []time.Duration
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		amu.Lock()
-		lat = lat[:0]
-		for id, a := range acked {
-			if s, ok := seen[id]; ok {
-				lat = append(lat, max(0, s.Sub(a)))
-			}
-		}
-		n := len(acked)
-		amu.Unlock()
-		if len(lat) >= n || time.Now().After(deadline) {
-			break
-		}
-		_ = sleepCtx(ctx, 10*time.Millisecond)
-	}
+	r := lg.open(ctx, url+"/write", rate, d, http.StatusCreated, &seq)
+	lat, _ := pairs.latencies(ctx, 5*time.Second) // a floor may drop an event: the rest count
 	stopSub()
 	<-sub
 	if err := r.failed(name); err != nil {
 		return "", nil, err
 	}
 	return name, &result{lat: lat}, nil
+}
+
+// handoffs pairs each write's acknowledgement at the client with its
+// event at a subscriber, by id.
+type handoffs struct {
+	mu          sync.Mutex
+	acked, seen map[string]time.Time
+}
+
+func newHandoffs() *handoffs {
+	return &handoffs{acked: map[string]time.Time{}, seen: map[string]time.Time{}}
+}
+
+func (h *handoffs) ack(id string, at time.Time) { h.mu.Lock(); h.acked[id] = at; h.mu.Unlock() }
+func (h *handoffs) see(id string, at time.Time) { h.mu.Lock(); h.seen[id] = at; h.mu.Unlock() }
+
+// reset forgets every write so far.
+func (h *handoffs) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	clear(h.acked)
+	clear(h.seen)
+}
+
+// latencies waits up to timeout for the event of every acknowledged
+// write, and returns the time from each acknowledgement to its event (0
+// when the event came first) and how many events never came.
+func (h *handoffs) latencies(ctx context.Context, timeout time.Duration) ([]time.Duration, int) {
+	deadline := time.Now().Add(timeout)
+	for {
+		h.mu.Lock()
+		var lat []time.Duration
+		for id, a := range h.acked {
+			if s, ok := h.seen[id]; ok {
+				lat = append(lat, max(0, s.Sub(a)))
+			}
+		}
+		missing := len(h.acked) - len(lat)
+		h.mu.Unlock()
+		if missing == 0 || time.Now().After(deadline) || sleepCtx(ctx, 20*time.Millisecond) != nil {
+			return lat, missing
+		}
+	}
 }
