@@ -24,8 +24,8 @@ type rowRead struct {
 	err error
 }
 
-// errNotExposed marks an operation on a table clients cannot use (spool's
-// own key-value table): it makes no message.
+// errNotExposed is the read error of a row of a table clients cannot use
+// (spool's key-value table, or one gone from the catalog).
 var errNotExposed = errors.New("table not exposed")
 
 // rowKeys are the keys of rows to read, by table, each once.
@@ -150,12 +150,12 @@ func (h *Hub) messages(entry Cursor, cs []changes.Change, rows map[rowRef]rowRea
 	for _, c := range cs {
 		if c.Tx != nil && (c.State == txn.Queued || c.State == txn.Failed) {
 			for _, op := range c.Tx.Operations {
+				t, err := h.cfg.Reader.Table(op.Table)
+				if err != nil {
+					continue // a table clients cannot use (spool's key-value table)
+				}
 				m := &Message{Type: TypeRow, Table: op.Table, ID: op.ID, Op: op.Op, TxID: c.ID, State: c.State}
 				if row, ok := decided(c, op); ok {
-					t, err := h.cfg.Reader.Table(op.Table)
-					if err != nil {
-						continue // not exposed
-					}
 					m.Row, m.decided = row, true
 					if followed != nil && !followed(op.Table) {
 						m.unresolved = true
@@ -166,9 +166,6 @@ func (h *Hub) messages(entry Cursor, cs []changes.Change, rows map[rowRef]rowRea
 					continue
 				}
 				rr, read := rows[rowRef{op.Table, op.ID}]
-				if errors.Is(rr.err, errNotExposed) || (!read && h.hidden(op.Table)) {
-					continue
-				}
 				m.Row, m.unresolved = rr.row, !read
 				if rr.err != nil {
 					m.ReadErr = rr.err.Error()
@@ -183,13 +180,6 @@ func (h *Hub) messages(entry Cursor, cs []changes.Change, rows map[rowRef]rowRea
 		add(m)
 	}
 	return out
-}
-
-// hidden tells whether table is one clients cannot use: its changes make
-// no row messages.
-func (h *Hub) hidden(table string) bool {
-	_, err := h.cfg.Reader.Table(table)
-	return err != nil
 }
 
 // resolve reads the rows of the unresolved messages of msgs, as the smart

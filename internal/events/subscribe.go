@@ -134,8 +134,8 @@ func (h *Hub) Subscribe(ctx context.Context, f Filter, after *Cursor) (*Subscrip
 	upTo := h.evicted
 	h.mu.Unlock()
 
-	// The rows of the backlog that were never read (nobody followed their
-	// table then) are read now, before the backlog is filtered.
+	// The rows of the backlog that were never made (nobody followed their
+	// table then) are made now, before the backlog is filtered.
 	s.Backlog = slices.DeleteFunc(s.Backlog, func(m *Message) bool {
 		return m.Type == TypeRow && (f.Query == nil || m.Table != f.Query.Table.Name)
 	})
