@@ -14,7 +14,15 @@ import (
 
 // appendReq is one Append waiting for the writer, with its part of the
 // script's ARGV.
-type appendReq = handoff.Request[[]any]
+type appendReq = handoff.Request[encoded]
+
+// encoded is a transaction as the append script takes it: its part of the
+// ARGV, and its payload (among them), which the log keeps for its own
+// Claim (recent).
+type encoded struct {
+	args    []any
+	payload []byte
+}
 
 // Append makes tx durable in the stream and visible in the overlay, in one
 // script call, and returns its entry; the entry's Pos is its stream id.
@@ -31,46 +39,49 @@ func (l *Log) Append(ctx context.Context, tx *txn.Transaction) (txlog.Entry, err
 	if err := l.queue.Check(ctx, tx); err != nil {
 		return txlog.Entry{}, err
 	}
-	args, size, err := l.encode(tx)
+	enc, size, err := l.encode(tx)
 	if err != nil {
 		return txlog.Entry{}, err
 	}
-	return l.queue.Append(ctx, tx, args, size)
+	return l.queue.Append(ctx, tx, enc, size)
 }
 
 // encode encodes tx and its overlay entries as the script's arguments,
 // and returns their size in bytes.
-func (l *Log) encode(tx *txn.Transaction) ([]any, int, error) {
+func (l *Log) encode(tx *txn.Transaction) (encoded, int, error) {
 	payload, err := json.Marshal(tx)
 	if err != nil {
-		return nil, 0, fmt.Errorf("redislog: append: encode transaction: %w", err)
+		return encoded{}, 0, fmt.Errorf("redislog: append: encode transaction: %w", err)
 	}
 	if len(payload) > l.cfg.MaxRecordSize {
-		return nil, 0, fmt.Errorf("redislog: append: transaction of %d bytes exceeds MaxRecordSize %d",
+		return encoded{}, 0, fmt.Errorf("redislog: append: transaction of %d bytes exceeds MaxRecordSize %d",
 			len(payload), l.cfg.MaxRecordSize)
+	}
+	// Each operation's values are encoded once, for its overlay entry and
+	// its events entry alike.
+	vals := make([][]byte, len(tx.Operations))
+	for i, op := range tx.Operations {
+		if len(op.Values) > 0 {
+			if vals[i], err = json.Marshal(op.Values); err != nil {
+				return encoded{}, 0, fmt.Errorf("redislog: append: encode operation %d: %w", i, err)
+			}
+		}
 	}
 	ikey, irec := "", []byte(nil)
 	if tx.Idempotency != nil {
 		ikey, irec = tx.Idempotency.Key, tx.Idempotency.Record
 	}
-	args := make([]any, 6, 6+3*len(tx.Operations))
-	vals := make([][]byte, len(tx.Operations))
+	evops := encodeOps(tx.Operations, vals)
+	args := make([]any, 0, 6+3*len(tx.Operations))
+	args = append(args, tx.ID, payload, ikey, irec, evops, len(tx.Operations))
+	size := len(tx.ID) + len(payload) + len(ikey) + len(irec) + len(evops)
 	prefix := entryPrefix(tx.ID)
-	size := len(tx.ID) + len(payload) + len(ikey) + len(irec)
 	for i, op := range tx.Operations {
-		if len(op.Values) > 0 {
-			if vals[i], err = json.Marshal(op.Values); err != nil {
-				return nil, 0, fmt.Errorf("redislog: append: encode operation %d: %w", i, err)
-			}
-		}
 		entry := encodeEntry(prefix, op.Op, vals[i])
 		args = append(args, op.Table, op.ID, entry)
 		size += len(op.Table) + len(op.ID) + len(entry)
 	}
-	evops := encodeOps(tx.Operations, vals)
-	args[0], args[1], args[2], args[3], args[4], args[5] = tx.ID, payload, ikey, irec, evops, len(tx.Operations)
-	size += len(evops)
-	return args, size, nil
+	return encoded{args: args, payload: payload}, size, nil
 }
 
 // run is the writer goroutine: it takes the first queued append, waits for
@@ -122,12 +133,12 @@ func (l *Log) commit(batch []*appendReq) {
 	}
 	n := 3
 	for _, r := range batch {
-		n += len(r.Data)
+		n += len(r.Data.args)
 	}
 	args := make([]any, 0, n)
 	args = append(args, l.keys.prefix, l.cfg.KeyRetention.Milliseconds(), l.cfg.EventsMaxLen)
 	for _, r := range batch {
-		args = append(args, r.Data...)
+		args = append(args, r.Data.args...)
 	}
 	// Not the appenders' contexts: the call is shared, and go-redis's read
 	// and write timeouts bound it.
@@ -151,7 +162,7 @@ func (l *Log) commit(batch []*appendReq) {
 			r.Err = &txlog.KeyTakenError{Record: []byte(rec)}
 		} else {
 			r.Entry = txlog.Entry{Pos: ids[i], Tx: r.Tx}
-			l.recent.add(ids[i], r.Data[1].([]byte), r.Tx) // the payload: see encode
+			l.recent.add(ids[i], r.Data.payload, r.Tx)
 		}
 		r.Answer()
 	}

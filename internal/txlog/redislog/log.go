@@ -44,7 +44,7 @@ type Log struct {
 	client redis.UniversalClient
 	logger *slog.Logger
 
-	queue      *handoff.Queue[[]any]
+	queue      *handoff.Queue[encoded]
 	closing    chan struct{} // closed when Close starts
 	writerDone chan struct{} // closed when the writer goroutine has returned
 	closeOnce  sync.Once
@@ -102,7 +102,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Log, error) {
 		closing:    make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
-	l.queue = handoff.NewQueue[[]any]("redislog: append", cfg.QueueLength, l.closing, l.writerDone)
+	l.queue = handoff.NewQueue[encoded]("redislog: append", cfg.QueueLength, l.closing, l.writerDone)
 	l.overlay = &Overlay{l: l, normalize: cfg.Normalize}
 	if err := l.open(ctx); err != nil {
 		_ = client.Close()
