@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -29,8 +30,14 @@ func TestConnectionCapReclaimsIdle(t *testing.T) {
 		IdleTimeout: time.Hour,
 		ConnState:   ln.ConnState,
 	}
-	go srv.Serve(ln)
-	defer srv.Close()
+	served := make(chan struct{})
+	go func() { defer close(served); srv.Serve(ln) }()
+	var releaseOnce sync.Once
+	defer func() {
+		releaseOnce.Do(func() { close(release) }) // a failed test leaves no handler waiting
+		srv.Close()
+		<-served
+	}()
 	url := "http://" + inner.Addr().String()
 
 	get := func(c *http.Client, path string) error {
@@ -78,7 +85,7 @@ func TestConnectionCapReclaimsIdle(t *testing.T) {
 		t.Fatalf("a third connection was served while two were busy at a cap of 2 (err %v)", err)
 	case <-time.After(100 * time.Millisecond): // the claim is that it waits
 	}
-	close(release)
+	releaseOnce.Do(func() { close(release) })
 	wg.Wait() // the two are idle in keep's pool now
 	select {
 	case err := <-done:
@@ -91,5 +98,47 @@ func TestConnectionCapReclaimsIdle(t *testing.T) {
 	// And again, a fresh client, with both of keep's connections idle.
 	if err := get(&http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}, "/"); err != nil {
 		t.Fatalf("a new client at the cap with idle connections: %v", err)
+	}
+}
+
+// At the cap with every connection busy, Close ends an Accept waiting for
+// a slot, so that a server shutting down there is not held by its Serve.
+func TestConnectionCapCloseEndsWaitingAccept(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := newLimitListener(inner, 1)
+	client, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	busy, err := ln.Accept() // the one slot, taken
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if c != nil {
+			c.Close()
+		}
+		accepted <- err
+	}()
+	select {
+	case err := <-accepted:
+		t.Fatalf("Accept returned at the cap with the one connection busy: %v", err)
+	case <-time.After(50 * time.Millisecond): // it waits, as it must
+	}
+	ln.Close()
+	select {
+	case err := <-accepted:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept still waits for a slot after Close")
 	}
 }

@@ -229,10 +229,20 @@ type limitListener struct {
 	open int
 	idle []*limitConn  // oldest first
 	more chan struct{} // a slot may be free, or a connection idle
+
+	closed    chan struct{} // closed by Close: an Accept waiting for a slot returns
+	closeOnce sync.Once
 }
 
 func newLimitListener(ln net.Listener, n int) *limitListener {
-	return &limitListener{Listener: ln, max: n, more: make(chan struct{}, 1)}
+	return &limitListener{Listener: ln, max: n, more: make(chan struct{}, 1), closed: make(chan struct{})}
+}
+
+// Close closes the listener, and ends an Accept waiting for a slot: a
+// server shutting down at the cap waits for its Serve to return.
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -252,7 +262,11 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			victim.Close() // frees its slot
 			continue
 		}
-		<-l.more
+		select {
+		case <-l.more:
+		case <-l.closed:
+			return nil, net.ErrClosed
+		}
 	}
 	c, err := l.Listener.Accept()
 	if err != nil {
