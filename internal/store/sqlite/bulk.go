@@ -26,11 +26,12 @@ const (
 
 // InsertRows inserts rows, each the canonical values of cols in order,
 // into t in one BEGIN IMMEDIATE transaction: one prepared multi-row INSERT
-// per chunk of rows (as many as fit under bulkMaxVars), each in a
-// savepoint. A chunk that fails for good is rolled back to its savepoint
-// and inserted again row by row, each row in a savepoint of its own, so
-// that a refused row (constraint, type) is left out and returned in
-// rejected, and the others are written. Any returned error is transient
+// per chunk of rows (maxGroupRows, or as many as fit under bulkMaxVars,
+// else the largest power of two of the rest), each in a savepoint; the
+// statements stay prepared across calls (stmtCache). A chunk that fails
+// for good is rolled back to its savepoint and inserted again row by row,
+// each row in a savepoint of its own, so that a refused row (constraint,
+// type) is left out and returned in rejected, and the others are written. Any returned error is transient
 // and nothing was committed.
 //
 // A row whose failure ends the whole transaction (a constraint declared ON
@@ -54,6 +55,7 @@ func (s *Store) InsertRows(ctx context.Context, t *schema.Table, cols []string, 
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	defer s.stmts.fill(context.WithoutCancel(ctx)) // once the transactions have ended
 	for {
 		err := b.once(ctx)
 		if errors.Is(err, errTxEnded) {
@@ -108,8 +110,12 @@ func (b *bulkRun) once(ctx context.Context) error {
 		}
 	}
 	per := max(1, bulkMaxVars/len(b.cols))
-	for start := 0; start < len(good); start += per {
-		chunk := good[start:min(start+per, len(good))]
+	for rest := good; len(rest) > 0; {
+		// A full batch in one statement, a partial one in statements of
+		// power-of-two sizes: a handful of texts serve every batch and
+		// stay prepared (stmtCache).
+		chunk := rest[:groupRows(min(len(rest), per))]
+		rest = rest[len(chunk):]
 		if b.rowByRow {
 			if err := b.each(ctx, chunk); err != nil {
 				return err
@@ -226,14 +232,22 @@ func (b *bulkRun) rollbackToSavepoint(ctx context.Context) error {
 	return nil
 }
 
-// stmt returns the INSERT of n rows, prepared once per transaction.
+// stmt returns the INSERT of n rows on the transaction: the one the store
+// keeps prepared, or else prepared now, once per transaction.
 func (b *bulkRun) stmt(ctx context.Context, n int) (*sql.Stmt, error) {
 	if st, ok := b.stmts[n]; ok {
 		return st, nil
 	}
-	st, err := b.tx.PrepareContext(ctx, gen.Insert(gen.Ident(b.t.Name), b.cols, n))
-	if err != nil {
-		return nil, err
+	text := gen.Insert(gen.Ident(b.t.Name), b.cols, n)
+	var st *sql.Stmt
+	if kept := b.s.stmts.get(text); kept != nil {
+		st = b.tx.StmtContext(ctx, kept)
+	} else {
+		var err error
+		if st, err = b.tx.PrepareContext(ctx, text); err != nil {
+			return nil, err
+		}
+		b.s.stmts.miss(text)
 	}
 	b.stmts[n] = st
 	return st, nil

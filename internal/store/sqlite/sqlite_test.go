@@ -323,6 +323,62 @@ func TestStatementsKeptAcrossBatches(t *testing.T) {
 	apply()
 }
 
+// TestBulkStatementsKept: the telemetry lane's bulk inserts reuse the
+// statements the first call prepared (a full batch one statement, a
+// partial one power-of-two sizes), every row lands, and a refused row is
+// still left out alone.
+func TestBulkStatementsKept(t *testing.T) {
+	t.Parallel()
+	s, path := setup(t, options{busyTimeout: BusyTimeout})
+	ctx := t.Context()
+	cat, err := s.Catalog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := cat.Table("obs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := openOther(t, path)
+	total := 0
+	insert := func(n int, bad int) {
+		t.Helper()
+		rows := make([][]any, n)
+		for i := range rows {
+			rows[i] = []any{txn.NewID(), "M31"}
+		}
+		if bad >= 0 {
+			rows[bad][1] = nil // target is NOT NULL
+		}
+		rejected, err := s.InsertRows(ctx, tbl, []string{"id", "target"}, rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bad >= 0 && (len(rejected) != 1 || rejected[bad] == nil) {
+			t.Fatalf("rejected %v, want row %d alone", rejected, bad)
+		}
+		if bad < 0 && len(rejected) != 0 {
+			t.Fatalf("rejected %v, want none", rejected)
+		}
+		total += n - len(rejected)
+		var got int
+		if err := other.QueryRowContext(ctx, "select count(*) from obs").Scan(&got); err != nil || got != total {
+			t.Fatalf("%d rows in obs (%v), want %d", got, err, total)
+		}
+	}
+	insert(maxGroupRows, -1)
+	insert(37, -1) // 32 + 4 + 1
+	kept := len(s.stmts.stmts)
+	if kept != 4 {
+		t.Fatalf("%d statements kept after batches of 500 and 37 rows, want 4", kept)
+	}
+	insert(maxGroupRows, -1)
+	insert(37, 5)
+	if len(s.stmts.stmts) != kept {
+		t.Fatalf("%d statements kept after the same batches again, want %d", len(s.stmts.stmts), kept)
+	}
+}
+
 // TestStatementCacheBound: past stmtCacheSize texts the oldest statements
 // are closed and dropped, and the kept ones still run.
 func TestStatementCacheBound(t *testing.T) {
