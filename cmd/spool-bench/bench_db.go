@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -50,6 +51,9 @@ type benchDB interface {
 	// bulk writes rows in one transaction with the database's fastest
 	// path: COPY (PostgreSQL), one multi-row INSERT (SQLite).
 	bulk(ctx context.Context, rows []obsRow) error
+	// bulkReadings writes telemetry samples into readings the same way,
+	// each with a new id.
+	bulkReadings(ctx context.Context, rows []reading) error
 	// count counts the observations whose target starts with prefix.
 	count(ctx context.Context, prefix string) (int64, error)
 	Close()
@@ -93,6 +97,23 @@ func (s *benchSQLite) bulk(ctx context.Context, rows []obsRow) error {
 		}
 		b.WriteString("(?,?,?,?)")
 		args = append(args, r.id, r.target, r.exposure, r.meta)
+	}
+	if _, err := s.db.ExecContext(ctx, b.String(), args...); err != nil {
+		return fmt.Errorf("bench: sqlite multi-row insert: %w", err)
+	}
+	return nil
+}
+
+func (s *benchSQLite) bulkReadings(ctx context.Context, rows []reading) error {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO readings (id, station, taken_at, temp_c, humidity) VALUES `)
+	args := make([]any, 0, 5*len(rows))
+	for i, r := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?)")
+		args = append(args, txn.NewID(), r.station, r.takenAt.Format(time.RFC3339Nano), r.temp, r.humidity)
 	}
 	if _, err := s.db.ExecContext(ctx, b.String(), args...); err != nil {
 		return fmt.Errorf("bench: sqlite multi-row insert: %w", err)
@@ -185,6 +206,17 @@ func (p *benchPostgres) bulk(ctx context.Context, rows []obsRow) error {
 		return []any{r.id, r.target, r.exposure, r.meta}, nil
 	})
 	if _, err := p.pool.CopyFrom(ctx, pgx.Identifier{"observations"}, []string{"id", "target", "exposure_s", "meta"}, src); err != nil {
+		return fmt.Errorf("bench: postgres copy: %w", err)
+	}
+	return nil
+}
+
+func (p *benchPostgres) bulkReadings(ctx context.Context, rows []reading) error {
+	src := pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+		r := rows[i]
+		return []any{txn.NewID(), r.station, r.takenAt, r.temp, r.humidity}, nil
+	})
+	if _, err := p.pool.CopyFrom(ctx, pgx.Identifier{"readings"}, []string{"id", "station", "taken_at", "temp_c", "humidity"}, src); err != nil {
 		return fmt.Errorf("bench: postgres copy: %w", err)
 	}
 	return nil

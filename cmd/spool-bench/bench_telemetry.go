@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -13,8 +14,18 @@ import (
 // telemetryBatch is how many samples one NDJSON request carries.
 const telemetryBatch = 500
 
+// telemetryStep is the factor between the rates the capacity search
+// offers, and telemetryMaxRate where it stops.
+const (
+	telemetryStep    = 1.4
+	telemetryMaxRate = 2e6
+)
+
 // telemetry posts NDJSON batches at --telemetry-rate rows/s into the
-// telemetry lane and reports rows/s accepted, dropped and written.
+// telemetry lane and reports rows/s accepted, dropped and written. Then
+// its capacity: batches posted back to back, the rows written meanwhile
+// per second against the same rows written raw into a database of the
+// same kind in batches of the lane's size.
 func (b *bench) telemetry(ctx context.Context) error {
 	d, err := b.env.deploy(ctx, "telemetry", false, "--telemetry-table", "readings")
 	if err != nil {
@@ -27,7 +38,7 @@ func (b *bench) telemetry(ctx context.Context) error {
 	var got *result
 	err = b.prof.around(ctx, d.api, "telemetry", b.cfg.duration, func() {
 		got = openFn(ctx, b.cfg.telemetryRate/telemetryBatch, b.cfg.duration, func(ctx context.Context) error {
-			rc, err := lg.postSamples(ctx, url, seq.Add(1))
+			rc, err := lg.postSamples(ctx, url, sampleBody(samples(seq.Add(1), time.Now())))
 			accepted.Add(int64(rc.Accepted))
 			dropped.Add(int64(rc.Dropped))
 			return err
@@ -52,7 +63,166 @@ func (b *bench) telemetry(ctx context.Context) error {
 	b.out.print(figure{Scenario: "telemetry", Figure: "rows/s written during the run", Value: float64(during.Writer.RowsWritten) / secs, Unit: "1/s", Baseline: "accepted", BaselineValue: float64(accepted.Load()) / secs})
 	b.out.print(figure{Scenario: "telemetry", Figure: "rows dropped", Value: float64(final.RowsDropped), Unit: "rows", Baseline: "accepted", BaselineValue: float64(accepted.Load())})
 	b.out.print(figure{Scenario: "telemetry", Figure: "rows written in all", Value: float64(final.Writer.RowsWritten), Unit: "rows", Baseline: "accepted", BaselineValue: float64(accepted.Load())})
+	return b.telemetryCapacity(ctx, d, lg, final)
+}
+
+// telemetryCapacity searches for the highest rate the lane sustains:
+// from --telemetry-rate up by telemetryStep, then closer to the first rate
+// that failed; each rate offered for one measurement in an open loop of
+// batches (a few bodies built beforehand,
+// so that the load generator costs little), until one drops a sample,
+// accepts less than 95% of what was offered, or writes less than 95% of
+// it during the measurement. Beside the last rate that held, the rows it
+// took written raw from the bench into a database of the same kind in
+// batches of the lane's size, each its own transaction (COPY on
+// PostgreSQL, a multi-row INSERT on SQLite), and the CPU time per row of
+// each.
+func (b *bench) telemetryCapacity(ctx context.Context, d *deployment, lg *loadgen, last laneStatus) error {
+	url := d.url() + "/v1/ingest/readings"
+	bodies := make([][]byte, 16)
+	for i := range bodies {
+		bodies[i] = sampleBody(samples(int64(i), time.Now()))
+	}
+	groups := d.cpuGroups()
+	type step struct {
+		rate, accepted float64 // rows/s
+		rows           int
+		span           cpuSpan
+	}
+	// try offers rate for one measurement and says whether the lane
+	// sustained it.
+	try := func(rate float64) (step, bool, error) {
+		var accepted, next atomic.Int64
+		var cpu cpuMeter
+		cpu.begin()
+		var got *result
+		err := b.prof.around(ctx, d.api, fmt.Sprintf("telemetry-%.0f", rate), b.cfg.duration, func() {
+			got = openFn(ctx, rate/telemetryBatch, b.cfg.duration, func(ctx context.Context) error {
+				rc, err := lg.postSamples(ctx, url, bodies[next.Add(1)%int64(len(bodies))])
+				accepted.Add(int64(rc.Accepted))
+				return err
+			})
+		})
+		if err != nil {
+			return step{}, false, err
+		}
+		now, err := d.lane(ctx)
+		if err != nil {
+			return step{}, false, err
+		}
+		span, err := cpu.end(groups)
+		if err != nil {
+			return step{}, false, err
+		}
+		if err := got.failed("telemetry batches"); err != nil {
+			return step{}, false, err
+		}
+		settled, err := d.laneSettled(ctx, int64(last.Writer.RowsWritten+last.RowsDropped)+accepted.Load())
+		if err != nil {
+			return step{}, false, err
+		}
+		secs := got.elapsed.Seconds()
+		written := float64(now.Writer.RowsWritten-last.Writer.RowsWritten) / secs
+		took := float64(accepted.Load()) / secs
+		dropped := settled.RowsDropped - last.RowsDropped
+		last = settled
+		ok := dropped == 0 && took >= 0.95*rate && written >= 0.95*rate
+		return step{rate: rate, accepted: took, rows: int(accepted.Load()), span: span}, ok, nil
+	}
+	// Up by telemetryStep until a rate fails, then halve the last gap
+	// (geometrically) twice.
+	var held step
+	failed := telemetryMaxRate * telemetryStep
+	for rate := b.cfg.telemetryRate; rate <= telemetryMaxRate; rate *= telemetryStep {
+		s, ok, err := try(rate)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			failed = rate
+			break
+		}
+		held = s
+	}
+	for range 2 {
+		if held.rows == 0 || failed > telemetryMaxRate {
+			break
+		}
+		rate := math.Sqrt(held.rate * failed)
+		s, ok, err := try(rate)
+		if err != nil {
+			return err
+		}
+		if ok {
+			held = s
+		} else {
+			failed = rate
+		}
+	}
+	if held.rows == 0 {
+		return fmt.Errorf("telemetry: the lane did not sustain %.0f rows/s", b.cfg.telemetryRate)
+	}
+	db, err := d.be.baselineDB(ctx, "telemetry")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var rows []reading
+	for n := int64(0); len(rows) < held.rows; n++ {
+		rows = append(rows, samples(n, time.Now())...)
+	}
+	rows = rows[:held.rows]
+	var cpu cpuMeter
+	cpu.begin()
+	for i := 0; i < len(rows); i += telemetryBatch {
+		if err := db.bulkReadings(ctx, rows[i:min(len(rows), i+telemetryBatch)]); err != nil {
+			return err
+		}
+	}
+	rawSpan, err := cpu.end(groups)
+	if err != nil {
+		return err
+	}
+	name := "multi-row INSERT per 500"
+	writer := []string{cpuBench}
+	if b.env.servers() {
+		name = "COPY per 500"
+		writer = append(writer, cpuPostgres)
+	}
+	raw := float64(len(rows)) / rawSpan.wall.Seconds()
+	b.out.print(figure{Scenario: "telemetry", Figure: "highest rate sustained, rows/s", Value: held.accepted, Unit: "1/s", Baseline: name, BaselineValue: raw})
+	if held.span.used != nil && rawSpan.used != nil {
+		base := b.cpuFigures("telemetry", "written raw", len(rows), rawSpan, writer, "", 0)
+		// The lane's figure leaves the bench out: it is the load generator.
+		b.cpuFigures("telemetry", fmt.Sprintf("at %.0f/s", held.rate), held.rows, held.span, groups.order(), name, base)
+	}
 	return nil
+}
+
+// reading is one telemetry sample of the readings table.
+type reading struct {
+	station        string
+	takenAt        time.Time
+	temp, humidity float64
+}
+
+// samples is the n-th batch of samples, taken from now on.
+func samples(n int64, now time.Time) []reading {
+	out := make([]reading, telemetryBatch)
+	for i := range out {
+		out[i] = reading{station: fmt.Sprintf("st-%d", i%20), takenAt: now.UTC().Add(time.Duration(i) * time.Microsecond), temp: float64(n%400) / 10, humidity: float64(i % 100)}
+	}
+	return out
+}
+
+// sampleBody is a batch of samples as an NDJSON request body.
+func sampleBody(rs []reading) []byte {
+	var body bytes.Buffer
+	for _, r := range rs {
+		fmt.Fprintf(&body, `{"station":%q,"taken_at":%q,"temp_c":%.1f,"humidity":%.1f}`+"\n",
+			r.station, r.takenAt.Format(time.RFC3339Nano), r.temp, r.humidity)
+	}
+	return body.Bytes()
 }
 
 // receipt is the telemetry lane's answer.
@@ -61,16 +231,10 @@ type receipt struct {
 	Dropped  int `json:"dropped"`
 }
 
-// postSamples posts the n-th batch of samples as NDJSON.
-func (l *loadgen) postSamples(ctx context.Context, url string, n int64) (receipt, error) {
+// postSamples posts a batch of samples as NDJSON.
+func (l *loadgen) postSamples(ctx context.Context, url string, body []byte) (receipt, error) {
 	var rc receipt
-	var body bytes.Buffer
-	now := time.Now().UTC()
-	for i := range telemetryBatch {
-		fmt.Fprintf(&body, `{"station":"st-%d","taken_at":%q,"temp_c":%.1f,"humidity":%.1f}`+"\n",
-			i%20, now.Add(time.Duration(i)*time.Microsecond).Format(time.RFC3339Nano), float64(n%400)/10, float64(i%100))
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, &body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return rc, err
 	}
