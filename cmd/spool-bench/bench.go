@@ -43,7 +43,8 @@ Scenarios (default: ingest read):
               writes reaches here); then an open
               loop (fixed arrival rate, latency from each request's scheduled
               time) at half the highest rate measured, or at --rate, beside
-              the no-op and the durable no-op at that rate, with the
+              the no-op, the durable no-op and the minimal pipeline at
+              that rate, with the
               server's own p50/p99 from its request histogram and, on the
               local log, those of its fdatasyncs meanwhile (GET /metrics; to
               the bound of the bucket they fall in)
@@ -72,7 +73,8 @@ Scenarios (default: ingest read):
               stream of the same Redis 500 at a time, decoded as the
               applier decodes them, copied (COPY) and acknowledged, the
               next batch claimed during the copy; no overlay, exactly-once
-              record, fencing or status
+              record, fencing or status. For each, Redis's time per row in
+              its costliest commands (INFO commandstats)
   visibility  at half the highest ingest rate, time from each acknowledgement
               to applied and (--servers) to replicated, beside the raw
               replica lag measured in the same run (commit on the primary

@@ -48,6 +48,11 @@ func (b *bench) drain(ctx context.Context) error {
 	if d.split {
 		cpu.begin()
 	}
+	if b.env.servers() {
+		if err := b.env.resetRedisStats(ctx); err != nil {
+			return err
+		}
+	}
 	if err := d.release(ctx); err != nil {
 		return err
 	}
@@ -78,6 +83,13 @@ func (b *bench) drain(ctx context.Context) error {
 	}
 	stages.stop(ctx)
 	stages.print(b.out, "drain")
+	if b.env.servers() {
+		rs, err := b.env.redisStats(ctx)
+		if err != nil {
+			return err
+		}
+		b.redisFigures("drain", "drained", n, rs, redisTop)
+	}
 	if err := d.verify(ctx, lg.tag, n); err != nil {
 		return err
 	}

@@ -136,7 +136,7 @@ func (b *bench) ingestClosed(ctx context.Context, r *ingestRun, c int) error {
 }
 
 // ingestOpen runs the open loop at --rate or half the highest rate, beside
-// the no-op and the durable no-op at the same rate.
+// the no-op, the durable no-op and the minimal pipeline at the same rate.
 func (b *bench) ingestOpen(ctx context.Context, r *ingestRun) error {
 	rate, label := b.cfg.rate, "open %.0f/s latency"
 	if rate == 0 {
@@ -148,6 +148,16 @@ func (b *bench) ingestOpen(ctx context.Context, r *ingestRun) error {
 	if r.durable != "" {
 		dur = r.base.open(ctx, r.durable, rate, b.cfg.duration, http.StatusAccepted, &r.baseSeq)
 		if err := dur.failed(fmt.Sprintf("durable no-op at %.0f/s", rate)); err != nil {
+			return err
+		}
+	}
+	var pip *result
+	if r.pipeline != nil {
+		pip = r.base.open(ctx, r.pipeline.url, rate, b.cfg.duration, http.StatusCreated, &r.baseSeq)
+		if err := pip.failed(fmt.Sprintf("minimal pipeline at %.0f/s", rate)); err != nil {
+			return err
+		}
+		if err := r.pipeline.caughtUp(ctx, time.Minute); err != nil {
 			return err
 		}
 	}
@@ -173,6 +183,11 @@ func (b *bench) ingestOpen(ctx context.Context, r *ingestRun) error {
 	if dur != nil {
 		for _, q := range []int{50, 99} {
 			b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("%s p%d vs durable no-op", label, q), Value: got.pct(q), Unit: "ms", Baseline: "durable no-op", BaselineValue: dur.pct(q)})
+		}
+	}
+	if pip != nil {
+		for _, q := range []int{50, 99} {
+			b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("%s p%d vs minimal pipeline", label, q), Value: got.pct(q), Unit: "ms", Baseline: "minimal pipeline", BaselineValue: pip.pct(q)})
 		}
 	}
 	// The server's own time per write, from its request histogram: what

@@ -46,6 +46,9 @@ func (b *bench) minimalDrain(ctx context.Context, db benchDB, n int, groups cpuG
 		return 0, cpuSpan{}, fmt.Errorf("bench: minimal drain: %w", err)
 	}
 
+	if err := b.env.resetRedisStats(ctx); err != nil {
+		return 0, cpuSpan{}, err
+	}
 	var cpu cpuMeter
 	cpu.begin()
 	start := time.Now()
@@ -57,6 +60,11 @@ func (b *bench) minimalDrain(ctx context.Context, db benchDB, n int, groups cpuG
 	if err != nil {
 		return 0, cpuSpan{}, err
 	}
+	rs, err := b.env.redisStats(ctx)
+	if err != nil {
+		return 0, cpuSpan{}, err
+	}
+	b.redisFigures("drain", "minimal drain", n, rs, redisTop)
 	if got, err := db.count(ctx, tag); err != nil || got != int64(n) {
 		return 0, cpuSpan{}, fmt.Errorf("bench: minimal drain: %d of %d rows in the database (%v)", got, n, err)
 	}

@@ -46,7 +46,7 @@ func (b *bench) outageScenario(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	samples, sampleErr := d.sampleMemory(ctx, b.cfg.sample, loadDone)
+	samples, sampleErr := d.sampleMemory(ctx, b.cfg.sample, b.cfg.outage/10, loadDone, b.prof.heap)
 	load := <-loadDone
 	if err := up(); err != nil {
 		return err
@@ -85,10 +85,13 @@ func (b *bench) databaseDown(ctx context.Context, d *deployment) (up func() erro
 	return func() error { return d.release(ctx) }, nil
 }
 
-// sampleMemory samples every interval until the load ends.
-func (d *deployment) sampleMemory(ctx context.Context, every time.Duration, loadDone chan *result) ([]memSample, error) {
+// sampleMemory samples every interval until the load ends. With the first
+// sample from early on, and with the last, it calls heap to keep a heap
+// profile (--pprof), labelled outage-early and outage-end.
+func (d *deployment) sampleMemory(ctx context.Context, every, early time.Duration, loadDone chan *result, heap func(context.Context, *spoolProc, string) error) ([]memSample, error) {
 	start := time.Now()
 	var out []memSample
+	kept := false
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
@@ -106,10 +109,16 @@ func (d *deployment) sampleMemory(ctx context.Context, every time.Duration, load
 		}
 		s.logBytes, s.depth = st.Log.Bytes, st.Log.Depth
 		out = append(out, s)
+		if !kept && s.at >= early {
+			if err := heap(ctx, d.api, "outage-early"); err != nil {
+				return out, err
+			}
+			kept = true
+		}
 		select {
 		case r := <-loadDone:
 			loadDone <- r
-			return out, nil
+			return out, heap(ctx, d.api, "outage-end")
 		case <-ctx.Done():
 			return out, ctx.Err()
 		case <-tick.C:
@@ -134,6 +143,9 @@ func (b *bench) outageReport(load *result, samples []memSample) {
 	b.out.print(figure{Scenario: "outage", Figure: "RSS at the end", Value: mib(end.rss), Unit: "MiB", Baseline: "RSS " + at, BaselineValue: mib(early.rss)})
 	b.out.print(figure{Scenario: "outage", Figure: "log size at the end", Value: mib(end.logBytes), Unit: "MiB", Baseline: "log " + at, BaselineValue: mib(early.logBytes)})
 	b.out.print(figure{Scenario: "outage", Figure: "writes buffered at the end", Value: float64(end.depth), Unit: "rows", Baseline: "buffered " + at, BaselineValue: float64(early.depth)})
+	if n := end.depth - early.depth; n > 0 {
+		b.out.print(figure{Scenario: "outage", Figure: "heap per write buffered since " + early.at.Round(time.Second).String(), Value: float64(end.heap-early.heap) / float64(n) / 1024, Unit: "KiB"})
+	}
 }
 
 // heapAlloc reads the live Go heap from the heap profile's text form,

@@ -38,6 +38,18 @@ func (p *profiler) around(ctx context.Context, proc *spoolProc, label string, d 
 	return fetch(ctx, proc.pprofURL+"/debug/pprof/heap", filepath.Join(p.dir, label+".heap.pprof"))
 }
 
+// heap keeps proc's heap profile now, as DIR/LABEL.heap.pprof, when
+// --pprof is set.
+func (p *profiler) heap(ctx context.Context, proc *spoolProc, label string) error {
+	if p.dir == "" || proc == nil {
+		return nil
+	}
+	if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		return fmt.Errorf("bench --pprof: %w", err)
+	}
+	return fetch(ctx, proc.pprofURL+"/debug/pprof/heap?gc=1", filepath.Join(p.dir, label+".heap.pprof"))
+}
+
 // fetch saves what url answers into path.
 func fetch(ctx context.Context, url, path string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
