@@ -13,7 +13,8 @@
 // SQLite dialect (see gen): every value a ? parameter in the form SQLite
 // stores it (see bind), every identifier from the catalog and quoted. A
 // run of plain inserts into one table runs as one multi-row INSERT, and the
-// statements stay prepared across batches (stmtCache).
+// statements stay prepared across batches (stmtCache), the telemetry
+// lane's bulk inserts (InsertRows) among them.
 //
 // Errors are classified once, by SQLite result code (see classify): a
 // constraint violation, a datatype mismatch, an oversized value or a missing
