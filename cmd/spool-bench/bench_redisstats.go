@@ -82,6 +82,6 @@ func (b *bench) redisFigures(scenario, what string, rows int, s redisCommands, t
 	slices.SortFunc(names, func(x, y string) int { return int(s[y].usec - s[x].usec) })
 	for _, name := range names[:min(top, len(names))] {
 		c := s[name]
-		b.out.print(figure{Scenario: scenario, Figure: fmt.Sprintf("Redis time per row %s, %s (%.2f calls per row)", what, name, float64(c.calls)/float64(rows)), Value: float64(c.usec) / float64(rows), Unit: "µs"})
+		b.out.print(figure{Scenario: scenario, Figure: fmt.Sprintf("Redis time per row %s, %s (%.2g calls per row)", what, name, float64(c.calls)/float64(rows)), Value: float64(c.usec) / float64(rows), Unit: "µs"})
 	}
 }
