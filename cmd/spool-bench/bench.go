@@ -126,7 +126,7 @@ Scenarios (default: ingest read):
   telemetry   NDJSON batches at --telemetry-rate rows/s into the telemetry
               lane (serve --telemetry-table readings): rows/s accepted,
               dropped and written; then the highest rate it sustains
-              (nothing dropped, 95% written meanwhile), from that rate up,
+              (nothing dropped, 95% accepted), from that rate up,
               against the same rows written raw in batches of 500 (COPY;
               embedded: a multi-row INSERT)
 

@@ -23,9 +23,7 @@ const (
 
 // telemetry posts NDJSON batches at --telemetry-rate rows/s into the
 // telemetry lane and reports rows/s accepted, dropped and written. Then
-// its capacity: batches posted back to back, the rows written meanwhile
-// per second against the same rows written raw into a database of the
-// same kind in batches of the lane's size.
+// its capacity (telemetryCapacity).
 func (b *bench) telemetry(ctx context.Context) error {
 	d, err := b.env.deploy(ctx, "telemetry", false, "--telemetry-table", "readings")
 	if err != nil {
@@ -69,14 +67,16 @@ func (b *bench) telemetry(ctx context.Context) error {
 // telemetryCapacity searches for the highest rate the lane sustains:
 // from --telemetry-rate up by telemetryStep, then closer to the first rate
 // that failed; each rate offered for one measurement in an open loop of
-// batches (a few bodies built beforehand,
-// so that the load generator costs little), until one drops a sample,
-// accepts less than 95% of what was offered, or writes less than 95% of
-// it during the measurement. Beside the last rate that held, the rows it
-// took written raw from the bench into a database of the same kind in
-// batches of the lane's size, each its own transaction (COPY on
-// PostgreSQL, a multi-row INSERT on SQLite), and the CPU time per row of
-// each.
+// batches (a few bodies built beforehand, so that the load generator
+// costs little), until one drops a sample or accepts less than 95% of
+// what was offered. A writer that falls behind fills the ring, which then
+// drops the oldest. Beside the last rate that held, the rows it took
+// written raw from the bench into a database of the same kind in batches
+// of the lane's size, each its own transaction (COPY on PostgreSQL, a
+// multi-row INSERT on SQLite), and the CPU time per row of each. If not
+// even the first rate held (a loaded machine, a short --duration), it
+// says so and reports no capacity: the bench fails on errors, not on
+// timing.
 func (b *bench) telemetryCapacity(ctx context.Context, d *deployment, lg *loadgen, last laneStatus) error {
 	url := d.url() + "/v1/ingest/readings"
 	bodies := make([][]byte, 16)
@@ -106,10 +106,6 @@ func (b *bench) telemetryCapacity(ctx context.Context, d *deployment, lg *loadge
 		if err != nil {
 			return step{}, false, err
 		}
-		now, err := d.lane(ctx)
-		if err != nil {
-			return step{}, false, err
-		}
 		span, err := cpu.end(groups)
 		if err != nil {
 			return step{}, false, err
@@ -121,12 +117,10 @@ func (b *bench) telemetryCapacity(ctx context.Context, d *deployment, lg *loadge
 		if err != nil {
 			return step{}, false, err
 		}
-		secs := got.elapsed.Seconds()
-		written := float64(now.Writer.RowsWritten-last.Writer.RowsWritten) / secs
-		took := float64(accepted.Load()) / secs
+		took := float64(accepted.Load()) / got.elapsed.Seconds()
 		dropped := settled.RowsDropped - last.RowsDropped
 		last = settled
-		ok := dropped == 0 && took >= 0.95*rate && written >= 0.95*rate
+		ok := dropped == 0 && took >= 0.95*rate
 		return step{rate: rate, accepted: took, rows: int(accepted.Load()), span: span}, ok, nil
 	}
 	// Up by telemetryStep until a rate fails, then halve the last gap
@@ -160,7 +154,8 @@ func (b *bench) telemetryCapacity(ctx context.Context, d *deployment, lg *loadge
 		}
 	}
 	if held.rows == 0 {
-		return fmt.Errorf("telemetry: the lane did not sustain %.0f rows/s", b.cfg.telemetryRate)
+		fmt.Fprintf(b.stderr, "spool-bench: telemetry: the lane did not sustain %.0f rows/s for %s; no capacity figure\n", b.cfg.telemetryRate, b.cfg.duration)
+		return nil
 	}
 	db, err := d.be.baselineDB(ctx, "telemetry")
 	if err != nil {
