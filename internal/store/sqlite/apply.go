@@ -120,15 +120,9 @@ func (b *batchRun) stmt(ctx context.Context, text string) (*sql.Stmt, error) {
 	if st, ok := b.stmts[text]; ok {
 		return st, nil
 	}
-	var st *sql.Stmt
-	if kept := b.s.stmts.get(text); kept != nil {
-		st = b.tx.StmtContext(ctx, kept)
-	} else {
-		var err error
-		if st, err = b.tx.PrepareContext(ctx, text); err != nil {
-			return nil, err
-		}
-		b.s.stmts.miss(text)
+	st, err := b.s.stmts.on(ctx, b.tx, text)
+	if err != nil {
+		return nil, err
 	}
 	b.stmts[text] = st
 	return st, nil

@@ -238,16 +238,9 @@ func (b *bulkRun) stmt(ctx context.Context, n int) (*sql.Stmt, error) {
 	if st, ok := b.stmts[n]; ok {
 		return st, nil
 	}
-	text := gen.Insert(gen.Ident(b.t.Name), b.cols, n)
-	var st *sql.Stmt
-	if kept := b.s.stmts.get(text); kept != nil {
-		st = b.tx.StmtContext(ctx, kept)
-	} else {
-		var err error
-		if st, err = b.tx.PrepareContext(ctx, text); err != nil {
-			return nil, err
-		}
-		b.s.stmts.miss(text)
+	st, err := b.s.stmts.on(ctx, b.tx, gen.Insert(gen.Ident(b.t.Name), b.cols, n))
+	if err != nil {
+		return nil, err
 	}
 	b.stmts[n] = st
 	return st, nil

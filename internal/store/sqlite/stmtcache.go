@@ -35,6 +35,20 @@ func (c *stmtCache) get(text string) *sql.Stmt {
 	return c.stmts[text]
 }
 
+// on returns the statement for text on tx: the one kept prepared, or else
+// prepared on tx now and noted for fill.
+func (c *stmtCache) on(ctx context.Context, tx *sql.Tx, text string) (*sql.Stmt, error) {
+	if kept := c.get(text); kept != nil {
+		return tx.StmtContext(ctx, kept), nil
+	}
+	st, err := tx.PrepareContext(ctx, text)
+	if err != nil {
+		return nil, err
+	}
+	c.miss(text)
+	return st, nil
+}
+
 // miss notes that a batch prepared text itself, for fill.
 func (c *stmtCache) miss(text string) {
 	c.missed = append(c.missed, text)
