@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -42,18 +41,24 @@ func obsRowFromBody(v map[string]any) (obsRow, error) {
 	return obsRow{id: txn.NewID(), target: target, exposure: exp, meta: string(meta)}, nil
 }
 
+// bulk writes observations with db.bulkRows.
+func bulk(ctx context.Context, db benchDB, rows []obsRow) error {
+	return db.bulkRows(ctx, "observations", []string{"id", "target", "exposure_s", "meta"}, len(rows), func(i int) []any {
+		r := rows[i]
+		return []any{r.id, r.target, r.exposure, r.meta}
+	})
+}
+
 // benchDB is the bench's own access to a database: the baselines' writes,
 // and counts of what spool wrote.
 type benchDB interface {
 	exec(ctx context.Context, sql string) error
 	// insert writes one row in its own transaction.
 	insert(ctx context.Context, r obsRow) error
-	// bulk writes rows in one transaction with the database's fastest
-	// path: COPY (PostgreSQL), one multi-row INSERT (SQLite).
-	bulk(ctx context.Context, rows []obsRow) error
-	// bulkReadings writes telemetry samples into readings the same way,
-	// each with a new id.
-	bulkReadings(ctx context.Context, rows []reading) error
+	// bulkRows writes n rows into table in one transaction with the
+	// database's fastest path: COPY (PostgreSQL), one multi-row INSERT
+	// (SQLite). row(i) is the i-th row's values, in the order of cols.
+	bulkRows(ctx context.Context, table string, cols []string, n int, row func(i int) []any) error
 	// count counts the observations whose target starts with prefix.
 	count(ctx context.Context, prefix string) (int64, error)
 	Close()
@@ -87,33 +92,17 @@ func (s *benchSQLite) insert(ctx context.Context, r obsRow) error {
 	return nil
 }
 
-func (s *benchSQLite) bulk(ctx context.Context, rows []obsRow) error {
+func (s *benchSQLite) bulkRows(ctx context.Context, table string, cols []string, n int, row func(int) []any) error {
 	var b strings.Builder
-	b.WriteString(`INSERT INTO observations (id, target, exposure_s, meta) VALUES `)
-	args := make([]any, 0, 4*len(rows))
-	for i, r := range rows {
+	fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES ", table, strings.Join(cols, ", "))
+	one := "(" + strings.TrimSuffix(strings.Repeat("?,", len(cols)), ",") + ")"
+	args := make([]any, 0, n*len(cols))
+	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString("(?,?,?,?)")
-		args = append(args, r.id, r.target, r.exposure, r.meta)
-	}
-	if _, err := s.db.ExecContext(ctx, b.String(), args...); err != nil {
-		return fmt.Errorf("bench: sqlite multi-row insert: %w", err)
-	}
-	return nil
-}
-
-func (s *benchSQLite) bulkReadings(ctx context.Context, rows []reading) error {
-	var b strings.Builder
-	b.WriteString(`INSERT INTO readings (id, station, taken_at, temp_c, humidity) VALUES `)
-	args := make([]any, 0, 5*len(rows))
-	for i, r := range rows {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(?,?,?,?,?)")
-		args = append(args, txn.NewID(), r.station, r.takenAt.Format(time.RFC3339Nano), r.temp, r.humidity)
+		b.WriteString(one)
+		args = append(args, row(i)...)
 	}
 	if _, err := s.db.ExecContext(ctx, b.String(), args...); err != nil {
 		return fmt.Errorf("bench: sqlite multi-row insert: %w", err)
@@ -200,23 +189,9 @@ func (p *benchPostgres) insert(ctx context.Context, r obsRow) error {
 	return nil
 }
 
-func (p *benchPostgres) bulk(ctx context.Context, rows []obsRow) error {
-	src := pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
-		r := rows[i]
-		return []any{r.id, r.target, r.exposure, r.meta}, nil
-	})
-	if _, err := p.pool.CopyFrom(ctx, pgx.Identifier{"observations"}, []string{"id", "target", "exposure_s", "meta"}, src); err != nil {
-		return fmt.Errorf("bench: postgres copy: %w", err)
-	}
-	return nil
-}
-
-func (p *benchPostgres) bulkReadings(ctx context.Context, rows []reading) error {
-	src := pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
-		r := rows[i]
-		return []any{txn.NewID(), r.station, r.takenAt, r.temp, r.humidity}, nil
-	})
-	if _, err := p.pool.CopyFrom(ctx, pgx.Identifier{"readings"}, []string{"id", "station", "taken_at", "temp_c", "humidity"}, src); err != nil {
+func (p *benchPostgres) bulkRows(ctx context.Context, table string, cols []string, n int, row func(int) []any) error {
+	src := pgx.CopyFromSlice(n, func(i int) ([]any, error) { return row(i), nil })
+	if _, err := p.pool.CopyFrom(ctx, pgx.Identifier{table}, cols, src); err != nil {
 		return fmt.Errorf("bench: postgres copy: %w", err)
 	}
 	return nil

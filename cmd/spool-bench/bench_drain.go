@@ -204,7 +204,7 @@ func rawRate(ctx context.Context, db benchDB, n, size int) (float64, error) {
 	}
 	start := time.Now()
 	for i := 0; i < n; i += size {
-		if err := db.bulk(ctx, rows[i:min(n, i+size)]); err != nil {
+		if err := bulk(ctx, db, rows[i:min(n, i+size)]); err != nil {
 			return 0, err
 		}
 	}

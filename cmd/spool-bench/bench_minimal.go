@@ -119,7 +119,7 @@ func copyStream(ctx context.Context, rdb *redis.Client, stream, group string, db
 		}
 	}()
 	for bt := range claimed {
-		if err := db.bulk(ctx, bt.rows); err != nil {
+		if err := bulk(ctx, db, bt.rows); err != nil {
 			if n == 0 && ctx.Err() != nil {
 				return nil // stopped
 			}
@@ -289,7 +289,7 @@ func (e *benchEnv) startMinimalPipeline(ctx context.Context, db benchDB, track b
 				if batch == nil {
 					return nil // stopped
 				}
-				if err := db.bulk(ctx, batch); err != nil {
+				if err := bulk(ctx, db, batch); err != nil {
 					if ctx.Err() != nil {
 						return nil
 					}

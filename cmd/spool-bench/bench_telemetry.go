@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/spoolgw/spool/internal/txn"
 )
 
 // telemetryBatch is how many samples one NDJSON request carries.
@@ -170,7 +172,12 @@ func (b *bench) telemetryCapacity(ctx context.Context, d *deployment, lg *loadge
 	var cpu cpuMeter
 	cpu.begin()
 	for i := 0; i < len(rows); i += telemetryBatch {
-		if err := db.bulkReadings(ctx, rows[i:min(len(rows), i+telemetryBatch)]); err != nil {
+		batch := rows[i:min(len(rows), i+telemetryBatch)]
+		err := db.bulkRows(ctx, "readings", []string{"id", "station", "taken_at", "temp_c", "humidity"}, len(batch), func(j int) []any {
+			r := batch[j]
+			return []any{txn.NewID(), r.station, r.takenAt, r.temp, r.humidity} // a new id each, as the lane gives them
+		})
+		if err != nil {
 			return err
 		}
 	}

@@ -59,11 +59,12 @@
 // # Claim and Ack
 //
 // Claim takes entries past its cursor, only entries that are already
-// durable. The last Config.ClaimCache transactions made durable and not
-// yet claimed are kept in memory, and Claim hands them over as Append was
-// given them; any other entry (the drain fell further behind, or the log
-// was reopened) it reads from the segment files through a small buffer,
-// so memory does not grow with the log. Ack takes claimed entries in claim order; it writes
+// durable. Transactions made durable are kept in memory until claimed, up
+// to Config.ClaimCache of them (an append that finds it full is not
+// kept), and Claim hands them over as Append was given them; any other
+// entry (the drain fell further behind, or the log was reopened) it reads
+// from the segment files through a small buffer, so memory does not grow
+// with the log. Ack takes claimed entries in claim order; it writes
 // the highest acknowledged sequence number to the checkpoint (temporary
 // file, fsync, rename, fsync of the directory) and then deletes every
 // segment, other than the last, whose records are all acknowledged. It

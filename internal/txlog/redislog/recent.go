@@ -26,7 +26,7 @@ type recent struct {
 
 	mu   sync.Mutex
 	byID map[string]recentTx
-	ring [recentSize]string // ids in the order kept; next is overwritten next
+	ring []string // ids in the order kept (recentSize, made with byID); next is overwritten next
 	next int
 }
 
@@ -43,7 +43,7 @@ func (r *recent) add(id string, payload []byte, tx *txn.Transaction) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.byID == nil {
-		r.byID = make(map[string]recentTx, recentSize)
+		r.byID, r.ring = make(map[string]recentTx, recentSize), make([]string, recentSize)
 	}
 	delete(r.byID, r.ring[r.next])
 	r.ring[r.next] = id
