@@ -156,6 +156,7 @@ type benchConfig struct {
 	outageRate    float64
 	sample        time.Duration
 	telemetryRate float64
+	telemetryRing int
 	readLevels    []int
 }
 
@@ -180,6 +181,7 @@ func benchFlags(stderr io.Writer) (*flag.FlagSet, *benchConfig, *string, *string
 	fs.Float64Var(&c.outageRate, "outage-rate", 500, "writes per second during the outage")
 	fs.DurationVar(&c.sample, "sample", 0, "how often the outage samples heap and log size (default: a twentieth of --outage, at least 1s)")
 	fs.Float64Var(&c.telemetryRate, "telemetry-rate", 50000, "telemetry rows per second offered, in NDJSON batches of 500")
+	fs.IntVar(&c.telemetryRing, "telemetry-ring", 0, "the telemetry lane's ring, in samples (0: spool's default)")
 	reads := fs.String("read-buffered", "0,1000,10000", "comma-separated rows buffered in the overlay for the read scenario")
 	return fs, c, levels, reads
 }

@@ -27,7 +27,11 @@ const (
 // telemetry lane and reports rows/s accepted, dropped and written. Then
 // its capacity (telemetryCapacity).
 func (b *bench) telemetry(ctx context.Context) error {
-	d, err := b.env.deploy(ctx, "telemetry", false, "--telemetry-table", "readings")
+	lane := "readings"
+	if b.cfg.telemetryRing > 0 {
+		lane = fmt.Sprintf("readings:%d", b.cfg.telemetryRing)
+	}
+	d, err := b.env.deploy(ctx, "telemetry", false, "--telemetry-table", lane)
 	if err != nil {
 		return err
 	}
