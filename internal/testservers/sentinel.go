@@ -186,14 +186,28 @@ func (s *SentinelSet) Master(ctx context.Context) (*Redis, error) {
 // and it has n replicas in sync (0: does not wait for replicas), and
 // returns it.
 func (s *SentinelSet) WaitFailover(ctx context.Context, old *Redis, n int, within time.Duration) (*Redis, error) {
+	return s.waitMaster(ctx, within, "a failover", old, n)
+}
+
+// WaitMaster waits until the master the Sentinels name, whichever it is
+// by then, has n replicas in sync, and returns it. On a loaded machine a
+// master that stalls past SentinelDownAfter is failed over again, so a
+// server named master earlier may be a replica now.
+func (s *SentinelSet) WaitMaster(ctx context.Context, n int, within time.Duration) (*Redis, error) {
+	return s.waitMaster(ctx, within, fmt.Sprintf("the master with %d replicas in sync", n), nil, n)
+}
+
+// waitMaster waits until the Sentinels name a master other than not (if
+// set) and it has n replicas in sync, and returns it.
+func (s *SentinelSet) waitMaster(ctx context.Context, within time.Duration, what string, not *Redis, n int) (*Redis, error) {
 	var m *Redis
-	err := until(ctx, within, "a failover", func(ctx context.Context) error {
+	err := until(ctx, within, what, func(ctx context.Context) error {
 		var err error
 		if m, err = s.Master(ctx); err != nil {
 			return err
 		}
-		if m == old {
-			return fmt.Errorf("the master is still %s", old.Addr)
+		if m == not {
+			return fmt.Errorf("the master is still %s", not.Addr)
 		}
 		return replicasInSync(ctx, m, n)
 	})
