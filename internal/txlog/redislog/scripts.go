@@ -110,15 +110,26 @@ return out
 // rows they touched and from those rows' tables' lists of changes, tables
 // left without changes from the tables set, and their hashes.
 //
-// The applier evicts in log order, so the entries it removes are at the
-// heads of their lists: a row's list loses its first n entries with one
-// LTRIM (or DEL) when they are the transaction's, and a table's list, once
-// every transaction of the call is through, loses the changes of all of
-// them at once when they are its first ones. Otherwise (Withdraw evicts
-// out of order) the list is scanned from its head for each transaction's
-// entries, and each found is removed with LREM. The table's counters
-// record which it was (h: changes dropped from the head; x: evictions
-// from elsewhere), which table reads go by (see tableScript).
+// It gathers, from the hashes of the transactions still pending, how many
+// of the call's entries each row's and each table's list holds, then
+// takes them out of each list once:
+//
+//   - A list holds every entry of each pending transaction that touched
+//     it, so a list as long as the call's entries in it holds nothing
+//     else: it is deleted unread.
+//   - Otherwise the applier evicts in log order, so the entries are at
+//     the list's head: the first n are read, and trimmed off if each is
+//     one of the call's.
+//   - Otherwise (Withdraw evicts out of order) the list is scanned from
+//     its head for each transaction's entries, and each found is removed
+//     with LREM.
+//
+// Keys left with nothing (the hashes, the lists emptied) go in one DEL at
+// the end: a write a script makes costs more than the command itself, and
+// one DEL of many keys costs about what one DEL of one key does. A
+// table's counters record which way its list lost the changes (h:
+// changes dropped from the head; x: evictions from elsewhere), which
+// table reads go by (see tableScript).
 //
 //	KEYS: stream (for routing only), tables, counts
 //	ARGV: prefix, then per transaction: id, entry prefix
@@ -127,8 +138,9 @@ return out
 var evictScript = redis.NewScript(`
 local tables, counts, p = KEYS[2], KEYS[3], ARGV[1]
 local txs, rows, ops = 0, 0, 0
+local doomed = {} -- keys to delete at the end
 -- remove takes want elements beginning with pre out of a list, scanning
--- from its head.
+-- from its head, and returns how many it took.
 local function remove(list, pre, want)
   local removed, start = 0, 0
   while removed < want do
@@ -147,24 +159,9 @@ local function remove(list, pre, want)
   end
   return removed
 end
--- dropHead removes the first n elements of list if ours(element) holds for
--- each, and reports whether it did and whether the list is gone.
-local function dropHead(list, n, ours)
-  local head = redis.call('LRANGE', list, 0, n)
-  if #head < n then return false, false end
-  for j = 1, n do
-    if not ours(head[j]) then return false, false end
-  end
-  if #head == n then
-    redis.call('DEL', list)
-    return true, true
-  end
-  redis.call('LTRIM', list, n, -1)
-  return true, false
-end
 local evicting = {} -- entry prefix of each pending transaction of the call
-local pending = {}  -- per pending transaction: its entry prefix, and its changes per table
-local perTable, tableOrder = {}, {}
+local pending = {}  -- per pending transaction: its entry prefix, its entries per row and per table
+local perRow, rowOrder, perTable, tableOrder = {}, {}, {}, {}
 for i = 2, #ARGV, 2 do
   local id, pre = ARGV[i], ARGV[i + 1]
   local txkey = p .. 'tx:' .. id
@@ -172,28 +169,21 @@ for i = 2, #ARGV, 2 do
   if #fields > 0 then
     txs = txs + 1
     evicting[pre] = true
-    local mine = function(v) return string.sub(v, 1, #pre) == pre end
-    local wants = {}
+    local t = {pre = pre, rows = {}, tables = {}}
     for f = 1, #fields, 2 do
       local member = fields[f]
       if member ~= 'pos' then
         local want = tonumber(fields[f + 1])
-        local rowkey = p .. 'row:' .. member
-        local done, gone = dropHead(rowkey, want, mine)
-        if done then
-          ops = ops + want
-        else
-          local removed = remove(rowkey, pre, want)
-          ops = ops + removed
-          gone = removed > 0 and redis.call('EXISTS', rowkey) == 0
-        end
-        if gone then
-          rows = rows + 1
-        end
         local len = string.match(member, '^(%d+):')
         local s = #len + 2
         local tbl = string.sub(member, s, s + tonumber(len) - 1)
-        wants[tbl] = (wants[tbl] or 0) + want
+        t.rows[member] = want
+        t.tables[tbl] = (t.tables[tbl] or 0) + want
+        if not perRow[member] then
+          perRow[member] = 0
+          rowOrder[#rowOrder + 1] = member
+        end
+        perRow[member] = perRow[member] + want
         if not perTable[tbl] then
           perTable[tbl] = 0
           tableOrder[#tableOrder + 1] = tbl
@@ -201,34 +191,72 @@ for i = 2, #ARGV, 2 do
         perTable[tbl] = perTable[tbl] + want
       end
     end
-    pending[#pending + 1] = {pre, wants}
-    redis.call('DEL', txkey)
+    pending[#pending + 1] = t
+    doomed[#doomed + 1] = txkey
   end
 end
--- An element of a table's list is one of ours if its entry prefix is.
--- Transaction ids holding '"' or '\\' fail the pattern and take the scan.
+-- An element is one of the call's if its entry prefix is (a table's
+-- list adds '\n' and the row's key after the entry). Transaction ids
+-- holding '"' or '\\' fail the pattern and take the scan.
 local ours = function(v)
   local pre = string.match(v, '^({"tx":"[^"\\]*",)')
   return pre ~= nil and evicting[pre] == true
 end
-for _, tbl in ipairs(tableOrder) do
-  local list, seq = p .. 'ops:' .. tbl, p .. 'seq:' .. tbl
-  local done, gone = dropHead(list, perTable[tbl], ours)
-  if done then
-    redis.call('HINCRBY', seq, 'h', perTable[tbl])
-  else
-    for _, t in ipairs(pending) do
-      local want = t[2][tbl]
-      if want then
-        remove(list, t[1], want)
+-- take removes the call's n entries from list, which holds them, and
+-- returns how many it removed, whether they were its first ones and
+-- whether it is left empty. When they are not its first ones, it removes
+-- each pending transaction's entries wherever they are: as many as its
+-- field (rows or tables) has under name.
+local function take(list, n, field, name)
+  local len = redis.call('LLEN', list)
+  if len == n then
+    doomed[#doomed + 1] = list
+    return n, true, true
+  end
+  if len > n then
+    local head, all = redis.call('LRANGE', list, 0, n - 1), true
+    for j = 1, n do
+      if not ours(head[j]) then
+        all = false
+        break
       end
     end
+    if all then
+      redis.call('LTRIM', list, n, -1)
+      return n, true, false
+    end
+  end
+  local removed = 0
+  for _, t in ipairs(pending) do
+    local want = t[field][name]
+    if want then
+      removed = removed + remove(list, t.pre, want)
+    end
+  end
+  return removed, false, redis.call('EXISTS', list) == 0
+end
+for _, member in ipairs(rowOrder) do
+  local removed, _, gone = take(p .. 'row:' .. member, perRow[member], 'rows', member)
+  ops = ops + removed
+  if gone then
+    rows = rows + 1
+  end
+end
+for _, tbl in ipairs(tableOrder) do
+  local seq = p .. 'seq:' .. tbl
+  local _, head, gone = take(p .. 'ops:' .. tbl, perTable[tbl], 'tables', tbl)
+  if head then
+    redis.call('HINCRBY', seq, 'h', perTable[tbl])
+  else
     redis.call('HINCRBY', seq, 'x', 1)
-    gone = redis.call('EXISTS', list) == 0
   end
   if gone then
     redis.call('SREM', tables, tbl)
   end
+end
+-- One DEL per 500 keys: unpack has a stack limit.
+for f = 1, #doomed, 500 do
+  redis.call('DEL', unpack(doomed, f, math.min(f + 499, #doomed)))
 end
 if txs > 0 then
   -- 0 - n, not -n: Lua's -0 would reach Redis as "-0", not an integer.
