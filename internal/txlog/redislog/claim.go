@@ -106,10 +106,10 @@ func (l *Log) Claim(ctx context.Context, max int) ([]txlog.Entry, error) {
 	}
 }
 
-// read delivers entries to this consumer, with claimScript: from the
-// backlog while there is one, otherwise new ones, waiting for an append at
-// most ClaimBlock (less if ctx has an earlier deadline). It returns no
-// entries and no error when it found none. The caller holds claimMu.
+// read delivers entries to this consumer (see deliver): from the backlog
+// while there is one, otherwise new ones, waiting for an append at most
+// ClaimBlock (less if ctx has an earlier deadline). It returns no entries
+// and no error when it found none. The caller holds claimMu.
 func (l *Log) read(ctx context.Context, limit int) ([]txlog.Entry, error) {
 	c := &l.claim
 	holder, err := l.holderValue()
@@ -120,11 +120,10 @@ func (l *Log) read(ctx context.Context, limit int) ([]txlog.Entry, error) {
 	if c.backlog {
 		start = c.cursor
 	}
-	res, err := claimScript.Run(ctx, l.client, []string{l.keys.stream, l.keys.lease},
-		groupName, l.cfg.Consumer, holder, limit, start).Slice()
+	msgs, last, err := l.deliver(ctx, holder, limit, start)
 	switch {
-	case redis.HasErrorPrefix(err, "NOTHOLDER"):
-		return nil, fmt.Errorf("redislog: claim: %w", txlog.ErrNotHolder)
+	case errors.Is(err, txlog.ErrNotHolder):
+		return nil, fmt.Errorf("redislog: claim: %w", err)
 	case redis.HasErrorPrefix(err, "NOGROUP"):
 		// The stream or its group is gone: deleted by hand, or a Redis
 		// without persistence restarted. Nothing to deliver; make the
@@ -144,11 +143,6 @@ func (l *Log) read(ctx context.Context, limit int) ([]txlog.Entry, error) {
 		// Entries may have been delivered to this consumer with a reply
 		// that was lost, or Redis may have restarted: start over, as a
 		// new term does, from what Redis holds now.
-		l.restartClaim.Store(true)
-		return nil, l.fail("claim", err)
-	}
-	msgs, last, err := parseClaim(res)
-	if err != nil {
 		l.restartClaim.Store(true)
 		return nil, l.fail("claim", err)
 	}
@@ -226,7 +220,7 @@ func parseTakeOver(res []any) (next string, moved int, err error) {
 
 // waitAppend waits, at most ClaimBlock (less if ctx has an earlier
 // deadline), for an entry after last to be appended, with an XREAD that
-// delivers nothing to the group: only claimScript delivers, under the
+// delivers nothing to the group: only deliver delivers, under the
 // lease. It returns nil when one came or the time ran out.
 func (l *Log) waitAppend(ctx context.Context, last string) error {
 	block := l.cfg.ClaimBlock
@@ -240,44 +234,84 @@ func (l *Log) waitAppend(ctx context.Context, last string) error {
 	return nil
 }
 
-// parseClaim reads claimScript's reply: the entries it delivered, or,
-// when it found no new entry, the id of the stream's last one.
-func parseClaim(res []any) (msgs []redis.XMessage, last string, err error) {
-	if len(res) != 2 {
-		return nil, "", fmt.Errorf("%w: claim script answered %d values, want 2", ErrCorrupt, len(res))
-	}
-	if found, _ := res[0].(int64); found == 0 {
-		last, ok := res[1].(string)
-		if !ok {
-			return nil, "", fmt.Errorf("%w: claim script answered a last id of type %T", ErrCorrupt, res[1])
+// deliverTries is how many times deliver tries when the lease's key
+// changed under its WATCH (its holder's renewals change it too) before it
+// gives up.
+const deliverTries = 3
+
+// deliver delivers up to limit entries of the stream to this consumer
+// with XREADGROUP (start ">" for new entries, else the id after which
+// this consumer's pending entries are read), but only while holder ("" on
+// a log without a lease) holds the lease: the check and the read are one
+// step, so an applier that lost its lease (it was paused past the TTL, or
+// Redis came back without its key) can never take entries into its
+// pending list behind the back of the new holder, which would then skip
+// them for good.
+//
+// The step is a transaction under WATCH of the lease's key: GET checks the
+// holder, and MULTI/EXEC reads, so that EXEC does nothing if the key
+// changed since. (A script would do the same in one round trip, but each
+// entry's reply passing through Lua took Redis three times the
+// XREADGROUP's own time.) When it reads new entries and finds none, the
+// same EXEC's XREVRANGE gives the id of the stream's last entry as last
+// ("0-0" for an empty stream), from which the caller waits for more with
+// a plain XREAD (which delivers nothing). An entry deleted while pending
+// comes with no Values. Not holding the lease is txlog.ErrNotHolder; a
+// missing group, a NOGROUP error.
+func (l *Log) deliver(ctx context.Context, holder string, limit int, start string) (msgs []redis.XMessage, last string, err error) {
+	var read *redis.XStreamSliceCmd
+	var newest *redis.XMessageSliceCmd
+	queue := func(p redis.Pipeliner) error {
+		read = p.XReadGroup(ctx, &redis.XReadGroupArgs{Group: groupName, Consumer: l.cfg.Consumer,
+			Streams: []string{l.keys.stream, start}, Count: int64(limit), Block: -1})
+		if start == ">" {
+			newest = p.XRevRangeN(ctx, l.keys.stream, "+", "-", 1)
 		}
-		return nil, last, nil
+		return nil
 	}
-	list, ok := res[1].([]any)
-	if !ok {
-		return nil, "", fmt.Errorf("%w: claim script answered entries of type %T", ErrCorrupt, res[1])
-	}
-	msgs = make([]redis.XMessage, 0, len(list))
-	for _, x := range list {
-		pair, ok := x.([]any)
-		if !ok || len(pair) != 2 {
-			return nil, "", fmt.Errorf("%w: claim script answered an entry of type %T", ErrCorrupt, x)
-		}
-		id, ok := pair[0].(string)
-		if !ok {
-			return nil, "", fmt.Errorf("%w: claim script answered an entry id of type %T", ErrCorrupt, pair[0])
-		}
-		m := redis.XMessage{ID: id}
-		if fields, ok := pair[1].([]any); ok {
-			m.Values = make(map[string]any, len(fields)/2)
-			for i := 0; i+1 < len(fields); i += 2 {
-				k, _ := fields[i].(string)
-				m.Values[k] = fields[i+1]
+	if holder == "" {
+		_, err = l.client.TxPipelined(ctx, queue)
+	} else {
+		for range deliverTries {
+			err = l.client.Watch(ctx, func(tx *redis.Tx) error {
+				v, err := tx.Get(ctx, l.keys.lease).Result()
+				switch {
+				case errors.Is(err, redis.Nil) || err == nil && v != holder:
+					return txlog.ErrNotHolder
+				case err != nil:
+					return err
+				}
+				_, err = tx.TxPipelined(ctx, queue)
+				return err
+			}, l.keys.lease)
+			if !errors.Is(err, redis.TxFailedErr) {
+				break
 			}
 		}
-		msgs = append(msgs, m)
 	}
-	return msgs, "", nil
+	// A read that found nothing new answers nil, which go-redis reports
+	// as redis.Nil: the pipeline's error then, not a failure.
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, "", err
+	}
+	streams, err := read.Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, "", err
+	}
+	if len(streams) > 0 && len(streams[0].Messages) > 0 || start != ">" {
+		if len(streams) > 0 {
+			msgs = streams[0].Messages
+		}
+		return msgs, "", nil
+	}
+	tail, err := newest.Result()
+	if err != nil {
+		return nil, "", err
+	}
+	if len(tail) == 0 {
+		return nil, "0-0", nil
+	}
+	return nil, tail[0].ID, nil
 }
 
 // Takeover does now what the first Claim after a Lease.Acquire would do
@@ -311,7 +345,7 @@ func (l *Log) Takeover(ctx context.Context) error {
 func (l *Log) takeOver(ctx context.Context) error {
 	minIdle := l.cfg.MinIdle
 	if l.leased.Load() {
-		// Only the lease's holder claims (claimScript), so every entry
+		// Only the lease's holder claims (deliver), so every entry
 		// pending under another consumer was delivered in an earlier
 		// term: take it now, however young. Its former holder may still
 		// be applying it; the fencing token refuses its commit once this

@@ -3,9 +3,11 @@ package redislog
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spoolgw/spool/internal/txlog"
 )
 
@@ -307,9 +309,72 @@ func TestClaimOnlyByHolder(t *testing.T) {
 	}
 }
 
+// TestClaimFencedAfterItsCheck: when the lease passes to another applier
+// between a Claim's check of the holder and its read, the read does
+// nothing (the two are one step): the former holder gets ErrNotHolder
+// and no entry lands in its pending list.
+func TestClaimFencedAfterItsCheck(t *testing.T) {
+	t.Parallel()
+	name := uniqueName(t)
+	a := openLog(t, Config{Name: name, Consumer: "a", MinIdle: time.Hour})
+	ctx := testCtx(t)
+	appendN(t, a, 4)
+	if _, _, err := a.Lease(testLease).Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The first Claim of a term reads the pending list first; this one
+	// takes it through that, so that the next reads new entries.
+	claimN(t, a, 1)
+	other := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer other.Close()
+	hook := &afterLeaseCheck{lease: a.keys.lease, then: func(ctx context.Context) error {
+		return other.Set(ctx, a.keys.lease, "b-elsewhere", time.Minute).Err()
+	}}
+	a.client.AddHook(hook)
+	if es, err := a.Claim(ctx, 10); !errors.Is(err, txlog.ErrNotHolder) {
+		t.Fatalf("claim whose lease passed after its check: %d entries, %v; want ErrNotHolder", len(es), err)
+	}
+	if !hook.fired.Load() {
+		t.Fatal("the claim never checked the lease in Redis (its renewer noticed first?)")
+	}
+	p, err := other.XPending(ctx, a.keys.stream, groupName).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Count != 1 {
+		t.Fatalf("%d entries pending after the fenced claim, want the 1 claimed before: %+v", p.Count, p.Consumers)
+	}
+}
+
+// afterLeaseCheck is a go-redis hook that runs then once, right after the
+// first GET of the lease key.
+type afterLeaseCheck struct {
+	lease string
+	then  func(context.Context) error
+	fired atomic.Bool
+}
+
+func (h *afterLeaseCheck) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *afterLeaseCheck) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h *afterLeaseCheck) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if args := cmd.Args(); cmd.Name() == "get" && len(args) == 2 && args[1] == h.lease && h.fired.CompareAndSwap(false, true) {
+			if err := h.then(ctx); err != nil {
+				return err
+			}
+		}
+		return err
+	}
+}
+
 // TestClaimWaitsForAppendUnderLease: a holder's Claim on an empty log
-// blocks until an append, and then delivers it, though the script that
-// delivers cannot block in Redis.
+// blocks until an append, and then delivers it, though the transaction
+// that delivers cannot block in Redis.
 func TestClaimWaitsForAppendUnderLease(t *testing.T) {
 	t.Parallel()
 	name := uniqueName(t)

@@ -69,7 +69,7 @@ type Log struct {
 	// Claim starts over.
 	restartClaim atomic.Bool
 	// leased is set once the log has a Lease: from then on only the
-	// lease's holder claims (claimScript).
+	// lease's holder claims (see deliver).
 	leased atomic.Bool
 	// holder is the lease's value while this process holds it, nil
 	// otherwise.

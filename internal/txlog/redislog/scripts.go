@@ -450,47 +450,6 @@ end
 return 0
 `)
 
-// claimScript delivers entries of the stream to this consumer with
-// XREADGROUP, but only while this process holds the log's lease: the
-// check and the read are one step, so an applier that lost its lease (it
-// was paused past the TTL, or Redis came back without its key) can never
-// take entries into its pending list behind the back of the new holder,
-// which would then skip them for good. A read of new entries that finds
-// none returns the id of the stream's last entry, from which the caller
-// waits for more with a plain XREAD (which delivers nothing).
-//
-//	KEYS: stream, lease
-//	ARGV: group, consumer, lease value ("" for a log without a lease),
-//	      count, start (">" for new entries, else the id after which this
-//	      consumer's pending entries are read)
-//
-// It returns {1, entries} (entries as XREADGROUP gives one stream's:
-// {id, fields} each, fields false for an entry deleted while pending), or
-// {0, last id} ("0-0" for an empty stream) when no new entry was there.
-// Not holding the lease is a NOTHOLDER error; a missing group, NOGROUP.
-var claimScript = redis.NewScript(`
-local stream, lease = KEYS[1], KEYS[2]
-local group, consumer, holder, count, start = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-if holder ~= '' and redis.call('GET', lease) ~= holder then
-  return redis.error_reply('NOTHOLDER this process does not hold the log lease')
-end
-local r = redis.pcall('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', stream, start)
-if type(r) == 'table' and r.err then
-  return r
-end
-if r and r[1] and #r[1][2] > 0 then
-  return {1, r[1][2]}
-end
-if start ~= '>' then
-  return {1, {}}
-end
-local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
-if #last == 0 then
-  return {0, '0-0'}
-end
-return {0, last[1][1]}
-`)
-
 // takeOverScript moves to this consumer entries pending under other
 // consumers of the group (XAUTOCLAIM … JUSTID), only while this process
 // holds the log's lease, in the same step: an applier that lost its
