@@ -14,9 +14,9 @@ import "github.com/redis/go-redis/v9"
 
 // appendScript appends a group of transactions to the stream and adds their
 // changes to the overlay, in order: each change to its row's list and to its
-// table's list of changes (as the entry, '\n', the key), counted in the
-// table's counters (see tableScript; made, with a new epoch, by the first
-// change to the table).
+// table's list of changes (as the entry, '\n', the key; one RPUSH per table
+// for the whole group), counted in the table's counters (see tableScript;
+// made, with a new epoch, by the first change to the table).
 //
 // Each transaction appended also goes, queued, to the events stream (one
 // XADD, trimmed to about maxlen entries, of its id and its operations in
@@ -40,7 +40,7 @@ var appendScript = redis.NewScript(`
 local stream, tables, counts, events, p, keep, maxlen = KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3]
 local out = {}
 local txs, rows, ops = 0, 0, 0
-local pushed, pushedOrder = {}, {} -- changes added to each table's list
+local pushed, pushedOrder = {}, {} -- changes for each table's list, in order
 local i = 4
 while i <= #ARGV do
   local id, payload, ikey, irec, evops, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
@@ -64,14 +64,12 @@ while i <= #ARGV do
       if redis.call('RPUSH', p .. 'row:' .. member, entry) == 1 then
         rows = rows + 1
       end
-      if redis.call('RPUSH', p .. 'ops:' .. tbl, entry .. '\n' .. key) == 1 then
-        redis.call('SADD', tables, tbl)
-      end
       if not pushed[tbl] then
-        pushed[tbl] = 0
+        pushed[tbl] = {}
         pushedOrder[#pushedOrder + 1] = tbl
       end
-      pushed[tbl] = pushed[tbl] + 1
+      local changes = pushed[tbl]
+      changes[#changes + 1] = entry .. '\n' .. key
       if perRow[member] then
         perRow[member] = perRow[member] + 1
       else
@@ -96,9 +94,19 @@ if txs > 0 then
   redis.call('HINCRBY', counts, 'rows', rows)
   redis.call('HINCRBY', counts, 'ops', ops)
 end
+-- Each table's changes go to its list at once (one RPUSH per 1,000:
+-- unpack has a stack limit), after the call's transactions, in their
+-- order: a write in a script costs more than the command itself.
 for _, tbl in ipairs(pushedOrder) do
-  local seq = p .. 'seq:' .. tbl
-  if redis.call('HINCRBY', seq, 'a', pushed[tbl]) == pushed[tbl] then
+  local list, changes = p .. 'ops:' .. tbl, pushed[tbl]
+  for f = 1, #changes, 1000 do
+    local last = math.min(f + 999, #changes)
+    if redis.call('RPUSH', list, unpack(changes, f, last)) == last then
+      redis.call('SADD', tables, tbl)
+    end
+  end
+  local seq, n = p .. 'seq:' .. tbl, #changes
+  if redis.call('HINCRBY', seq, 'a', n) == n then
     local t = redis.call('TIME')
     redis.call('HSET', seq, 'e', t[1] .. '.' .. t[2], 'h', 0, 'x', 0)
   end
