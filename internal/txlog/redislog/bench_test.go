@@ -183,7 +183,7 @@ func BenchmarkEvict(b *testing.B) {
 	l := openLog(b, Config{})
 	o := l.Overlay()
 	ctx := b.Context()
-	m := newScriptMeter(b)
+	m := newRedisMeter(b)
 	ids := make([]string, batch)
 	for b.Loop() {
 		b.StopTimer()
@@ -218,7 +218,7 @@ func BenchmarkClaim(b *testing.B) {
 		b.Fatal(err)
 	}
 	appendBench(b, l, backlog)
-	m := newCPUMeter(b)
+	m := newRedisMeter(b)
 	for b.Loop() {
 		b.StopTimer()
 		appendBench(b, l, batch)
@@ -253,7 +253,7 @@ func BenchmarkAck(b *testing.B) {
 	l := openLog(b, Config{})
 	ctx := b.Context()
 	appendBench(b, l, backlog)
-	m := newScriptMeter(b)
+	m := newRedisMeter(b)
 	for b.Loop() {
 		b.StopTimer()
 		appendBench(b, l, batch)
@@ -269,61 +269,35 @@ func BenchmarkAck(b *testing.B) {
 	m.report(b.N*batch, "entry")
 }
 
-// scriptMeter adds up the time the package's Redis spends running scripts
-// (EVALSHA, by its INFO commandstats) during the calls it is put around:
-// the server's own work, which the round trip and the AOF's fsync hide
-// from the caller's clock.
-type scriptMeter struct {
+// redisMeter adds up what the package's Redis spends during the calls it
+// is put around: its time in scripts (EVALSHA's usec, by INFO
+// commandstats: the server's own work, which the round trip and the AOF's
+// fsync hide from the caller's clock) and its CPU time, user and system,
+// whatever the commands (INFO cpu: the server process's own rusage, which
+// counts reading requests and writing replies too).
+type redisMeter struct {
 	b    *testing.B
 	c    *redis.Client
 	usec int64
+	cpu  time.Duration
 }
 
-func newScriptMeter(b *testing.B) *scriptMeter {
+func newRedisMeter(b *testing.B) *redisMeter {
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	b.Cleanup(func() { c.Close() })
-	return &scriptMeter{b: b, c: c}
+	return &redisMeter{b: b, c: c}
 }
 
-// around runs fn and adds the scripts' time meanwhile.
-func (m *scriptMeter) around(fn func()) {
-	before := m.read()
+// around runs fn and adds Redis's time meanwhile.
+func (m *redisMeter) around(fn func()) {
+	usec, cpu := evalshaStat(m.b, m.c, "usec"), m.cpuTime()
 	fn()
-	m.usec += m.read() - before
+	m.usec += evalshaStat(m.b, m.c, "usec") - usec
+	m.cpu += m.cpuTime() - cpu
 }
 
-// read returns the microseconds Redis has spent in EVALSHA so far.
-func (m *scriptMeter) read() int64 { return evalshaStat(m.b, m.c, "usec") }
-
-// report reports the scripts' time per unit, n units in all.
-func (m *scriptMeter) report(n int, unit string) {
-	m.b.ReportMetric(float64(m.usec*1000)/float64(n), "redis-ns/"+unit)
-}
-
-// cpuMeter adds up the CPU time, user and system, the package's Redis
-// spends during the calls it is put around (INFO cpu: the server
-// process's own rusage), whatever commands they take.
-type cpuMeter struct {
-	b    *testing.B
-	c    *redis.Client
-	used time.Duration
-}
-
-func newCPUMeter(b *testing.B) *cpuMeter {
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	b.Cleanup(func() { c.Close() })
-	return &cpuMeter{b: b, c: c}
-}
-
-// around runs fn and adds Redis's CPU time meanwhile.
-func (m *cpuMeter) around(fn func()) {
-	before := m.read()
-	fn()
-	m.used += m.read() - before
-}
-
-// read returns the CPU time Redis has used so far.
-func (m *cpuMeter) read() time.Duration {
+// cpuTime returns the CPU time Redis has used so far.
+func (m *redisMeter) cpuTime() time.Duration {
 	info, err := m.c.Info(m.b.Context(), "cpu").Result()
 	if err != nil {
 		m.b.Fatal(err)
@@ -343,7 +317,11 @@ func (m *cpuMeter) read() time.Duration {
 	return used
 }
 
-// report reports Redis's CPU time per unit, n units in all.
-func (m *cpuMeter) report(n int, unit string) {
-	m.b.ReportMetric(float64(m.used.Nanoseconds())/float64(n), "redis-cpu-ns/"+unit)
+// report reports Redis's time in scripts (if any) and its CPU time per
+// unit, n units in all.
+func (m *redisMeter) report(n int, unit string) {
+	if m.usec > 0 {
+		m.b.ReportMetric(float64(m.usec*1000)/float64(n), "redis-ns/"+unit)
+	}
+	m.b.ReportMetric(float64(m.cpu.Nanoseconds())/float64(n), "redis-cpu-ns/"+unit)
 }
