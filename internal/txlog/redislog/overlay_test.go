@@ -758,19 +758,45 @@ func TestTableSharesConcurrentReads(t *testing.T) {
 	}
 	before := calls()
 	const readers = 8
-	if err := admin.Do(ctx, "CLIENT", "PAUSE", 2000, "ALL").Err(); err != nil {
+	// Redis holds the first read until every reader has called: a pause
+	// that ends by itself would let a reader that a loaded machine starts
+	// late arrive after it, and read a third time.
+	// (WRITE holds scripts, which may write, but lets CLIENT UNPAUSE in.)
+	if err := admin.Do(ctx, "CLIENT", "PAUSE", 30000, "WRITE").Err(); err != nil {
 		t.Fatal(err)
 	}
 	errs := make(chan error, readers)
+	calling := make(chan struct{}, readers)
 	var wg sync.WaitGroup
 	for range readers {
 		wg.Go(func() {
+			calling <- struct{}{}
 			tbl, err := o.Table(ctx, "shared")
 			if err == nil && len(tbl) != 100 {
 				err = fmt.Errorf("read %d rows, want 100", len(tbl))
 			}
 			errs <- err
 		})
+	}
+	for range readers {
+		<-calling
+	}
+	// Every reader is in Table, or about to be: once the first read is
+	// held in Redis and others have joined the next, let it go.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		o.mu.Lock()
+		fs := o.flights["shared"]
+		held := fs != nil && fs.running != nil && fs.next != nil
+		o.mu.Unlock()
+		if held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no reader joined the next read while the first was held")
+		}
+	}
+	if err := admin.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+		t.Fatal(err)
 	}
 	wg.Wait()
 	close(errs)
