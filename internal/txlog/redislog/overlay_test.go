@@ -235,8 +235,9 @@ func TestEvict(t *testing.T) {
 	if st, _ := o.Stats(ctx); st != (overlay.Stats{Transactions: 2, Rows: 3, Ops: 4}) {
 		t.Fatalf("stats after evicting one: %+v", st)
 	}
-	// Evict the rest in one call: nothing is left but the stream and the counters.
-	if err := o.Evict(ctx, t1.ID, t3.ID); err != nil {
+	// Evict the rest in one call, t3 named twice: nothing is left but the
+	// stream and the counters.
+	if err := o.Evict(ctx, t1.ID, t3.ID, t3.ID); err != nil {
 		t.Fatal(err)
 	}
 	for _, table := range []string{"t", "u"} {

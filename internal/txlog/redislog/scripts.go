@@ -174,7 +174,8 @@ for i = 2, #ARGV, 2 do
   local id, pre = ARGV[i], ARGV[i + 1]
   local txkey = p .. 'tx:' .. id
   local fields = redis.call('HGETALL', txkey)
-  if #fields > 0 then
+  -- A transaction named twice counts once: its hash goes only at the end.
+  if #fields > 0 and not evicting[pre] then
     txs = txs + 1
     evicting[pre] = true
     local t = {pre = pre, rows = {}, tables = {}}
