@@ -257,13 +257,18 @@ func infoFields(ctx context.Context, addr, section string) (map[string]string, e
 	if err != nil {
 		return nil, fmt.Errorf("INFO %s of %s: %w", section, addr, err)
 	}
+	return ParseInfo(info), nil
+}
+
+// ParseInfo returns the fields of an INFO reply, by name.
+func ParseInfo(info string) map[string]string {
 	out := map[string]string{}
 	for line := range strings.Lines(info) {
 		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
 			out[k] = v
 		}
 	}
-	return out, nil
+	return out
 }
 
 // sentinelMaster returns SENTINEL MASTER name as asked of the Sentinel at

@@ -29,8 +29,7 @@ func newStmtCache(db *sql.DB) *stmtCache {
 	return &stmtCache{db: db, stmts: make(map[string]*sql.Stmt)}
 }
 
-// get returns the statement prepared for text, nil if there is none yet;
-// the caller then prepares it on its transaction and says so with miss.
+// get returns the statement prepared for text, nil if there is none yet.
 func (c *stmtCache) get(text string) *sql.Stmt {
 	return c.stmts[text]
 }

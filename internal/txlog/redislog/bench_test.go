@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/spoolgw/spool/internal/testservers"
 	"github.com/spoolgw/spool/internal/txlog"
 	"github.com/spoolgw/spool/internal/txn"
 )
@@ -302,15 +302,12 @@ func (m *redisMeter) cpuTime() time.Duration {
 	if err != nil {
 		m.b.Fatal(err)
 	}
+	fields := testservers.ParseInfo(info)
 	var used time.Duration
-	for line := range strings.Lines(info) {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || k != "used_cpu_user" && k != "used_cpu_sys" {
-			continue
-		}
-		sec, err := strconv.ParseFloat(v, 64)
+	for _, k := range []string{"used_cpu_user", "used_cpu_sys"} {
+		sec, err := strconv.ParseFloat(fields[k], 64)
 		if err != nil {
-			m.b.Fatal(err)
+			m.b.Fatalf("INFO cpu %s: %v", k, err)
 		}
 		used += time.Duration(sec * float64(time.Second))
 	}

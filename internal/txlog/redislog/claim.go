@@ -298,10 +298,10 @@ func (l *Log) deliver(ctx context.Context, holder string, limit int, start strin
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, "", err
 	}
-	if len(streams) > 0 && len(streams[0].Messages) > 0 || start != ">" {
-		if len(streams) > 0 {
-			msgs = streams[0].Messages
-		}
+	if len(streams) > 0 {
+		msgs = streams[0].Messages
+	}
+	if len(msgs) > 0 || start != ">" {
 		return msgs, "", nil
 	}
 	tail, err := newest.Result()
