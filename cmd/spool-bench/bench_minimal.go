@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -182,7 +181,7 @@ func obsInsert(id string, created time.Time, values map[string]any) *txn.Transac
 // (txn.Decode) and returns its row.
 func minimalRow(m redis.XMessage) (obsRow, error) {
 	payload, _ := m.Values["tx"].(string)
-	tx, err := txn.Decode(strings.NewReader(payload))
+	tx, err := txn.Decode([]byte(payload))
 	if err != nil {
 		return obsRow{}, fmt.Errorf("bench: minimal drain: entry %s: %w", m.ID, err)
 	}

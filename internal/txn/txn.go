@@ -5,7 +5,6 @@ package txn
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/google/uuid"
@@ -72,18 +71,6 @@ type Idempotency struct {
 	// key), safe as a part of a file or Redis key name.
 	Key    string          `json:"key"`
 	Record json.RawMessage `json:"record"`
-}
-
-// Decode decodes one transaction as the logs store it (its JSON) from r.
-// Numbers decode as json.Number, so integers beyond 2^53 keep every digit.
-func Decode(r io.Reader) (*Transaction, error) {
-	dec := json.NewDecoder(r)
-	dec.UseNumber()
-	var tx Transaction
-	if err := dec.Decode(&tx); err != nil {
-		return nil, fmt.Errorf("decode transaction: %w", err)
-	}
-	return &tx, nil
 }
 
 // NewID returns a new time-ordered id (UUIDv7) as text.

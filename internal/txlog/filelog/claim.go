@@ -1,7 +1,6 @@
 package filelog
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -283,7 +282,7 @@ func (lr *logReader) read(seq uint64) (txlog.Entry, error) {
 		}
 		return txlog.Entry{}, err
 	}
-	tx, err := txn.Decode(bytes.NewReader(payload))
+	tx, err := txn.Decode(payload)
 	if err != nil {
 		return txlog.Entry{}, &CorruptionError{Segment: lr.seg.name, Offset: lr.off, Err: err}
 	}

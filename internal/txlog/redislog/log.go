@@ -356,7 +356,7 @@ func decodeMessageFrom(m redis.XMessage, r *recent) (txlog.Entry, error) {
 			return txlog.Entry{Pos: m.ID, Tx: tx}, nil
 		}
 	}
-	tx, err := txn.Decode(strings.NewReader(payload))
+	tx, err := txn.Decode([]byte(payload))
 	if err != nil {
 		return txlog.Entry{}, fmt.Errorf("%w: stream entry %s: %w", ErrCorrupt, m.ID, err)
 	}
