@@ -368,12 +368,8 @@ func (o *Overlay) Stats(ctx context.Context) (Stats, error) {
 		s.Rows += len(rows)
 	}
 	if o.onDisk() {
-		rows, err := o.spill.rowCount(ctx)
-		if err != nil {
-			return Stats{}, err
-		}
 		s.Transactions += o.spill.txns
-		s.Rows += rows
+		s.Rows += o.spill.rows
 		s.Ops += o.spill.ops
 		s.SpilledOps = o.spill.ops
 	}
