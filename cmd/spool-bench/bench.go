@@ -67,14 +67,17 @@ Scenarios (default: ingest read):
               each with its children; with --servers from the applier's
               start, over every row) against the raw batches', with the
               cores each kept busy: on busy cores, CPU per row bounds the
-              rate. With --servers also the minimal drain, the floor under
-              any drain of a Redis log into PostgreSQL: the same number of
-              transactions of the shape spool's log holds, claimed from a
-              stream of the same Redis 500 at a time, decoded as the
-              applier decodes them, copied (COPY) and acknowledged, the
-              next batch claimed during the copy; no overlay, exactly-once
-              record, fencing or status. For each, Redis's time per row in
-              its costliest commands (INFO commandstats)
+              rate. Then the minimal drain, the floor under any drain of
+              this log into this database: the same number of
+              transactions of the shape spool's log holds, decoded as the
+              applier decodes them, 500 at a time, the next batch read
+              during the write; embedded, read back from a file of them
+              (one per line) and written with one multi-row INSERT;
+              --servers, claimed from a stream of the same Redis, copied
+              (COPY) and acknowledged. No overlay, exactly-once record,
+              fencing or status. With --servers, for spool and the
+              minimal drain, Redis's time per row in its costliest
+              commands (INFO commandstats)
   visibility  at half the highest ingest rate, time from each acknowledgement
               to applied and (--servers) to replicated, beside the raw
               replica lag measured in the same run (commit on the primary

@@ -18,7 +18,18 @@ import (
 	"github.com/spoolgw/spool/internal/txn"
 )
 
-// minimalDrain runs the least a drain from a Redis log into PostgreSQL
+// minimalDrain runs the least a drain from the shape's log into its
+// database does (minimalStreamDrain, minimalFileDrain), on n transactions
+// of the shape spool's log holds, and returns its rows/s and the CPU time
+// its processes used.
+func (b *bench) minimalDrain(ctx context.Context, db benchDB, n int, groups cpuGroups) (float64, cpuSpan, error) {
+	if b.env.servers() {
+		return b.minimalStreamDrain(ctx, db, n, groups)
+	}
+	return b.minimalFileDrain(ctx, db, n, groups)
+}
+
+// minimalStreamDrain runs the least a drain from a Redis log into PostgreSQL
 // does, on n transactions of the shape spool's log holds, and returns its
 // rows/s and the CPU time its processes used. The transactions' JSON is
 // claimed from a stream of the bench's Redis a batch of the applier's size
@@ -29,7 +40,7 @@ import (
 // There is no overlay to evict, no record of what was applied, no fencing
 // and no status: not a drain that keeps spool's promises, but the floor
 // under any drain of this log into this database.
-func (b *bench) minimalDrain(ctx context.Context, db benchDB, n int, groups cpuGroups) (float64, cpuSpan, error) {
+func (b *bench) minimalStreamDrain(ctx context.Context, db benchDB, n int, groups cpuGroups) (float64, cpuSpan, error) {
 	rdb, err := b.env.redisClient("minimal drain")
 	if err != nil {
 		return 0, cpuSpan{}, err
@@ -152,11 +163,9 @@ func fillStream(ctx context.Context, rdb *redis.Client, stream, tag string, n in
 	for i := 0; i < n; i += applier.DefaultBatchSize {
 		pipe := rdb.Pipeline()
 		for j := i; j < min(n, i+applier.DefaultBatchSize); j++ {
-			r := obsRowFor(tag, int64(j))
-			tx := obsInsert(r.id, created, map[string]any{"target": r.target, "exposure_s": r.exposure, "meta": json.RawMessage(r.meta)})
-			payload, err := json.Marshal(tx)
+			payload, err := minimalTx(tag, int64(j), created)
 			if err != nil {
-				return fmt.Errorf("bench: minimal drain: %w", err)
+				return err
 			}
 			pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"tx", payload}})
 		}
@@ -165,6 +174,18 @@ func fillStream(ctx context.Context, rdb *redis.Client, stream, tag string, n in
 		}
 	}
 	return nil
+}
+
+// minimalTx is the JSON of the i-th of the minimal drain's transactions,
+// tagged tag, as spool's log holds it.
+func minimalTx(tag string, i int64, created time.Time) ([]byte, error) {
+	r := obsRowFor(tag, i)
+	tx := obsInsert(r.id, created, map[string]any{"target": r.target, "exposure_s": r.exposure, "meta": json.RawMessage(r.meta)})
+	payload, err := json.Marshal(tx)
+	if err != nil {
+		return nil, fmt.Errorf("bench: minimal drain: %w", err)
+	}
+	return payload, nil
 }
 
 // obsInsert is a transaction of the shape spool's log holds for one of
@@ -181,23 +202,29 @@ func obsInsert(id string, created time.Time, values map[string]any) *txn.Transac
 // (txn.Decode) and returns its row.
 func minimalRow(m redis.XMessage) (obsRow, error) {
 	payload, _ := m.Values["tx"].(string)
-	tx, err := txn.Decode([]byte(payload))
+	return txRowOf(m.ID, []byte(payload))
+}
+
+// txRowOf decodes the transaction of entry id as the logs do (txn.Decode)
+// and returns its row.
+func txRowOf(id string, payload []byte) (obsRow, error) {
+	tx, err := txn.Decode(payload)
 	if err != nil {
-		return obsRow{}, fmt.Errorf("bench: minimal drain: entry %s: %w", m.ID, err)
+		return obsRow{}, fmt.Errorf("bench: minimal drain: entry %s: %w", id, err)
 	}
 	if len(tx.Operations) != 1 {
-		return obsRow{}, fmt.Errorf("bench: minimal drain: entry %s: %d operations, want 1", m.ID, len(tx.Operations))
+		return obsRow{}, fmt.Errorf("bench: minimal drain: entry %s: %d operations, want 1", id, len(tx.Operations))
 	}
 	v := tx.Operations[0].Values
 	target, _ := v["target"].(string)
 	num, _ := v["exposure_s"].(json.Number)
 	exposure, err := num.Float64()
 	if err != nil {
-		return obsRow{}, fmt.Errorf("bench: minimal drain: entry %s: exposure_s: %w", m.ID, err)
+		return obsRow{}, fmt.Errorf("bench: minimal drain: entry %s: exposure_s: %w", id, err)
 	}
 	meta, err := json.Marshal(v["meta"])
 	if err != nil {
-		return obsRow{}, fmt.Errorf("bench: minimal drain: entry %s: meta: %w", m.ID, err)
+		return obsRow{}, fmt.Errorf("bench: minimal drain: entry %s: meta: %w", id, err)
 	}
 	return obsRow{id: tx.Operations[0].ID, target: target, exposure: exposure, meta: string(meta)}, nil
 }
