@@ -66,7 +66,8 @@ func fillFile(dir, tag string, n int) (string, error) {
 		w.Write(payload) // an error sticks, for Flush to return
 		w.WriteByte('\n')
 	}
-	if err := w.Flush(); err == nil {
+	err = w.Flush()
+	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
