@@ -21,6 +21,18 @@ type result struct {
 	lastErr   error
 }
 
+// add adds o's requests, time and latencies to r, and returns r.
+func (r *result) add(o *result) *result {
+	r.n += o.n
+	r.errors += o.errors
+	r.elapsed += o.elapsed
+	r.lat = append(r.lat, o.lat...)
+	if o.lastErr != nil {
+		r.lastErr = o.lastErr
+	}
+	return r
+}
+
 func (r *result) perSecond() float64 {
 	if r.elapsed <= 0 {
 		return 0
