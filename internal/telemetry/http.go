@@ -1,7 +1,6 @@
 package telemetry
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +9,9 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/spoolgw/spool/internal/jsonval"
 	"github.com/spoolgw/spool/internal/schema"
 )
 
@@ -104,17 +106,20 @@ func ingestType(mt string) bool {
 }
 
 // decodeRows reads a JSON array of objects, or a stream of objects
-// separated by white space (NDJSON), keeping numbers exact.
+// separated by white space (NDJSON), keeping numbers exact. It reads the
+// body token by token (jsontext, jsonval), and accepts what encoding/json
+// does: a name an object repeats (the last wins), invalid UTF-8 (as
+// U+FFFD).
 func decodeRows(body io.Reader, maxRows int) ([]map[string]any, error) {
-	br := bufio.NewReader(body)
-	first, err := firstByte(br)
-	if err != nil {
-		return nil, err
-	}
-	dec := json.NewDecoder(br)
-	dec.UseNumber()
+	dec := jsontext.NewDecoder(body, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 	var rows []map[string]any
-	add := func(v any) error {
+	// next reads the next row; at the end of the body (or of what it
+	// holds next, for an error) PeekKind is 0.
+	next := func() error {
+		v, err := jsonval.Read(dec)
+		if err != nil {
+			return malformed(err, len(rows))
+		}
 		row, ok := v.(map[string]any)
 		if !ok {
 			return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("row %d: must be a JSON object, not %s", len(rows), jsonKind(v)),
@@ -126,68 +131,46 @@ func decodeRows(body io.Reader, maxRows int) ([]map[string]any, error) {
 		rows = append(rows, row)
 		return nil
 	}
-	switch first {
-	case 0:
-	case '[':
-		if _, err := dec.Token(); err != nil {
-			return nil, malformed(err, len(rows))
+	// end reads the end of the body: nothing more may follow.
+	end := func(row int) error {
+		_, err := dec.ReadToken()
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err == nil:
+			err = errors.New("more than one JSON value")
 		}
-		for dec.More() {
-			var v any
-			if err := dec.Decode(&v); err != nil {
-				return nil, malformed(err, len(rows))
-			}
-			if err := add(v); err != nil {
+		return malformed(err, row)
+	}
+	if dec.PeekKind() == '[' {
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, malformed(err, 0)
+		}
+		for dec.PeekKind() != ']' {
+			if err := next(); err != nil {
 				return nil, err
 			}
 		}
-		if _, err := dec.Token(); err != nil {
+		if _, err := dec.ReadToken(); err != nil {
 			return nil, malformed(err, len(rows))
 		}
-		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-			if err == nil {
-				err = errors.New("more than one JSON value")
-			}
-			return nil, malformed(err, -1)
+		if err := end(-1); err != nil {
+			return nil, err
 		}
-	default:
-		for {
-			var v any
-			err := dec.Decode(&v)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return nil, malformed(err, len(rows))
-			}
-			if err := add(v); err != nil {
+	} else {
+		for dec.PeekKind() != 0 {
+			if err := next(); err != nil {
 				return nil, err
 			}
+		}
+		if err := end(len(rows)); err != nil {
+			return nil, err
 		}
 	}
 	if len(rows) == 0 {
 		return nil, &httpError{status: http.StatusBadRequest, msg: "no rows: send a JSON array of row objects, or one row object per line"}
 	}
 	return rows, nil
-}
-
-// firstByte returns the first byte that is not white space, without
-// consuming it; 0 for an empty body.
-func firstByte(br *bufio.Reader) (byte, error) {
-	for {
-		b, err := br.ReadByte()
-		if errors.Is(err, io.EOF) {
-			return 0, nil
-		}
-		if err != nil {
-			return 0, err
-		}
-		switch b {
-		case ' ', '\t', '\r', '\n':
-			continue
-		}
-		return b, br.UnreadByte()
-	}
 }
 
 // malformed is the error of a body that is not JSON: a 413 if the size

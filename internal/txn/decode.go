@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/spoolgw/spool/internal/jsonval"
 )
 
 // Decode decodes one transaction as the logs store it: its JSON, as
@@ -101,7 +103,7 @@ func (d *decoder) opField(op *Operation, name []byte) (err error) {
 			return fmt.Errorf("values: %s, want an object", kindName(d.dec.PeekKind()))
 		}
 		var v any
-		if v, err = d.value(); err == nil {
+		if v, err = jsonval.Read(d.dec); err == nil {
 			op.Values = v.(map[string]any)
 		}
 	case "as":
@@ -188,49 +190,6 @@ func (d *decoder) str(what string) (string, error) {
 		return "", nil
 	}
 	return "", fmt.Errorf("%s: %s, want a string", what, kindName(tok.Kind()))
-}
-
-// value reads any JSON value as encoding/json decodes one into an any
-// with UseNumber.
-func (d *decoder) value() (any, error) {
-	tok, err := d.dec.ReadToken()
-	if err != nil {
-		return nil, err
-	}
-	switch tok.Kind() {
-	case '{':
-		m := make(map[string]any)
-		for d.dec.PeekKind() != '}' {
-			name, err := d.dec.ReadToken()
-			if err != nil {
-				return nil, err
-			}
-			key := name.String() // before the next read voids name
-			if m[key], err = d.value(); err != nil {
-				return nil, err
-			}
-		}
-		_, err = d.dec.ReadToken()
-		return m, err
-	case '[':
-		a := []any{}
-		for d.dec.PeekKind() != ']' {
-			v, err := d.value()
-			if err != nil {
-				return nil, err
-			}
-			a = append(a, v)
-		}
-		_, err = d.dec.ReadToken()
-		return a, err
-	case '"':
-		return tok.String(), nil
-	case '0':
-		return json.Number(tok.String()), nil
-	case 't', 'f':
-		return tok.Bool(), nil
-	}
-	return nil, nil // null
 }
 
 // kindName names a kind of JSON value for an error.

@@ -1,5 +1,6 @@
 // Package txn holds the leaf types every other package shares: transactions,
-// their operations, ids and states. It imports nothing of spool's own.
+// their operations, ids and states. Of spool's own packages it imports
+// jsonval alone.
 package txn
 
 import (
