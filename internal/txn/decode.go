@@ -128,16 +128,8 @@ func (d *decoder) opField(op *Operation, name []byte) (err error) {
 // object reads an object (or null), calling field for each of its names
 // with the decoder at the name's value.
 func (d *decoder) object(what string, field func(name []byte) error) error {
-	tok, err := d.dec.ReadToken()
-	if err != nil {
+	if ok, err := d.open(what, '{'); !ok {
 		return err
-	}
-	switch tok.Kind() {
-	case 'n':
-		return nil
-	case '{':
-	default:
-		return fmt.Errorf("%s: %s, want an object", what, kindName(tok.Kind()))
 	}
 	for d.dec.PeekKind() != '}' {
 		// The name as its raw JSON, quotes and all: the names of a
@@ -151,30 +143,37 @@ func (d *decoder) object(what string, field func(name []byte) error) error {
 			return err
 		}
 	}
-	_, err = d.dec.ReadToken()
+	_, err := d.dec.ReadToken()
 	return err
 }
 
 // array reads an array (or null), calling elem for each element.
 func (d *decoder) array(what string, elem func() error) error {
-	tok, err := d.dec.ReadToken()
-	if err != nil {
+	if ok, err := d.open(what, '['); !ok {
 		return err
-	}
-	switch tok.Kind() {
-	case 'n':
-		return nil
-	case '[':
-	default:
-		return fmt.Errorf("%s: %s, want an array", what, kindName(tok.Kind()))
 	}
 	for d.dec.PeekKind() != ']' {
 		if err := elem(); err != nil {
 			return err
 		}
 	}
-	_, err = d.dec.ReadToken()
+	_, err := d.dec.ReadToken()
 	return err
+}
+
+// open reads the start of an object ('{') or an array ('['): ok is false
+// for a null (err nil) and for anything else (err says what came).
+func (d *decoder) open(what string, want jsontext.Kind) (ok bool, err error) {
+	tok, err := d.dec.ReadToken()
+	switch {
+	case err != nil:
+		return false, err
+	case tok.Kind() == want:
+		return true, nil
+	case tok.Kind() == 'n':
+		return false, nil
+	}
+	return false, fmt.Errorf("%s: %s, want %s", what, kindName(tok.Kind()), kindName(want))
 }
 
 // str reads a string (or null, as "").
