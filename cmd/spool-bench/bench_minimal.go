@@ -93,46 +93,34 @@ func copyStream(ctx context.Context, rdb *redis.Client, stream, group string, db
 		ids  []string
 		rows []obsRow
 	}
-	claimed := make(chan batch, 1) // one batch claimed ahead
-	claimErr := make(chan error, 1)
-	claimCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		defer close(claimed)
-		for got := 0; n == 0 || got < n; {
-			res, err := rdb.XReadGroup(claimCtx, &redis.XReadGroupArgs{Group: group, Consumer: "bench",
+	got := 0
+	claim := func(ctx context.Context) (batch, bool, error) {
+		for n == 0 || got < n {
+			res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: "bench",
 				Streams: []string{stream, ">"}, Count: applier.DefaultBatchSize, Block: 100 * time.Millisecond}).Result()
 			switch {
-			case claimCtx.Err() != nil:
-				return
+			case ctx.Err() != nil:
+				return batch{}, false, nil
 			case errors.Is(err, redis.Nil):
 				continue // nothing new yet
 			case err != nil:
-				claimErr <- fmt.Errorf("bench: minimal drain: claim: %w", err)
-				return
+				return batch{}, false, fmt.Errorf("bench: minimal drain: claim: %w", err)
 			}
 			var bt batch
 			for _, m := range res[0].Messages {
 				row, err := minimalRow(m)
 				if err != nil {
-					claimErr <- err
-					return
+					return batch{}, false, err
 				}
 				bt.ids, bt.rows = append(bt.ids, m.ID), append(bt.rows, row)
 			}
 			got += len(bt.ids)
-			select {
-			case claimed <- bt:
-			case <-claimCtx.Done():
-				return
-			}
+			return bt, true, nil
 		}
-	}()
-	for bt := range claimed {
+		return batch{}, false, nil
+	}
+	err := readAhead(ctx, claim, func(bt batch) error {
 		if err := bulk(ctx, db, bt.rows); err != nil {
-			if n == 0 && ctx.Err() != nil {
-				return nil // stopped
-			}
 			return err
 		}
 		if committed != nil {
@@ -144,16 +132,57 @@ func copyStream(ctx context.Context, rdb *redis.Client, stream, group string, db
 		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("bench: minimal drain: acknowledge: %w", err)
 		}
-	}
-	select {
-	case err := <-claimErr:
+		return nil
+	})
+	switch {
+	case n == 0 && ctx.Err() != nil:
+		return nil // stopped
+	case err != nil:
 		return err
-	default:
-	}
-	if n == 0 {
+	case n == 0:
 		return nil
 	}
 	return ctx.Err()
+}
+
+// readAhead reads batches with read in a goroutine of its own and hands
+// each to write, the next batch read while one is written, as the applier
+// claims ahead; read says ok false when there is nothing more, or once
+// its ctx ends. It returns write's error, else read's.
+func readAhead[B any](ctx context.Context, read func(context.Context) (b B, ok bool, err error), write func(B) error) error {
+	ahead := make(chan B, 1) // one batch read ahead
+	readErr := make(chan error, 1)
+	readCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer close(ahead)
+		for {
+			b, ok, err := read(readCtx)
+			if err != nil {
+				readErr <- err
+				return
+			}
+			if !ok {
+				return
+			}
+			select {
+			case ahead <- b:
+			case <-readCtx.Done():
+				return
+			}
+		}
+	}()
+	for b := range ahead {
+		if err := write(b); err != nil {
+			return err
+		}
+	}
+	select {
+	case err := <-readErr:
+		return err
+	default:
+		return nil
+	}
 }
 
 // fillStream appends n transactions of the shape spool's log holds for the

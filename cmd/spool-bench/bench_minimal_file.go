@@ -88,52 +88,30 @@ func drainFile(ctx context.Context, path string, db benchDB, n int) error {
 		return fmt.Errorf("bench: minimal drain: %w", err)
 	}
 	defer f.Close()
-	claimed := make(chan []obsRow, 1) // one batch read ahead
-	readErr := make(chan error, 1)
-	readCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		defer close(claimed)
-		lines := bufio.NewScanner(f)
-		lines.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	lines := bufio.NewScanner(f)
+	lines.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	line, written := 0, 0
+	read := func(context.Context) ([]obsRow, bool, error) {
 		var rows []obsRow
-		for line := 1; lines.Scan(); line++ {
+		for len(rows) < applier.DefaultBatchSize && lines.Scan() {
+			line++
 			row, err := txRowOf(strconv.Itoa(line), lines.Bytes())
 			if err != nil {
-				readErr <- err
-				return
+				return nil, false, err
 			}
-			if rows = append(rows, row); len(rows) == applier.DefaultBatchSize {
-				select {
-				case claimed <- rows:
-				case <-readCtx.Done():
-					return
-				}
-				rows = nil
-			}
+			rows = append(rows, row)
 		}
 		if err := lines.Err(); err != nil {
-			readErr <- fmt.Errorf("bench: minimal drain: read %s: %w", path, err)
-			return
+			return nil, false, fmt.Errorf("bench: minimal drain: read %s: %w", path, err)
 		}
-		if len(rows) > 0 {
-			select {
-			case claimed <- rows:
-			case <-readCtx.Done():
-			}
-		}
-	}()
-	written := 0
-	for rows := range claimed {
-		if err := bulk(ctx, db, rows); err != nil {
-			return err
-		}
-		written += len(rows)
+		return rows, len(rows) > 0, nil
 	}
-	select {
-	case err := <-readErr:
+	err = readAhead(ctx, read, func(rows []obsRow) error {
+		written += len(rows)
+		return bulk(ctx, db, rows)
+	})
+	if err != nil {
 		return err
-	default:
 	}
 	if written != n {
 		return fmt.Errorf("bench: minimal drain: %d rows read back of %d", written, n)

@@ -108,51 +108,61 @@ func (s *spill) close() error {
 	return nil
 }
 
-// add records the changes of txs in one SQLite transaction, all or none.
-func (s *spill) add(ctx context.Context, txs ...*txn.Transaction) (err error) {
+// inTx runs fn in one SQLite transaction, committed if fn succeeds and
+// rolled back if not; then counts what it added to the tier (negative:
+// took away).
+func (s *spill) inTx(ctx context.Context, fn func(*sql.Tx) (ops, txns, rows int, err error)) error {
 	sqlTx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("overlay spill: add: %w", err)
+		return err
 	}
-	defer func() {
+	ops, txns, rows, err := fn(sqlTx)
+	if err != nil {
+		_ = sqlTx.Rollback()
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return err
+	}
+	s.ops, s.txns, s.rows = s.ops+ops, s.txns+txns, s.rows+rows
+	return nil
+}
+
+// add records the changes of txs in one SQLite transaction, all or none.
+func (s *spill) add(ctx context.Context, txs ...*txn.Transaction) error {
+	err := s.inTx(ctx, func(sqlTx *sql.Tx) (ops, txns, rows int, err error) {
+		// The rows the call touches that the tier held no change to
+		// before it are the rows it adds.
+		touched := make(rowSet)
+		for _, tx := range txs {
+			for _, op := range tx.Operations {
+				touched.add(op.Table, op.ID)
+			}
+		}
+		held, err := s.countHeld(ctx, sqlTx, touched)
 		if err != nil {
-			_ = sqlTx.Rollback()
+			return 0, 0, 0, err
 		}
-	}()
-	// The rows the call touches that the tier held no change to before
-	// it are the rows it adds.
-	touched := make(rowSet)
-	for _, tx := range txs {
-		for _, op := range tx.Operations {
-			touched.add(op.Table, op.ID)
+		insert := sqlTx.StmtContext(ctx, s.insert)
+		for _, tx := range txs {
+			for _, op := range tx.Operations {
+				var vals []byte
+				if op.Values != nil {
+					if vals, err = json.Marshal(op.Values); err != nil {
+						return 0, 0, 0, fmt.Errorf("%s: %w", tx.ID, err)
+					}
+				}
+				if _, err = insert.ExecContext(ctx, tx.ID, op.Table, op.ID, string(op.Op), vals); err != nil {
+					return 0, 0, 0, fmt.Errorf("%s: %w", tx.ID, err)
+				}
+			}
+			ops += len(tx.Operations)
 		}
-	}
-	held, err := s.countHeld(ctx, sqlTx, touched)
+		return ops, len(txs), touched.len() - held, nil
+	})
 	if err != nil {
 		return fmt.Errorf("overlay spill: add: %w", err)
 	}
-	insert := sqlTx.StmtContext(ctx, s.insert)
-	ops := 0
-	for _, tx := range txs {
-		for _, op := range tx.Operations {
-			var vals []byte
-			if op.Values != nil {
-				if vals, err = json.Marshal(op.Values); err != nil {
-					return fmt.Errorf("overlay spill: add %s: %w", tx.ID, err)
-				}
-			}
-			if _, err = insert.ExecContext(ctx, tx.ID, op.Table, op.ID, string(op.Op), vals); err != nil {
-				return fmt.Errorf("overlay spill: add %s: %w", tx.ID, err)
-			}
-		}
-		ops += len(tx.Operations)
-	}
-	if err = sqlTx.Commit(); err != nil {
-		return fmt.Errorf("overlay spill: add: %w", err)
-	}
-	s.ops += ops
-	s.txns += len(txs)
-	s.rows += touched.len() - held
 	return nil
 }
 
@@ -167,54 +177,44 @@ func (s *spill) has(ctx context.Context, id string) (bool, error) {
 
 // evict removes the changes of the transactions ids, all or none; ids
 // the tier does not hold are skipped.
-func (s *spill) evict(ctx context.Context, ids []string) (err error) {
+func (s *spill) evict(ctx context.Context, ids []string) error {
 	list, err := json.Marshal(ids)
 	if err != nil {
 		return fmt.Errorf("overlay spill: evict: %w", err)
 	}
-	sqlTx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("overlay spill: evict: %w", err)
-	}
-	defer func() {
+	err = s.inTx(ctx, func(sqlTx *sql.Tx) (ops, txns, rows int, err error) {
+		// One statement deletes them all; each change it deletes names
+		// its transaction and row, to count them.
+		rs, err := sqlTx.StmtContext(ctx, s.evictTxs).QueryContext(ctx, list)
 		if err != nil {
-			_ = sqlTx.Rollback()
+			return 0, 0, 0, err
 		}
-	}()
-	// One statement deletes them all; each change it deletes names its
-	// transaction and row, to count them.
-	rs, err := sqlTx.StmtContext(ctx, s.evictTxs).QueryContext(ctx, list)
+		defer rs.Close()
+		gone := make(map[string]bool)
+		touched := make(rowSet)
+		for rs.Next() {
+			var tx, table, key string
+			if err := rs.Scan(&tx, &table, &key); err != nil {
+				return 0, 0, 0, err
+			}
+			ops++
+			gone[tx] = true
+			touched.add(table, key)
+		}
+		if err := rs.Err(); err != nil {
+			return 0, 0, 0, err
+		}
+		// The rows touched that the tier holds no change to now are
+		// the rows it no longer holds.
+		held, err := s.countHeld(ctx, sqlTx, touched)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		return -ops, -len(gone), -(touched.len() - held), nil
+	})
 	if err != nil {
 		return fmt.Errorf("overlay spill: evict: %w", err)
 	}
-	ops := 0
-	gone := make(map[string]bool)
-	touched := make(rowSet)
-	for rs.Next() {
-		var tx, table, key string
-		if err = rs.Scan(&tx, &table, &key); err != nil {
-			rs.Close()
-			return fmt.Errorf("overlay spill: evict: %w", err)
-		}
-		ops++
-		gone[tx] = true
-		touched.add(table, key)
-	}
-	if err = rs.Err(); err != nil {
-		return fmt.Errorf("overlay spill: evict: %w", err)
-	}
-	// The rows touched that the tier holds no change to now are the
-	// rows it no longer holds.
-	held, err := s.countHeld(ctx, sqlTx, touched)
-	if err != nil {
-		return fmt.Errorf("overlay spill: evict: %w", err)
-	}
-	if err = sqlTx.Commit(); err != nil {
-		return fmt.Errorf("overlay spill: evict: %w", err)
-	}
-	s.ops -= ops
-	s.txns -= len(gone)
-	s.rows -= touched.len() - held
 	return nil
 }
 

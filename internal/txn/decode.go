@@ -96,15 +96,16 @@ func (d *decoder) opField(op *Operation, name []byte) (err error) {
 	case "id":
 		op.ID, err = d.str("operation id")
 	case "values":
-		if d.dec.PeekKind() == 'n' {
-			return d.dec.SkipValue()
-		}
-		if d.dec.PeekKind() != '{' {
-			return fmt.Errorf("values: %s, want an object", kindName(d.dec.PeekKind()))
-		}
-		var v any
-		if v, err = jsonval.Read(d.dec); err == nil {
-			op.Values = v.(map[string]any)
+		switch k := d.dec.PeekKind(); k {
+		case 'n':
+			err = d.dec.SkipValue()
+		case '{':
+			var v any
+			if v, err = jsonval.Read(d.dec); err == nil {
+				op.Values = v.(map[string]any)
+			}
+		default:
+			err = fmt.Errorf("values: %s, want an object", kindName(k))
 		}
 	case "as":
 		op.As, err = d.str("as")
