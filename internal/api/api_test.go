@@ -81,8 +81,12 @@ func setupWith(t testing.TB, dir string, o options) *env {
 	}
 	e.srv = httptest.NewUnstartedServer(api.New(p.Gateway, p.Queue, p.Applier, o.api, nil))
 	// Short timeouts, as a production server may set: live events must
-	// outlive them.
+	// outlive them. The idle timeout is set apart, as cmd/spool sets it:
+	// left at zero it would be the read timeout, and a server closing a
+	// kept-alive connection while the client sends a POST on it fails the
+	// POST with EOF (net/http retries only idempotent requests).
 	e.srv.Config.ReadTimeout, e.srv.Config.WriteTimeout = o.serverTimeout, o.serverTimeout
+	e.srv.Config.IdleTimeout = time.Minute
 	e.srv.Start()
 	t.Cleanup(func() { keys.Close() }) // after e.close: the applier persists keys
 	t.Cleanup(e.close)
