@@ -14,12 +14,19 @@ import (
 
 // Defaults of the lanes' writers, spill files and intake.
 const (
-	// DefaultBatchSize is the most rows a writer inserts in one database
-	// transaction: 500 rows of a few columns is one multi-row statement in
-	// SQLite (2,500 bind variables, far under its 32,766) and one COPY in
-	// PostgreSQL, large enough that a batch costs one commit per 500 rows
-	// and small enough that a spilled batch is a few tens of kilobytes.
+	// DefaultBatchSize is the rows that make a batch: a full batch wakes
+	// the writer, and a spill file is replayed a batch at a time. 500 rows
+	// of a few columns is one multi-row statement in SQLite (2,500 bind
+	// variables, far under its 32,766) and one COPY in PostgreSQL, large
+	// enough that a batch costs one commit per 500 rows and small enough
+	// that a spilled batch is a few tens of kilobytes.
 	DefaultBatchSize = 500
+	// DefaultCatchUpBatches is how many batches the writer takes into one
+	// database transaction when the ring holds that many (it fell behind,
+	// as after a slow commit): fewer commits per row let it catch up
+	// before the ring fills. Four batches of 500 are a fifth of a default
+	// ring.
+	DefaultCatchUpBatches = 4
 	// DefaultFlushInterval is how long a partial batch may wait in the ring:
 	// a slow poller's samples reach the database within half a second, and
 	// a fast one fills DefaultBatchSize long before.
@@ -75,9 +82,13 @@ type Config struct {
 	// Logger receives warnings and errors; default: discarded.
 	Logger *slog.Logger
 
-	// BatchSize is the most rows inserted in one database transaction;
-	// default DefaultBatchSize.
+	// BatchSize is the rows of a batch (see DefaultBatchSize); default
+	// DefaultBatchSize.
 	BatchSize int
+	// MaxBatchSize is the most rows inserted in one database transaction,
+	// taken when the ring holds more than a batch; at least BatchSize,
+	// default DefaultCatchUpBatches × BatchSize.
+	MaxBatchSize int
 	// FlushInterval is how long a partial batch waits; default
 	// DefaultFlushInterval.
 	FlushInterval time.Duration
@@ -165,6 +176,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.BatchSize == 0 {
 		c.BatchSize = DefaultBatchSize
 	}
+	if c.MaxBatchSize == 0 {
+		c.MaxBatchSize = DefaultCatchUpBatches * c.BatchSize
+	}
 	def(&c.FlushInterval, DefaultFlushInterval)
 	def(&c.WriteTimeout, DefaultWriteTimeout)
 	def(&c.RetryMin, DefaultRetryMin)
@@ -204,6 +218,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.BatchSize < 1 {
 		bad("BatchSize", c.BatchSize, "must be at least 1")
+	}
+	if c.MaxBatchSize < c.BatchSize {
+		bad("MaxBatchSize", c.MaxBatchSize, "must be at least BatchSize")
 	}
 	for _, f := range []struct {
 		name string

@@ -5,10 +5,11 @@
 // Each configured table has a lane: a bounded in-memory Ring (a fixed
 // array; a full ring drops its oldest sample to take the newest, counts
 // it, and warns), a writer that drains the ring into the table in batches
-// (DefaultBatchSize rows, or whatever waited DefaultFlushInterval) through
-// the store's bulk path (an Inserter: COPY on PostgreSQL, one prepared
-// multi-row INSERT on SQLite), and spill files that take the batches while
-// the database does not answer.
+// (DefaultBatchSize rows, or whatever waited DefaultFlushInterval; up to
+// DefaultCatchUpBatches batches in one transaction when it fell behind)
+// through the store's bulk path (an Inserter: COPY on PostgreSQL, prepared
+// multi-row INSERTs on SQLite), and spill files that take the batches
+// while the database does not answer.
 //
 // # Guarantees
 //
@@ -30,7 +31,8 @@
 // checkpoint after each replayed chunk lets a restart resume after it; a
 // crash between a chunk's commit and its checkpoint writes that chunk
 // (at most BatchSize rows) again, and so does a commit whose answer was
-// lost with the connection (the batch is spilled though it landed); a
+// lost with the connection (the batch, at most MaxBatchSize rows, is
+// spilled though it landed); a
 // table with a primary key refuses such copies and counts them as
 // rejected, so give telemetry tables a key spool generates (uuid).
 //

@@ -253,6 +253,7 @@ func TestConfigErrors(t *testing.T) {
 		"negative timeout": func(c *Config) { c.WriteTimeout = -1 },
 		"bad capacity":     func(c *Config) { c.Lanes = []LaneConfig{{Table: "readings", Capacity: -3}} },
 		"retry inverted":   func(c *Config) { c.RetryMin, c.RetryMax = time.Second, time.Millisecond },
+		"batch inverted":   func(c *Config) { c.BatchSize, c.MaxBatchSize = 100, 50 },
 	} {
 		c := ok
 		mod(&c)

@@ -62,7 +62,7 @@ func newLane(cfg *Config, lc LaneConfig, t *schema.Table) (*lane, error) {
 		return nil, err
 	}
 	return &lane{table: t, ring: ring, cfg: cfg, logger: cfg.Logger.With("table", t.Name),
-		notify: make(chan struct{}, 1), buf: make([]sample, 0, cfg.BatchSize)}, nil
+		notify: make(chan struct{}, 1), buf: make([]sample, 0, cfg.MaxBatchSize)}, nil
 }
 
 // spillDir is the lane's own directory under the spill directory: the

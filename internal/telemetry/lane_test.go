@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/spoolgw/spool/internal/schema"
 	"github.com/spoolgw/spool/internal/store/sqlite"
 )
 
@@ -58,7 +60,7 @@ func TestLaneIntoSQLite(t *testing.T) {
 	t.Parallel()
 	st, db := openSQLitePath(t)
 	s := newService(t, Config{Lanes: []LaneConfig{{Table: "readings"}}, Tables: tablesOf(t, st), Inserter: st,
-		FlushInterval: 20 * time.Millisecond, BatchSize: 100})
+		FlushInterval: 20 * time.Millisecond, BatchSize: 100, MaxBatchSize: 100})
 	total := 0
 	for i := range 13 {
 		total += ingest(t, s, "readings", readingRows("a", i*97, 97)).Accepted
@@ -104,6 +106,64 @@ func TestLaneRejectsBadRows(t *testing.T) {
 	ls := laneStatus(s, "readings")
 	if ls.Writer.RowsRejected != 2 || len(ls.Writer.RecentRejections) != 2 || !strings.Contains(ls.Writer.RecentRejections[0].Error, "CHECK") {
 		t.Fatalf("writer %+v", ls.Writer)
+	}
+}
+
+// held is an Inserter whose calls wait until release is closed; it
+// records the rows of each call.
+type held struct {
+	Inserter
+	entered chan struct{} // closed by the first call
+	release chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	sizes   []int
+}
+
+func (h *held) InsertRows(ctx context.Context, t *schema.Table, cols []string, rows [][]any) (map[int]error, error) {
+	h.once.Do(func() { close(h.entered) })
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	h.mu.Lock()
+	h.sizes = append(h.sizes, len(rows))
+	h.mu.Unlock()
+	return h.Inserter.InsertRows(ctx, t, cols, rows)
+}
+
+// TestLaneCatchesUp: a writer that fell behind (its insert held while
+// samples kept coming) takes up to MaxBatchSize rows a transaction until it
+// has caught up, never more, and every row is written once.
+func TestLaneCatchesUp(t *testing.T) {
+	t.Parallel()
+	st, db := openSQLitePath(t)
+	h := &held{Inserter: st, entered: make(chan struct{}), release: make(chan struct{})}
+	s := newService(t, Config{Lanes: []LaneConfig{{Table: "readings", Capacity: 1000}}, Tables: tablesOf(t, st), Inserter: h,
+		FlushInterval: time.Hour, BatchSize: 10, MaxBatchSize: 40})
+	total := ingest(t, s, "readings", readingRows("a", 0, 10)).Accepted
+	select {
+	case <-h.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first batch was not inserted within 10 s")
+	}
+	for i := range 20 {
+		total += ingest(t, s, "readings", readingRows("a", 10+i*10, 10)).Accepted
+	}
+	close(h.release)
+	eventually(t, 10*time.Second, "every row in the table", func() bool { return count(t, db, `select count(*) from readings`) == total })
+	if n := count(t, db, `select count(distinct seq) from readings`); n != total {
+		t.Fatalf("%d distinct rows of %d", n, total)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	largest := 0
+	for _, n := range h.sizes {
+		largest = max(largest, n)
+	}
+	if h.sizes[0] != 10 || largest != 40 {
+		t.Fatalf("transactions of %v rows: want the first of 10, then up to 40 while behind", h.sizes)
 	}
 }
 

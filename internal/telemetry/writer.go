@@ -7,7 +7,8 @@ import (
 )
 
 // run is a lane's writer: it drains the ring into the database by size
-// (a full batch wakes it) or time (FlushInterval), spills batches while the
+// (a full batch wakes it) or time (FlushInterval), taking what the ring
+// holds up to MaxBatchSize rows a transaction, spills batches while the
 // database does not answer, and replays the spill files, oldest first,
 // once it does. While spill files wait, new batches are spilled behind
 // them, so the rows reach the table in the order they were taken.
@@ -57,7 +58,7 @@ func (l *lane) work(ctx context.Context, force bool) {
 			did = l.replayOne(db)
 		}
 		if n := l.ring.Len(); n >= l.cfg.BatchSize || (force && n > 0) {
-			l.writeBatch(db, l.ring.AppendGet(l.buf[:0], l.cfg.BatchSize), false)
+			l.writeBatch(db, l.ring.AppendGet(l.buf[:0], l.cfg.MaxBatchSize), false)
 			did = true
 		}
 		if !did {
@@ -132,7 +133,7 @@ func (l *lane) replayOne(ctx context.Context) bool {
 // no spill files wait, else into the spill files, which are then closed.
 func (l *lane) flush(ctx context.Context) {
 	for {
-		batch := l.ring.AppendGet(l.buf[:0], l.cfg.BatchSize)
+		batch := l.ring.AppendGet(l.buf[:0], l.cfg.MaxBatchSize)
 		if len(batch) == 0 {
 			break
 		}
