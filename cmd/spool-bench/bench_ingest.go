@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -15,7 +16,7 @@ import (
 // durable no-op and the synchronous baseline at each concurrency, then an
 // open loop at half the highest rate.
 func (b *bench) ingest(ctx context.Context) error {
-	r := &ingestRun{lg: newLoadgen("ingest"), base: newLoadgen("noop")}
+	r := &ingestRun{lg: newLoadgen("ingest"), base: newLoadgen("noop"), top: slices.Max(b.cfg.levels)}
 	noop, stopNoop, err := startNoop()
 	if err != nil {
 		return err
@@ -82,21 +83,62 @@ type ingestRun struct {
 	durable      string           // the durable no-op
 	pipeline     *minimalPipeline // the durable no-op that drains, too
 	sync         string           // the synchronous baseline
+	cpuGroups    cpuGroups        // the processes whose CPU time is measured
+	top          int              // the highest concurrency of the closed loop
 }
 
 func (r *ingestRun) target() string { return r.spool + "/v1/tables/observations" }
+
+// cpuFrom is the lowest concurrency of the closed loop at which the CPU
+// time per write of each process is measured, spool's and the minimal
+// pipeline's: the concurrencies the targets name. The highest of a run is
+// measured too.
+const cpuFrom = 64
+
+// cpuMeter begins a span of the deployment's processes' CPU time for a
+// closed loop at concurrency c, nil where none is measured (below
+// cpuFrom and the run's highest, or --url).
+func (r *ingestRun) cpuMeter(c int) *cpuMeter {
+	if r.dep == nil || r.pipeline == nil || (c < cpuFrom && c < r.top) {
+		return nil
+	}
+	if r.cpuGroups == nil {
+		r.cpuGroups = r.dep.cpuGroups()
+	}
+	m := new(cpuMeter)
+	m.begin()
+	return m
+}
+
+// cpuSpan waits for a closed loop's writes to be drained, so that the
+// span holds the drain's CPU time too, and ends the span m began (nil:
+// none).
+func (r *ingestRun) cpuSpan(ctx context.Context, m *cpuMeter, drained func() error) (cpuSpan, error) {
+	if m == nil {
+		return cpuSpan{}, nil
+	}
+	if err := drained(); err != nil {
+		return cpuSpan{}, err
+	}
+	return m.end(r.cpuGroups)
+}
 
 // ingestClosed measures c writers in a closed loop on spool and on each
 // baseline.
 func (b *bench) ingestClosed(ctx context.Context, r *ingestRun, c int) error {
 	ceil := r.base.closed(ctx, r.noop, c, b.cfg.duration, http.StatusAccepted, &r.baseSeq)
 	var got *result
+	cpu := r.cpuMeter(c)
 	if err := b.prof.around(ctx, r.proc, fmt.Sprintf("ingest-c%d", c), b.cfg.duration, func() {
 		got = r.lg.closed(ctx, r.target(), c, b.cfg.duration, http.StatusCreated, &r.seq)
 	}); err != nil {
 		return err
 	}
 	if err := got.failed(fmt.Sprintf("c=%d", c)); err != nil {
+		return err
+	}
+	spoolCPU, err := r.cpuSpan(ctx, cpu, func() error { return r.dep.drained(ctx, time.Minute) })
+	if err != nil {
 		return err
 	}
 	b.maxRate = max(b.maxRate, got.perSecond())
@@ -115,15 +157,22 @@ func (b *bench) ingestClosed(ctx context.Context, r *ingestRun, c int) error {
 		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d durable no-op writes/s", c), Value: dur.perSecond(), Unit: "1/s", Baseline: "no-op", BaselineValue: ceil.perSecond()})
 	}
 	if r.pipeline != nil {
+		cpu := r.cpuMeter(c)
 		pip, err := baseline(r.pipeline.url, "minimal pipeline", http.StatusCreated)
 		if err != nil {
 			return err
 		}
-		if err := r.pipeline.caughtUp(ctx, time.Minute); err != nil {
+		pipCPU, err := r.cpuSpan(ctx, cpu, func() error { return r.pipeline.caughtUp(ctx, time.Minute) })
+		if err != nil {
 			return err
 		}
 		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d writes/s vs minimal pipeline", c), Value: got.perSecond(), Unit: "1/s", Baseline: "minimal pipeline", BaselineValue: pip.perSecond()})
 		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d minimal pipeline writes/s", c), Value: pip.perSecond(), Unit: "1/s", Baseline: "durable no-op", BaselineValue: dur.perSecond()})
+		if cpu != nil {
+			order := append(r.cpuGroups.order(), cpuBench)
+			base := b.cpuFigures("ingest", fmt.Sprintf("at c=%d, minimal pipeline", c), pip.n, pipCPU, order, "", 0)
+			b.cpuFigures("ingest", fmt.Sprintf("at c=%d", c), got.n, spoolCPU, order, "minimal pipeline", base)
+		}
 	}
 	if r.sync != "" {
 		syn, err := baseline(r.sync, "synchronous", http.StatusCreated)

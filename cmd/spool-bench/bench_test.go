@@ -47,6 +47,7 @@ type want struct{ prefix, suffix string }
 var smokeFigures = []want{
 	{"ingest c=4 writes/s", ""}, {"ingest c=4 writes/s vs synchronous", ""}, {"ingest c=4 latency p99", ""},
 	{"ingest c=4 writes/s vs durable no-op", ""}, {"ingest c=4 durable no-op writes/s", ""},
+	{"ingest CPU per row at c=4", "c=4"}, {"ingest CPU per row at c=4, minimal pipeline", "pipeline"},
 	{"ingest open 0.5×max", "latency p99"}, {"ingest open 0.5×max", "latency p99 vs durable no-op"},
 	{"drain ", "rows drained, rows/s"}, {"drain CPU per row drained", "drained"}, {"drain cores busy drained", ""},
 	{"visibility ack → applied at ", " p99"}, {"visibility ack → applied at ", " in the warm-up p99"}, {"visibility cores busy at ", ""},
