@@ -161,6 +161,7 @@ type benchConfig struct {
 	telemetryRate float64
 	telemetryRing int
 	readLevels    []int
+	drainHeld     bool
 }
 
 // benchScenarios are the scenarios in the order they run.
@@ -185,6 +186,7 @@ func benchFlags(stderr io.Writer) (*flag.FlagSet, *benchConfig, *string, *string
 	fs.DurationVar(&c.sample, "sample", 0, "how often the outage samples heap and log size (default: a twentieth of --outage, at least 1s)")
 	fs.Float64Var(&c.telemetryRate, "telemetry-rate", 50000, "telemetry rows per second offered, in NDJSON batches of 500")
 	fs.IntVar(&c.telemetryRing, "telemetry-ring", 0, "the telemetry lane's ring, in samples (0: spool's default)")
+	fs.BoolVar(&c.drainHeld, "drain-held", false, "ingest: hold spool's drain while writes are measured (its write path alone, beside floors that drain); released at the end, when every write is checked")
 	reads := fs.String("read-buffered", "0,1000,10000", "comma-separated rows buffered in the overlay for the read scenario")
 	return fs, c, levels, reads
 }
@@ -212,8 +214,8 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if c.readLevels, err = positiveInts("--read-buffered", *reads, true); err != nil {
 		return err
 	}
-	if c.url != "" && (c.servers || c.pprofDir != "") {
-		return fmt.Errorf("--url drives a running spool: --servers and --pprof need spool-bench to start it")
+	if c.url != "" && (c.servers || c.pprofDir != "" || c.drainHeld) {
+		return fmt.Errorf("--url drives a running spool: --servers, --pprof and --drain-held need spool-bench to start it")
 	}
 	if c.dbLatency < 0 || (c.dbLatency > 0 && !c.servers) {
 		return fmt.Errorf("--db-latency %s: a positive latency, with --servers (SQLite is embedded: nothing lies between it and spool)", c.dbLatency)
@@ -285,7 +287,11 @@ func newBench(ctx context.Context, c *benchConfig, stdout, stderr io.Writer) (*b
 	}
 	b.env = env
 	if !c.asJSON {
-		fmt.Fprintf(stdout, "# spool-bench on %s, %s per measurement, %s\n", env.describe(), c.duration, time.Now().UTC().Format(time.DateOnly))
+		held := ""
+		if c.drainHeld {
+			held = ", spool's drain held in ingest"
+		}
+		fmt.Fprintf(stdout, "# spool-bench on %s, %s per measurement%s, %s\n", env.describe(), c.duration, held, time.Now().UTC().Format(time.DateOnly))
 	}
 	return b, nil
 }

@@ -183,7 +183,10 @@ func (d *deployment) verify(ctx context.Context, tag string, acked int) error {
 func (d *deployment) cpuGroups() cpuGroups {
 	g := cpuGroups{cpuBench: {os.Getpid()}}
 	if d.split {
-		g[cpuAPI], g[cpuApplier] = []int{d.api.pid()}, []int{d.applier.pid()}
+		g[cpuAPI] = []int{d.api.pid()}
+		if d.applier != nil { // nil while the drain is held
+			g[cpuApplier] = []int{d.applier.pid()}
+		}
 	} else {
 		g[cpuSpool] = []int{d.api.pid()}
 	}

@@ -26,11 +26,17 @@ func (b *bench) ingest(ctx context.Context) error {
 	var d *deployment
 	if r.spool == "" {
 		var err error
-		if d, err = b.env.deploy(ctx, "ingest", false); err != nil {
+		if d, err = b.env.deploy(ctx, "ingest", b.cfg.drainHeld); err != nil {
 			return err
 		}
 		defer d.stop()
 		r.spool, r.proc, r.dep = d.url(), d.api, d
+		if b.cfg.drainHeld {
+			if err := d.hold(ctx); err != nil {
+				return err
+			}
+			r.held = true
+		}
 		db, err := d.be.baselineDB(ctx, "sync")
 		if err != nil {
 			return err
@@ -66,6 +72,17 @@ func (b *bench) ingest(ctx context.Context) error {
 		return err
 	}
 	if d != nil {
+		if r.held {
+			// What the held drain left: every write, if it held.
+			st, err := d.stats(ctx)
+			if err != nil {
+				return err
+			}
+			b.out.print(figure{Scenario: "ingest", Figure: "writes in the log, drain held", Value: float64(st.Log.Depth), Unit: "writes", Baseline: "acknowledged", BaselineValue: float64(r.seq.Load())})
+		}
+		if err := d.release(ctx); err != nil {
+			return err
+		}
 		return d.verify(ctx, r.lg.tag, int(r.seq.Load()))
 	}
 	return nil
@@ -85,6 +102,7 @@ type ingestRun struct {
 	sync         string           // the synchronous baseline
 	cpuGroups    cpuGroups        // the processes whose CPU time is measured
 	top          int              // the highest concurrency of the closed loop
+	held         bool             // spool's drain is held (--drain-held)
 }
 
 func (r *ingestRun) target() string { return r.spool + "/v1/tables/observations" }
@@ -110,9 +128,9 @@ func (r *ingestRun) cpuMeter(c int) *cpuMeter {
 	return m
 }
 
-// cpuSpan waits for a closed loop's writes to be drained, so that the
-// span holds the drain's CPU time too, and ends the span m began (nil:
-// none).
+// cpuSpan waits for a closed loop's writes to be drained (see
+// spoolDrained), so that the span holds the drain's CPU time too, and
+// ends the span m began (nil: none).
 func (r *ingestRun) cpuSpan(ctx context.Context, m *cpuMeter, drained func() error) (cpuSpan, error) {
 	if m == nil {
 		return cpuSpan{}, nil
@@ -137,7 +155,7 @@ func (b *bench) ingestClosed(ctx context.Context, r *ingestRun, c int) error {
 	if err := got.failed(fmt.Sprintf("c=%d", c)); err != nil {
 		return err
 	}
-	spoolCPU, err := r.cpuSpan(ctx, cpu, func() error { return r.dep.drained(ctx, time.Minute) })
+	spoolCPU, err := r.cpuSpan(ctx, cpu, func() error { return r.spoolDrained(ctx) })
 	if err != nil {
 		return err
 	}
@@ -272,10 +290,16 @@ func (b *bench) openRound(ctx context.Context, r *ingestRun, rate float64, d tim
 	if err := got.add(r.lg.open(ctx, r.target(), rate, d, http.StatusCreated, &r.seq)).failed("spool"); err != nil {
 		return err
 	}
-	if r.dep != nil {
-		return r.dep.drained(ctx, time.Minute)
+	return r.spoolDrained(ctx)
+}
+
+// spoolDrained waits for spool's log to be empty, unless its drain is
+// held or the bench did not start it.
+func (r *ingestRun) spoolDrained(ctx context.Context) error {
+	if r.dep == nil || r.held {
+		return nil
 	}
-	return nil
+	return r.dep.drained(ctx, time.Minute)
 }
 
 // startNoop serves the ceiling: the same HTTP stack decoding the body and

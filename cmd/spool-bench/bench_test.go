@@ -101,6 +101,21 @@ func TestBenchSmokeServers(t *testing.T) {
 		want{"read get by id, 100 buffered at 0.5×max", ", minimal reader, server-side p99"}))
 }
 
+// With --drain-held spool's drain waits while writes are measured, and
+// every write is still in the log at the end, then in the database.
+func TestBenchDrainHeld(t *testing.T) {
+	t.Parallel()
+	args := []string{"ingest", "--drain-held", "--duration", "300ms", "--concurrency", "4"}
+	if serversErr == nil {
+		args = append(args, "--servers")
+	}
+	seen := benchRun(t, args...)
+	checkFigures(t, seen, []want{{"ingest c=4 writes/s vs minimal pipeline", ""}, {"ingest CPU per row at c=4", "c=4"}})
+	if f := seen["ingest writes in the log, drain held"]; f.Value == 0 || f.Ratio != 1 {
+		t.Errorf("the drain did not hold: %+v", f)
+	}
+}
+
 // With --db-latency the database is that far away for spool and the
 // baselines: four synchronous writers, each insert a round trip of 10 ms
 // at least, cannot pass 400 inserts/s, whatever the machine.
