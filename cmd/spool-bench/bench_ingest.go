@@ -113,10 +113,10 @@ func (r *ingestRun) target() string { return r.spool + "/v1/tables/observations"
 // measured too.
 const cpuFrom = 64
 
-// cpuMeter begins a span of the deployment's processes' CPU time for a
+// beginCPU begins a span of the deployment's processes' CPU time for a
 // closed loop at concurrency c, nil where none is measured (below
 // cpuFrom and the run's highest, or --url).
-func (r *ingestRun) cpuMeter(c int) *cpuMeter {
+func (r *ingestRun) beginCPU(c int) *cpuMeter {
 	if r.dep == nil || r.pipeline == nil || (c < cpuFrom && c < r.top) {
 		return nil
 	}
@@ -128,10 +128,10 @@ func (r *ingestRun) cpuMeter(c int) *cpuMeter {
 	return m
 }
 
-// cpuSpan waits for a closed loop's writes to be drained (see
+// endCPU waits for a closed loop's writes to be drained (see
 // spoolDrained), so that the span holds the drain's CPU time too, and
 // ends the span m began (nil: none).
-func (r *ingestRun) cpuSpan(ctx context.Context, m *cpuMeter, drained func() error) (cpuSpan, error) {
+func (r *ingestRun) endCPU(m *cpuMeter, drained func() error) (cpuSpan, error) {
 	if m == nil {
 		return cpuSpan{}, nil
 	}
@@ -146,7 +146,7 @@ func (r *ingestRun) cpuSpan(ctx context.Context, m *cpuMeter, drained func() err
 func (b *bench) ingestClosed(ctx context.Context, r *ingestRun, c int) error {
 	ceil := r.base.closed(ctx, r.noop, c, b.cfg.duration, http.StatusAccepted, &r.baseSeq)
 	var got *result
-	cpu := r.cpuMeter(c)
+	cpu := r.beginCPU(c)
 	if err := b.prof.around(ctx, r.proc, fmt.Sprintf("ingest-c%d", c), b.cfg.duration, func() {
 		got = r.lg.closed(ctx, r.target(), c, b.cfg.duration, http.StatusCreated, &r.seq)
 	}); err != nil {
@@ -155,7 +155,7 @@ func (b *bench) ingestClosed(ctx context.Context, r *ingestRun, c int) error {
 	if err := got.failed(fmt.Sprintf("c=%d", c)); err != nil {
 		return err
 	}
-	spoolCPU, err := r.cpuSpan(ctx, cpu, func() error { return r.spoolDrained(ctx) })
+	spoolCPU, err := r.endCPU(cpu, func() error { return r.spoolDrained(ctx) })
 	if err != nil {
 		return err
 	}
@@ -175,12 +175,12 @@ func (b *bench) ingestClosed(ctx context.Context, r *ingestRun, c int) error {
 		b.out.print(figure{Scenario: "ingest", Figure: fmt.Sprintf("c=%d durable no-op writes/s", c), Value: dur.perSecond(), Unit: "1/s", Baseline: "no-op", BaselineValue: ceil.perSecond()})
 	}
 	if r.pipeline != nil {
-		cpu := r.cpuMeter(c)
+		cpu := r.beginCPU(c)
 		pip, err := baseline(r.pipeline.url, "minimal pipeline", http.StatusCreated)
 		if err != nil {
 			return err
 		}
-		pipCPU, err := r.cpuSpan(ctx, cpu, func() error { return r.pipeline.caughtUp(ctx, time.Minute) })
+		pipCPU, err := r.endCPU(cpu, func() error { return r.pipeline.caughtUp(ctx, time.Minute) })
 		if err != nil {
 			return err
 		}
